@@ -1,0 +1,396 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bounded readers for /proc (private module_utils).
+
+Everything here takes ``proc_root`` so it works on the host's /proc mounted
+elsewhere (a privileged pod) and on fixture trees in unit tests.  Target-side
+code: Python 3.6+ syntax and stdlib only.
+
+Nothing here reads ``/proc/PID/cmdline`` or ``environ`` without a deadline: a
+process whose mm lock is held (a stuck page fault) makes those reads block
+forever.  ``stat``, ``status``, ``comm``, ``wchan``, ``syscall``, ``fd/`` and
+``fdinfo/`` do not take that lock.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import ctypes
+import errno
+import fcntl
+import os
+import stat as stat_mod
+import struct
+import termios
+import threading
+
+F_SETPIPE_SZ = 1031
+F_GETPIPE_SZ = 1032
+SPLICE_F_NONBLOCK = 2
+
+# write(2)/writev(2) numbers: a blocked writer shows one of them as the first
+# field of /proc/PID/syscall.
+WRITE_SYSCALLS = {
+    'x86_64': {1: 'write', 20: 'writev'},
+    'aarch64': {64: 'write', 66: 'writev'},
+    'arm64': {64: 'write', 66: 'writev'},
+}
+# Where a writer sleeps on a full pipe, by kernel: <= 5.4, 5.5-6.14, >= 6.15.
+PIPE_WRITE_WCHANS = ('pipe_wait', 'pipe_write', 'anon_pipe_write')
+
+
+class ProcError(Exception):
+    """A /proc read failed in a way the caller should report."""
+
+
+class ProcessGone(ProcError):
+    """The process exited (or its pid was reused) while we looked at it."""
+
+
+class Timeout(ProcError):
+    """A bounded read did not finish in time."""
+
+
+def _read(path, binary=False):
+    try:
+        with open(path, 'rb' if binary else 'r') as f:
+            return f.read()
+    except (IOError, OSError) as e:
+        if e.errno in (errno.ENOENT, errno.ESRCH):
+            raise ProcessGone(path)
+        raise ProcError('%s: %s' % (path, e.strerror or e))
+
+
+def parse_stat(text):
+    """Fields of /proc/PID/stat.  comm may contain spaces and parentheses, so
+    split at the last ')'."""
+    try:
+        lpar = text.index('(')
+        rpar = text.rindex(')')
+        rest = text[rpar + 2:].split()
+        return {
+            'pid': int(text[:lpar].strip()),
+            'comm': text[lpar + 1:rpar],
+            'state': rest[0],
+            'ppid': int(rest[1]),
+            'utime': int(rest[11]),
+            'stime': int(rest[12]),
+            'num_threads': int(rest[17]),
+            'starttime': int(rest[19]),
+        }
+    except (ValueError, IndexError):
+        raise ProcError('unparsable stat: %r' % text[:200])
+
+
+def parse_status(text):
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(':')
+        if not sep:
+            continue
+        value = value.strip()
+        if key in ('voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches', 'PPid', 'Tgid', 'Pid'):
+            try:
+                out[key] = int(value)
+            except ValueError:
+                pass
+        elif key in ('Name', 'State'):
+            out[key] = value
+        elif key in ('NSpid', 'Uid'):
+            out[key] = [int(v) for v in value.split()]
+    return out
+
+
+def parse_syscall(text):
+    """/proc/PID/syscall: ``running``, ``-1 sp pc`` (not in a syscall), or
+    ``NR arg1 .. arg6 sp pc`` (hex args)."""
+    fields = text.split()
+    if not fields:
+        return {'nr': None, 'args': [], 'running': False}
+    if fields[0] == 'running':
+        return {'nr': None, 'args': [], 'running': True}
+    try:
+        nr = int(fields[0])
+        args = [int(a, 16) for a in fields[1:7]]
+    except ValueError:
+        raise ProcError('unparsable syscall: %r' % text[:200])
+    return {'nr': nr, 'args': args, 'running': False}
+
+
+def parse_fdinfo(text):
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(':')
+        if not sep:
+            continue
+        value = value.strip()
+        if key == 'flags':
+            out['flags'] = int(value, 8)
+        elif key in ('pos', 'mnt_id', 'ino'):
+            try:
+                out[key] = int(value)
+            except ValueError:
+                pass
+    return out
+
+
+def pipe_inode_of(link):
+    """``pipe:[1234]`` -> 1234, anything else -> None."""
+    if link and link.startswith('pipe:[') and link.endswith(']'):
+        try:
+            return int(link[6:-1])
+        except ValueError:
+            return None
+    return None
+
+
+def access_mode(flags):
+    mode = flags & os.O_ACCMODE
+    if mode == os.O_RDONLY:
+        return 'r'
+    if mode == os.O_WRONLY:
+        return 'w'
+    return 'rw'
+
+
+def write_syscall_name(nr, machine=None):
+    table = WRITE_SYSCALLS.get(machine or os.uname()[4], {})
+    return table.get(nr)
+
+
+class Proc(object):
+    """Reads one procfs tree."""
+
+    def __init__(self, proc_root='/proc'):
+        self.root = proc_root.rstrip('/') or '/'
+        self._btime = None
+        self._hz = None
+
+    def path(self, *parts):
+        return os.path.join(self.root, *[str(p) for p in parts])
+
+    def is_procfs(self):
+        return os.path.isfile(self.path('self', 'stat')) or os.path.isfile(self.path('stat'))
+
+    def pids(self):
+        try:
+            names = os.listdir(self.root)
+        except OSError as e:
+            raise ProcError('%s: %s' % (self.root, e.strerror or e))
+        return sorted(int(n) for n in names if n.isdigit())
+
+    def stat(self, pid):
+        return parse_stat(_read(self.path(pid, 'stat')))
+
+    def status(self, pid):
+        return parse_status(_read(self.path(pid, 'status')))
+
+    def comm(self, pid):
+        return _read(self.path(pid, 'comm')).rstrip('\n')
+
+    def wchan(self, pid):
+        text = _read(self.path(pid, 'wchan')).strip()
+        return '' if text == '0' else text
+
+    def syscall(self, pid):
+        return parse_syscall(_read(self.path(pid, 'syscall')))
+
+    def fd_link(self, pid, fd):
+        try:
+            return os.readlink(self.path(pid, 'fd', fd))
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ESRCH):
+                raise ProcessGone(self.path(pid, 'fd', fd))
+            raise ProcError('%s: %s' % (self.path(pid, 'fd', fd), e.strerror or e))
+
+    def fds(self, pid):
+        """{fd: link} of every open fd (links that vanish while listing are left out)."""
+        try:
+            names = os.listdir(self.path(pid, 'fd'))
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ESRCH):
+                raise ProcessGone(self.path(pid, 'fd'))
+            raise ProcError('%s: %s' % (self.path(pid, 'fd'), e.strerror or e))
+        out = {}
+        for n in names:
+            try:
+                out[int(n)] = os.readlink(self.path(pid, 'fd', n))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def fdinfo(self, pid, fd):
+        return parse_fdinfo(_read(self.path(pid, 'fdinfo', fd)))
+
+    def cwd(self, pid):
+        try:
+            return os.readlink(self.path(pid, 'cwd'))
+        except OSError:
+            return None
+
+    def cmdline(self, pid, timeout=1.0):
+        """argv of PID, read in a helper thread with a deadline.  Only call it
+        for shims and ``runc exec``: a runc init's mm lock may be held forever."""
+        result = {}
+
+        def reader():
+            try:
+                result['data'] = _read(self.path(pid, 'cmdline'), binary=True)
+            except ProcError as e:
+                result['error'] = e
+
+        t = threading.Thread(target=reader, name='cmdline-%s' % pid)
+        t.daemon = True
+        t.start()
+        t.join(timeout)
+        if t.is_alive():
+            raise Timeout('reading %s did not finish within %.1fs' % (self.path(pid, 'cmdline'), timeout))
+        if 'error' in result:
+            raise result['error']
+        return [a.decode('utf-8', 'replace') for a in result['data'].split(b'\0') if a]
+
+    def boot_time(self):
+        if self._btime is None:
+            for line in _read(self.path('stat')).splitlines():
+                if line.startswith('btime '):
+                    self._btime = int(line.split()[1])
+                    break
+            else:
+                raise ProcError('no btime in %s' % self.path('stat'))
+        return self._btime
+
+    def clock_ticks(self):
+        if self._hz is None:
+            try:
+                self._hz = os.sysconf('SC_CLK_TCK')
+            except (ValueError, OSError):
+                self._hz = 100
+        return self._hz
+
+    def start_epoch(self, starttime):
+        """Seconds since the epoch at which a process with stat field 22 =
+        ``starttime`` started."""
+        return self.boot_time() + starttime / float(self.clock_ticks())
+
+    def identity(self, pid):
+        """(pid, starttime): pids are reused, this pair is not."""
+        return (pid, self.stat(pid)['starttime'])
+
+    def same_process(self, pid, starttime):
+        try:
+            return self.stat(pid)['starttime'] == starttime
+        except ProcessGone:
+            return False
+
+    # ---- pipes -----------------------------------------------------------
+    def open_fd(self, pid, fd, inode=None):
+        """Open the pipe behind /proc/PID/fd/FD for reading, non-blocking,
+        and check (fstat) that it is pipe INODE when given."""
+        path = self.path(pid, 'fd', fd)
+        try:
+            f = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ESRCH):
+                raise ProcessGone(path)
+            raise ProcError('%s: %s' % (path, e.strerror or e))
+        try:
+            st = os.fstat(f)
+            if not stat_mod.S_ISFIFO(st.st_mode):
+                raise ProcError('%s is not a pipe' % path)
+            if inode is not None and st.st_ino != inode:
+                raise ProcessGone('%s is pipe:[%d], expected pipe:[%d]' % (path, st.st_ino, inode))
+        except Exception:
+            os.close(f)
+            raise
+        return f
+
+    def pipe_fill(self, pid, fd, inode=None):
+        """(queued bytes, capacity) of the pipe at /proc/PID/fd/FD, without
+        consuming anything."""
+        f = self.open_fd(pid, fd, inode)
+        try:
+            return pipe_queued(f), pipe_capacity(f)
+        finally:
+            os.close(f)
+
+    def pipe_holders(self, inodes, pids=None):
+        """{inode: [(pid, fd, 'r'|'w'|'rw')]} for every process (or only PIDS)
+        holding one of INODES open."""
+        wanted = set('pipe:[%d]' % i for i in inodes)
+        out = dict((i, []) for i in inodes)
+        for pid in (self.pids() if pids is None else pids):
+            try:
+                names = os.listdir(self.path(pid, 'fd'))
+            except OSError:
+                continue
+            for n in names:
+                try:
+                    link = os.readlink(self.path(pid, 'fd', n))
+                except OSError:
+                    continue
+                if link not in wanted:
+                    continue
+                try:
+                    mode = access_mode(self.fdinfo(pid, n).get('flags', 0))
+                except ProcError:
+                    continue
+                out[pipe_inode_of(link)].append((pid, int(n), mode))
+        return out
+
+
+def pipe_queued(f):
+    """Bytes queued in the pipe open as fd F (FIONREAD)."""
+    buf = fcntl.ioctl(f, termios.FIONREAD, struct.pack('i', 0))
+    return struct.unpack('i', buf)[0]
+
+
+def pipe_capacity(f):
+    """The pipe's capacity (F_GETPIPE_SZ): 64 KiB by default, one page when its
+    owner went past fs.pipe-user-pages-soft.  Never assume either."""
+    return fcntl.fcntl(f, F_GETPIPE_SZ)
+
+
+_libc = None
+
+
+def _tee_func():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
+        _libc.tee.restype = ctypes.c_ssize_t
+    return _libc.tee
+
+
+def tee_peek(f, nbytes):
+    """The first NBYTES queued in pipe F, copied with tee(2) into a private
+    pipe: the pipe itself is left exactly as it was."""
+    if nbytes <= 0:
+        return b''
+    tee = _tee_func()
+    r, w = os.pipe()
+    try:
+        try:
+            fcntl.fcntl(w, F_SETPIPE_SZ, max(nbytes, 4096))
+        except (IOError, OSError):
+            pass  # capped by fs.pipe-max-size: peek what fits
+        n = tee(f, w, nbytes, SPLICE_F_NONBLOCK)
+        if n < 0:
+            err = ctypes.get_errno()
+            if err == errno.EAGAIN:
+                return b''
+            raise ProcError('tee: %s' % os.strerror(err))
+        os.close(w)
+        w = None
+        chunks = []
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b''.join(chunks)[:nbytes]
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
