@@ -34,3 +34,62 @@ def release(harness):
     """Undo every hang a test left behind, even when it failed half way."""
     yield harness
     harness.release_all()
+
+
+# ---- running the collection's modules through real Ansible ------------------
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+
+def collections_path():
+    """A tree where ``ansible_collections/hangdoctor/runtime`` is this checkout."""
+    coll = Path(__file__).resolve().parents[2]
+    if coll.parent.name == "hangdoctor" and coll.parent.parent.name == "ansible_collections":
+        return str(coll.parents[2])
+    tree = Path("/tmp") / ("hd-unit-tree-%d" % os.getuid())
+    link = tree / "ansible_collections" / "hangdoctor" / "runtime"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink() or os.readlink(link) != str(coll):
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(coll)
+    return str(tree)
+
+
+def ansible_env(extra=None):
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+    })
+    env.update(extra or {})
+    return env
+
+
+def run_module(module, args=None, check=False, timeout=120, python=None, env=None):
+    """Run hangdoctor.runtime.MODULE on localhost through ``ansible`` (ad hoc,
+    local connection) and return (result dict, wall seconds)."""
+    cmd = ["ansible", "localhost", "-c", "local", "-i", "localhost,",
+           "-e", "ansible_python_interpreter=%s" % (python or sys.executable),
+           "-m", module if "." in module else "hangdoctor.runtime." + module,
+           "-a", json.dumps(args or {})]
+    if check:
+        cmd.append("--check")
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ansible_env(env), check=False)
+    wall = time.monotonic() - t0
+    try:
+        # "localhost | SUCCESS => {...}" / "localhost | FAILED! => {...}"
+        start = r.stdout.index("localhost | ")
+        arrow = r.stdout.index(" => ", start)
+        result = json.JSONDecoder().raw_decode(r.stdout[arrow + 4:].lstrip())[0]
+        result["_status"] = r.stdout[start + 12:arrow].strip()
+    except ValueError:
+        raise AssertionError("ansible output not understood (rc=%s):\n%s\n%s" % (r.returncode, r.stdout[-3000:], r.stderr[-3000:]))
+    return result, wall

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The real-runtime harness: containerd + dockerd from Debian's packages on
 private sockets under one temporary folder, a busybox image made with
 ``docker import``, and a fault-injecting OCI runtime that reproduces the
@@ -10,7 +9,6 @@ Controller-side test code: modern Python is fine here.
 from __future__ import annotations
 
 import argparse
-import errno
 import fcntl
 import hashlib
 import http.client
@@ -19,7 +17,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -196,7 +193,7 @@ class Harness:
         src = HERE / "fault_runc.c"
         cmd = ["cc", "-O2", "-Wall", "-o", str(self.fault_runc), str(src),
                f'-DREAL_RUNC="{REAL_RUNC}"', f'-DFAULT_DIR="{self.fault}"']
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if r.returncode != 0:
             raise HarnessError("building the fault runtime failed:\n" + r.stderr)
 
@@ -222,7 +219,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         p = subprocess.Popen(["containerd", "--config", str(cfg)], stdout=log, stderr=log,
                              stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         (self.ctd / "c.pid").write_text(str(p.pid))
-        self._wait_for(lambda: self.containerd_sock.exists(), 30, "containerd socket", p)
+        self._wait_for(self.containerd_sock.exists, 30, "containerd socket", p)
 
     def _start_dockerd(self):
         cfg = self.dkr / "daemon.json"
@@ -242,7 +239,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         log = open(self.dkr / "dockerd.log", "ab")
         p = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
                              start_new_session=True)
-        self._wait_for(lambda: self._ping(), 60, "dockerd", p)
+        self._wait_for(self._ping, 60, "dockerd", p)
 
     def _make_image(self):
         if self.docker("images", "-q", IMAGE, timeout=30).stdout.strip():
@@ -253,7 +250,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             (rootfs / d).mkdir(exist_ok=True)
         busybox = shutil.which("busybox")
         shutil.copy2(busybox, rootfs / "bin" / "busybox")
-        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, timeout=30).stdout.split()
+        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, timeout=30, check=True).stdout.split()
         for a in applets:
             link = rootfs / "bin" / a
             if not link.exists():
@@ -292,7 +289,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         cmd = [_docker_cli(), "-H", self.docker_host, *args]
         env = dict(os.environ, DOCKER_CONFIG=str(self.root / "client"))
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input, check=False)
         except subprocess.TimeoutExpired as e:
             raise HarnessError(f"docker {' '.join(args)} did not return within {timeout}s") from e
         if check and r.returncode != 0:
@@ -324,7 +321,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     def inspect_answers(self, cid, timeout=3.0):
         try:
-            status, _ = self.api(f"/containers/{cid}/json", timeout=timeout)
+            status = self.api(f"/containers/{cid}/json", timeout=timeout)[0]
             return status == 200
         except (socket.timeout, TimeoutError):
             return False
@@ -365,12 +362,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         if not cid:
             raise HarnessError(f"no container {name_or_id}")
         self.arm(cid, size, count)
-        before = {p for p, _ in self.fault_inits(cid)}
+        before = {p for p, dummy in self.fault_inits(cid)}
         proc = self.docker_bg("exec", cid, *exec_cmd, log=log)
         deadline = time.monotonic() + wait
         size = size or self.dump_size
         while time.monotonic() < deadline:
-            for pid, _ in self.fault_inits(cid):
+            for pid, dummy in self.fault_inits(cid):
                 if pid in before:
                     continue
                 try:
@@ -434,7 +431,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         the runc:[2:INIT] child and its parent, or the parent blocks again)."""
         for f in (self.fault / "armed").glob("*"):
             f.unlink(missing_ok=True)
-        for _ in range(3):
+        for dummy in range(3):
             victims = self.fault_processes()
             if not victims:
                 break
@@ -539,7 +536,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         for d in self._cgroup_dirs():
             subdirs = sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
             for sub in subdirs + [d]:
-                for _ in range(20):
+                for dummy in range(20):
                     try:
                         sub.rmdir()
                         break
@@ -557,7 +554,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 if mp == root or mp.startswith(root + "/"):
                     mounts.append(mp)
         for mp in sorted(set(mounts), key=len, reverse=True):
-            subprocess.run(["umount", "-l", mp], capture_output=True, timeout=30)
+            subprocess.run(["umount", "-l", mp], capture_output=True, timeout=30, check=False)
 
     def env(self):
         return {"DOCKER_HOST": self.docker_host, "HANGDOCTOR_HARNESS_DIR": str(self.root)}
@@ -569,7 +566,7 @@ def evidence(pid):
     ino = pipe_inode(pid)
     queued, cap = pipe_fill(pid)
     holders = pipe_holders(ino) if ino else []
-    readers = [(p, proc_comm(p)) for p, _fd, fl in holders if fl & os.O_ACCMODE == os.O_RDONLY]
+    readers = [(p, proc_comm(p)) for p, dummy, fl in holders if fl & os.O_ACCMODE == os.O_RDONLY]
     sysc = syscall_of(pid)
     return {
         "pid": pid,
@@ -619,7 +616,7 @@ def drain_pipe(pid, timeout=10.0):
 
 
 def _cli(argv=None):
-    ap = argparse.ArgumentParser(prog="harness.sh", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="harness.sh", description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--root", default=os.environ.get("HANGDOCTOR_HARNESS_DIR", "/tmp/hangdoctor-harness"))
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="start containerd + dockerd and build the image")
