@@ -8,7 +8,7 @@ export HD_ROOT
 source "$HD_ROOT/scripts/bootstrap.sh" || exit 2
 set +e
 
-PHASES=${HD_PHASES:-"unit compat sanity integration lint molecule"}
+PHASES=${HD_PHASES:-"unit compat build sanity integration lint molecule"}
 TREE=$(hd_layout)
 COLL="$TREE/ansible_collections/hangdoctor/runtime"
 export ANSIBLE_COLLECTIONS_PATH="$TREE"
@@ -57,8 +57,21 @@ pytest_phase() {
     return $rc
 }
 
+# The collection builds into a tarball that installs (without Galaxy).
+build() {
+    local out
+    out=$(mktemp -d)
+    ansible-galaxy collection build --output-path "$out" . &&
+        ansible-galaxy collection install --force --no-deps -p "$out/installed" "$out"/hangdoctor-runtime-*.tar.gz &&
+        test -f "$out/installed/ansible_collections/hangdoctor/runtime/MANIFEST.json"
+    local rc=$?
+    rm -rf "$out"
+    return $rc
+}
+
 run_phase unit pytest_phase -q tests/unit
 run_phase compat compat
+run_phase build build
 run_phase sanity ansible-test sanity --local --python 3.11 --color no
 run_phase integration pytest_phase -v --timeout 900 tests/integration
 run_phase lint bash tests/utils/lint.sh
