@@ -62,3 +62,19 @@ hd_layout() {
     (cd "$dest" && git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm layout)
     echo "$tree"
 }
+
+# A second controller with ansible-core 2.16, the last release that manages
+# Python 3.6 targets (CentOS 7-era fleets), for the compatibility run.
+compat_hash=$(sha256sum "$HD_ROOT/tests/requirements-compat.txt" | cut -c1-12)
+HD_VENV_COMPAT=${HD_VENV_COMPAT:-${XDG_CACHE_HOME:-$HOME/.cache}/hangdoctor/venv216-$compat_hash}
+if [ ! -f "$HD_VENV_COMPAT/.complete" ]; then
+    hd_log "creating the ansible-core 2.16 virtualenv $HD_VENV_COMPAT"
+    rm -rf "$HD_VENV_COMPAT"
+    "$HD_PYTHON" -m venv "$HD_VENV_COMPAT"
+    "$HD_VENV_COMPAT/bin/pip" install -q --disable-pip-version-check -r "$HD_ROOT/tests/requirements-compat.txt" 2>&1 \
+        | grep -v "^WARNING: Location" || true
+    "$HD_VENV_COMPAT/bin/ansible" --version >/dev/null
+    touch "$HD_VENV_COMPAT/.complete"
+fi
+HD_PY36=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.6.*/bin/python3.6 2>/dev/null | head -n1 || true)
+export HD_VENV_COMPAT HD_PY36

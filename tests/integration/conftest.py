@@ -72,10 +72,11 @@ def ansible_env(extra=None):
     return env
 
 
-def run_module(module, args=None, check=False, timeout=120, python=None, env=None):
+def run_module(module, args=None, check=False, timeout=120, python=None, env=None, ansible_bin="ansible"):
     """Run hangdoctor.runtime.MODULE on localhost through ``ansible`` (ad hoc,
-    local connection) and return (result dict, wall seconds)."""
-    cmd = ["ansible", "localhost", "-c", "local", "-i", "localhost,",
+    local connection) and return (result dict, wall seconds).  ``python`` is
+    the target interpreter; ``ansible_bin`` another controller (ansible-core 2.16)."""
+    cmd = [ansible_bin, "localhost", "-c", "local", "-i", "localhost,",
            "-e", "ansible_python_interpreter=%s" % (python or sys.executable),
            "-m", module if "." in module else "hangdoctor.runtime." + module,
            "-a", json.dumps(args or {})]
@@ -93,3 +94,39 @@ def run_module(module, args=None, check=False, timeout=120, python=None, env=Non
     except ValueError:
         raise AssertionError("ansible output not understood (rc=%s):\n%s\n%s" % (r.returncode, r.stdout[-3000:], r.stderr[-3000:]))
     return result, wall
+
+
+# ---- the reliability tally ---------------------------------------------------
+# Reliability tests count what they tried and what went wrong; the terminal
+# summary prints one line with the counts (decoys tried / wrongly acted on,
+# faults / hangs, bad inputs / tracebacks, drains / bytes lost).
+_TALLY = {}
+
+
+class Tally:
+    KINDS = {
+        "decoys": ("tried", "wrongly acted on"),
+        "faults": ("injected", "hangs"),
+        "bad_inputs": ("tried", "tracebacks"),
+        "drains": ("checked", "lost bytes"),
+    }
+
+    def add(self, kind, bad=False, n=1):
+        tried, wrong = _TALLY.get(kind, (0, 0))
+        _TALLY[kind] = (tried + n, wrong + (n if bad else 0))
+
+
+@pytest.fixture(scope="session")
+def tally():
+    return Tally()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _TALLY:
+        return
+    parts = []
+    for kind, (ok_word, bad_word) in Tally.KINDS.items():
+        if kind in _TALLY:
+            n, bad = _TALLY[kind]
+            parts.append("%s: %d %s / %d %s" % (kind.replace("_", " "), n, ok_word, bad, bad_word))
+    terminalreporter.write_line("reliability summary: " + "; ".join(parts))

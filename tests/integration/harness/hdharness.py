@@ -76,6 +76,26 @@ def proc_ppid(pid):
         return None
 
 
+def _stat_fields(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+        return data[data.rindex(")") + 2:].split()
+    except (OSError, ValueError):
+        return None
+
+
+def proc_stat_starttime(pid):
+    """stat field 22: with the pid, the identity of a process."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def proc_state(pid):
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
 def proc_cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:

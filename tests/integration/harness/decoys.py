@@ -1,0 +1,167 @@
+"""Decoys for the reliability suite: processes that look like a stuck runc
+init in some ways but must never be drained or killed.  Each builder returns
+an object with ``pid`` (the process a careless tool would act on) and
+``cleanup()``; ``intact()`` tells whether the decoy was left as it was."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import hdharness
+
+
+class Decoy:
+    def __init__(self, name, pid, procs=(), fds=(), threads=(), on_cleanup=None):
+        self.name = name
+        self.pid = pid
+        self.start = hdharness.proc_stat_starttime(pid)
+        self.procs = list(procs)
+        self.fds = list(fds)
+        self.threads = list(threads)
+        self.on_cleanup = on_cleanup
+        self.queued_before = None
+
+    def alive(self):
+        return hdharness.proc_stat_starttime(self.pid) == self.start
+
+    def cleanup(self):
+        if self.on_cleanup:
+            self.on_cleanup()
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    p.kill()
+                except ProcessLookupError:
+                    pass
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _wait_blocked(pid, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            queued, cap = hdharness.pipe_fill(pid)
+            if queued >= cap and hdharness.syscall_of(pid)[:1] in (["1"], ["20"], ["64"], ["66"]):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def runc_init_with_ordinary_reader(harness, size=256 * 1024):
+    """The fault runtime run by hand, outside any shim: a `runc exec` parent
+    and a `runc:[2:INIT]` child blocked on a full pipe whose only reader is a
+    plain `sleep`.  Not a containerd deadlock: never to be drained."""
+    fake_cid = uuid.uuid4().hex + uuid.uuid4().hex
+    harness.arm(fake_cid, size, 1)
+    r, w = os.pipe()
+    reader = subprocess.Popen(["sleep", "100000"], stdin=r, start_new_session=True)
+    os.close(r)
+    writer = subprocess.Popen([str(harness.fault_runc), "--root", str(harness.root / "decoy-root"),
+                               "exec", "--process", "/dev/null", fake_cid],
+                              stderr=w, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                              start_new_session=True)
+    os.close(w)
+    deadline = time.monotonic() + 10
+    child = None
+    while time.monotonic() < deadline and child is None:
+        for pid in hdharness.pids():
+            if hdharness.proc_ppid(pid) == writer.pid and hdharness.proc_comm(pid) == "runc:[2:INIT]":
+                child = pid
+        time.sleep(0.05)
+    assert child and _wait_blocked(child), "decoy runc init did not block"
+    d = Decoy("runc init, reader not a shim", child, procs=[writer, reader])
+    d.container_id = fake_cid
+    return d
+
+
+def yes_into_unread_pipe(harness, name="decoy-yes"):
+    """Inside a container, `yes` blocked writing to a pipe nobody reads."""
+    cid = harness.run_container(name, "v2", cmd=("sh", "-c", "yes | sleep 100000"))
+    deadline = time.monotonic() + 10
+    pid = None
+    while time.monotonic() < deadline and pid is None:
+        for p in hdharness.pids():
+            if hdharness.proc_comm(p) == "yes" and cid in _cgroup(p):
+                pid = p
+        time.sleep(0.05)
+    assert pid, "yes did not start"
+    d = Decoy("yes | sleep in a container", pid)
+    d.container_id = cid
+    return d
+
+
+def slow_reader(harness, cid, chunk=512, period=0.2):
+    """A real stuck exec whose pipe is being read slowly by someone else: the
+    writer makes progress, so it is not stuck and must not be drained."""
+    proc, pid = harness.hang(cid)
+    assert pid, "no stuck runc init to slow-read"
+    fd = os.open("/proc/%d/fd/2" % pid, os.O_RDONLY | os.O_NONBLOCK)
+    stop = threading.Event()
+    taken = bytearray()
+
+    def read_slowly():
+        while not stop.is_set():
+            try:
+                taken.extend(os.read(fd, chunk))
+            except BlockingIOError:
+                pass
+            except OSError:
+                return
+            stop.wait(period)
+
+    t = threading.Thread(target=read_slowly, daemon=True)
+    t.start()
+
+    def finish():
+        stop.set()
+        t.join(2)
+
+    d = Decoy("writer making slow progress", pid, procs=[proc], fds=[fd], on_cleanup=finish)
+    d.container_id = cid
+    d.taken = taken
+    return d
+
+
+def stopped_lookalike(harness, cid):
+    """A real stuck exec whose runc init was SIGSTOPped by someone (a debugger):
+    state T, not S.  Looks like the failure, but is not ours to touch."""
+    proc, pid = harness.hang(cid)
+    assert pid
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and hdharness.proc_state(pid) not in ("T", "t"):
+        time.sleep(0.02)
+
+    def resume():
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+    d = Decoy("SIGSTOPped runc init", pid, procs=[proc], on_cleanup=resume)
+    d.container_id = cid
+    return d
+
+
+def _cgroup(pid):
+    try:
+        with open("/proc/%d/cgroup" % pid) as f:
+            return f.read()
+    except OSError:
+        return ""
