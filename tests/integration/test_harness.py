@@ -80,3 +80,18 @@ def test_unarmed_exec_passes_through(harness):
     cid = harness.run_container("plain", "v2")
     r = harness.docker("exec", cid, "echo", "ok", timeout=20)
     assert r.returncode == 0 and r.stdout.strip() == "ok"
+
+
+def test_one_page_pipe_deadlocks_too(harness, release):
+    """A pipe shrunk to one page (as for a user past fs.pipe-user-pages-soft)
+    fills with 4 KiB: the evidence must compare with F_GETPIPE_SZ, not 64 KiB."""
+    cid = harness.run_container("onepage", "v2")
+    proc, pid = harness.hang(cid, size=64 * 1024, pipe_size=4096)
+    assert pid is not None
+    ev = hdharness.evidence(pid)
+    assert ev["capacity"] == ev["queued"] == 4096
+    assert not harness.inspect_answers(cid, timeout=2)
+    data = hdharness.drain_pipe(pid)
+    assert data[:64 * 1024] == harness.record(pid)[2]
+    proc.wait(timeout=10)
+    assert harness.inspect_answers(cid, timeout=3)

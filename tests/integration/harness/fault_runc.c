@@ -16,8 +16,10 @@
  * reads an exec's stdio only after runc exec returns, the child blocks in
  * write(2) once the pipe is full, and the whole chain deadlocks.
  *
- * Arming: FAULT_DIR/armed/<container-id> holds "SIZE COUNT".  Each armed exec
- * decrements COUNT and the file is removed at 0; COUNT -1 means every exec.
+ * Arming: FAULT_DIR/armed/<container-id> holds "SIZE COUNT [PIPE_SIZE]".  Each
+ * armed exec decrements COUNT and the file is removed at 0; COUNT -1 means
+ * every exec.  PIPE_SIZE shrinks the stderr pipe first (F_SETPIPE_SZ), as the
+ * kernel does to one page for a user past fs.pipe-user-pages-soft.
  * Records: FAULT_DIR/records/<child-pid>.dump holds the exact bytes the child
  * writes, <child-pid>.json says who wrote them, <parent-pid>.err the error line.
  *
@@ -192,14 +194,18 @@ static void join_container_cgroups(const char *runc_root, const char *cid, pid_t
 static int fault_init(const char *spec)
 {
     prctl(PR_SET_NAME, "runc:[2:INIT]", 0, 0, 0);
-    size_t size = (size_t)strtoul(spec, NULL, 10);
+    char *rest = NULL;
+    size_t size = (size_t)strtoul(spec, &rest, 10);
+    long pipe_size = (rest && *rest == ':') ? strtol(rest + 1, &rest, 10) : 0;
+    if (pipe_size > 0)
+        fcntl(2, F_SETPIPE_SZ, (int)pipe_size);
     char *dump = make_dump(size);
     if (dump == NULL)
         return 3;
     char path[PATH_MAX], meta[PATH_MAX + 256];
     snprintf(path, sizeof(path), "%s/records/%d.dump", FAULT_DIR, (int)getpid());
     write_file(path, dump, size);
-    const char *cid = strchr(spec, ':');
+    const char *cid = (rest && *rest == ':') ? rest : NULL;
     int mlen = snprintf(meta, sizeof(meta),
                         "{\"pid\": %d, \"ppid\": %d, \"length\": %zu, \"container_id\": \"%s\", \"time\": %ld}\n",
                         (int)getpid(), (int)getppid(), size, cid ? cid + 1 : "", (long)time(NULL));
@@ -211,7 +217,7 @@ static int fault_init(const char *spec)
 }
 
 /* Returns the payload size for an armed container, or 0 to pass through. */
-static size_t take_arm(const char *cid)
+static size_t take_arm(const char *cid, long *pipe_size)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/armed/%s", FAULT_DIR, cid);
@@ -223,14 +229,15 @@ static size_t take_arm(const char *cid)
     ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
     unsigned long size = 0;
     long count = 1;
+    *pipe_size = 0;
     if (n > 0)
-        sscanf(buf, "%lu %ld", &size, &count);
+        sscanf(buf, "%lu %ld %ld", &size, &count, pipe_size);
     if (count > 0)
         count--;
     if (count == 0) {
         unlink(path);
     } else {
-        int len = snprintf(buf, sizeof(buf), "%lu %ld\n", size, count);
+        int len = snprintf(buf, sizeof(buf), "%lu %ld %ld\n", size, count, *pipe_size);
         if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)len, 0) < 0) {
             /* the next exec passes through: harmless */
         }
@@ -290,9 +297,10 @@ int main(int argc, char **argv)
         }
     }
     size_t size = 0;
+    long pipe_size = 0;
     const char *cid = argv[argc - 1];
     if (cmd > 0 && strcmp(argv[cmd], "exec") == 0 && argc - 1 > cmd)
-        size = take_arm(cid);
+        size = take_arm(cid, &pipe_size);
     if (size == 0) {
         execv(REAL_RUNC, argv);
         perror("execv " REAL_RUNC);
@@ -308,7 +316,7 @@ int main(int argc, char **argv)
     if (child == 0) {
         close(sp[0]);
         char env_init[PATH_MAX], env_pipe[64];
-        snprintf(env_init, sizeof(env_init), INIT_ENV "=%zu:%s", size, cid);
+        snprintf(env_init, sizeof(env_init), INIT_ENV "=%zu:%ld:%s", size, pipe_size, cid);
         snprintf(env_pipe, sizeof(env_pipe), PIPE_ENV "=%d", sp[1]);
         char *envp[] = {env_init, env_pipe, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
         char *cargv[] = {"runc", "init", NULL};

@@ -364,10 +364,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         return self.docker("ps", "-aq", "--no-trunc", "--filter", f"name=^/{name}$", timeout=20, check=True).stdout.strip()
 
     # ---- the fault -------------------------------------------------------
-    def arm(self, cid, size=None, count=1):
-        """The next COUNT execs in CID crash with a SIZE-byte dump (-1: every exec)."""
+    def arm(self, cid, size=None, count=1, pipe_size=0):
+        """The next COUNT execs in CID crash with a SIZE-byte dump (-1: every
+        exec); PIPE_SIZE > 0 shrinks the stderr pipe first (a one-page pipe)."""
         p = self.fault / "armed" / cid
-        p.write_text(f"{size or self.dump_size} {count}\n")
+        p.write_text(f"{size or self.dump_size} {count} {pipe_size}\n")
 
     def disarm(self, cid):
         try:
@@ -375,13 +376,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         except FileNotFoundError:
             pass
 
-    def hang(self, name_or_id, size=None, count=1, wait=20.0, exec_cmd=("true",), log=None):
+    def hang(self, name_or_id, size=None, count=1, wait=20.0, exec_cmd=("true",), log=None, pipe_size=0):
         """Start ``docker exec`` in the background with the fault armed; return
         (Popen, stuck runc-init pid or None when the payload fits the pipe)."""
         cid = self.container_id(name_or_id) if len(name_or_id) != 64 else name_or_id
         if not cid:
             raise HarnessError(f"no container {name_or_id}")
-        self.arm(cid, size, count)
+        self.arm(cid, size, count, pipe_size)
         before = {p for p, dummy in self.fault_inits(cid)}
         proc = self.docker_bg("exec", cid, *exec_cmd, log=log)
         deadline = time.monotonic() + wait
