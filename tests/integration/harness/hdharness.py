@@ -357,6 +357,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         args = ["run", "-d", "--name", name, "--network", "none", "--runtime", runtime]
         if memory:
             args += ["--memory", memory]
+        if self.container_id(name):
+            # Names are shared by every test in a session: a leftover of an
+            # earlier test makes way (its hang, if any, is released first).
+            self.release_all()
+            self.docker("rm", "-f", name, timeout=30, check=True)
         r = self.docker(*args, IMAGE, *cmd, timeout=60, check=True)
         return r.stdout.strip()
 
