@@ -78,8 +78,9 @@ def run_module(module, args=None, check=False, timeout=120, python=None, env=Non
     the target interpreter; ``ansible_bin`` another controller (ansible-core 2.16)."""
     cmd = [ansible_bin, "localhost", "-c", "local", "-i", "localhost,",
            "-e", "ansible_python_interpreter=%s" % (python or sys.executable),
-           "-m", module if "." in module else "hangdoctor.runtime." + module,
-           "-a", json.dumps(args or {})]
+           "-m", module if "." in module else "hangdoctor.runtime." + module]
+    if args:
+        cmd += ["-a", json.dumps(args)]
     if check:
         cmd.append("--check")
     t0 = time.monotonic()
