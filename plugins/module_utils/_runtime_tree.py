@@ -1,0 +1,310 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The container runtime's process tree, read from /proc (private module_utils).
+
+containerd shim (v1 or v2) -> ``runc exec`` -> ``runc init``.  One pass reads
+only ``stat`` of every pid (cheap, never blocks); argv is read later and only
+for shims, ``runc exec`` and dockerd, with a deadline.  A container is named
+by the ``runc exec`` argv (its last argument), never by shim v2's ``-id``:
+under Kubernetes CRI one v2 shim serves a whole pod and ``-id`` is the
+sandbox.  Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import re
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError
+
+# comm is cut to 15 bytes: containerd-shim-runc-v2 and containerd-shim both
+# show "containerd-shim", docker-containerd-shim shows "docker-containe".
+SHIM_COMMS = ('containerd-shim', 'docker-containe')
+# runc exec, and runc init before its prctl(PR_SET_NAME).
+RUNC_COMMS = ('runc', 'docker-runc')
+RUNC_INIT_COMMS = ('runc:[2:INIT]',)
+DOCKERD_COMMS = ('dockerd',)
+
+CONTAINER_ID_RE = re.compile(r'^[0-9a-f]{64}$')
+# runc global options that take a value (``runc --root X exec ...``).
+_RUNC_VALUE_OPTS = ('--root', '--log', '--log-format', '--criu', '--rootless')
+# Bundle annotations (containerd CRI, CRI-O) and Docker labels (dockershim).
+POD_KEYS = (
+    ('io.kubernetes.cri.sandbox-namespace', 'io.kubernetes.cri.sandbox-name', 'io.kubernetes.cri.container-name'),
+    ('io.kubernetes.pod.namespace', 'io.kubernetes.pod.name', 'io.kubernetes.container.name'),
+)
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+class ProcessTable(object):
+    """``stat`` of processes by pid, plus children by ppid.
+
+    ``ProcessTable.snapshot(proc)`` reads every pid once; ``ProcessTable(proc)``
+    starts empty and reads a pid's stat the first time it is asked for (used
+    to re-check one record without walking all of /proc)."""
+
+    def __init__(self, proc, stats=None):
+        self.proc = proc
+        self.stats = stats if stats is not None else {}
+        self._complete = stats is not None
+        self._children = None
+
+    @classmethod
+    def snapshot(cls, proc):
+        stats = {}
+        for pid in proc.pids():
+            try:
+                stats[pid] = proc.stat(pid)
+            except ProcError:
+                continue  # exited while we listed, or a kernel thread race
+        return cls(proc, stats)
+
+    def __len__(self):
+        return len(self.stats)
+
+    def get(self, pid):
+        if pid in self.stats:
+            return self.stats[pid]
+        if self._complete or not pid or pid < 1:
+            return None
+        try:
+            st = self.proc.stat(pid)
+        except ProcError:
+            st = None
+        self.stats[pid] = st
+        return st
+
+    def comm(self, pid):
+        st = self.get(pid)
+        return st['comm'] if st else None
+
+    def ppid(self, pid):
+        st = self.get(pid)
+        return st['ppid'] if st else None
+
+    def children(self, pid):
+        if self._children is None:
+            self._children = {}
+            for p, st in self.stats.items():
+                if st:
+                    self._children.setdefault(st['ppid'], []).append(p)
+        return self._children.get(pid, [])
+
+    def pids_with_comm(self, comms):
+        return sorted(p for p, st in self.stats.items() if st and st['comm'] in comms)
+
+    def ancestors(self, pid, depth=4):
+        out = []
+        cur = self.ppid(pid)
+        while cur and cur > 1 and len(out) < depth:
+            out.append(cur)
+            cur = self.ppid(cur)
+        return out
+
+
+def is_shim_comm(comm):
+    return bool(comm) and (comm in SHIM_COMMS or comm.startswith('containerd-shim'))
+
+
+def is_shim_argv(argv):
+    """docker-containerd and docker-containerd-shim share the comm
+    "docker-containe": only argv[0] tells the shim from containerd."""
+    return bool(argv) and 'shim' in os.path.basename(argv[0])
+
+
+def is_runc_comm(comm):
+    return comm in RUNC_COMMS
+
+
+def shim_info(argv):
+    """{'version': 'v1'|'v2'|None, 'id', 'namespace', 'workdir'} from a shim's argv."""
+    base = os.path.basename(argv[0]) if argv else ''
+    opts = _options(argv[1:])
+    if '-id' in opts or (base.startswith('containerd-shim-') and base not in ('containerd-shim',)):
+        version = 'v2'
+    elif '-workdir' in opts or base in ('containerd-shim', 'docker-containerd-shim'):
+        version = 'v1'
+    else:
+        version = None
+    workdir = opts.get('-workdir')
+    return {
+        'version': version,
+        'id': opts.get('-id') if version == 'v2' else None,
+        'namespace': opts.get('-namespace'),
+        'workdir': workdir,
+    }
+
+
+def _options(args):
+    """{'-flag': value} for ``-flag value`` and ``-flag=value`` pairs."""
+    out = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith('-'):
+            key, sep, value = a.partition('=')
+            if sep:
+                out[key] = value
+            elif i + 1 < len(args) and not args[i + 1].startswith('-'):
+                out[key] = args[i + 1]
+                i += 1
+            else:
+                out[key] = True
+        i += 1
+    return out
+
+
+def runc_subcommand(argv):
+    """The runc subcommand (``exec``, ``init``, ``create``...) after the global options."""
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith('-'):
+            if '=' not in a and a in _RUNC_VALUE_OPTS:
+                i += 2
+            else:
+                i += 1
+            continue
+        return a
+    return None
+
+
+def runc_root(argv):
+    opts = _options(argv[1:argv.index('exec')] if 'exec' in argv else argv[1:])
+    value = opts.get('--root')
+    return value if isinstance(value, str) else None
+
+
+def exec_container_id(argv):
+    """Container id of a ``runc exec`` argv: its last argument, when it looks
+    like one (64 hex digits), else None."""
+    if not argv or runc_subcommand(argv) != 'exec':
+        return None
+    last = argv[-1]
+    return last if CONTAINER_ID_RE.match(last) else None
+
+
+def _read_json(path):
+    try:
+        with open(path, 'rb') as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except (IOError, OSError):
+        return None
+    if len(data) > MAX_CONFIG_BYTES:
+        return None
+    try:
+        return json.loads(data.decode('utf-8', 'replace'))
+    except ValueError:
+        return None
+
+
+def pod_from_mapping(mapping):
+    """{'namespace','name','container'} from bundle annotations or Docker labels."""
+    out = {'namespace': None, 'name': None, 'container': None}
+    if not isinstance(mapping, dict):
+        return out
+    for keys in POD_KEYS:
+        for field, key in zip(('namespace', 'name', 'container'), keys):
+            if out[field] is None and isinstance(mapping.get(key), str):
+                out[field] = mapping[key]
+    return out
+
+
+class DockerRoots(object):
+    """Where each running dockerd keeps containers' config (``config.v2.json``),
+    found from its argv (``--exec-root``/``--data-root``) or its daemon.json,
+    and read through ``/proc/DOCKERD/root`` so it also works with the host's
+    /proc mounted in a pod."""
+
+    def __init__(self, proc, table, cmdline_timeout=1.0):
+        self.proc = proc
+        self.table = table
+        self.timeout = cmdline_timeout
+        self._daemons = None
+
+    def daemons(self):
+        if self._daemons is None:
+            self._daemons = []
+            for pid in self.table.pids_with_comm(DOCKERD_COMMS):
+                try:
+                    argv = self.proc.cmdline(pid, self.timeout)
+                except ProcError:
+                    continue
+                self._daemons.append(self._roots(pid, argv))
+        return self._daemons
+
+    def _roots(self, pid, argv):
+        opts = _options(argv[1:])
+        base = self.proc.path(pid, 'root')
+        conf = _read_json(base + (opts.get('--config-file') if isinstance(opts.get('--config-file'), str)
+                                  else '/etc/docker/daemon.json')) or {}
+        data_root = opts.get('--data-root') or opts.get('-g') or opts.get('--graph') or conf.get('data-root') or '/var/lib/docker'
+        exec_root = opts.get('--exec-root') or conf.get('exec-root') or '/var/run/docker'
+        return {'pid': pid, 'base': base, 'data_root': str(data_root), 'exec_root': str(exec_root).rstrip('/')}
+
+    def config(self, container_id, runc_root_dir=None):
+        daemons = self.daemons()
+        # Prefer the dockerd whose exec root holds this runc's state.
+        if runc_root_dir:
+            matching = [d for d in daemons if runc_root_dir.startswith(d['exec_root'] + '/')]
+            daemons = matching + [d for d in daemons if d not in matching]
+        for d in daemons:
+            cfg = _read_json(d['base'] + os.path.join(d['data_root'], 'containers', container_id, 'config.v2.json'))
+            if cfg is not None:
+                return cfg
+        return None
+
+
+def pod_of(proc, runc_exec_pid, container_id, docker_roots=None, runc_exec_argv=None):
+    """Pod namespace/name/container of the container a ``runc exec`` runs in:
+    the bundle's ``config.json`` annotations (the runc exec's working
+    directory is the bundle), else Docker's ``config.v2.json`` labels."""
+    pod = pod_from_mapping((_read_json(proc.path(runc_exec_pid, 'cwd', 'config.json')) or {}).get('annotations'))
+    if pod['name'] is None and docker_roots is not None and container_id:
+        cfg = docker_roots.config(container_id, runc_root(runc_exec_argv or []))
+        if isinstance(cfg, dict):
+            labels = (cfg.get('Config') or {}).get('Labels')
+            found = pod_from_mapping(labels)
+            for k, v in found.items():
+                if pod[k] is None:
+                    pod[k] = v
+    return pod
+
+
+def find_shim(table, pid, is_shim=None, depth=3):
+    """The nearest ancestor of PID that is a containerd shim (IS_SHIM(pid)
+    decides; by default its comm), or None."""
+    for a in table.ancestors(pid, depth):
+        if is_shim(a) if is_shim else is_shim_comm(table.comm(a)):
+            return a
+    return None
+
+
+def exec_candidates(table):
+    """Processes that could be the blocked writer of a stuck exec, cheaply:
+    [(pid, role)] with role 'runc_init' or 'runc_exec'.  Every runc:[2:INIT]
+    anywhere (so near-misses outside a shim show up too); every runc-named
+    child of a shim (runc exec) and its runc-named children (runc init before
+    prctl).  The caller then checks the hard signals."""
+    out = []
+    seen = set()
+    for pid in table.pids_with_comm(RUNC_INIT_COMMS):
+        out.append((pid, 'runc_init'))
+        seen.add(pid)
+    for shim in sorted(p for p, st in table.stats.items() if st and is_shim_comm(st['comm'])):
+        for child in table.children(shim):
+            if not is_runc_comm(table.comm(child)):
+                continue
+            out.append((child, 'runc_exec'))
+            for grandchild in table.children(child):
+                if grandchild not in seen and is_runc_comm(table.comm(grandchild)):
+                    out.append((grandchild, 'runc_init'))
+                    seen.add(grandchild)
+    return out
+
+
+def shim_pids(table):
+    return sorted(p for p, st in table.stats.items() if st and is_shim_comm(st['comm']))

@@ -1,0 +1,504 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Diagnosis of stuck execs from /proc alone (private module_utils).
+
+A stuck exec is a ``runc init`` (or, once its runc init died, the ``runc
+exec`` itself) blocked in write(2) on fd 2, a pipe that is full because the
+only reader, the containerd shim, reads it only after ``runc exec`` returns.
+``scan()`` finds every one and proves it with every signal of DESIGN.md §1;
+``verify()`` re-checks one record right before somebody acts on it.  Nothing
+here changes anything: the crash dump is peeked with tee(2), not read.
+
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import time
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
+    PIPE_WRITE_WCHANS,
+    ProcError,
+    ProcessGone,
+    pipe_inode_of,
+    tee_peek,
+    write_syscall_name,
+)
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree as tree
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_dump as crash_dump
+
+ROLES = ('runc_init', 'runc_exec')
+CLASSIFY_BYTES = 4096
+STDERR_FD = 2
+
+
+class DiagnosisError(Exception):
+    """The scan cannot run (not a procfs, no privilege) or a record is malformed."""
+
+
+def machine_of(proc):
+    """The kernel's architecture, for syscall numbers: the procfs tree's own
+    ``sys/kernel/arch`` when it has one (fixtures, another host's /proc), else
+    this host's."""
+    try:
+        with open(proc.path('sys', 'kernel', 'arch')) as f:
+            arch = f.read().strip()
+        if arch:
+            return arch
+    except (IOError, OSError):
+        pass
+    return os.uname()[4]
+
+
+def pipe_is_full(queued, capacity):
+    """A blocked writer leaves a little room per page slot when its writes do
+    not fit the last page (Go prints the dump in small writes), so "full"
+    allows a slack below one page, and never assumes 64 KiB."""
+    if not capacity or queued is None or queued <= 0:
+        return False
+    return capacity - queued <= min(4095, max(capacity // 16, 0))
+
+
+def _default_probe(proc):
+    return proc.pipe_fill
+
+
+def _default_peek(proc):
+    def peek(pid, fd, inode, nbytes):
+        f = proc.open_fd(pid, fd, inode)
+        try:
+            return tee_peek(f, nbytes)
+        finally:
+            os.close(f)
+    return peek
+
+
+def _sample(proc, pid):
+    """The writer's own signals; none of these reads takes its mm lock."""
+    st = proc.stat(pid)
+    status = proc.status(pid)
+    sc = proc.syscall(pid)
+    try:
+        wchan = proc.wchan(pid)
+    except ProcessGone:
+        raise
+    except ProcError:
+        wchan = ''
+    try:
+        link = proc.fd_link(pid, STDERR_FD)
+    except ProcessGone:
+        if proc.same_process(pid, st['starttime']):
+            link = None  # fd 2 closed
+        else:
+            raise
+    return {'stat': st, 'vcs': status.get('voluntary_ctxt_switches'), 'syscall': sc,
+            'wchan': wchan, 'fd2': link}
+
+
+def _write_name(sc, machine):
+    if sc['nr'] is None:
+        return None
+    return write_syscall_name(sc['nr'], machine)
+
+
+def _writing_stderr(proc, pid, machine):
+    """Cheap first filter: is PID inside write/writev on fd 2 right now?"""
+    try:
+        sc = proc.syscall(pid)
+    except ProcError:
+        return False
+    return bool(_write_name(sc, machine)) and bool(sc['args']) and sc['args'][0] == STDERR_FD
+
+
+class _Context(object):
+    def __init__(self, proc, table, machine, pipe_probe, cmdline_timeout, now, shims=None):
+        self.proc = proc
+        self.table = table
+        self.machine = machine
+        self.pipe_probe = pipe_probe
+        self.cmdline_timeout = cmdline_timeout
+        self.now = now
+        self.shims = shims
+        self._argv = {}
+
+    def argv(self, pid):
+        if pid not in self._argv:
+            try:
+                self._argv[pid] = self.proc.cmdline(pid, self.cmdline_timeout)
+            except ProcError as e:
+                self._argv[pid] = e
+        return self._argv[pid]
+
+    def is_shim(self, pid, comm=None):
+        comm = comm if comm is not None else self.table.comm(pid)
+        if not tree.is_shim_comm(comm):
+            return False
+        argv = self.argv(pid)
+        return not isinstance(argv, Exception) and tree.is_shim_argv(argv)
+
+    def age(self, starttime):
+        return round(max(0.0, self.now - self.proc.start_epoch(starttime)), 3)
+
+
+def _readers(ctx, inode, shim_pid, exclude):
+    """Who holds pipe INODE open for reading.  Shims first (a few fds each);
+    only when no shim has it, every process, so a near-miss names its reader."""
+    proc = ctx.proc
+    holders = []
+    searches = []
+    if shim_pid:
+        searches.append([shim_pid])
+    if ctx.shims:
+        searches.append([p for p in ctx.shims if p != shim_pid])
+    searches.append(None)
+    for pids in searches:
+        if pids is not None and not pids:
+            continue
+        holders = [h for h in proc.pipe_holders([inode], pids=pids)[inode]
+                   if h[2] in ('r', 'rw') and h[0] not in exclude]
+        if holders:
+            break
+    out = []
+    for pid, fd, dummy in holders:
+        comm = ctx.table.comm(pid)
+        if comm is None:
+            try:
+                comm = proc.comm(pid)
+            except ProcError:
+                comm = None
+        out.append({'pid': pid, 'fd': fd, 'comm': comm, 'is_shim': ctx.is_shim(pid, comm)})
+    return out
+
+
+def _examine(ctx, pid, role, require_write=True):
+    """First look at one possible writer: (record, reasons), or None when it
+    is gone or (with REQUIRE_WRITE) not writing its stderr at all."""
+    proc = ctx.proc
+    try:
+        s1 = _sample(proc, pid)
+    except ProcessGone:
+        return None
+    st = s1['stat']
+    sc = s1['syscall']
+    syscall = _write_name(sc, ctx.machine)
+    writing_stderr = bool(syscall) and bool(sc['args']) and sc['args'][0] == STDERR_FD
+    if require_write and not writing_stderr:
+        return None
+    reasons = []
+
+    # Role: comm only for runc init (never its argv: its mm lock may be held).
+    if role == 'runc_init':
+        if st['comm'] not in tree.RUNC_INIT_COMMS and not tree.is_runc_comm(st['comm']):
+            reasons.append('comm %s is not runc init' % st['comm'])
+        exec_pid = st['ppid']
+    else:
+        if not tree.is_runc_comm(st['comm']):
+            reasons.append('comm %s is not runc' % st['comm'])
+        exec_pid = pid
+    exec_stat = st if exec_pid == pid else ctx.table.get(exec_pid)
+
+    runc_exec = None
+    container_id = None
+    exec_argv = []
+    if exec_stat is None or not tree.is_runc_comm(exec_stat['comm']):
+        reasons.append('parent is not runc exec' if role == 'runc_init' else 'writer is not runc exec')
+    else:
+        argv = ctx.argv(exec_pid)
+        if isinstance(argv, Exception):
+            reasons.append('runc exec argv unreadable: %s' % argv)
+        else:
+            exec_argv = argv
+            if tree.runc_subcommand(argv) != 'exec':
+                reasons.append('parent is not runc exec' if role == 'runc_init' else 'writer is not runc exec')
+            else:
+                container_id = tree.exec_container_id(argv)
+                if container_id is None:
+                    reasons.append('runc exec argv does not end with a container id')
+        runc_exec = {'pid': exec_pid, 'start_time': exec_stat['starttime'],
+                     'age_seconds': ctx.age(exec_stat['starttime']), 'argv': exec_argv}
+
+    shim = None
+    shim_pid = tree.find_shim(ctx.table, exec_pid, ctx.is_shim) if runc_exec else None
+    if runc_exec and shim_pid is None:
+        reasons.append('no containerd shim above runc exec')
+    if shim_pid is not None:
+        shim_argv = ctx.argv(shim_pid)
+        if isinstance(shim_argv, Exception):
+            shim_argv = []
+        info = tree.shim_info(shim_argv)
+        shim = {'pid': shim_pid, 'start_time': ctx.table.get(shim_pid)['starttime'],
+                'version': info['version'], 'argv': shim_argv, 'id': info['id']}
+
+    if st['state'] != 'S':
+        reasons.append('state %s, not S' % st['state'])
+    if not syscall:
+        reasons.append('not in write(2)')
+    elif not writing_stderr:
+        reasons.append('writing fd %s, not 2' % (sc['args'][0] if sc['args'] else '?'))
+    # An empty wchan means the kernel hides it; the other signals still decide.
+    if s1['wchan'] and s1['wchan'] not in PIPE_WRITE_WCHANS:
+        reasons.append('wchan %s is not a pipe write' % s1['wchan'])
+
+    inode = pipe_inode_of(s1['fd2'])
+    pipe = {'inode': inode, 'capacity': None, 'queued': None, 'fd': STDERR_FD}
+    readers = []
+    if inode is None:
+        reasons.append('fd 2 is not a pipe')
+    else:
+        try:
+            pipe['queued'], pipe['capacity'] = ctx.pipe_probe(pid, STDERR_FD, inode)
+        except ProcessGone:
+            return None
+        except (ProcError, IOError, OSError) as e:
+            reasons.append('pipe unreadable: %s' % e)
+        if pipe['capacity'] is not None and not pipe_is_full(pipe['queued'], pipe['capacity']):
+            reasons.append('pipe not full (%s of %s bytes queued)' % (pipe['queued'], pipe['capacity']))
+        exclude = set([pid, exec_pid])
+        readers = _readers(ctx, inode, shim_pid, exclude)
+        if not readers:
+            reasons.append('no process reads the pipe')
+        elif not any(r['is_shim'] for r in readers):
+            reasons.append('reader is not a shim')
+
+    writer = {'role': role, 'pid': pid, 'start_time': st['starttime'], 'comm': st['comm'],
+              'state': st['state'], 'wchan': s1['wchan'], 'syscall': syscall}
+    runc_init = None
+    if role == 'runc_init':
+        runc_init = {'pid': pid, 'start_time': st['starttime'], 'age_seconds': ctx.age(st['starttime']),
+                     'state': st['state'], 'wchan': s1['wchan'], 'syscall': syscall, 'comm': st['comm']}
+    record = {
+        'container_id': container_id,
+        'writer': writer,
+        'runc_init': runc_init,
+        'runc_exec': runc_exec,
+        'shim': shim,
+        'pipe': pipe,
+        'readers': readers,
+        'peek': '',
+        'peek_bytes': 0,
+        'cause': None,
+        'pod': {'namespace': None, 'name': None, 'container': None},
+        'age_seconds': ctx.age(st['starttime']),
+        'evidence': {'queued': [pipe['queued']], 'voluntary_ctxt_switches': [s1['vcs']]},
+    }
+    return record, reasons
+
+
+def _confirm(ctx, record, reasons, interval):
+    """Second sample, INTERVAL after the first: same process, still in write
+    on fd 2, queued bytes and voluntary context switches unchanged.  Returns
+    False when the writer is gone (the exec went on: nothing to report)."""
+    pid = record['writer']['pid']
+    proc = ctx.proc
+    try:
+        s2 = _sample(proc, pid)
+    except ProcessGone:
+        return False
+    if s2['stat']['starttime'] != record['writer']['start_time']:
+        return False
+    queued = record['pipe']['queued']
+    if record['pipe']['inode'] is not None and queued is not None:
+        try:
+            queued = ctx.pipe_probe(pid, STDERR_FD, record['pipe']['inode'])[0]
+        except ProcessGone:
+            return False
+        except (ProcError, IOError, OSError):
+            queued = None
+    record['evidence']['queued'].append(queued)
+    record['evidence']['voluntary_ctxt_switches'].append(s2['vcs'])
+    record['evidence']['confirm_interval'] = interval
+    sc = s2['syscall']
+    still_writing = bool(_write_name(sc, ctx.machine)) and bool(sc['args']) and sc['args'][0] == STDERR_FD
+    if (not still_writing or queued != record['pipe']['queued'] or s2['vcs'] != record['evidence']['voluntary_ctxt_switches'][0]):
+        reasons.append('writer making progress')
+    return True
+
+
+def _matches(container_id, wanted):
+    if not wanted:
+        return True
+    return bool(container_id) and any(container_id.startswith(w) for w in wanted)
+
+
+def _finish(record, peek_bytes, pipe_peek, oom_lines):
+    """Peek at the dump (tee: nothing is consumed) and classify it.  The
+    classifier sees at least CLASSIFY_BYTES even when the caller wants a
+    shorter peek, so a small peek_bytes does not hide the cause."""
+    text = ''
+    if peek_bytes and record['pipe']['inode'] is not None and record['pipe']['queued']:
+        try:
+            data = pipe_peek(record['writer']['pid'], STDERR_FD, record['pipe']['inode'],
+                             max(peek_bytes, CLASSIFY_BYTES))
+        except (ProcError, IOError, OSError) as e:
+            data = b''
+            record['peek_error'] = str(e)  # a failed peek does not unprove the hang
+        text = data.decode('utf-8', 'replace')
+        record['peek'] = data[:peek_bytes].decode('utf-8', 'replace')
+        record['peek_bytes'] = len(data[:peek_bytes])
+    record['cause'] = crash_dump.classify(text, crash_dump.oom_kills_for(oom_lines, record['container_id']))
+    return record
+
+
+def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_age_seconds=0,
+         kmsg=True, sleep=time.sleep, pipe_probe=None, pipe_peek=None, machine=None,
+         cmdline_timeout=1.0, docker_roots=True, now=None):
+    """Find every stuck exec under PROC (a ``_procfs.Proc``).
+
+    Returns {'stuck_execs': [record], 'suspects': [record + 'reason'],
+    'scanned_processes': int, 'scan_seconds': float, 'confirm_seconds': float}.
+    ``kmsg``: True reads /dev/kmsg, a path reads that file, False skips.
+    ``pipe_probe(pid, fd, inode) -> (queued, capacity)`` and
+    ``pipe_peek(pid, fd, inode, n) -> bytes`` default to the real pipe."""
+    t0 = time.time()
+    for name, value in (('confirm_interval', confirm_interval), ('peek_bytes', peek_bytes),
+                        ('min_age_seconds', min_age_seconds)):
+        if value is None or value < 0:
+            raise DiagnosisError('%s must not be negative (got %r)' % (name, value))
+    if not proc.is_procfs():
+        raise DiagnosisError('%s is not a procfs (no self/stat or stat in it)' % proc.root)
+    try:
+        proc.boot_time()
+    except ProcError as e:
+        raise DiagnosisError('%s: %s' % (proc.root, e))
+    try:
+        table = tree.ProcessTable.snapshot(proc)
+    except ProcError as e:
+        raise DiagnosisError(str(e))
+    machine = machine or machine_of(proc)
+    ctx = _Context(proc, table, machine, pipe_probe or _default_probe(proc), cmdline_timeout,
+                   time.time() if now is None else now, shims=tree.shim_pids(table))
+    wanted = [c for c in (container_ids or []) if c]
+
+    # Cheap filter first: only processes in write(2) on fd 2 get a closer look.
+    candidates = [(pid, role) for pid, role in tree.exec_candidates(table)
+                  if _writing_stderr(proc, pid, machine)]
+    looked = []
+    for pid, role in candidates:
+        found = _examine(ctx, pid, role)
+        if found is None:
+            continue
+        record, reasons = found
+        if not _matches(record['container_id'], wanted):
+            continue
+        looked.append((record, reasons))
+
+    # One pipe, one record: a runc exec blocked behind its own runc init is
+    # the same stuck exec, reported by the runc init.
+    by_inode = {}
+    for record, reasons in looked:
+        key = record['pipe']['inode'] or ('pid', record['writer']['pid'])
+        prev = by_inode.get(key)
+        if prev is None or (prev[0]['writer']['role'] == 'runc_exec' and record['writer']['role'] == 'runc_init'):
+            by_inode[key] = (record, reasons)
+    looked = sorted(by_inode.values(), key=lambda rr: (rr[0]['container_id'] or '', rr[0]['writer']['pid']))
+
+    confirm_seconds = 0.0
+    if looked and confirm_interval > 0:
+        t1 = time.time()
+        sleep(confirm_interval)
+        confirm_seconds = time.time() - t1
+    confirmed = []
+    for record, reasons in looked:
+        if _confirm(ctx, record, reasons, confirm_interval):
+            confirmed.append((record, reasons))
+
+    oom_lines = []
+    if confirmed and kmsg:
+        oom_lines = crash_dump.read_kernel_log(kmsg if isinstance(kmsg, str) else '/dev/kmsg')
+    roots = tree.DockerRoots(proc, table, cmdline_timeout) if docker_roots else None
+    stuck, suspects = [], []
+    peek = pipe_peek or _default_peek(proc)
+    for record, reasons in confirmed:
+        if record['age_seconds'] < min_age_seconds:
+            reasons.append('younger than min_age_seconds (%.1fs < %s)' % (record['age_seconds'], min_age_seconds))
+        if record['runc_exec'] and record['container_id']:
+            record['pod'] = tree.pod_of(proc, record['runc_exec']['pid'], record['container_id'], roots,
+                                        record['runc_exec']['argv'])
+        _finish(record, peek_bytes, peek, oom_lines)
+        if reasons:
+            record['reason'] = '; '.join(reasons)
+            record['reasons'] = reasons
+            suspects.append(record)
+        else:
+            stuck.append(record)
+    return {
+        'stuck_execs': stuck,
+        'suspects': suspects,
+        'scanned_processes': len(table),
+        'scan_seconds': round(time.time() - t0, 4),
+        'confirm_seconds': round(confirm_seconds, 4),
+    }
+
+
+def _check_shape(record):
+    """Raise DiagnosisError unless RECORD looks like one scan() produced."""
+    def need(cond, what):
+        if not cond:
+            raise DiagnosisError('malformed stuck exec record: %s' % what)
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    need(isinstance(record, dict), 'not a dict')
+    need(isinstance(record.get('container_id'), str) and tree.CONTAINER_ID_RE.match(record['container_id']),
+         'container_id must be 64 hex digits')
+    writer = record.get('writer')
+    need(isinstance(writer, dict), 'writer missing')
+    need(writer.get('role') in ROLES, 'writer.role must be one of %s' % ', '.join(ROLES))
+    need(is_int(writer.get('pid')), 'writer.pid must be a positive integer')
+    need(is_int(writer.get('start_time')) or writer.get('start_time') == 0, 'writer.start_time must be an integer')
+    for part in ('runc_exec', 'shim'):
+        d = record.get(part)
+        need(isinstance(d, dict), '%s missing' % part)
+        need(is_int(d.get('pid')), '%s.pid must be a positive integer' % part)
+        need(isinstance(d.get('start_time'), int) and not isinstance(d.get('start_time'), bool),
+             '%s.start_time must be an integer' % part)
+    pipe = record.get('pipe')
+    need(isinstance(pipe, dict) and is_int(pipe.get('inode')), 'pipe.inode must be a positive integer')
+
+
+def verify(proc, record, confirm_interval=1.0, sleep=time.sleep, pipe_probe=None, machine=None,
+           cmdline_timeout=1.0):
+    """Re-check every hard signal of one record (from scan() or from a user).
+    Returns (True, '') or (False, short reason)."""
+    _check_shape(record)
+    if confirm_interval is None or confirm_interval < 0:
+        raise DiagnosisError('confirm_interval must not be negative (got %r)' % (confirm_interval,))
+    writer = record['writer']
+    try:
+        st = proc.stat(writer['pid'])
+    except ProcessGone:
+        return False, 'writer exited'
+    except ProcError as e:
+        return False, 'writer unreadable: %s' % e
+    if st['starttime'] != writer['start_time']:
+        return False, 'pid reused'
+    table = tree.ProcessTable(proc)
+    ctx = _Context(proc, table, machine or machine_of(proc), pipe_probe or _default_probe(proc),
+                   cmdline_timeout, time.time())
+    found = _examine(ctx, writer['pid'], writer['role'], require_write=False)
+    if found is None:
+        return False, 'writer exited'
+    fresh, reasons = found
+    if fresh['runc_exec'] is None or (fresh['runc_exec']['pid'], fresh['runc_exec']['start_time']) != (
+            record['runc_exec']['pid'], record['runc_exec']['start_time']):
+        reasons.insert(0, 'runc exec changed')
+    if fresh['shim'] is None or (fresh['shim']['pid'], fresh['shim']['start_time']) != (
+            record['shim']['pid'], record['shim']['start_time']):
+        reasons.insert(0, 'shim changed')
+    if fresh['container_id'] != record['container_id']:
+        reasons.insert(0, 'container id changed')
+    if fresh['pipe']['inode'] != record['pipe']['inode']:
+        reasons.insert(0, 'pipe changed')
+    if reasons:
+        return False, reasons[0]
+    if confirm_interval > 0:
+        sleep(confirm_interval)
+    if not _confirm(ctx, fresh, reasons, confirm_interval):
+        return False, 'writer exited'
+    if reasons:
+        return False, reasons[0]
+    return True, ''

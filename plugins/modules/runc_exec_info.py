@@ -1,0 +1,261 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: runc_exec_info
+short_description: Find and prove every stuck runc exec from /proc, and show its crash dump without consuming it
+version_added: 0.1.0
+author: hangdoctor developers (!UNKNOWN)
+description:
+  - Finds every C(runc init) (or, once its runc init died, every C(runc exec)) that is blocked writing
+    its crash dump to its stderr pipe because the containerd shim reads that pipe only after
+    C(runc exec) returns. This deadlock makes C(docker exec), exec probes, C(docker inspect) and
+    C(docker stats) of the container hang.
+  - Proves each one from /proc alone, with every signal - comm, parent C(runc exec) and an ancestor
+    shim (v1 or v2), state C(S), C(/proc/PID/syscall) write or writev on fd 2 (x86_64 and arm64
+    numbers), a pipe-write wchan, fd 2 a pipe whose queued bytes reach its capacity, a shim holding
+    the same pipe open for reading, and no progress between two samples O(confirm_interval) apart.
+  - Processes that match some signals but not all are returned in RV(suspects) with the reason;
+    nothing in RV(suspects) is acted on by other modules.
+  - Shows the head of the crash dump with tee(2), which copies the pipe's content and leaves the
+    pipe exactly as full as before, classifies it, and attaches the kernel's OOM-kill lines for the
+    container when C(/dev/kmsg) is readable.
+  - Never changes anything. Never reads C(cmdline) or C(environ) of a runc init (its mm lock may be
+    held by a stuck page fault); argv of shims and C(runc exec) is read with a deadline.
+extends_documentation_fragment:
+  - hangdoctor.runtime.attributes
+  - hangdoctor.runtime.attributes.INFO_MODULE
+  - hangdoctor.runtime.attributes.LINUX
+options:
+  container_ids:
+    description:
+      - Report only stuck execs in these containers (full 64-hex ids or unique prefixes).
+      - The container is taken from the C(runc exec) argv (its last argument), never from shim v2's
+        C(-id), which is the pod sandbox under Kubernetes CRI.
+      - Empty means every container.
+    type: list
+    elements: str
+    default: []
+  min_age_seconds:
+    description:
+      - A stuck exec whose blocked writer is younger than this is returned in RV(suspects) instead of
+        RV(stuck_execs).
+    type: float
+    default: 0
+  confirm_interval:
+    description:
+      - Seconds between the two samples that prove the writer makes no progress (queued bytes and
+        voluntary context switches unchanged). C(0) takes both samples back to back.
+    type: float
+    default: 1.0
+  peek_bytes:
+    description:
+      - How many bytes of the queued crash dump to show, copied with tee(2) without consuming them.
+        C(0) turns the peek off.
+    type: int
+    default: 4096
+  proc_root:
+    description:
+      - Where the host's procfs is mounted, for example C(/host/proc) in a privileged pod.
+    type: path
+    default: /proc
+  kernel_log:
+    description:
+      - Read the kernel log (C(/dev/kmsg), non-blocking and bounded) for OOM-kill lines that name each
+        stuck exec's container.
+    type: bool
+    default: true
+  cmdline_timeout:
+    description:
+      - Deadline in seconds for reading the argv of one shim, C(runc exec) or dockerd.
+    type: float
+    default: 1.0
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: N/A
+  platform:
+    platforms: posix
+notes:
+  - Runs as root; it reads other processes' fds and fdinfo.
+  - The returned records can be passed as they are to P(hangdoctor.runtime.runc_pipe_drain#module), which
+    re-checks every signal before draining.
+seealso:
+  - module: hangdoctor.runtime.runc_pipe_drain
+'''
+
+EXAMPLES = r'''
+---
+- name: Find stuck execs on this node
+  hangdoctor.runtime.runc_exec_info:
+  register: diag
+
+- name: Say which containers are stuck and why
+  ansible.builtin.debug:
+    msg: "{{ item.container_id[:12] }} ({{ item.pod.namespace }}/{{ item.pod.name }}): {{ item.cause.summary }}"
+  loop: "{{ diag.stuck_execs }}"
+
+- name: Only two containers, a faster confirmation, no peek
+  hangdoctor.runtime.runc_exec_info:
+    container_ids:
+      - bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5
+      - 1d1750ecc627
+    confirm_interval: 0.5
+    peek_bytes: 0
+
+- name: From a privileged pod with the host's /proc at /host/proc
+  hangdoctor.runtime.runc_exec_info:
+    proc_root: /host/proc
+    min_age_seconds: 60
+'''
+
+RETURN = r'''
+stuck_execs:
+  description:
+    - Every stuck exec that passed every signal. Each can be passed to P(hangdoctor.runtime.runc_pipe_drain#module).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    container_id:
+      description: The container, from the C(runc exec) argv (last argument).
+      type: str
+      sample: bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5
+    writer:
+      description: The blocked process; C(role) is C(runc_init), or C(runc_exec) when its runc init died and runc exec blocked writing its own error line.
+      type: dict
+      sample: {"role": "runc_init", "pid": 15638, "start_time": 61589, "comm": "runc:[2:INIT]", "state": "S", "wchan": "pipe_wait", "syscall": "write"}
+    runc_init:
+      description: The blocked runc init (identity pinned by pid and start time), or null when runc exec is the blocked writer.
+      type: dict
+      sample: {"pid": 15638, "start_time": 61589, "age_seconds": 2591990.5, "state": "S", "wchan": "pipe_wait", "syscall": "write", "comm": "runc:[2:INIT]"}
+    runc_exec:
+      description: The C(runc exec) that waits for it.
+      type: dict
+      sample:
+        pid: 15581
+        start_time: 61589
+        age_seconds: 2591990.6
+        argv: [docker-runc, --root, /var/run/docker/runtime-runc/moby, exec, "...", bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5]
+    shim:
+      description: The containerd shim above runc exec; C(id) is shim v2's C(-id) (the pod sandbox under CRI), null for v1.
+      type: dict
+      sample: {"pid": 11646, "start_time": 61553, "version": "v1", "argv": ["docker-containerd-shim", "-namespace", "moby", "-workdir", "..."], "id": null}
+    pipe:
+      description: The stderr pipe (fd 2); C(queued) bytes (FIONREAD) against its C(capacity) (F_GETPIPE_SZ).
+      type: dict
+      sample: {"inode": 1070361747, "capacity": 65536, "queued": 65536, "fd": 2}
+    readers:
+      description: Processes holding the pipe open for reading.
+      type: list
+      elements: dict
+      sample: [{"pid": 11646, "fd": 26, "comm": "docker-containe", "is_shim": true}]
+    peek:
+      description: The first O(peek_bytes) of the queued crash dump (UTF-8, invalid bytes replaced), copied without consuming them.
+      type: str
+      sample: "runtime/cgo: pthread_create failed: Resource temporarily unavailable\nSIGABRT: abort\n"
+    peek_bytes:
+      description: How many bytes RV(stuck_execs[].peek) holds.
+      type: int
+      sample: 4096
+    cause:
+      description:
+        - Classification of the dump - C(pthread_create_eagain), C(out_of_memory), C(go_runtime_abort) or C(unknown) -
+          with a one-line hint and the kernel's OOM lines for the container.
+      type: dict
+      sample:
+        kind: pthread_create_eagain
+        summary: "runtime/cgo: pthread_create failed: Resource temporarily unavailable"
+        hint: runc init could not start a thread ...
+        oom_kills: []
+    pod:
+      description: Kubernetes pod namespace, name and container name, from the bundle's annotations or Docker's labels; values are null when unknown.
+      type: dict
+      sample: {"namespace": "default", "name": "web-7d9c", "container": "app"}
+    age_seconds:
+      description: Age of the blocked writer in seconds.
+      type: float
+      sample: 2591990.5
+    evidence:
+      description: The two samples - queued bytes and voluntary context switches - and the interval between them.
+      type: dict
+      sample: {"queued": [65536, 65536], "voluntary_ctxt_switches": [1, 1], "confirm_interval": 1.0}
+suspects:
+  description:
+    - Processes in write(2) on their stderr that match some signals but not all, with C(reason) (and C(reasons)).
+      Same fields as RV(stuck_execs); fields that could not be established are null. Never acted on.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"container_id": null, "reason": "parent is not runc exec; reader is not a shim", "reasons": ["parent is not runc exec", "reader is not a shim"]}]
+scanned_processes:
+  description: How many processes the scan looked at.
+  returned: always
+  type: int
+  sample: 5087
+scan_seconds:
+  description: Wall time of the scan, including RV(confirm_seconds).
+  returned: always
+  type: float
+  sample: 1.0421
+confirm_seconds:
+  description: Time spent waiting between the two progress samples (0 when nothing needed confirming).
+  returned: always
+  type: float
+  sample: 1.0003
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import DiagnosisError, scan
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            container_ids=dict(type='list', elements='str', default=[]),
+            min_age_seconds=dict(type='float', default=0),
+            confirm_interval=dict(type='float', default=1.0),
+            peek_bytes=dict(type='int', default=4096),
+            proc_root=dict(type='path', default='/proc'),
+            kernel_log=dict(type='bool', default=True),
+            cmdline_timeout=dict(type='float', default=1.0),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    for name in ('min_age_seconds', 'confirm_interval', 'peek_bytes'):
+        if p[name] < 0:
+            module.fail_json(msg='%s must not be negative (got %s)' % (name, p[name]))
+    if p['cmdline_timeout'] <= 0:
+        module.fail_json(msg='cmdline_timeout must be positive (got %s)' % p['cmdline_timeout'])
+    ids = [c.strip().lower() for c in p['container_ids'] if c and c.strip()]
+    bad = [c for c in ids if not all(ch in '0123456789abcdef' for ch in c)]
+    if bad:
+        module.fail_json(msg='container_ids must be hex container ids or prefixes: %s' % ', '.join(bad))
+    if os.geteuid() != 0:
+        module.fail_json(msg='runc_exec_info must run as root: it reads the fds of the shim, runc exec and runc init processes')
+    proc = Proc(p['proc_root'])
+    if not proc.is_procfs():
+        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
+    try:
+        result = scan(proc, container_ids=ids, confirm_interval=p['confirm_interval'],
+                      peek_bytes=p['peek_bytes'], min_age_seconds=p['min_age_seconds'],
+                      kmsg=p['kernel_log'], cmdline_timeout=p['cmdline_timeout'])
+    except DiagnosisError as e:
+        module.fail_json(msg='diagnosis failed: %s' % e)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == '__main__':
+    main()

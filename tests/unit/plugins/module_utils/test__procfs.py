@@ -1,0 +1,108 @@
+"""The existing _procfs readers: parsers on real-looking text, a fixture tree,
+and the pipe functions on real pipes (tee leaves the pipe as full as it was)."""
+import os
+
+import pytest
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs as pf
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.proc_tree import materialize
+
+
+def test_parse_stat_with_spaces_and_parens_in_comm():
+    st = pf.parse_stat("42 (a (b) c) S 7 42 42 0 -1 0 1 2 3 4 5 6 0 0 20 0 3 0 98765 0 0\n")
+    assert st["comm"] == "a (b) c" and st["state"] == "S" and st["ppid"] == 7
+    assert st["utime"] == 5 and st["stime"] == 6 and st["num_threads"] == 3 and st["starttime"] == 98765
+    with pytest.raises(pf.ProcError):
+        pf.parse_stat("garbage")
+
+
+def test_parse_status():
+    st = pf.parse_status("Name:\trunc:[2:INIT]\nState:\tS (sleeping)\nPPid:\t15581\n"
+                         "Uid:\t0\t0\t0\t0\nvoluntary_ctxt_switches:\t41\nnonvoluntary_ctxt_switches:\t3\n")
+    assert st == {"Name": "runc:[2:INIT]", "State": "S (sleeping)", "PPid": 15581, "Uid": [0, 0, 0, 0],
+                  "voluntary_ctxt_switches": 41, "nonvoluntary_ctxt_switches": 3}
+
+
+@pytest.mark.parametrize("text,nr,args,running", [
+    ("1 0x2 0xc4200ae000 0x21 0x0 0x0 0x0 0x7ffe 0x7f51\n", 1, [2, 0xc4200ae000, 0x21, 0, 0, 0], False),
+    ("64 0x2 0x4000 0x21 0x0 0x0 0x0 0xffff 0xffff\n", 64, [2, 0x4000, 0x21, 0, 0, 0], False),
+    ("running\n", None, [], True),
+    ("-1 0x7ffe 0x7f51\n", -1, [0x7ffe, 0x7f51], False),
+    ("", None, [], False),
+])
+def test_parse_syscall(text, nr, args, running):
+    assert pf.parse_syscall(text) == {"nr": nr, "args": args, "running": running}
+
+
+def test_write_syscall_numbers_per_arch():
+    assert pf.write_syscall_name(1, "x86_64") == "write" and pf.write_syscall_name(20, "x86_64") == "writev"
+    assert pf.write_syscall_name(64, "aarch64") == "write" and pf.write_syscall_name(66, "arm64") == "writev"
+    assert pf.write_syscall_name(64, "x86_64") is None and pf.write_syscall_name(1, "aarch64") is None
+    assert pf.write_syscall_name(1, "s390x") is None
+
+
+def test_parse_fdinfo_and_modes():
+    info = pf.parse_fdinfo("pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t18383\n")
+    assert info == {"pos": 0, "flags": 0o2004000, "mnt_id": 15, "ino": 18383}
+    assert pf.access_mode(0o2004000) == "r" and pf.access_mode(0o1) == "w" and pf.access_mode(0o2) == "rw"
+
+
+def test_pipe_inode_of():
+    assert pf.pipe_inode_of("pipe:[1070361747]") == 1070361747
+    assert pf.pipe_inode_of("socket:[1]") is None and pf.pipe_inode_of(None) is None
+    assert pf.pipe_inode_of("pipe:[x]") is None
+
+
+def test_proc_on_a_fixture_tree(tmp_path):
+    proc = pf.Proc(materialize("kernel310_shim_v1", tmp_path))
+    assert proc.is_procfs()
+    assert proc.pids() == [1, 6600, 6655, 11646, 11680, 15581, 15638]
+    assert proc.comm(15638) == "runc:[2:INIT]" and proc.wchan(15638) == "pipe_wait"
+    assert proc.wchan(1) == ""  # "0": not sleeping in the kernel
+    assert proc.fd_link(15638, 2) == "pipe:[1070361747]"
+    assert proc.fds(11646)[26] == "pipe:[1070361747]"
+    assert proc.fdinfo(11646, 26)["flags"] == 0o100000
+    assert proc.cmdline(11646)[0] == "docker-containerd-shim"
+    assert proc.identity(15638) == (15638, 5001)
+    assert proc.same_process(15638, 5001) and not proc.same_process(15638, 1) and not proc.same_process(4242, 1)
+    assert proc.boot_time() == 1589000000
+    holders = proc.pipe_holders([1070361747])
+    assert sorted(holders[1070361747]) == [(11646, 26, "r"), (15581, 2, "w"), (15638, 2, "w")]
+    assert proc.pipe_holders([1070361747], pids=[11646]) == {1070361747: [(11646, 26, "r")]}
+    with pytest.raises(pf.ProcessGone):
+        proc.stat(4242)
+    with pytest.raises(pf.ProcessGone):
+        proc.fd_link(15638, 9)
+
+
+def test_real_pipe_fill_and_tee_peek_do_not_consume():
+    r, w = os.pipe()
+    try:
+        os.write(w, b"runtime/cgo: pthread_create failed\n" * 100)
+        queued_before = pf.pipe_queued(r)
+        assert queued_before == 3500
+        assert pf.pipe_capacity(r) >= 4096
+        head = pf.tee_peek(r, 50)
+        assert head == (b"runtime/cgo: pthread_create failed\n" * 2)[:50]
+        assert pf.pipe_queued(r) == queued_before
+        queued, cap = pf.Proc().pipe_fill(os.getpid(), r)
+        assert (queued, cap) == (queued_before, pf.pipe_capacity(r))
+        assert pf.tee_peek(r, 0) == b""
+        assert os.read(r, 5) == b"runti"  # the content is still all there
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_empty_pipe_peek_and_open_fd_checks_inode():
+    r, w = os.pipe()
+    try:
+        assert pf.tee_peek(r, 100) == b""
+        proc = pf.Proc()
+        ino = os.fstat(r).st_ino
+        os.close(proc.open_fd(os.getpid(), r, ino))
+        with pytest.raises(pf.ProcessGone):
+            proc.open_fd(os.getpid(), r, ino + 1)
+    finally:
+        os.close(r)
+        os.close(w)
