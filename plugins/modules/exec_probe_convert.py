@@ -1,0 +1,343 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: exec_probe_convert
+short_description: Turn Kubernetes exec probes into tcpSocket, httpGet or grpc probes
+version_added: 0.1.0
+author: hangdoctor developers (@hangdoctor)
+description:
+  - Every exec probe makes the node start a C(runc exec) each period, and C(runc exec) is where the
+    shim stderr pipe deadlock lives (C(runc init) blocked writing its crash dump). This module removes
+    that trigger by replacing exec probes that are really network checks with C(tcpSocket),
+    C(httpGet) or C(grpc) probes the kubelet runs itself.
+  - Controller-side. It talks to no cluster. With O(definitions) (objects as returned by
+    M(kubernetes.core.k8s_info)) it returns a guarded JSON patch per object for
+    M(kubernetes.core.k8s_json_patch). With O(path) it rewrites manifest files in place.
+  - Supported kinds are Deployment, StatefulSet, DaemonSet, ReplicaSet, CronJob, Job and Pod. Pods and
+    Jobs cannot be changed through the API, so with O(definitions) their exec probes are only
+    reported; in files (static-pod manifests, manifests in a repository) they are converted.
+    A ReplicaSet owned by a Deployment is reported too, because the Deployment owns its template.
+  - Init containers carry probes only when they are sidecars (C(restartPolicy=Always)); those are
+    converted like containers.
+  - The patch starts with C(test) operations on the container name and the exact current exec
+    command, so it fails instead of overwriting a probe that changed since it was read. It then removes
+    C(exec), adds the new handler and records the original probes as JSON in the annotation
+    C(hangdoctor.runtime/original-exec-probes). A merge patch is not used because it would leave both
+    handlers, which the API server rejects.
+  - Every converted probe is validated against the API server's probe rules (exactly one handler,
+    C(successThreshold=1) for liveness and startup probes, no C(terminationGracePeriodSeconds) on
+    readiness probes, numeric grpc ports, named ports that exist in the container's C(ports) and follow
+    the IANA service name format). An invalid result is never emitted; the probe is reported as skipped.
+  - Objects owned by Helm, Argo CD, Flux or another field manager that owns the probe get a warning,
+    because that tool puts the exec probe back at its next sync. Convert at the source instead.
+  - In file mode, documents that do not change are written back byte for byte. A changed document is
+    written back with PyYAML in its original key order, keeping the comment lines around it, but
+    comments inside it are lost.
+options:
+  definitions:
+    description:
+      - Kubernetes objects, for example the RV(kubernetes.core.k8s_info#module:resources) of
+        M(kubernetes.core.k8s_info).
+      - Objects of other kinds are ignored.
+    type: list
+    elements: dict
+  path:
+    description:
+      - A YAML file or a directory of multi-document manifests (C(*.yaml), C(*.yml), walked
+        recursively, hidden files skipped) to rewrite in place.
+      - Supports check mode and diff mode.
+    type: path
+  rules:
+    description:
+      - Ordered rules; the first rule that matches an exec probe decides its action. A probe no rule
+        matches gets O(rules[].action=infer).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      namespace:
+        description: Shell-style pattern on the namespace.
+        type: str
+      kind:
+        description: Shell-style pattern on the object kind.
+        type: str
+      workload:
+        description: Shell-style pattern on the object name.
+        type: str
+      container:
+        description: Shell-style pattern on the container name.
+        type: str
+      probe:
+        description: Probe kinds the rule matches.
+        type: list
+        elements: str
+        choices: [liveness, readiness, startup]
+      command:
+        description: Regular expression searched in the exec command (words joined by spaces, shell-quoted).
+        type: str
+      action:
+        description:
+          - V(infer) converts only commands that are certainly network checks and refuses everything
+            else with a reason; see the notes.
+          - V(tcp), V(http) and V(grpc) force that handler. Port, path, scheme and headers come from the
+            rule, or else from the command when it can be read.
+          - V(keep) leaves the probe as it is.
+        type: str
+        choices: [infer, tcp, http, grpc, keep]
+        default: infer
+      port:
+        description: Port number or container port name of the new handler. grpc needs a number.
+        type: raw
+      path:
+        description: HTTP path for V(http).
+        type: str
+      scheme:
+        description: HTTP scheme for V(http).
+        type: str
+        choices: [HTTP, HTTPS]
+      headers:
+        description: HTTP headers for V(http), as a dict or a list of C(name)/C(value). Credentials are refused.
+        type: raw
+      service:
+        description: gRPC health service name for V(grpc).
+        type: str
+      allow_lossy:
+        description:
+          - With V(infer), turn database pings (C(pg_isready), C(redis-cli ping), C(mysqladmin ping))
+            into tcpSocket checks of their port. The database protocol is no longer checked.
+        type: bool
+        default: false
+  min_timeout_seconds:
+    description:
+      - C(timeoutSeconds) for converted probes that had none. Exec probe timeouts were not enforced before
+        Kubernetes 1.20, so such probes may have relied on running longer than the 1 second default.
+      - A timeout the command itself set (C(curl -m), C(wget -T), C(nc -w)) is used when larger.
+    type: int
+  backup_dir:
+    description:
+      - In file mode, copy every file to this directory before rewriting it.
+      - Must not be inside a manifest directory, because the kubelet would run a backup of a static-pod manifest.
+    type: path
+notes:
+  - "O(rules[].action=infer) converts C(curl) and C(wget) GETs of a literal loopback URL (C(-k) or https gives
+    C(scheme: HTTPS), C(-H 'Host: ...') a header, C(-m)/C(-T) a timeout), C(nc -z) and bash C(/dev/tcp) to a
+    loopback port, and C(grpc_health_probe -addr) without TLS flags; through C(sh -c) only when the script
+    is that single command."
+  - It refuses pipes, C(&&)/C(||), variables, command substitution, request methods and bodies (C(-X), C(-d)),
+    credentials (C(-u), Authorization headers, URL user info; secrets are never copied into a spec), unix
+    sockets and non-loopback hosts.
+  - A converted httpGet or tcpSocket probe connects from the node to the pod IP. An application listening
+    only on 127.0.0.1 passes the exec probe and fails the new one; the C(hangdoctor.runtime.exec_probe_swap)
+    role can check that on the node.
+  - The kubelet treats any HTTP status from 200 to 399 as success; C(curl) without C(--fail) accepted any
+    status, which is reported as a warning.
+extends_documentation_fragment:
+  - hangdoctor.runtime.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - File mode only; with O(definitions) the patch is the diff.
+  platform:
+    platforms: posix
+    support: full
+requirements:
+  - PyYAML (a dependency of ansible-core) for O(path)
+seealso:
+  - module: kubernetes.core.k8s_info
+  - module: kubernetes.core.k8s_json_patch
+'''
+
+EXAMPLES = r'''
+---
+- name: Read the workloads of a namespace
+  kubernetes.core.k8s_info:
+    kind: Deployment
+    namespace: shop
+  register: deployments
+
+- name: Plan the conversion of their exec probes
+  hangdoctor.runtime.exec_probe_convert:
+    definitions: "{{ deployments.resources }}"
+    min_timeout_seconds: 5
+    rules:
+      - workload: "redis-*"
+        command: "redis-cli"
+        action: tcp
+      - container: "legacy"
+        action: keep
+  register: plan
+
+- name: Apply the guarded patches (check mode is a server-side dry run)
+  kubernetes.core.k8s_json_patch:
+    kind: "{{ item.kind }}"
+    namespace: "{{ item.namespace }}"
+    name: "{{ item.name }}"
+    patch: "{{ item.patch }}"
+  loop: "{{ plan.objects | selectattr('patch') }}"
+
+- name: Rewrite static-pod manifests, backups outside the directory the kubelet reads
+  hangdoctor.runtime.exec_probe_convert:
+    path: /etc/kubernetes/manifests
+    backup_dir: /var/backups/hangdoctor/manifests
+'''
+
+RETURN = r'''
+objects:
+  description: One entry per object of a supported kind, in input order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    api_version:
+      description: Object apiVersion, for M(kubernetes.core.k8s_json_patch).
+      type: str
+      sample: apps/v1
+    kind:
+      description: Object kind.
+      type: str
+      sample: Deployment
+    namespace:
+      description: Object namespace (null for files without one).
+      type: str
+      sample: shop
+    name:
+      description: Object name.
+      type: str
+      sample: web
+    file:
+      description: Manifest file (file mode only).
+      type: str
+      sample: /srv/gitops/web.yaml
+    document:
+      description: Index of the YAML document in RV(objects[].file) (file mode only).
+      type: int
+      sample: 0
+    patch:
+      description: RFC 6902 JSON patch; empty when nothing is converted.
+      type: list
+      elements: dict
+      sample:
+        - {op: test, path: /spec/template/spec/containers/0/name, value: web}
+        - {op: test, path: /spec/template/spec/containers/0/livenessProbe/exec/command, value: [curl, -f, "http://localhost:8080/healthz"]}
+        - {op: remove, path: /spec/template/spec/containers/0/livenessProbe/exec}
+        - {op: add, path: /spec/template/spec/containers/0/livenessProbe/httpGet, value: {path: /healthz, port: 8080}}
+        - {op: add, path: /metadata/annotations, value: {"hangdoctor.runtime/original-exec-probes": "{...}"}}
+    converted:
+      description: Converted probes with C(container), C(probe), C(command), C(action), C(handler), C(warnings).
+      type: list
+      elements: dict
+      sample: [{container: web, probe: liveness, command: [curl, -f, "http://localhost:8080/healthz"], action: infer,
+                handler: {httpGet: {path: /healthz, port: 8080}}, warnings: []}]
+    skipped:
+      description: Exec probes left as they are, with C(container), C(probe), C(command) and C(reason).
+      type: list
+      elements: dict
+      sample: [{container: db, probe: readiness, command: [pg_isready], reason: "pg_isready checks the database protocol; ..."}]
+    kept:
+      description: Exec probes a rule with O(rules[].action=keep) kept.
+      type: list
+      elements: dict
+      sample: []
+    warnings:
+      description: Ownership by deploy tools and behaviour changes of the converted probes.
+      type: list
+      elements: str
+      sample: ["managed by Helm release shop: the exec probe comes back at the next upgrade or sync; convert it at the source"]
+probes:
+  description: One row per exec probe found, for reports.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{kind: Deployment, namespace: shop, name: web, container: web, probe: liveness, result: converted,
+            command: [curl, -f, "http://localhost:8080/healthz"], handler: {httpGet: {path: /healthz, port: 8080}}, reason: null}]
+summary:
+  description: Counts of exec probes by result and of objects with a patch.
+  returned: always
+  type: dict
+  sample: {probes: 3, converted: 1, skipped: 1, kept: 1, objects_to_patch: 1}
+files:
+  description: Files rewritten (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [/srv/gitops/web.yaml]
+backups:
+  description: Backup copies made in O(backup_dir).
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/backups/hangdoctor/web.yaml.20250101T120000.bak]
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
+
+
+def main():
+    rule_spec = dict(
+        namespace=dict(type='str'),
+        kind=dict(type='str'),
+        workload=dict(type='str'),
+        container=dict(type='str'),
+        probe=dict(type='list', elements='str', choices=['liveness', 'readiness', 'startup']),
+        command=dict(type='str'),
+        action=dict(type='str', default='infer', choices=list(_probes.ACTIONS)),
+        port=dict(type='raw'),
+        path=dict(type='str'),
+        scheme=dict(type='str', choices=['HTTP', 'HTTPS']),
+        headers=dict(type='raw'),
+        service=dict(type='str'),
+        allow_lossy=dict(type='bool', default=False),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            definitions=dict(type='list', elements='dict'),
+            path=dict(type='path'),
+            rules=dict(type='list', elements='dict', default=[], options=rule_spec),
+            min_timeout_seconds=dict(type='int'),
+            backup_dir=dict(type='path'),
+        ),
+        required_one_of=[('definitions', 'path')],
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p['min_timeout_seconds'] is not None and p['min_timeout_seconds'] < 1:
+        module.fail_json(msg='min_timeout_seconds must be at least 1')
+    if p['path'] and not _probes.HAS_YAML:
+        module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probes.YAML_IMPORT_ERROR))
+    reports, files, diffs, backups = [], [], [], []
+    try:
+        if p['definitions'] is not None:
+            reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds']))
+        if p['path']:
+            file_reports, files, diffs, backups = _probes.convert_files(
+                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'])
+            reports.extend(file_reports)
+    except _probes.ProbeError as e:
+        module.fail_json(msg=str(e))
+    except (IOError, OSError) as e:
+        module.fail_json(msg='cannot read or write manifests: %s' % e, exception=traceback.format_exc())
+    probes = _probes.flat_report(reports)
+    summary = {'probes': len(probes), 'objects_to_patch': len([r for r in reports if r['patch']])}
+    for result in ('converted', 'skipped', 'kept'):
+        summary[result] = len([r for r in probes if r['result'] == result])
+    result = dict(changed=bool(files), objects=reports, probes=probes, summary=summary, files=files, backups=backups)
+    if module._diff and diffs:
+        result['diff'] = diffs
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,125 @@
+"""The exec_probe_swap role end to end through ansible-playbook: file mode
+with check and diff, backups outside the manifest directory, idempotence;
+cluster mode up to the patch call, with kubernetes.core replaced by recording
+stand-ins (no API server can run here)."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import ansible_env, collections_path
+
+FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "manifests"
+
+
+def copy_manifests(dest):
+    """The fixture tree with multi-document files under their real names
+    (stored as *.yaml.txt because ansible-test's yamllint rejects them)."""
+    shutil.copytree(str(FIXTURES), str(dest))
+    for p in Path(dest).rglob("*.yaml.txt"):
+        p.rename(p.with_suffix(""))
+    return Path(dest)
+
+
+def playbook(extra_vars, *flags, env=None):
+    cmd = ["ansible-playbook", "hangdoctor.runtime.swap_exec_probes", "-i", "localhost,", "-c", "local",
+           "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", json.dumps(extra_vars)] + list(flags)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=ansible_env(env), check=False)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    recap = r.stdout[r.stdout.rindex("PLAY RECAP"):]
+    return r.stdout, recap
+
+
+def test_file_mode_check_diff_apply_idempotent(tmp_path):
+    tree = copy_manifests(tmp_path / "manifests")
+    before = {p: p.read_bytes() for p in tree.rglob("*.yaml")}
+    backups = tmp_path / "backups"
+    report = tmp_path / "report.json"
+    variables = {"exec_probe_swap_path": str(tree), "exec_probe_swap_backup_dir": str(backups),
+                 "exec_probe_swap_min_timeout_seconds": 3, "exec_probe_swap_report_path": str(report),
+                 "exec_probe_swap_rules": [{"workload": "postgres", "action": "tcp"}]}
+
+    out, recap = playbook(variables, "--check", "--diff")
+    assert {p: p.read_bytes() for p in tree.rglob("*.yaml")} == before, "check mode wrote a manifest"
+    assert not backups.exists() and not report.exists()
+    assert "changed=2" in recap and "failed=0" in recap  # the module and the report file would change
+    assert "--- before: %s" % (tree / "apps" / "web.yaml") in out
+    for line in (r"-\s+exec:$", r"\+\s+httpGet:$", r"\+\s+grpc:$", r"\+\s+tcpSocket:$",
+                 r"\+\s+hangdoctor\.runtime/original-exec-probes: "):
+        assert re.search("^" + line, out, re.M), line
+    assert "pipeline" in out and "kubelet grpc probes cannot use TLS" in out
+    assert "managed by Helm release web" in out
+
+    out, recap = playbook(variables, "--diff")
+    assert "changed=2" in recap and "failed=0" in recap  # the module and the report file
+    changed = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.yaml") if p.read_bytes() != before[p])
+    assert changed == ["apps/data.yaml", "apps/grpc.yaml", "apps/web.yaml", "static-pods/kube-controller-manager.yaml"]
+    postgres = [d for d in yaml.safe_load_all((tree / "apps" / "data.yaml").read_text()) if d["metadata"]["name"] == "postgres"][0]
+    probes = postgres["spec"]["template"]["spec"]["containers"][0]
+    assert probes["livenessProbe"] == {"timeoutSeconds": 5, "tcpSocket": {"port": 5432}}
+    # nothing but the manifests stays in the static-pod directory; backups went to backup_dir
+    assert sorted(p.name for p in (tree / "static-pods").iterdir()) == ["etcd.yaml", "kube-controller-manager.yaml"]
+    assert len(list(backups.rglob("*.bak"))) == 4
+    data = json.loads(report.read_text())
+    assert data["summary"]["converted"] == 9 and data["summary"]["skipped"] == 4
+    assert {(r["name"], r["container"], r["probe"]) for r in data["probes"] if r["result"] == "skipped"} == {
+        ("web", "metrics", "liveness"), ("redis", "redis", "liveness"), ("redis", "redis", "readiness"),
+        ("node-agent", "agent", "readiness")}
+
+    after = {p: p.read_bytes() for p in tree.rglob("*.yaml")}
+    variables["exec_probe_swap_report_path"] = ""
+    out, recap = playbook(variables)
+    assert "failed=0" in recap and {p: p.read_bytes() for p in tree.rglob("*.yaml")} == after
+    assert "changed=0" in recap
+
+
+STUB = '''#!/usr/bin/python
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+import json
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        kind=dict(type="str"), api_version=dict(type="str", default="v1"), namespace=dict(type="str"),
+        name=dict(type="str"), patch=dict(type="list", elements="dict"), label_selectors=dict(type="list", elements="str"),
+        kubeconfig=dict(type="raw"), context=dict(type="str")), supports_check_mode=True)
+    %s
+
+
+main()
+'''
+INFO = '''docs = json.load(open(%r))
+    module.exit_json(changed=False, resources=[d for d in docs if d["kind"] == module.params["kind"]])'''
+PATCH = '''with open(%r, "a") as f:
+        f.write(json.dumps(dict(module.params, check_mode=module.check_mode)) + "\\n")
+    module.exit_json(changed=True)'''
+
+
+def test_cluster_mode_reaches_the_patch_call(tmp_path):
+    tree = copy_manifests(tmp_path / "manifests")
+    docs = [d for p in sorted(tree.rglob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    (tmp_path / "objects.json").write_text(json.dumps(docs))
+    log = tmp_path / "patches.jsonl"
+    plugins = tmp_path / "stubs" / "ansible_collections" / "kubernetes" / "core" / "plugins" / "modules"
+    plugins.mkdir(parents=True)
+    (plugins / "k8s_info.py").write_text(STUB % (INFO % str(tmp_path / "objects.json")))
+    (plugins / "k8s_json_patch.py").write_text(STUB % (PATCH % str(log)))
+    env = {"ANSIBLE_COLLECTIONS_PATH": "%s:%s" % (collections_path(), tmp_path / "stubs")}
+    variables = {"exec_probe_swap_mode": "cluster", "exec_probe_swap_kinds": ["Deployment", "DaemonSet", "Pod", "StatefulSet"]}
+
+    out, recap = playbook(variables, "--check", env=env)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    # Pods are immutable in the API: the static-pod manifest is reported, not patched
+    assert sorted((c["api_version"], c["kind"], c["name"]) for c in calls) == [
+        ("apps/v1", "DaemonSet", "node-agent"), ("apps/v1", "Deployment", "web")]
+    assert all(c["check_mode"] for c in calls)
+    web = [c for c in calls if c["name"] == "web"][0]
+    assert web["namespace"] == "shop" and web["patch"][0]["op"] == "test"
+    assert "Pod probes cannot be changed in the API" in out
+    assert "failed=0" in recap
