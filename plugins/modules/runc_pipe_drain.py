@@ -1,0 +1,385 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: runc_pipe_drain
+short_description: Repair stuck execs by draining the runc init stderr pipe, keeping every byte as evidence
+version_added: 0.1.0
+author: hangdoctor developers (!UNKNOWN)
+description:
+  - Repairs the deadlock where C(runc init) (started by C(runc exec) for an exec probe or C(docker exec))
+    blocks writing its Go crash dump to its stderr pipe, because the containerd shim reads that pipe only
+    after C(runc exec) returns. While it lasts, dockerd (before moby 24) holds the container's lock, so
+    C(docker inspect) and C(docker stats) of that container hang.
+  - Targets are the O(stuck_execs) returned by M(hangdoctor.runtime.runc_exec_info), or a fresh diagnosis
+    of O(container_ids), or of every container on the host when neither is given.
+  - Immediately before acting, every hard signal and the identity (pid and start time, pipe inode) of each
+    stuck exec is checked again. Anything that no longer matches, is younger than O(min_age_seconds), or
+    whose pipe reader is not a containerd shim is skipped with a reason in RV(skipped_execs).
+  - One drain per pipe at a time on a host, through an exclusive C(flock) under O(evidence_dir); a
+    concurrent run skips that pipe with the reason C(locked).
+  - The drain opens C(/proc/PID/fd/2) read-only and non-blocking, checks with C(fstat) that it is the
+    recorded pipe, and reads it with C(poll) into an evidence file until no writer is blocked on the pipe
+    and it is empty, so that what C(runc exec) writes next (its C(read init-p) error line) still reaches
+    the shim. Every byte read is counted and hashed.
+  - After each round of drains the drained containers are diagnosed again after O(confirm_interval).
+    dockerd starts the next queued exec as soon as the pipe is empty, and while the cause persists (a memory
+    cgroup at its limit) it deadlocks again. Up to O(max_rounds) rounds are drained; a container still
+    stuck after the last one is reported in RV(recurring).
+  - Before draining on a Kubernetes node, check how long the node was NotReady and which pods bound to it
+    carry a C(deletionTimestamp), because once the exec lock is released the node may carry out queued deletions.
+extends_documentation_fragment:
+  - hangdoctor.runtime.attributes
+  - hangdoctor.runtime.attributes.LINUX
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads nothing from the pipes and writes no evidence; returns in RV(would_drain) what would be
+        drained, with a non-destructive C(tee(2)) peek of the queued bytes.
+  diff_mode:
+    support: none
+options:
+  stuck_execs:
+    description:
+      - Stuck exec records as returned by M(hangdoctor.runtime.runc_exec_info) in its C(stuck_execs).
+      - Each one is verified again before it is drained. Mutually exclusive with O(container_ids).
+    type: list
+    elements: dict
+  container_ids:
+    description:
+      - Full or leading parts of container ids to diagnose and drain. When neither this nor O(stuck_execs)
+        is given, every stuck exec on the host is a target.
+    type: list
+    elements: str
+  min_age_seconds:
+    description:
+      - Skip stuck execs whose writer started less than this many seconds ago (an exec that is merely slow).
+      - Rounds after the first one (the same container deadlocking again) do not apply it.
+    type: float
+    default: 60
+  evidence_dir:
+    description:
+      - Absolute path of the directory that receives one evidence file per drained pipe, named
+        C(<container12>-<pid>-<starttime>-<utc stamp>.log), and the lock files (C(.locks/)).
+      - Created with mode 0700; evidence files are created 0600. A path that is a symlink owned by another
+        user is refused.
+    type: path
+    default: /var/log/hangdoctor
+  max_evidence_bytes:
+    description:
+      - Keep at most this many bytes of pipe content per evidence file, the first half and the last half,
+        with the number of elided bytes in between. C(0) keeps everything.
+      - RV(drained[].bytes) and RV(drained[].sha256) always cover everything that was read.
+    type: int
+    default: 16777216
+  timeout:
+    description:
+      - Seconds one drain may take before it gives up (or, with O(fallback=kill), kills the writer).
+    type: float
+    default: 30
+  fallback:
+    description:
+      - What to do with a writer still blocked at O(timeout).
+      - V(none) leaves it and reports RV(drained[].unblocked=false).
+      - V(kill) re-checks its identity, sends it SIGKILL and reads what is left in the pipe (kept as evidence), because
+        killing alone does not repair the hang (C(runc exec) then blocks writing its own error line).
+    type: str
+    choices: [none, kill]
+    default: none
+  max_rounds:
+    description:
+      - How many rounds of drains a container may get in one run (see the description).
+    type: int
+    default: 3
+  confirm_interval:
+    description:
+      - Seconds between the two progress samples that prove a writer is stuck, and the wait after a round
+        before the drained containers are looked at again.
+    type: float
+    default: 1.0
+  peek_bytes:
+    description:
+      - In check mode, how many queued bytes to show (copied with C(tee(2)), not consumed). C(0) turns it off.
+    type: int
+    default: 4096
+  docker_host:
+    description:
+      - Docker daemon to ask, after a drain, whether C(GET /containers/<id>/json) answers again.
+      - When the socket does not exist (a host without dockerd), RV(drained[].verified) is C(null).
+    type: str
+    default: unix:///var/run/docker.sock
+  inspect_timeout:
+    description:
+      - Seconds the Docker Engine inspect after a drain may take before the drain counts as not verified.
+    type: float
+    default: 5.0
+  proc_root:
+    description:
+      - Where the host's procfs is mounted, for example C(/host/proc) from a privileged pod.
+    type: path
+    default: /proc
+notes:
+  - Needs root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to open another process's C(/proc/PID/fd/2).
+  - Only the Python standard library is used on the target.
+seealso:
+  - module: hangdoctor.runtime.runc_exec_info
+  - module: hangdoctor.runtime.hung_container_info
+'''
+
+EXAMPLES = r'''
+---
+- name: Diagnose
+  hangdoctor.runtime.runc_exec_info:
+    min_age_seconds: 60
+  register: diag
+
+- name: Drain what the diagnosis found, keep the crash dumps
+  hangdoctor.runtime.runc_pipe_drain:
+    stuck_execs: "{{ diag.stuck_execs }}"
+    evidence_dir: /var/log/hangdoctor
+  register: repair
+  when: diag.stuck_execs | length > 0
+
+- name: Drain one container, killing a writer that does not move within 20 s
+  hangdoctor.runtime.runc_pipe_drain:
+    container_ids:
+      - 4f2a9c1d7e3b
+    timeout: 20
+    fallback: kill
+
+- name: What would be drained on this host (reads nothing)
+  hangdoctor.runtime.runc_pipe_drain:
+  check_mode: true
+  register: preview
+
+- name: Fail when a container keeps deadlocking
+  ansible.builtin.assert:
+    that: repair.recurring | length == 0
+    fail_msg: "{{ repair.recurring | map(attribute='hint') | first }}"
+  when: repair is not skipped
+'''
+
+RETURN = r'''
+changed:
+  description: Whether any pipe was drained (in check mode, whether any would be).
+  returned: always
+  type: bool
+  sample: true
+drained:
+  description: One entry per drained pipe.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    container_id:
+      description: Full id of the container whose exec was stuck.
+      type: str
+      sample: 4f2a9c1d7e3b0a5c6d8e9f00112233445566778899aabbccddeeff0011223344
+    pid:
+      description: The blocked writer (a runc init, or runc exec once its runc init died).
+      type: int
+      sample: 48213
+    start_time:
+      description: The writer's start time (field 22 of C(/proc/PID/stat)), which pins its identity.
+      type: int
+      sample: 91234567
+    writer:
+      description: Which process was the blocked writer.
+      type: str
+      sample: runc_init
+    pipe_inode:
+      description: Inode of the drained pipe.
+      type: int
+      sample: 3324511
+    bytes:
+      description: Bytes read from the pipe.
+      type: int
+      sample: 262144
+    sha256:
+      description: SHA-256 of everything read from the pipe, also when the evidence file was truncated.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    evidence_path:
+      description: The evidence file (header lines, then the bytes read, then a trailer with count and hash).
+      type: str
+      sample: /var/log/hangdoctor/4f2a9c1d7e3b-48213-91234567-20250101T120000.000000Z.log
+    evidence_truncated:
+      description: Whether bytes were elided from the evidence file because of O(max_evidence_bytes).
+      type: bool
+      sample: false
+    evidence_elided_bytes:
+      description: How many bytes were elided between the kept head and tail.
+      type: int
+      sample: 0
+    evidence_error:
+      description: >-
+        Why the evidence file is incomplete (writing it failed, for example a full disk); the drain went on
+        and RV(drained[].bytes) and RV(drained[].sha256) still cover everything read. C(null) otherwise.
+      type: str
+      sample: null
+    queued_after:
+      description: Bytes queued in the pipe when the drain stopped (runc exec's error line, for the shim).
+      type: int
+      sample: 0
+    stop:
+      description: >-
+        Why the drain stopped: C(writer exited), C(writer settled) (no longer in write on the pipe for two
+        samples while it was empty), C(timeout), or C(killed, ...) after O(fallback=kill).
+      type: str
+      sample: writer exited
+    killed:
+      description: Whether the writer was sent SIGKILL (O(fallback=kill)).
+      type: bool
+      sample: false
+    unblocked:
+      description: Whether no writer is blocked on the pipe any more.
+      type: bool
+      sample: true
+    verified:
+      description: >-
+        Whether the container's Docker Engine inspect answered within O(inspect_timeout) after the drain;
+        C(null) when the Engine could not be asked (see RV(drained[].verify_reason)).
+      type: bool
+      sample: true
+    verify_reason:
+      description: Why RV(drained[].verified) is not C(true), or an empty string.
+      type: str
+      sample: ''
+    seconds:
+      description: How long the drain took.
+      type: float
+      sample: 0.042
+    round:
+      description: In which round this pipe was drained (2 and up means the container deadlocked again).
+      type: int
+      sample: 1
+    recurring:
+      description: Whether this container was still stuck after the last round.
+      type: bool
+      sample: false
+    cause:
+      description: The diagnosed cause of the crash dump, as in M(hangdoctor.runtime.runc_exec_info).
+      type: dict
+      sample: {kind: pthread_create_eagain, summary: "runtime/cgo: pthread_create failed", hint: "", oom_kills: 0}
+    pod:
+      description: Kubernetes pod of the container, when known.
+      type: dict
+      sample: {namespace: default, name: web-0, container: app}
+would_drain:
+  description: In check mode, what would be drained. Empty otherwise.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - container_id: 4f2a9c1d7e3b0a5c6d8e9f00112233445566778899aabbccddeeff0011223344
+      pid: 48213
+      start_time: 91234567
+      writer: runc_init
+      pipe_inode: 3324511
+      queued: 65536
+      capacity: 65536
+      peek: "runtime/cgo: pthread_create failed: Resource temporarily unavailable\nSIGABRT: abort\n"
+      age_seconds: 312.5
+      cause: {kind: pthread_create_eagain}
+      pod: {namespace: default, name: web-0, container: app}
+skipped_execs:
+  description:
+    - Stuck execs that were not drained, with C(reason) one of C(locked), C(already drained),
+      C(no longer matches), C(younger than min_age_seconds), C(pipe reader is not a shim),
+      C(malformed record), C(evidence file not writable), and a C(detail).
+    - Not named C(skipped), which Ansible reads as "the task was skipped".
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - container_id: 4f2a9c1d7e3b0a5c6d8e9f00112233445566778899aabbccddeeff0011223344
+      pid: 48213
+      reason: younger than min_age_seconds
+      detail: stuck for 12.0s < 60s
+recurring:
+  description: Containers still stuck after O(max_rounds) rounds, with the pids stuck now and a hint.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - container_id: 4f2a9c1d7e3b0a5c6d8e9f00112233445566778899aabbccddeeff0011223344
+      rounds: 3
+      stuck_pids: [48377]
+      hint: "the container deadlocked again after its pipe was drained: ..."
+rounds:
+  description: How many rounds of drains ran.
+  returned: always
+  type: int
+  sample: 1
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            stuck_execs=dict(type='list', elements='dict'),
+            container_ids=dict(type='list', elements='str'),
+            min_age_seconds=dict(type='float', default=60),
+            evidence_dir=dict(type='path', default='/var/log/hangdoctor'),
+            max_evidence_bytes=dict(type='int', default=16 * 1024 * 1024),
+            timeout=dict(type='float', default=30),
+            fallback=dict(type='str', choices=['none', 'kill'], default='none'),
+            max_rounds=dict(type='int', default=3),
+            confirm_interval=dict(type='float', default=1.0),
+            peek_bytes=dict(type='int', default=4096),
+            docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
+            inspect_timeout=dict(type='float', default=5.0),
+            proc_root=dict(type='path', default='/proc'),
+        ),
+        mutually_exclusive=[('stuck_execs', 'container_ids')],
+        supports_check_mode=True,
+    )
+    p = module.params
+    for name in ('min_age_seconds', 'max_evidence_bytes', 'confirm_interval', 'peek_bytes'):
+        if p[name] < 0:
+            module.fail_json(msg='%s must not be negative, got %s' % (name, p[name]))
+    for name in ('timeout', 'inspect_timeout'):
+        if not p[name] > 0:
+            module.fail_json(msg='%s must be greater than 0, got %s' % (name, p[name]))
+    if p['max_rounds'] < 1:
+        module.fail_json(msg='max_rounds must be at least 1, got %d' % p['max_rounds'])
+
+    proc = _procfs.Proc(p['proc_root'])
+    if not proc.is_procfs():
+        module.fail_json(msg='%s is not a procfs' % p['proc_root'])
+    try:
+        result = _pipe_drain.run(
+            proc,
+            stuck_execs=p['stuck_execs'],
+            container_ids=p['container_ids'],
+            evidence_dir=p['evidence_dir'],
+            min_age_seconds=p['min_age_seconds'],
+            max_evidence_bytes=p['max_evidence_bytes'],
+            timeout=p['timeout'],
+            fallback=p['fallback'],
+            max_rounds=p['max_rounds'],
+            confirm_interval=p['confirm_interval'],
+            peek_bytes=p['peek_bytes'],
+            check_mode=module.check_mode,
+            engine=_pipe_drain.engine_check(p['docker_host'], p['inspect_timeout']),
+        )
+    except (_pipe_drain.DrainError, _stuck_exec.DiagnosisError, _procfs.ProcError) as e:
+        module.fail_json(msg=str(e))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
