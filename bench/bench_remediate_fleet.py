@@ -1,0 +1,160 @@
+"""The remediate playbook over 100 inventory hosts (local connection).
+
+Each host runs the whole remediate role against an empty proc_root and a
+missing Docker socket, so the hosts do the real per-host work of a healthy
+node (the common case in a fleet run) without a container runtime.  A small
+callback records, per host, how long each task took; the module share is the
+time spent in the hangdoctor modules over the host's total task time.
+
+Baseline, measured in the same run: one ansible.builtin.ping per host (the
+fixed cost of reaching a host through Ansible).  Then forks and strategy
+variants, for docs/fleet.md.
+
+    python bench/bench_remediate_fleet.py [--hosts 100] [--forks 10,50]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CALLBACK = '''
+import json, os, time
+from ansible.plugins.callback import CallbackBase
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "hd_timing"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self):
+        super().__init__()
+        self.start = {}
+        self.rows = []
+
+    def v2_runner_on_start(self, host, task):
+        self.start[(host.get_name(), task._uuid)] = time.monotonic()
+
+    def _end(self, result, **kwargs):
+        key = (result._host.get_name(), result._task._uuid)
+        t0 = self.start.pop(key, None)
+        if t0 is not None:
+            self.rows.append([result._host.get_name(), result._task.action, time.monotonic() - t0])
+
+    v2_runner_on_ok = v2_runner_on_failed = v2_runner_on_skipped = v2_runner_on_unreachable = _end
+
+    def v2_playbook_on_stats(self, stats):
+        with open(os.environ["HD_TIMING_OUT"], "w") as f:
+            json.dump(self.rows, f)
+'''
+
+PING = """---
+- name: Baseline
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Ping
+      ansible.builtin.ping:
+"""
+
+
+def collections_path():
+    coll = ROOT
+    if coll.parent.name == "hangdoctor" and coll.parent.parent.name == "ansible_collections":
+        return str(coll.parents[2])
+    tree = Path(tempfile.gettempdir()) / ("hd-unit-tree-%d" % os.getuid())
+    link = tree / "ansible_collections" / "hangdoctor" / "runtime"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(coll)
+    return str(tree)
+
+
+def run(work, playbook, hosts, forks, strategy="linear", extra=None):
+    out = work / ("timing-%s-%d-%s.json" % (Path(playbook).stem, forks, strategy))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_CALLBACK_PLUGINS=str(work / "cb"),
+               ANSIBLE_CALLBACKS_ENABLED="hd_timing", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal",
+               ANSIBLE_STRATEGY=strategy, ANSIBLE_HOST_KEY_CHECKING="0", HD_TIMING_OUT=str(out),
+               ANSIBLE_LOCALHOST_WARNING="0")
+    # serial and become are play keywords: extra vars, not inventory vars.
+    play_vars = {"hangdoctor_become": False, "hangdoctor_serial": "100%", "hangdoctor_max_fail_percentage": 0}
+    play_vars.update(extra or {})
+    cmd = ["ansible-playbook", "-i", str(work / "inventory.json"), "-f", str(forks), playbook,
+           "-e", json.dumps(play_vars)]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        sys.exit("%s failed (rc %d):\n%s\n%s" % (playbook, r.returncode, r.stdout[-3000:], r.stderr[-3000:]))
+    rows = json.loads(out.read_text())
+    per_host = {}
+    module = {}
+    for host, action, secs in rows:
+        per_host[host] = per_host.get(host, 0.0) + secs
+        if action.startswith("hangdoctor.runtime.") and action != "hangdoctor.runtime.report_write":
+            module[host] = module.get(host, 0.0) + secs
+    assert len(per_host) == hosts, (len(per_host), hosts)
+    total = sum(per_host.values())
+    return {"wall": wall, "task_seconds_per_host": total / hosts,
+            "module_seconds_per_host": sum(module.values()) / hosts,
+            "module_share": (sum(module.values()) / total) if total else 0.0}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    ap.add_argument("--hosts", type=int, default=100)
+    ap.add_argument("--forks", default="10,50")
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hd-bench-fleet-"))
+    try:
+        (work / "cb").mkdir()
+        (work / "cb" / "hd_timing.py").write_text(CALLBACK)
+        # A fixture /proc of a node without containers: only the system-wide
+        # stat file the modules use to tell a procfs from a typo.
+        (work / "proc").mkdir()
+        (work / "proc" / "stat").write_text(Path("/proc/stat").read_text())
+        (work / "ping.yml").write_text(PING)
+        hostvars = {"node%03d" % i: {} for i in range(a.hosts)}
+        inv = {"all": {"hosts": hostvars, "vars": {
+            "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+            "hangdoctor_proc_root": str(work / "proc"),
+            "hangdoctor_docker_host": "unix://%s/none.sock" % work,
+            "hangdoctor_report_dir": str(work / "report"),
+            "hangdoctor_confirm_interval": 0.2}}}
+        (work / "inventory.json").write_text(json.dumps(inv))
+        forks = [int(f) for f in a.forks.split(",")]
+        print("remediate playbook over %d hosts (local connection, empty proc_root, no Docker socket)" % a.hosts)
+        print("%-28s %8s %10s %12s %8s %8s" % ("run", "wall s", "hosts/s", "task s/host", "module", "share"))
+        results = []
+        for f in forks:
+            base = run(work, str(work / "ping.yml"), a.hosts, f)
+            rem = run(work, "hangdoctor.runtime.remediate", a.hosts, f)
+            for name, r in (("ping baseline forks=%d" % f, base), ("remediate forks=%d" % f, rem)):
+                print("%-28s %8.1f %10.1f %12.3f %8.3f %7.0f%%" % (
+                    name, r["wall"], a.hosts / r["wall"], r["task_seconds_per_host"], r["module_seconds_per_host"],
+                    100 * r["module_share"]))
+            results.append((f, base, rem))
+            print("  remediate / ping wall ratio at forks=%d: %.1fx" % (f, rem["wall"] / base["wall"]))
+        f = forks[-1]
+        free = run(work, "hangdoctor.runtime.remediate", a.hosts, f, strategy="free")
+        print("%-28s %8.1f %10.1f %12.3f %8.3f %7.0f%%" % (
+            "remediate forks=%d free" % f, free["wall"], a.hosts / free["wall"], free["task_seconds_per_host"],
+            free["module_seconds_per_host"], 100 * free["module_share"]))
+        lin = results[-1][2]
+        print("  free / linear wall ratio at forks=%d: %.2f" % (f, free["wall"] / lin["wall"]))
+        report = json.loads((work / "report" / "hangdoctor-remediate.json").read_text())
+        assert report["totals"]["hosts_reported"] == a.hosts, report["totals"]
+        print("report: %d/%d hosts reported" % (report["totals"]["hosts_reported"], report["totals"]["hosts"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
