@@ -1,0 +1,578 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Docker Engine API client with a hard deadline per request (private module_utils).
+
+Why not the docker SDK or ``http.client``: neither can bound a whole request.
+A socket timeout applies to one ``recv``; a daemon that accepts and never
+answers, or that trickles one byte per second, keeps such a client waiting
+forever.  Here every request has a deadline on the monotonic clock, and each
+``connect``/``send``/``recv`` gets only what is left of it.  That matters for
+the stuck exec: dockerd (before moby 24) holds a container's exec-store lock
+while ``runc exec`` waits on ``runc init``, so ``GET /containers/<id>/json``
+of that container never returns while ``GET /containers/json`` still does.
+
+Supported ``docker_host`` forms: ``unix:///path``, a bare ``/path``,
+``tcp://host:port`` and ``http://host:port`` (plain HTTP).  Not supported:
+TLS (``https://``, ``tcp://`` with ``DOCKER_TLS_VERIFY``), ``ssh://``,
+``npipe://`` and ``fd://``; forward such a daemon to a local unix socket
+(``ssh -L /tmp/d.sock:/var/run/docker.sock host``) and point at that.
+
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import json
+import math
+import re
+import socket
+import threading
+import time
+
+try:
+    from urllib.parse import quote, urlencode
+except ImportError:  # pragma: no cover - Python 2 is not a target, kept for sanity's compile test
+    from urllib import quote, urlencode
+
+DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
+DEFAULT_TIMEOUT = 5.0
+MAX_HEADER_BYTES = 64 * 1024
+# A list of a few thousand containers is a few MiB; this only stops a runaway peer.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+USER_AGENT = 'hangdoctor.runtime'
+_API_VERSION_RE = re.compile(r'^[0-9]+\.[0-9]+$')
+
+K8S_NAMESPACE_LABEL = 'io.kubernetes.pod.namespace'
+K8S_POD_LABEL = 'io.kubernetes.pod.name'
+K8S_CONTAINER_LABEL = 'io.kubernetes.container.name'
+
+
+class EngineError(Exception):
+    """The Engine API did not give a usable answer.  ``status`` is the HTTP
+    status when the daemon answered with an error."""
+
+    def __init__(self, msg, status=None):
+        super(EngineError, self).__init__(msg)
+        self.status = status
+
+
+class EngineTimeout(EngineError):
+    """The request's deadline passed before a whole answer arrived."""
+
+
+class EngineUnreachable(EngineError):
+    """Nothing listens there: no socket file, connection refused, no permission."""
+
+
+def parse_docker_host(docker_host):
+    """('unix', path) or ('tcp', host, port); EngineError for a form we do not speak."""
+    if not docker_host or not isinstance(docker_host, str):
+        raise EngineError('docker_host must be a non-empty string such as %s' % DEFAULT_DOCKER_HOST)
+    h = docker_host.strip()
+    if h.startswith('/'):
+        return ('unix', h)
+    if '://' not in h:
+        raise EngineError('docker_host %r has no scheme: use unix:///path/to/docker.sock or tcp://host:port' % docker_host)
+    scheme, rest = h.split('://', 1)
+    scheme = scheme.lower()
+    if scheme == 'unix':
+        if not rest.startswith('/'):
+            raise EngineError('docker_host %r: a unix socket needs an absolute path (unix:///var/run/docker.sock)' % docker_host)
+        return ('unix', rest)
+    if scheme in ('tcp', 'http'):
+        hostport = rest.split('/', 1)[0]
+        if hostport.startswith('['):
+            end = hostport.find(']')
+            if end < 0:
+                raise EngineError('docker_host %r: unbalanced [ in IPv6 address' % docker_host)
+            host, tail = hostport[1:end], hostport[end + 1:]
+            port_text = tail[1:] if tail.startswith(':') else ''
+        elif ':' in hostport:
+            host, port_text = hostport.rsplit(':', 1)
+        else:
+            host, port_text = hostport, ''
+        if not host:
+            raise EngineError('docker_host %r has no host' % docker_host)
+        if not port_text:
+            port_text = '2375'
+        try:
+            port = int(port_text)
+        except ValueError:
+            port = -1
+        if not 0 < port < 65536:
+            raise EngineError('docker_host %r: bad port %r' % (docker_host, port_text))
+        return ('tcp', host, port)
+    if scheme in ('https', 'ssh', 'npipe', 'fd'):
+        raise EngineError(
+            'docker_host %r: %s:// is not supported (no TLS, ssh, named pipes or socket activation); '
+            'use a unix socket or plain tcp://, e.g. forward the daemon with '
+            'ssh -L /tmp/docker.sock:/var/run/docker.sock HOST and use unix:///tmp/docker.sock' % (docker_host, scheme))
+    raise EngineError('docker_host %r: unknown scheme %r' % (docker_host, scheme))
+
+
+def _remaining(deadline, what):
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise EngineTimeout('%s: no answer within the deadline' % what)
+    return left
+
+
+def _resolve(host, port, deadline):
+    """getaddrinfo has no timeout of its own: run it in a daemon thread."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ':' in host else socket.AF_INET, host)
+        return [(socket.AF_INET6 if ':' in host else socket.AF_INET, (host, port))]
+    except (OSError, ValueError):
+        pass
+    box = {}
+
+    def run():
+        try:
+            box['addrs'] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except Exception as e:  # handed to the caller below
+            box['error'] = e
+
+    t = threading.Thread(target=run, name='resolve-%s' % host)
+    t.daemon = True
+    t.start()
+    t.join(_remaining(deadline, 'resolving %s' % host))
+    if t.is_alive():
+        raise EngineTimeout('resolving %s: no answer within the deadline' % host)
+    if 'error' in box:
+        raise EngineUnreachable('resolving %s: %s' % (host, box['error']))
+    return [(a[0], a[4]) for a in box['addrs']]
+
+
+class _Response(object):
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+
+class _DeadlineReader(object):
+    """Reads a socket under one deadline, whatever pace the peer keeps."""
+
+    def __init__(self, sock, deadline, what, max_bytes):
+        self.sock = sock
+        self.deadline = deadline
+        self.what = what
+        self.max_bytes = max_bytes
+        self.buf = b''
+        self.total = 0
+        self.eof = False
+
+    def fill(self):
+        if self.eof:
+            return False
+        self.sock.settimeout(_remaining(self.deadline, self.what))
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            raise EngineTimeout('%s: no answer within the deadline' % self.what)
+        except (OSError, IOError) as e:
+            raise EngineError('%s: reading the answer: %s' % (self.what, e))
+        if not data:
+            self.eof = True
+            return False
+        self.total += len(data)
+        if self.total > self.max_bytes:
+            raise EngineError('%s: answer larger than %d bytes' % (self.what, self.max_bytes))
+        self.buf += data
+        return True
+
+    def readline(self, limit=MAX_HEADER_BYTES):
+        while True:
+            i = self.buf.find(b'\n')
+            if i >= 0:
+                line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+                return line
+            if len(self.buf) > limit:
+                raise EngineError('%s: header line longer than %d bytes' % (self.what, limit))
+            if not self.fill():
+                raise EngineError('%s: connection closed in the middle of the answer' % self.what)
+
+    def read(self, n):
+        while len(self.buf) < n:
+            if not self.fill():
+                raise EngineError('%s: connection closed after %d of %d body bytes' % (self.what, len(self.buf), n))
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_to_eof(self):
+        while self.fill():
+            pass
+        data, self.buf = self.buf, b''
+        return data
+
+
+class EngineClient(object):
+    """A Docker Engine API client: one connection per request (``Connection:
+    close``), so instances are safe to share between probe threads once the
+    API version is settled."""
+
+    def __init__(self, docker_host=DEFAULT_DOCKER_HOST, api_version=None, timeout=DEFAULT_TIMEOUT,
+                 max_body_bytes=MAX_BODY_BYTES):
+        self.docker_host = docker_host
+        self.address = parse_docker_host(docker_host)
+        if api_version in ('auto', ''):
+            api_version = None
+        if api_version is not None:
+            api_version = str(api_version).lstrip('v')
+            if not _API_VERSION_RE.match(api_version):
+                raise EngineError('api_version %r: expected MAJOR.MINOR such as 1.41, or auto' % api_version)
+        self.api_version = api_version
+        self.timeout = float(timeout)
+        if self.timeout <= 0 or math.isnan(self.timeout):
+            raise EngineError('timeout must be greater than 0, got %r' % timeout)
+        self.max_body_bytes = max_body_bytes
+        self._version_info = None
+        self._lock = threading.Lock()
+
+    # ---- transport -------------------------------------------------------
+    def _connect(self, deadline, what):
+        if self.address[0] == 'unix':
+            path = self.address[1]
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.settimeout(_remaining(deadline, what))
+                s.connect(path)
+            except socket.timeout:
+                s.close()
+                # a stopped daemon's listen backlog is full: connect itself waits
+                raise EngineTimeout('%s: connecting to %s: no answer within the deadline' % (what, path))
+            except (OSError, IOError) as e:
+                s.close()
+                raise EngineUnreachable('%s: cannot connect to %s: %s' % (what, path, _why(e)))
+            except EngineError:
+                s.close()
+                raise
+            return s
+        dummy, host, port = self.address
+        last = None
+        for family, sockaddr in _resolve(host, port, deadline):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                s.settimeout(_remaining(deadline, what))
+                s.connect(sockaddr)
+                return s
+            except socket.timeout:
+                s.close()
+                raise EngineTimeout('%s: connecting to %s:%d: no answer within the deadline' % (what, host, port))
+            except (OSError, IOError) as e:
+                s.close()
+                last = e
+            except EngineError:
+                s.close()
+                raise
+        raise EngineUnreachable('%s: cannot connect to %s:%d: %s' % (what, host, port, _why(last) if last else 'no address'))
+
+    def request(self, method, path, timeout=None, query=None):
+        """One HTTP/1.1 request; returns a response with ``status``,
+        ``headers`` (lower-case names) and ``body`` (bytes).  The whole call
+        -- connect, send, every read -- ends by ``timeout`` seconds."""
+        timeout = self.timeout if timeout is None else float(timeout)
+        deadline = time.monotonic() + timeout
+        qs = urlencode(sorted((k, v) for k, v in (query or {}).items() if v is not None))
+        if qs:
+            path = path + '?' + qs
+        what = '%s %s' % (method, path)
+        host_header = 'localhost' if self.address[0] == 'unix' else '%s:%d' % (self.address[1], self.address[2])
+        req = ('%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n'
+               'Connection: close\r\n\r\n' % (method, path, host_header, USER_AGENT)).encode('ascii')
+        sock = self._connect(deadline, what)
+        try:
+            try:
+                # sendall's timeout covers the whole send (Python >= 3.5)
+                sock.settimeout(_remaining(deadline, what))
+                sock.sendall(req)
+            except socket.timeout:
+                raise EngineTimeout('%s: sending: no progress within the deadline' % what)
+            except (OSError, IOError) as e:
+                raise EngineError('%s: sending: %s' % (what, _why(e)))
+            return self._read_response(_DeadlineReader(sock, deadline, what, self.max_body_bytes), method, what)
+        finally:
+            sock.close()
+
+    def _read_response(self, r, method, what):
+        while True:
+            line = r.readline()
+            parts = line.decode('iso-8859-1').rstrip('\r\n').split(' ', 2)
+            if len(parts) < 2 or not parts[0].startswith('HTTP/') or not parts[1].isdigit():
+                raise EngineError('%s: not an HTTP answer: %r' % (what, line[:80]))
+            status = int(parts[1])
+            reason = parts[2] if len(parts) > 2 else ''
+            headers = {}
+            size = 0
+            while True:
+                h = r.readline()
+                size += len(h)
+                if size > MAX_HEADER_BYTES:
+                    raise EngineError('%s: headers larger than %d bytes' % (what, MAX_HEADER_BYTES))
+                h = h.decode('iso-8859-1').rstrip('\r\n')
+                if not h:
+                    break
+                if ':' in h:
+                    k, v = h.split(':', 1)
+                    headers[k.strip().lower()] = v.strip()
+            if 100 <= status < 200:
+                continue  # an interim answer; the real one follows
+            break
+        if method == 'HEAD' or status in (204, 304):
+            body = b''
+        elif 'chunked' in headers.get('transfer-encoding', '').lower():
+            body = self._read_chunked(r, what)
+        elif 'content-length' in headers:
+            try:
+                n = int(headers['content-length'])
+            except ValueError:
+                raise EngineError('%s: bad Content-Length %r' % (what, headers['content-length']))
+            if n < 0:
+                raise EngineError('%s: bad Content-Length %d' % (what, n))
+            if n > self.max_body_bytes:
+                raise EngineError('%s: answer larger than %d bytes (Content-Length %d)' % (what, self.max_body_bytes, n))
+            body = r.read(n)
+        else:
+            body = r.read_to_eof()
+        return _Response(status, reason, headers, body)
+
+    def _read_chunked(self, r, what):
+        out = []
+        total = 0
+        while True:
+            line = r.readline().split(b';', 1)[0].strip()
+            try:
+                n = int(line, 16)
+            except ValueError:
+                raise EngineError('%s: bad chunk size %r' % (what, line[:20]))
+            if n == 0:
+                # trailers end with an empty line
+                while r.readline().strip():
+                    pass
+                return b''.join(out)
+            total += n
+            if total > self.max_body_bytes:
+                raise EngineError('%s: answer larger than %d bytes' % (what, self.max_body_bytes))
+            out.append(r.read(n))
+            r.read(2)
+
+    # ---- API -------------------------------------------------------------
+    def _versioned(self, path, timeout):
+        if self.api_version is None:
+            self.version(timeout=timeout)
+        return '/v%s%s' % (self.api_version, path)
+
+    def get(self, path, timeout=None, query=None, versioned=True):
+        """GET PATH and decode its JSON answer.  PATH is the API path without
+        the /vX.Y prefix (added after negotiating once); callers quote ids."""
+        if versioned:
+            path = self._versioned(path, timeout)
+        resp = self.request('GET', path, timeout=timeout, query=query)
+        return _decode(resp, 'GET %s' % path)
+
+    def ping(self, timeout=None):
+        """True when /_ping answers OK (raises otherwise)."""
+        resp = self.request('GET', '/_ping', timeout=timeout)
+        if resp.status != 200:
+            raise EngineError('GET /_ping: HTTP %d %s' % (resp.status, resp.reason), status=resp.status)
+        return True
+
+    def version(self, timeout=None):
+        """GET /version (unversioned), once; settles the API version when
+        none was given: the daemon's own, so old daemons are spoken to in
+        their dialect."""
+        with self._lock:
+            if self._version_info is None:
+                resp = self.request('GET', '/version', timeout=timeout)
+                info = _decode(resp, 'GET /version')
+                if not isinstance(info, dict):
+                    raise EngineError('GET /version: unexpected answer %r' % (info,))
+                self._version_info = info
+                if self.api_version is None:
+                    v = str(info.get('ApiVersion') or '')
+                    if not _API_VERSION_RE.match(v):
+                        raise EngineError('GET /version: no usable ApiVersion in the answer (%r)' % v)
+                    self.api_version = v
+            return self._version_info
+
+    def containers(self, all_states=False, timeout=None):
+        """GET /containers/json (running ones unless ALL_STATES): keeps
+        answering while an exec is stuck."""
+        out = self.get('/containers/json', timeout=timeout, query={'all': '1' if all_states else None})
+        if not isinstance(out, list):
+            raise EngineError('GET /containers/json: expected a list, got %s' % type(out).__name__)
+        return out
+
+    def inspect(self, cid, timeout=None):
+        """GET /containers/<id>/json: blocks behind a stuck exec in dockerd < 24."""
+        return self.get('/containers/%s/json' % quote(str(cid), safe=''), timeout=timeout)
+
+
+def _why(e):
+    if isinstance(e, (OSError, IOError)) and e.errno is not None:
+        return '%s (%s)' % (e.strerror or e, errno.errorcode.get(e.errno, e.errno))
+    return str(e)
+
+
+def _decode(resp, what):
+    text = resp.body.decode('utf-8', 'replace')
+    if not 200 <= resp.status < 300:
+        msg = text.strip()
+        try:
+            msg = json.loads(text).get('message') or msg
+        except (ValueError, AttributeError):
+            pass
+        raise EngineError('%s: HTTP %d %s: %s' % (what, resp.status, resp.reason, msg[:500]), status=resp.status)
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise EngineError('%s: answer is not JSON: %s' % (what, e))
+
+
+# ---- probing many containers at once -----------------------------------------
+def probe_inspect(client, ids, timeout, concurrency=16, deadline=None):
+    """Inspect every id in IDS with up to CONCURRENCY requests in flight.
+
+    Returns {id: {'responsive': True|False|None, 'latency_ms', 'error'}}:
+    True when the daemon answered (even with an error status), False when the
+    request used its whole ``timeout`` without an answer (the stuck exec's
+    sign), None when it could not be decided (connection failed, or the overall
+    DEADLINE cut it short or kept it from starting).  Returns by DEADLINE (a
+    monotonic time; default now + timeout + 1) even if threads are still
+    stuck: they are daemon threads and every one of them is itself bounded.
+    """
+    ids = list(ids)
+    timeout = float(timeout)
+    if deadline is None:
+        deadline = time.monotonic() + timeout + 1.0
+    results = {}
+    cond = threading.Condition()
+    pending = list(reversed(ids))
+
+    def probe(cid):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {'responsive': None, 'latency_ms': None,
+                    'error': 'not probed: the overall deadline passed first (raise concurrency or the deadline)'}
+        budget = min(timeout, left)
+        t0 = time.monotonic()
+        try:
+            client.inspect(cid, timeout=budget)
+            return {'responsive': True, 'latency_ms': _ms(t0), 'error': None}
+        except EngineTimeout as e:
+            if budget < timeout:
+                return {'responsive': None, 'latency_ms': _ms(t0),
+                        'error': 'probe cut short by the overall deadline after %.1fs: %s' % (budget, e)}
+            return {'responsive': False, 'latency_ms': _ms(t0),
+                    'error': 'inspect did not answer within %.1fs' % timeout}
+        except EngineUnreachable as e:
+            return {'responsive': None, 'latency_ms': _ms(t0), 'error': str(e)}
+        except EngineError as e:
+            # an HTTP error (404: removed since the list) is still an answer
+            answered = True if e.status is not None else None
+            return {'responsive': answered, 'latency_ms': _ms(t0), 'error': str(e)}
+
+    def worker():
+        while True:
+            with cond:
+                if not pending:
+                    return
+                cid = pending.pop()
+            try:
+                res = probe(cid)
+            except Exception as e:  # never lose a result to a surprise
+                res = {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
+            with cond:
+                results[cid] = res
+                cond.notify_all()
+
+    for i in range(max(1, min(int(concurrency), len(ids)))):
+        t = threading.Thread(target=worker, name='inspect-probe-%d' % i)
+        t.daemon = True
+        t.start()
+
+    # every probe is bounded by DEADLINE; the grace only covers thread scheduling
+    wait_until = deadline + 0.25
+    with cond:
+        while len(results) < len(ids):
+            left = wait_until - time.monotonic()
+            if left <= 0:
+                break
+            cond.wait(left)
+        out = dict(results)
+    for cid in ids:
+        if cid not in out:
+            out[cid] = {'responsive': None, 'latency_ms': None,
+                        'error': 'no result by the overall deadline'}
+    return out
+
+
+def _ms(t0):
+    return int(round((time.monotonic() - t0) * 1000))
+
+
+def container_summary(c):
+    """The fields an operator recognises a container by, from a /containers/json entry."""
+    labels = c.get('Labels') or {}
+    names = c.get('Names') or []
+    return {
+        'id': c.get('Id'),
+        'name': names[0].lstrip('/') if names else None,
+        'image': c.get('Image'),
+        'state': c.get('State'),
+        'pod_namespace': labels.get(K8S_NAMESPACE_LABEL),
+        'pod_name': labels.get(K8S_POD_LABEL),
+        'pod_container': labels.get(K8S_CONTAINER_LABEL),
+    }
+
+
+def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=16,
+                          api_version=None, all_states=False, total_timeout=None, client=None):
+    """Which containers no longer answer inspect: the body of hung_container_info.
+
+    Lists containers once, then inspects all of them concurrently.  The whole
+    call returns within TOTAL_TIMEOUT (default ``timeout + 1``) seconds of
+    starting.  A daemon that does not answer at all is a result
+    (``engine.reachable`` false), not an exception.
+    """
+    t0 = time.monotonic()
+    timeout = float(timeout)
+    total = timeout + 1.0 if total_timeout is None else float(total_timeout)
+    deadline = t0 + total
+    engine = {'docker_host': docker_host, 'reachable': False, 'version': None, 'api_version': None,
+              'list_latency_ms': None, 'error': None}
+    report = {'containers': [], 'hung': [], 'unchecked': [], 'engine': engine}
+    if client is None:
+        client = EngineClient(docker_host, api_version=api_version, timeout=timeout)
+
+    def budget():
+        return max(0.001, min(timeout, deadline - time.monotonic()))
+
+    try:
+        info = client.version(timeout=budget())
+        engine['reachable'] = True
+        engine['version'] = info.get('Version')
+        engine['api_version'] = client.api_version
+        t1 = time.monotonic()
+        listed = client.containers(all_states=all_states, timeout=budget())
+        engine['list_latency_ms'] = _ms(t1)
+    except EngineError as e:
+        engine['error'] = str(e)
+        report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
+        return report
+
+    containers = [container_summary(c) for c in listed if isinstance(c, dict) and c.get('Id')]
+    probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline)
+    for c in containers:
+        c.update(probes[c['id']])
+        if c['responsive'] is False:
+            report['hung'].append(c['id'])
+        elif c['responsive'] is None:
+            report['unchecked'].append(c['id'])
+    report['containers'] = containers
+    report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
+    return report

@@ -1,0 +1,267 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: hung_container_info
+short_description: Find the containers whose Docker Engine API inspect no longer answers
+version_added: 0.1.0
+author: hangdoctor developers (!UNKNOWN)
+description:
+  - Lists the containers of a Docker daemon (C(GET /containers/json), which keeps working during a
+    stuck exec), then inspects every one of them (C(GET /containers/<id>/json)) concurrently, each
+    under a hard deadline, and reports which containers did not answer.
+  - A container whose C(docker exec) is stuck because C(runc init) blocks writing its crash dump to
+    a full stderr pipe makes dockerd (before moby 24) hold that container's lock, so inspect and
+    stats of it hang while C(docker ps) works. This module finds those containers in about one
+    O(timeout), whatever the number of hung containers, where a shell loop of C(timeout docker
+    inspect) costs one timeout per hung container plus a CLI start per container.
+  - Every request has a deadline on a monotonic clock covering connect, send and every read, so a
+    daemon that accepts and never answers, or answers one byte at a time, is cut off at the deadline.
+    Probes that are still stuck run in daemon threads and never keep the module from returning.
+  - The module returns within O(total_timeout) seconds (default O(timeout) + 1) of starting.
+  - Speaks HTTP/1.1 to a unix socket or to plain C(tcp://host:port). TLS (C(https://), C(tcp://) with
+    client certificates), C(ssh://), C(npipe://) and C(fd://) are not supported; forward such a daemon
+    to a local unix socket (C(ssh -L /tmp/docker.sock:/var/run/docker.sock host)) instead.
+  - Uses only the Python standard library on the target (no docker SDK, no requests).
+  - To find and drain the stuck C(runc init) behind a hung container, use
+    M(hangdoctor.runtime.runc_exec_info) and M(hangdoctor.runtime.runc_pipe_drain).
+extends_documentation_fragment:
+  - hangdoctor.runtime.attributes
+  - hangdoctor.runtime.attributes.INFO_MODULE
+attributes:
+  platform:
+    platforms: posix
+    support: full
+    details:
+      - Needs access to the Docker daemon's socket (usually root or the C(docker) group).
+options:
+  docker_host:
+    description:
+      - Where the Docker daemon listens, as C(unix:///path/to/docker.sock), a bare absolute socket
+        path, or C(tcp://host:port) / C(http://host:port) without TLS.
+      - When not given, the E(DOCKER_HOST) environment variable of the target is used if set.
+    type: str
+    default: unix:///var/run/docker.sock
+  timeout:
+    description:
+      - Seconds each request (the version check, the list, and each container's inspect) may take in
+        total, not per read. An inspect that gets no whole answer in that time marks the container as hung.
+    type: float
+    default: 5.0
+  total_timeout:
+    description:
+      - Seconds the whole module run may take. Containers whose probe could not start or finish inside it
+        are reported in RV(unchecked), not in RV(hung).
+      - Defaults to O(timeout) + 1. With more hung containers than O(concurrency), raise one of the two.
+    type: float
+  concurrency:
+    description:
+      - How many inspect requests are in flight at once. Each hung container keeps one busy until O(timeout).
+    type: int
+    default: 16
+  api_version:
+    description:
+      - Engine API version to speak, such as C(1.41). V(auto) asks the daemon once (C(GET /version)) and uses its version.
+    type: str
+    default: auto
+  include_stopped:
+    description:
+      - Also probe containers that are not running. A stuck exec only happens in running ones.
+    type: bool
+    default: false
+  fail_on_unreachable:
+    description:
+      - Fail the task when the daemon does not answer the version check or the container list (no socket,
+        connection refused, a stopped daemon). The result still carries RV(engine) with the reason.
+      - When V(false), an unreachable daemon is a normal result with RV(engine.reachable=false).
+    type: bool
+    default: true
+notes:
+  - Never changes anything; safe in check mode.
+  - Docker 24 and later no longer block inspect behind a stuck exec. On them this module finds
+    nothing even while an exec is stuck; M(hangdoctor.runtime.runc_exec_info) finds the stuck exec itself.
+seealso:
+  - module: hangdoctor.runtime.runc_exec_info
+  - module: hangdoctor.runtime.runc_pipe_drain
+'''
+
+EXAMPLES = r'''
+---
+- name: Which containers no longer answer docker inspect
+  hangdoctor.runtime.hung_container_info:
+    timeout: 3
+  register: hung
+
+- name: Show the hung containers with their pods
+  ansible.builtin.debug:
+    msg: "{{ hung.containers | selectattr('responsive', 'false') | map(attribute='pod_name') | list }}"
+
+- name: Scan a fleet without failing on hosts that have no dockerd
+  hangdoctor.runtime.hung_container_info:
+    docker_host: unix:///run/docker.sock
+    timeout: 2
+    concurrency: 32
+    fail_on_unreachable: false
+  register: scan
+
+- name: Fail the play when a container is hung
+  ansible.builtin.assert:
+    that: scan.hung | length == 0
+    fail_msg: "inspect hangs for {{ scan.hung }}; run hangdoctor.runtime.runc_exec_info"
+'''
+
+RETURN = r'''
+containers:
+  description: Every listed container with the outcome of its inspect probe, in the daemon's list order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Full container id.
+      type: str
+      sample: 3f4e8a1d2c5b6a7980f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6e5f4a3b
+    name:
+      description: Container name without the leading slash.
+      type: str
+      sample: k8s_web_web-7d9f_shop_0b1c_0
+    image:
+      description: Image the container runs.
+      type: str
+      sample: nginx:1.25
+    state:
+      description: State from the list (C(running), C(exited), ...).
+      type: str
+      sample: running
+    pod_namespace:
+      description: Kubernetes namespace from the C(io.kubernetes.pod.namespace) label, null outside Kubernetes.
+      type: str
+      sample: shop
+    pod_name:
+      description: Kubernetes pod name from the C(io.kubernetes.pod.name) label.
+      type: str
+      sample: web-7d9f
+    pod_container:
+      description: Kubernetes container name from the C(io.kubernetes.container.name) label.
+      type: str
+      sample: web
+    responsive:
+      description:
+        - V(true) when inspect answered within the deadline (even with an error status),
+          V(false) when it used the whole O(timeout) without an answer (hung),
+          null when it could not be decided (see RV(containers[].error)).
+      type: bool
+      sample: false
+    latency_ms:
+      description: Milliseconds the inspect took, or until it was cut off.
+      type: int
+      sample: 3001
+    error:
+      description: Why the probe did not succeed, null when it did.
+      type: str
+      sample: inspect did not answer within 3.0s
+hung:
+  description: Ids of the containers whose inspect did not answer within O(timeout).
+  returned: always
+  type: list
+  elements: str
+  sample: [3f4e8a1d2c5b6a7980f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6e5f4a3b]
+unchecked:
+  description:
+    - Ids whose probe could not be decided, for example because O(total_timeout) passed before it could
+      start or finish, or because the connection failed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+engine:
+  description: Whether and how the daemon answered.
+  returned: always
+  type: dict
+  contains:
+    docker_host:
+      description: The address used.
+      type: str
+      sample: unix:///var/run/docker.sock
+    reachable:
+      description: Whether the daemon answered the version check.
+      type: bool
+      sample: true
+    version:
+      description: The daemon's version.
+      type: str
+      sample: 20.10.24+dfsg1
+    api_version:
+      description: The Engine API version spoken.
+      type: str
+      sample: '1.41'
+    list_latency_ms:
+      description: Milliseconds the container list took.
+      type: int
+      sample: 12
+    error:
+      description: Why the daemon could not be used, null when it could.
+      type: str
+      sample: "GET /version: cannot connect to /var/run/docker.sock: No such file or directory (ENOENT)"
+elapsed_seconds:
+  description: Seconds the whole check took on the target.
+  returned: always
+  type: float
+  sample: 3.04
+'''
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
+    DEFAULT_DOCKER_HOST,
+    EngineClient,
+    EngineError,
+    hung_container_report,
+)
+
+MAX_CONCURRENCY = 256
+
+
+def main():
+    argument_spec = dict(
+        docker_host=dict(type='str', default=DEFAULT_DOCKER_HOST, fallback=(env_fallback, ['DOCKER_HOST'])),
+        timeout=dict(type='float', default=5.0),
+        total_timeout=dict(type='float'),
+        concurrency=dict(type='int', default=16),
+        api_version=dict(type='str', default='auto'),
+        include_stopped=dict(type='bool', default=False),
+        fail_on_unreachable=dict(type='bool', default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+
+    if not p['timeout'] > 0:
+        module.fail_json(msg='timeout must be greater than 0, got %s' % p['timeout'])
+    if p['total_timeout'] is not None and not p['total_timeout'] > 0:
+        module.fail_json(msg='total_timeout must be greater than 0, got %s' % p['total_timeout'])
+    if not 1 <= p['concurrency'] <= MAX_CONCURRENCY:
+        module.fail_json(msg='concurrency must be between 1 and %d, got %d' % (MAX_CONCURRENCY, p['concurrency']))
+    try:
+        client = EngineClient(p['docker_host'], api_version=p['api_version'], timeout=p['timeout'])
+    except EngineError as e:
+        module.fail_json(msg=str(e))
+
+    report = hung_container_report(
+        docker_host=p['docker_host'], timeout=p['timeout'], concurrency=p['concurrency'],
+        all_states=p['include_stopped'], total_timeout=p['total_timeout'], client=client)
+
+    engine = report['engine']
+    if engine['error'] and p['fail_on_unreachable']:
+        module.fail_json(msg='Docker daemon at %s not usable: %s' % (p['docker_host'], engine['error']),
+                         changed=False, **report)
+    module.exit_json(changed=False, **report)
+
+
+if __name__ == '__main__':
+    main()

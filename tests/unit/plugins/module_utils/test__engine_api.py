@@ -1,0 +1,395 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""_engine_api against real sockets served by threads in this process: a
+daemon that never answers, one that trickles a byte per second, a correct
+one, chunked encoding, error statuses, garbage."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+
+import pytest
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api as api
+
+VERSION = {"ApiVersion": "1.41", "Version": "20.10.99-test", "MinAPIVersion": "1.12"}
+
+
+class FakeDaemon(object):
+    """A unix (or tcp) socket server; HANDLER(conn, request_line, daemon) answers one connection."""
+
+    def __init__(self, handler, tcp=False):
+        self.handler = handler
+        self.requests = []
+        self.sent = 0
+        self.stop = threading.Event()
+        self.dir = tempfile.mkdtemp(prefix="hd-eng-", dir="/tmp")
+        if tcp:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.bind(("127.0.0.1", 0))
+            self.docker_host = "tcp://127.0.0.1:%d" % self.sock.getsockname()[1]
+        else:
+            self.path = os.path.join(self.dir, "d.sock")
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(self.path)
+            self.docker_host = "unix://" + self.path
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, dummy = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._one, args=(conn,))
+            t.daemon = True
+            t.start()
+
+    def _one(self, conn):
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            line = data.split(b"\r\n", 1)[0].decode()
+            self.requests.append(line)
+            self.handler(conn, line, self)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def paths(self):
+        return [r.split()[1] for r in self.requests]
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(2)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def answer(conn, status=200, body=b"", reason="OK", headers=None):
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (status, reason, len(body))
+    for k, v in (headers or {}).items():
+        head += "%s: %s\r\n" % (k, v)
+    conn.sendall(head.encode() + b"\r\n" + body)
+
+
+def never(conn, line, d):
+    d.stop.wait(30)
+
+
+def trickle(conn, line, d):
+    payload = b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}'
+    for i in range(len(payload)):
+        conn.sendall(payload[i:i + 1])
+        d.sent += 1
+        if d.stop.wait(1.0):
+            return
+
+
+def docker_like(conn, line, d):
+    """/version, /containers/json and inspect; ids containing 'hung' never answer."""
+    path = line.split()[1]
+    if path == "/version":
+        return answer(conn, body=VERSION)
+    if path.startswith("/v1.41/containers/json"):
+        return answer(conn, body=d.listing)
+    if path.startswith("/v1.41/containers/") and path.endswith("/json"):
+        cid = path[len("/v1.41/containers/"):-len("/json")]
+        if "hung" in cid:
+            return d.stop.wait(30)
+        if not cid.replace("-", "").isalnum():
+            return answer(conn, 404, {"message": "No such container: " + cid}, reason="Not Found")
+        return answer(conn, body={"Id": cid, "State": {"Running": True}})
+    return answer(conn, 404, {"message": "page not found"}, reason="Not Found")
+
+
+@pytest.fixture
+def daemon():
+    made = []
+
+    def make(handler, tcp=False, listing=None):
+        d = FakeDaemon(handler, tcp=tcp)
+        d.listing = listing or []
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def listing(ids):
+    return [{"Id": cid, "Names": ["/c-" + cid], "Image": "busybox", "State": "running",
+             "Labels": {"io.kubernetes.pod.namespace": "ns-" + cid, "io.kubernetes.pod.name": "pod-" + cid,
+                        "io.kubernetes.container.name": "ctr"}} for cid in ids]
+
+
+# ---- addresses ---------------------------------------------------------------
+@pytest.mark.parametrize("host,expected", [
+    ("unix:///var/run/docker.sock", ("unix", "/var/run/docker.sock")),
+    ("/run/docker.sock", ("unix", "/run/docker.sock")),
+    ("tcp://10.0.0.5:2375", ("tcp", "10.0.0.5", 2375)),
+    ("http://dockerd.example:4243/", ("tcp", "dockerd.example", 4243)),
+    ("tcp://[::1]:2375", ("tcp", "::1", 2375)),
+    ("tcp://node1", ("tcp", "node1", 2375)),
+])
+def test_parse_docker_host(host, expected):
+    assert api.parse_docker_host(host) == expected
+
+
+@pytest.mark.parametrize("host,word", [
+    ("https://node1:2376", "not supported"),
+    ("ssh://root@node1", "not supported"),
+    ("npipe:////./pipe/docker_engine", "not supported"),
+    ("unix://relative.sock", "absolute"),
+    ("tcp://node1:99999", "bad port"),
+    ("tcp://:2375", "no host"),
+    ("docker.sock", "no scheme"),
+    ("", "non-empty"),
+    ("gopher://x", "unknown scheme"),
+])
+def test_parse_docker_host_rejects_with_reason(host, word):
+    with pytest.raises(api.EngineError) as e:
+        api.parse_docker_host(host)
+    assert word in str(e.value)
+
+
+def test_bad_api_version_and_timeout_rejected():
+    with pytest.raises(api.EngineError):
+        api.EngineClient("unix:///x", api_version="latest")
+    with pytest.raises(api.EngineError):
+        api.EngineClient("unix:///x", timeout=0)
+    assert api.EngineClient("unix:///x", api_version="v1.40").api_version == "1.40"
+
+
+# ---- deadlines -----------------------------------------------------------------
+def test_never_answering_daemon_is_cut_off_at_the_deadline(daemon):
+    d = daemon(never)
+    c = api.EngineClient(d.docker_host, api_version="1.41")
+    t0 = time.monotonic()
+    with pytest.raises(api.EngineTimeout):
+        c.get("/containers/json", timeout=1.0)
+    took = time.monotonic() - t0
+    assert 1.0 <= took < 2.0, took  # the server would hold it 30 s
+    assert d.paths() == ["/v1.41/containers/json"]
+
+
+def test_trickling_daemon_is_cut_off_at_the_deadline(daemon):
+    """One byte per second never trips a per-read timeout; the deadline must."""
+    d = daemon(trickle)
+    c = api.EngineClient(d.docker_host, api_version="1.41")
+    t0 = time.monotonic()
+    with pytest.raises(api.EngineTimeout):
+        c.get("/containers/json", timeout=2.5)
+    took = time.monotonic() - t0
+    assert 2.5 <= took < 3.5, took  # the whole answer would take 40 s
+    # bytes kept coming, so no single read ever waited a whole second
+    assert d.sent >= 3, d.sent
+
+
+def test_missing_socket_is_unreachable_at_once(tmp_path):
+    c = api.EngineClient("unix://%s/nothing.sock" % tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(api.EngineUnreachable) as e:
+        c.version(timeout=5)
+    assert time.monotonic() - t0 < 0.5
+    assert "nothing.sock" in str(e.value) and "ENOENT" in str(e.value)
+
+
+def test_socket_nobody_listens_on_is_unreachable():
+    d = tempfile.mkdtemp(prefix="hd-eng-", dir="/tmp")
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(os.path.join(d, "dead.sock"))  # bound, never listening: a daemon that died
+        with pytest.raises(api.EngineUnreachable) as e:
+            api.EngineClient("unix://%s/dead.sock" % d).ping(timeout=2)
+        assert "ECONNREFUSED" in str(e.value)
+        s.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- correct answers ---------------------------------------------------------
+def test_negotiates_once_and_escapes_paths(daemon):
+    d = daemon(docker_like, listing=listing(["a1", "b2"]))
+    c = api.EngineClient(d.docker_host, timeout=3)
+    assert c.version()["Version"] == "20.10.99-test"
+    assert c.api_version == "1.41"
+    assert [x["Id"] for x in c.containers()] == ["a1", "b2"]
+    c.containers(all_states=True)
+    assert c.inspect("a1")["Id"] == "a1"
+    with pytest.raises(api.EngineError) as e:
+        c.inspect("../../version x")
+    assert e.value.status == 404 and "No such container: ..%2F" in str(e.value)
+    assert d.paths() == ["/version", "/v1.41/containers/json", "/v1.41/containers/json?all=1",
+                         "/v1.41/containers/a1/json", "/v1.41/containers/..%2F..%2Fversion%20x/json"]
+
+
+def test_given_api_version_skips_negotiation(daemon):
+    d = daemon(docker_like)
+    c = api.EngineClient(d.docker_host, api_version="1.41")
+    assert c.inspect("x")["Id"] == "x"
+    assert d.paths() == ["/v1.41/containers/x/json"]
+
+
+def test_tcp_without_tls(daemon):
+    d = daemon(docker_like, tcp=True, listing=listing(["t1"]))
+    c = api.EngineClient(d.docker_host)
+    assert [x["Id"] for x in c.containers(timeout=3)] == ["t1"]
+
+
+def test_chunked_answer_with_extensions_and_trailers(daemon):
+    body = json.dumps([{"Id": "c%d" % i, "Names": ["/n%d" % i]} for i in range(500)]).encode()
+
+    def chunked(conn, line, d):
+        out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        for i in range(0, len(body), 1000):
+            part = body[i:i + 1000]
+            out += b"%x;ext=1\r\n" % len(part) + part + b"\r\n"
+        out += b"0\r\nX-Trailer: yes\r\n\r\n"
+        # in pieces, so the parser sees partial sizes and partial chunks
+        for i in range(0, len(out), 777):
+            conn.sendall(out[i:i + 777])
+            time.sleep(0.001)
+
+    d = daemon(chunked)
+    got = api.EngineClient(d.docker_host, api_version="1.41").get("/containers/json", timeout=3)
+    assert len(got) == 500 and got[499] == {"Id": "c499", "Names": ["/n499"]}
+
+
+def test_answer_until_close_without_length(daemon):
+    def no_length(conn, line, d):
+        conn.sendall(b'HTTP/1.0 200 OK\r\n\r\n{"ok": true}')
+
+    d = daemon(no_length)
+    assert api.EngineClient(d.docker_host, api_version="1.41").get("/x", timeout=3) == {"ok": True}
+
+
+def test_interim_100_answer_is_skipped(daemon):
+    def interim(conn, line, d):
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        answer(conn, body={"after": 100})
+
+    d = daemon(interim)
+    assert api.EngineClient(d.docker_host, api_version="1.41").get("/x", timeout=3) == {"after": 100}
+
+
+# ---- wrong answers -------------------------------------------------------------
+def test_error_status_carries_status_and_message(daemon):
+    def boom(conn, line, d):
+        answer(conn, 500, {"message": "boom: containerd is gone"}, reason="Internal Server Error")
+
+    d = daemon(boom)
+    with pytest.raises(api.EngineError) as e:
+        api.EngineClient(d.docker_host, api_version="1.41").get("/containers/json", timeout=3)
+    assert not isinstance(e.value, (api.EngineTimeout, api.EngineUnreachable))
+    assert e.value.status == 500
+    assert "HTTP 500" in str(e.value) and "boom: containerd is gone" in str(e.value)
+
+
+@pytest.mark.parametrize("raw,word", [
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"short\":", "closed after"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnope!", "not JSON"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n", "bad Content-Length"),
+    (b"", "closed in the middle"),
+])
+def test_garbage_is_a_clear_engine_error(daemon, raw, word):
+    d = daemon(lambda conn, line, dd: conn.sendall(raw))
+    with pytest.raises(api.EngineError) as e:
+        api.EngineClient(d.docker_host, api_version="1.41").get("/x", timeout=3)
+    assert word in str(e.value)
+    assert not isinstance(e.value, api.EngineTimeout)
+
+
+def test_oversized_answer_is_refused(daemon):
+    d = daemon(lambda conn, line, dd: answer(conn, body=b"[" + b"1," * 50000 + b"1]"))
+    c = api.EngineClient(d.docker_host, api_version="1.41", max_body_bytes=10000)
+    with pytest.raises(api.EngineError) as e:
+        c.get("/x", timeout=3)
+    assert "larger than 10000 bytes" in str(e.value)
+
+
+# ---- probing many containers ---------------------------------------------------
+def test_probe_finds_exactly_the_hung_ones_in_one_timeout(daemon):
+    ids = ["ok%02d" % i for i in range(27)] + ["hung-a", "hung-b", "hung-c"]
+    d = daemon(docker_like)
+    c = api.EngineClient(d.docker_host, api_version="1.41")
+    t0 = time.monotonic()
+    res = api.probe_inspect(c, ids, timeout=1.5, concurrency=8)
+    took = time.monotonic() - t0
+    assert sorted(k for k, v in res.items() if v["responsive"] is False) == ["hung-a", "hung-b", "hung-c"]
+    assert all(res[k]["responsive"] is True and res[k]["error"] is None for k in ids if k.startswith("ok"))
+    assert all(res[k]["latency_ms"] >= 1500 for k in ("hung-a", "hung-b", "hung-c"))
+    # three stuck requests share the 8 slots with the rest: one timeout, not three (4.5 s)
+    assert 1.5 <= took < 3.0, took
+
+
+def test_probe_returns_by_the_overall_deadline_with_unchecked(daemon):
+    """More hung containers than slots: what the deadline kept from finishing
+    is unchecked, not called hung, and the call still returns on time."""
+    ids = ["hung-%d" % i for i in range(6)] + ["ok"]
+    d = daemon(docker_like)
+    c = api.EngineClient(d.docker_host, api_version="1.41")
+    t0 = time.monotonic()
+    res = api.probe_inspect(c, ids, timeout=1.0, concurrency=2, deadline=t0 + 1.6)
+    took = time.monotonic() - t0
+    assert took < 1.6 + 1.0, took  # unbounded: three rounds of 1 s
+    states = dict((k, v["responsive"]) for k, v in res.items())
+    assert states["hung-0"] is False and states["hung-1"] is False  # had their whole timeout
+    assert None in states.values()
+    assert set(states) == set(ids)
+    assert all(v["error"] for k, v in res.items() if v["responsive"] is None)
+
+
+def test_report_maps_pod_labels_and_lists_hung(daemon):
+    ids = ["aa", "hung-bb", "cc"]
+    d = daemon(docker_like, listing=listing(ids))
+    rep = api.hung_container_report(d.docker_host, timeout=1.0, concurrency=4)
+    assert rep["engine"]["reachable"] is True and rep["engine"]["version"] == "20.10.99-test"
+    assert rep["engine"]["api_version"] == "1.41" and rep["engine"]["error"] is None
+    assert rep["hung"] == ["hung-bb"] and rep["unchecked"] == []
+    by_id = dict((x["id"], x) for x in rep["containers"])
+    assert by_id["aa"]["name"] == "c-aa" and by_id["aa"]["pod_namespace"] == "ns-aa"
+    assert by_id["cc"]["pod_name"] == "pod-cc" and by_id["cc"]["pod_container"] == "ctr"
+    assert by_id["hung-bb"]["responsive"] is False and by_id["aa"]["responsive"] is True
+    assert rep["elapsed_seconds"] < 1.0 + 1.0
+
+
+def test_report_on_a_daemon_that_never_answers(daemon):
+    d = daemon(never)
+    t0 = time.monotonic()
+    rep = api.hung_container_report(d.docker_host, timeout=1.0)
+    assert time.monotonic() - t0 < 1.0 + 1.5
+    assert rep["engine"]["reachable"] is False
+    assert "no answer within the deadline" in rep["engine"]["error"]
+    assert rep["containers"] == [] and rep["hung"] == []
+
+
+def test_report_on_a_missing_socket(tmp_path):
+    rep = api.hung_container_report("unix://%s/gone.sock" % tmp_path, timeout=2)
+    assert rep["engine"]["reachable"] is False
+    assert "gone.sock" in rep["engine"]["error"]
+    assert rep["elapsed_seconds"] < 0.5
