@@ -33,7 +33,35 @@ rc=0; time timeout 5 $DOCKER inspect -f '{{.State.Status}}' web-v2 || rc=$?
 hd_log "the evidence, from /proc alone"
 "$H" status
 
-hd_log "releasing the hangs (the harness kills the fault runtime's processes)"
-"$H" release
-sleep 1
+hd_log "the collection: detect (changes nothing)"
+TREE=$(hd_layout)
+trap '"$H" down >/dev/null 2>&1 || true; rm -rf "$TREE"' EXIT
+export ANSIBLE_COLLECTIONS_PATH="$TREE" ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
+D=$HANGDOCTOR_HARNESS_DIR
+# Only this demo's containers: other stuck execs on this machine are not ours.
+IDS=$($DOCKER ps -q --no-trunc | python3 -c 'import json,sys; print(json.dumps({"hangdoctor_container_ids": sys.stdin.read().split()}))')
+COMMON=(-i localhost, -c local -e "ansible_python_interpreter=$HD_PY"
+        -e "hangdoctor_docker_host=unix://$D/docker/d.sock" -e "$IDS"
+        -e "hangdoctor_report_dir=$D/report" -e "hangdoctor_metrics_dir=$D/metrics"
+        -e "hangdoctor_evidence_dir=$D/evidence" -e hangdoctor_inspect_timeout=2
+        # the demo's stuck execs are seconds old; on a real node keep the 60 s default
+        -e hangdoctor_drain_min_age_seconds=0)
+ansible-playbook "${COMMON[@]}" hangdoctor.runtime.detect
+
+hd_log "remediate, dry run first (--check): what would be drained"
+ansible-playbook "${COMMON[@]}" hangdoctor.runtime.remediate --check
+
+hd_log "remediate: drain the pipes, keep the evidence, verify"
+ansible-playbook "${COMMON[@]}" hangdoctor.runtime.remediate
+
+hd_log "after: docker inspect answers again"
 time timeout 5 $DOCKER inspect -f '{{.Name}} {{.State.Status}}' web-v2 web-v1
+
+hd_log "the evidence (0600): every byte runc init wrote"
+ls -l "$D/evidence/"
+for f in "$D"/evidence/*.log; do head -c 700 "$f"; echo; echo "[...]"; done
+
+hd_log "the report"
+cat "$D/report/"*remediate*.md
+hd_log "the metrics (Prometheus textfile)"
+cat "$D/metrics/"*.prom
