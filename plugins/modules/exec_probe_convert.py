@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 module: exec_probe_convert
 short_description: Turn Kubernetes exec probes into tcpSocket, httpGet or grpc probes
 version_added: 0.1.0
-author: hangdoctor developers (@hangdoctor)
+author: hangdoctor developers (!UNKNOWN)
 description:
   - Every exec probe makes the node start a C(runc exec) each period, and C(runc exec) is where the
     shim stderr pipe deadlock lives (C(runc init) blocked writing its crash dump). This module removes
