@@ -279,8 +279,6 @@ backups:
   sample: [/var/backups/hangdoctor/web.yaml.20250101T120000.bak]
 '''
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
 
@@ -328,7 +326,7 @@ def main():
     except _probes.ProbeError as e:
         module.fail_json(msg=str(e))
     except (IOError, OSError) as e:
-        module.fail_json(msg='cannot read or write manifests: %s' % e, exception=traceback.format_exc())
+        module.fail_json(msg='cannot read or write manifests: %s' % e)
     probes = _probes.flat_report(reports)
     summary = {'probes': len(probes), 'objects_to_patch': len([r for r in reports if r['patch']])}
     for result in ('converted', 'skipped', 'kept'):

@@ -320,6 +320,8 @@ rounds:
   sample: 1
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
@@ -357,6 +359,10 @@ def main():
     if p['max_rounds'] < 1:
         module.fail_json(msg='max_rounds must be at least 1, got %d' % p['max_rounds'])
 
+    if os.geteuid() != 0:
+        # Unprivileged, every other process's fd/ is unreadable: the scan would
+        # find nothing and the run would wrongly report that nothing is stuck.
+        module.fail_json(msg='runc_pipe_drain must run as root: it opens /proc/PID/fd/2 of runc init and reads the fds of shims')
     proc = _procfs.Proc(p['proc_root'])
     if not proc.is_procfs():
         module.fail_json(msg='%s is not a procfs' % p['proc_root'])

@@ -4,6 +4,8 @@ an object with ``pid`` (the process a careless tool would act on) and
 ``cleanup()``; ``intact()`` tells whether the decoy was left as it was."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -165,3 +167,98 @@ def _cgroup(pid):
             return f.read()
     except OSError:
         return ""
+
+
+# ---- checks shared by the reliability tests ---------------------------------
+WRITE_NRS = ("1", "20", "64", "66")
+HEADER_END = b"----- hangdoctor: pipe bytes follow -----\n"
+TRAILER = b"\n----- hangdoctor: end of pipe bytes"
+# What a module result must never hold: signs of an unhandled exception.
+CRASH_WORDS = ("Traceback", "MODULE FAILURE", "exception")
+
+
+def blocked_on_full_pipe(pid, fd=2):
+    """The state a stuck exec (or its imitation) is in: write(2) on FD, a full pipe."""
+    sc = hdharness.syscall_of(pid)
+    try:
+        queued, cap = hdharness.pipe_fill(pid, fd)
+    except OSError:
+        return False
+    return bool(sc[:2]) and sc[0] in WRITE_NRS and sc[1] == hex(fd) and queued == cap
+
+
+def assert_stuck(harness, cid, pid):
+    """The deadlock is real: runc init in write(2) on fd 2 of a full pipe, a
+    shim its reader, and inspect of the container does not answer."""
+    assert pid is not None, "the fault runtime did not deadlock"
+    ev = hdharness.evidence(pid)
+    assert ev["comm"] == "runc:[2:INIT]", ev
+    assert ev["syscall"][0] in WRITE_NRS and ev["syscall"][1] == "0x2", ev
+    assert ev["queued"] == ev["capacity"], ev
+    assert any(comm and comm.startswith("containerd-shim") for dummy, comm in ev["readers"]), ev
+    assert not harness.inspect_answers(cid, timeout=1.0), "inspect answers: no deadlock"
+    return ev
+
+
+def evidence_body(path):
+    """(header, kept bytes) of an evidence file, parsed here rather than with
+    the module's own reader."""
+    with open(path, "rb") as f:
+        data = f.read()
+    head, sep, rest = data.partition(HEADER_END)
+    assert sep, "no header in %s" % path
+    cut = rest.rfind(TRAILER)
+    assert cut >= 0, "no trailer in %s" % path
+    return head.decode(), rest[:cut]
+
+
+def check_nothing_lost(harness, entry, init_pid, tally, complete=True):
+    """The evidence of one drain holds what runc init wrote: its first LENGTH
+    bytes match the fault runtime's record (length and sha256).  With
+    COMPLETE=False (runc init killed mid-write) the body must be a prefix of
+    the record, optionally followed by runc exec's error line.  Counted in the
+    tally as a drain; returns the body."""
+    length, sha, data = harness.record(init_pid)
+    dummy, body = evidence_body(entry["evidence_path"])
+    lost = False
+    if complete:
+        lost = len(body) < length or hashlib.sha256(body[:length]).hexdigest() != sha
+    else:
+        err = exec_error_line(harness, init_pid)
+        dump = body[:-len(err)] if err and body.endswith(err) else body
+        lost = data[:len(dump)] != dump or not dump
+    lost = lost or entry["bytes"] != len(body) or entry["sha256"] != hashlib.sha256(body).hexdigest()
+    tally.add("drains", bad=lost)
+    assert not lost, "evidence %s does not hold what runc init %d wrote" % (entry["evidence_path"], init_pid)
+    return body
+
+
+def exec_error_line(harness, init_pid):
+    """The line the fault runtime's runc exec writes once its runc init is gone."""
+    meta = [m for m in harness.records() if m["pid"] == init_pid]
+    if not meta:
+        return b""
+    try:
+        return (harness.fault / "records" / ("%d.err" % meta[0]["ppid"])).read_bytes()
+    except OSError:
+        return b""
+
+
+def no_crash(result):
+    """True when a module result shows no unhandled exception.  ansible-core
+    2.19 adds ``exception: (traceback unavailable)`` to every registered
+    failure: that placeholder means the module raised nothing."""
+    result = dict(result)
+    if result.get("exception") == "(traceback unavailable)":
+        del result["exception"]
+    text = json.dumps(result)
+    return not any(w in text for w in CRASH_WORDS)
+
+
+def shim_of(init_pid):
+    """The containerd shim above a stuck runc init (runc init -> runc exec -> shim)."""
+    rexec = hdharness.proc_ppid(init_pid)
+    shim = hdharness.proc_ppid(rexec) if rexec else None
+    comm = hdharness.proc_comm(shim) if shim else None
+    assert comm and comm.startswith("containerd-shim"), (init_pid, rexec, shim, comm)
+    return shim

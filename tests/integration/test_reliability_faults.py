@@ -1,0 +1,256 @@
+"""Reliability: faults.  dockerd frozen, a Docker socket that never answers,
+runc init or the shim killed in the middle of a drain, /proc entries
+vanishing during a scan: every module returns within its own time limit
+(timeout + 2 s, plus Ansible's start-up cost measured in the same run) with a
+clear result, and no byte read from a pipe is lost."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+import decoys
+import hdharness
+from conftest import run_module
+
+BIG_DUMP = 32 * 1024 * 1024
+ONE_PAGE = 4096
+
+
+@pytest.fixture(scope="module")
+def overhead():
+    """Wall seconds Ansible needs to start, ship and run one of our modules
+    that returns at once (it fails its argument check)."""
+    walls = []
+    for dummy in range(2):
+        res, wall = run_module("runc_exec_info", {"confirm_interval": -1})
+        assert res["_status"] == "FAILED!", res
+        walls.append(wall)
+    # half again for the noise of a shared 2-core machine: a real hang is unbounded
+    return 1.5 * max(walls)
+
+
+def timed(tally, overhead, limit, module, args, **kw):
+    """Run MODULE; a run longer than LIMIT (the module's own timeouts + 2 s)
+    plus start-up counts as a hang in the tally."""
+    res, wall = run_module(module, args, **kw)
+    hung = wall > limit + overhead
+    tally.add("faults", bad=hung or not decoys.no_crash(res))
+    assert not hung, "%s took %.1fs, limit %.1fs + %.1fs start-up" % (module, wall, limit, overhead)
+    assert decoys.no_crash(res), res
+    return res, wall
+
+
+def drain_args(harness, tmp_path, **over):
+    args = {"min_age_seconds": 0, "evidence_dir": str(tmp_path / "evidence"), "docker_host": harness.docker_host,
+            "confirm_interval": 0.3, "timeout": 10, "inspect_timeout": 2, "max_rounds": 1,
+            # keep every byte: a 32 MiB dump is compared in full with the record
+            "max_evidence_bytes": 0}
+    args.update(over)
+    return args
+
+
+def drain_limit(args):
+    """What runc_pipe_drain may take for one stuck exec: two progress samples
+    (diagnosis, re-check), the drain, one more look, the Engine check."""
+    return args["timeout"] + args["inspect_timeout"] + 3 * args["confirm_interval"] + 2
+
+
+class Frozen:
+    """dockerd SIGSTOPped for the duration of a with-block (always resumed)."""
+
+    def __init__(self, harness):
+        self.pid = int((harness.dkr / "d.pid").read_text())
+
+    def __enter__(self):
+        os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and hdharness.proc_state(self.pid) not in ("T", "t"):
+            time.sleep(0.02)
+        assert hdharness.proc_state(self.pid) in ("T", "t")
+        return self
+
+    def __exit__(self, *exc):
+        os.kill(self.pid, signal.SIGCONT)
+
+
+class SilentSocket:
+    """A unix socket that accepts connections and never answers."""
+
+    def __init__(self):
+        # short path: sun_path holds 108 bytes, pytest's tmp_path may be longer
+        self.dir = tempfile.mkdtemp(prefix="hd-silent-", dir="/tmp")
+        self.path = os.path.join(self.dir, "d.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.held = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, dummy = self.sock.accept()
+            except OSError:
+                continue
+            self.held.append(conn)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        for c in self.held + [self.sock]:
+            c.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def kill_when_drain_starts(evidence_dir, pid, delay=0.1, wait=60):
+    """A timer thread: SIGKILL PID DELAY seconds after the drain opened its
+    evidence file (the drain is then reading the pipe).  Returns the thread
+    and a dict that says when and whether it fired."""
+    fired = {}
+
+    def watch():
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if os.path.isdir(evidence_dir) and any(n.endswith(".log") for n in os.listdir(evidence_dir)):
+                time.sleep(delay)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    fired["at"] = time.monotonic()
+                except ProcessLookupError:
+                    fired["gone"] = True
+                return
+            time.sleep(0.005)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t, fired
+
+
+def test_dockerd_frozen_during_detect(harness, release, tally, overhead):
+    cid = harness.run_container("rel-fault-frozen-detect")
+    dummy, pid = harness.hang(cid)
+    decoys.assert_stuck(harness, cid, pid)
+    with Frozen(harness):
+        res, dummy = timed(tally, overhead, 4 + 2, "hung_container_info",
+                           {"docker_host": harness.docker_host, "timeout": 2, "total_timeout": 4})
+        assert res["_status"] == "FAILED!" and "not usable" in res["msg"], res
+        res, dummy = timed(tally, overhead, 0.3 + 2, "runc_exec_info", {"container_ids": [cid], "confirm_interval": 0.3})
+        assert [r["writer"]["pid"] for r in res["stuck_execs"]] == [pid], res
+    # thawed, the daemon answers again (only the stuck container hangs)
+    res, dummy = timed(tally, overhead, 4 + 2, "hung_container_info",
+                       {"docker_host": harness.docker_host, "timeout": 2, "total_timeout": 4})
+    assert res["_status"] == "SUCCESS" and cid in res["hung"], res
+
+
+def test_dockerd_frozen_during_remediate(harness, release, tally, overhead, tmp_path):
+    cid = harness.run_container("rel-fault-frozen-drain")
+    exec_proc, pid = harness.hang(cid)
+    decoys.assert_stuck(harness, cid, pid)
+    args = drain_args(harness, tmp_path, container_ids=[cid])
+    with Frozen(harness):
+        res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+        (entry,) = res["drained"]
+        # the pipe is repaired without dockerd; only the Engine check cannot say so
+        assert entry["unblocked"] is True and entry["verified"] is not True, entry
+        assert entry["verify_reason"], entry
+    decoys.check_nothing_lost(harness, entry, pid, tally)
+    assert harness.inspect_answers(cid, timeout=5)
+    exec_proc.wait(timeout=10)
+
+
+def test_docker_socket_that_never_answers(harness, release, tally, overhead, tmp_path):
+    silent = SilentSocket()
+    try:
+        host = "unix://" + silent.path
+        res, dummy = timed(tally, overhead, 1 + 2, "hung_container_info", {"docker_host": host, "timeout": 1})
+        assert res["_status"] == "FAILED!" and silent.path in res["msg"], res
+        assert silent.held, "the module never connected to the silent socket"
+
+        cid = harness.run_container("rel-fault-silent")
+        exec_proc, pid = harness.hang(cid)
+        decoys.assert_stuck(harness, cid, pid)
+        args = drain_args(harness, tmp_path, container_ids=[cid], docker_host=host, inspect_timeout=1)
+        res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+        (entry,) = res["drained"]
+        assert entry["unblocked"] is True and entry["verified"] is not True and entry["verify_reason"], entry
+        decoys.check_nothing_lost(harness, entry, pid, tally)
+        exec_proc.wait(timeout=10)
+    finally:
+        silent.close()
+
+
+def test_runc_init_exits_in_the_middle_of_a_drain(harness, release, tally, overhead, tmp_path):
+    cid = harness.run_container("rel-fault-init-dies")
+    # a one-page pipe makes the 32 MiB drain last long enough to be interrupted
+    exec_proc, pid = harness.hang(cid, size=BIG_DUMP, pipe_size=ONE_PAGE)
+    ev = decoys.assert_stuck(harness, cid, pid)
+    assert ev["capacity"] == ONE_PAGE
+    args = drain_args(harness, tmp_path, container_ids=[cid])
+    timer, fired = kill_when_drain_starts(args["evidence_dir"], pid)
+    res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+    timer.join(5)
+    assert "at" in fired, "runc init was gone before the kill: %s" % fired
+    (entry,) = res["drained"]
+    assert entry["pid"] == pid and entry["unblocked"] is True, entry
+    body = decoys.check_nothing_lost(harness, entry, pid, tally, complete=False)
+    assert len(body) < BIG_DUMP, "the drain ended before the kill: nothing was interrupted"
+    # nothing is left blocked: runc exec wrote its error line, the shim took it
+    exec_proc.wait(timeout=10)
+    assert entry["queued_after"] <= len(decoys.exec_error_line(harness, pid)), entry
+    assert harness.inspect_answers(cid, timeout=5)
+
+
+def test_shim_killed_in_the_middle_of_a_drain(harness, release, tally, overhead, tmp_path):
+    cid = harness.run_container("rel-fault-shim-dies")
+    dummy, pid = harness.hang(cid, size=BIG_DUMP, pipe_size=ONE_PAGE)
+    decoys.assert_stuck(harness, cid, pid)
+    shim = decoys.shim_of(pid)
+    args = drain_args(harness, tmp_path, container_ids=[cid])
+    timer, fired = kill_when_drain_starts(args["evidence_dir"], shim)
+    res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+    timer.join(5)
+    assert "at" in fired, "the shim was gone before the kill: %s" % fired
+    assert hdharness.proc_comm(shim) is None or hdharness.proc_state(shim) == "Z"
+    (entry,) = res["drained"]
+    # our read end kept the pipe alive: runc init finished its dump into it
+    assert entry["pid"] == pid and entry["unblocked"] is True, entry
+    decoys.check_nothing_lost(harness, entry, pid, tally)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and hdharness.proc_state(pid) not in (None, "Z"):
+        time.sleep(0.05)
+    assert hdharness.proc_state(pid) in (None, "Z"), (hdharness.proc_state(pid), hdharness.syscall_of(pid))
+    harness.docker("rm", "-f", cid, timeout=30)
+
+
+def test_proc_entries_vanishing_during_the_scan(harness, release, tally, overhead, tmp_path):
+    cid = harness.run_container("rel-fault-churn")
+    exec_proc, pid = harness.hang(cid)
+    decoys.assert_stuck(harness, cid, pid)
+    churn = [subprocess.Popen(["sh", "-c", "while :; do /bin/true; /bin/true & wait; done"],
+                              start_new_session=True) for dummy in range(2)]
+    try:
+        time.sleep(0.3)
+        res, dummy = timed(tally, overhead, 0.3 + 2, "runc_exec_info", {"confirm_interval": 0.3})
+        assert pid in [r["writer"]["pid"] for r in res["stuck_execs"]], res
+        args = drain_args(harness, tmp_path)
+        res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args, check=True)
+        assert pid in [w["pid"] for w in res["would_drain"]], res
+        args = drain_args(harness, tmp_path, container_ids=[cid])
+        res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+        (entry,) = res["drained"]
+        assert entry["pid"] == pid and entry["unblocked"], entry
+        decoys.check_nothing_lost(harness, entry, pid, tally)
+        exec_proc.wait(timeout=10)
+    finally:
+        for p in churn:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
