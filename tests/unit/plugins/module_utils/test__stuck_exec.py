@@ -7,6 +7,8 @@ real-runtime harness."""
 import copy
 import json
 
+import os
+
 import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
@@ -217,6 +219,17 @@ def test_verify_runc_exec_writer(tmp_path):
     assert se.verify(Proc(root), rec, sleep=Sleeps(), pipe_probe=probe_from({4100: (65536, 65536)})) == (True, "")
 
 
+def move_reader_to_non_shim(root):
+    """The shim (11646) lets go of the pipe and docker-containerd (6655), not
+    a shim, holds it for reading.  git keeps no empty fd/ folders: make them."""
+    os.unlink(root + "/11646/fd/26")
+    for sub in ("fd", "fdinfo"):
+        os.makedirs(root + "/6655/" + sub, exist_ok=True)
+    os.symlink("pipe:[1070361747]", root + "/6655/fd/9")
+    with open(root + "/6655/fdinfo/9", "w") as f:
+        f.write("flags:\t0100000\n")
+
+
 @pytest.mark.parametrize("change,probe,reason", [
     (lambda root: set_field(root, 15638, "stat", open(root + "/15638/stat").read().replace(" 5001 ", " 7777 ")),
      (65536, 65536), "pid reused"),
@@ -227,10 +240,7 @@ def test_verify_runc_exec_writer(tmp_path):
      "not in write(2)"),
     (lambda root: set_field(root, 15638, "stat", open(root + "/15638/stat").read().replace(") S ", ") D ")),
      (65536, 65536), "state D, not S"),
-    (lambda root: (__import__("os").unlink(root + "/11646/fd/26"),
-                   __import__("os").symlink("pipe:[1070361747]", root + "/6655/fd/9") if __import__("os").path.isdir(root + "/6655/fd") else None,
-                   open(root + "/6655/fdinfo/9", "w").write("flags:\t0100000\n")),
-     (65536, 65536), "reader is not a shim"),
+    (lambda root: move_reader_to_non_shim(root), (65536, 65536), "reader is not a shim"),
 ])
 def test_verify_says_why_not(tmp_path, change, probe, reason):
     root, rec = scanned(tmp_path)
