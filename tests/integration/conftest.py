@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "harness"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "utils"))
 
 import hdharness  # noqa: E402
+from colltree import collections_path  # noqa: E402  (re-exported for the tests)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -40,21 +42,6 @@ def release(harness):
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
-
-
-def collections_path():
-    """A tree where ``ansible_collections/hangdoctor/runtime`` is this checkout."""
-    coll = Path(__file__).resolve().parents[2]
-    if coll.parent.name == "hangdoctor" and coll.parent.parent.name == "ansible_collections":
-        return str(coll.parents[2])
-    tree = Path("/tmp") / ("hd-unit-tree-%d" % os.getuid())
-    link = tree / "ansible_collections" / "hangdoctor" / "runtime"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink() or os.readlink(link) != str(coll):
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(coll)
-    return str(tree)
 
 
 def ansible_env(extra=None):

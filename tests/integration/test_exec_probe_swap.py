@@ -4,25 +4,16 @@ cluster mode up to the patch call, with kubernetes.core replaced by recording
 stand-ins (no API server can run here)."""
 import json
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
 from conftest import ansible_env, collections_path
 
-FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "manifests"
+sys.path.insert(0, collections_path())
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.manifest_fixtures import copy_manifests  # noqa: E402
 
-
-def copy_manifests(dest):
-    """The fixture tree with multi-document files under their real names
-    (stored as *.yaml.txt because ansible-test's yamllint rejects them)."""
-    shutil.copytree(str(FIXTURES), str(dest))
-    for p in Path(dest).rglob("*.yaml.txt"):
-        p.rename(p.with_suffix(""))
-    return Path(dest)
 
 
 def playbook(extra_vars, *flags, env=None):

@@ -4,8 +4,6 @@ kubernetes-validate) and file mode."""
 import copy
 import json
 import os
-import shutil
-from pathlib import Path
 
 import jsonpatch
 import kubernetes_validate
@@ -13,18 +11,9 @@ import pytest
 import yaml
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.manifest_fixtures import FIXTURES, copy_manifests
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "manifests"
 K8S_VERSION = "1.33.0"  # sidecar init containers (restartPolicy Always) are GA here
-
-
-def copy_manifests(dest):
-    """The fixture tree with multi-document files under their real names
-    (stored as *.yaml.txt because ansible-test's yamllint rejects them)."""
-    shutil.copytree(str(FIXTURES), str(dest))
-    for p in Path(dest).rglob("*.yaml.txt"):
-        p.rename(p.with_suffix(""))
-    return Path(dest)
 
 
 def deployment(containers, init=None, annotations=None, host_network=False, kind="Deployment", name="app", extra_meta=None):

@@ -3,7 +3,6 @@ clear failures for bad input."""
 import copy
 import json
 import shutil
-from pathlib import Path
 
 import jsonpatch
 import pytest
@@ -11,17 +10,8 @@ import yaml
 
 from ansible.module_utils import basic
 from ansible_collections.hangdoctor.runtime.plugins.modules import exec_probe_convert
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.manifest_fixtures import FIXTURES, copy_manifests
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "manifests"
-
-
-def copy_manifests(dest):
-    """The fixture tree with multi-document files under their real names
-    (stored as *.yaml.txt because ansible-test's yamllint rejects them)."""
-    shutil.copytree(str(FIXTURES), str(dest))
-    for p in Path(dest).rglob("*.yaml.txt"):
-        p.rename(p.with_suffix(""))
-    return Path(dest)
 
 
 try:

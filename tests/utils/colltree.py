@@ -1,0 +1,21 @@
+"""Where ``ansible_collections/hangdoctor/runtime`` is this checkout: the
+checkout itself when tests/run-tests.sh laid it out there, otherwise a private
+symlink tree under /tmp (for running pytest straight from a clone)."""
+import os
+import tempfile
+from pathlib import Path
+
+COLL = Path(__file__).resolve().parents[2]
+
+
+def collections_path():
+    if COLL.parent.name == "hangdoctor" and COLL.parent.parent.name == "ansible_collections":
+        return str(COLL.parents[2])
+    tree = Path(tempfile.gettempdir()) / ("hd-unit-tree-%d" % os.getuid())
+    link = tree / "ansible_collections" / "hangdoctor" / "runtime"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink() or os.readlink(link) != str(COLL):
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(COLL)
+    return str(tree)
