@@ -9,12 +9,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
 
 from conftest import ansible_env, collections_path, run_module
+from fake_engine import VERSION, FakeDaemon, answer, never, trickle
 
 MODULE = "hung_container_info"
 
@@ -158,86 +158,34 @@ def test_stopped_dockerd_is_a_clear_engine_error_on_time(harness):
 
 
 # ---- sockets served by this test ------------------------------------------------
-VERSION = {"ApiVersion": "1.41", "Version": "20.10.99-fake"}
+def fake_docker(ids):
+    """A handler that answers /version and the list like dockerd; inspect of
+    'never-*' ids never answers, of 'trickle-*' ids sends one byte per second."""
+    listing = [{"Id": i, "Names": ["/" + i], "State": "running", "Image": "fake",
+                "Labels": {"io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.name": "pod-" + i,
+                           "io.kubernetes.container.name": "app"}} for i in ids]
 
-
-class FakeDaemon:
-    """Answers /version and the list like dockerd; inspect of 'never-*' ids
-    never answers, of 'trickle-*' ids sends one byte per second.  With
-    ``mode`` never/trickle every request is served that way."""
-
-    def __init__(self, mode="docker", ids=()):
-        self.mode = mode
-        self.ids = list(ids)
-        self.stop = threading.Event()
-        self.dir = tempfile.mkdtemp(prefix="hd-hci-", dir="/tmp")
-        self.path = os.path.join(self.dir, "d.sock")
-        self.docker_host = "unix://" + self.path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.trickled = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, dummy = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn):
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            path = data.split(b" ", 2)[1].decode()
-            if self.mode == "never" or "/never-" in path:
-                self.stop.wait(60)
-            elif self.mode == "trickle" or "/trickle-" in path:
-                for b in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}":
-                    conn.sendall(bytes([b]))
-                    self.trickled += 1
-                    if self.stop.wait(1.0):
-                        return
-            elif path == "/version":
-                self._json(conn, VERSION)
-            elif path.startswith("/v1.41/containers/json"):
-                self._json(conn, [{"Id": i, "Names": ["/" + i], "State": "running", "Image": "fake",
-                                   "Labels": {"io.kubernetes.pod.namespace": "shop",
-                                              "io.kubernetes.pod.name": "pod-" + i,
-                                              "io.kubernetes.container.name": "app"}} for i in self.ids])
-            else:
-                self._json(conn, {"Id": path.split("/")[3]})
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _json(conn, obj):
-        body = json.dumps(obj).encode()
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-
-    def close(self):
-        self.stop.set()
-        self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def handler(conn, line, d):
+        path = line.split()[1]
+        if "/never-" in path:
+            never(conn, line, d)
+        elif "/trickle-" in path:
+            trickle(conn, line, d)
+        elif path == "/version":
+            answer(conn, body=VERSION)
+        elif path.startswith("/v1.41/containers/json"):
+            answer(conn, body=listing)
+        else:
+            answer(conn, body={"Id": path.split("/")[3]})
+    return handler
 
 
 @pytest.fixture
 def fake():
     made = []
 
-    def make(*a, **kw):
-        d = FakeDaemon(*a, **kw)
+    def make(mode, ids=()):
+        d = FakeDaemon({"never": never, "trickle": trickle}.get(mode) or fake_docker(ids))
         made.append(d)
         return d
 
@@ -257,7 +205,7 @@ def test_daemon_that_never_answers_or_trickles_is_cut_off(fake, mode):
     assert result["elapsed_seconds"] <= timeout + 0.5
     assert wall <= timeout + 2 + ANSIBLE_SLACK
     if mode == "trickle":
-        assert d.trickled >= 2  # bytes kept coming: a per-read timeout would have waited on
+        assert d.sent >= 2  # bytes kept coming: a per-read timeout would have waited on
 
 
 def test_stuck_and_trickling_inspects_are_hung_pods_are_named(fake):
@@ -274,7 +222,7 @@ def test_stuck_and_trickling_inspects_are_hung_pods_are_named(fake):
     assert by_id["ok-1"]["responsive"] is True and by_id["ok-2"]["responsive"] is True
     assert by_id["trickle-1"]["pod_name"] == "pod-trickle-1" and by_id["trickle-1"]["pod_namespace"] == "shop"
     assert by_id["never-1"]["pod_container"] == "app"
-    assert d.trickled >= 2
+    assert d.sent >= 2
     assert result["elapsed_seconds"] <= timeout + 1.0
     assert wall <= timeout + 1.5 + ANSIBLE_SLACK
 

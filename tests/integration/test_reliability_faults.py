@@ -4,11 +4,8 @@ vanishing during a scan: every module returns within its own time limit
 (timeout + 2 s, plus Ansible's start-up cost measured in the same run) with a
 clear result, and no byte read from a pipe is lost."""
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -17,6 +14,7 @@ import pytest
 import decoys
 import hdharness
 from conftest import run_module
+from fake_engine import FakeDaemon, never
 
 BIG_DUMP = 32 * 1024 * 1024
 ONE_PAGE = 4096
@@ -79,38 +77,6 @@ class Frozen:
         os.kill(self.pid, signal.SIGCONT)
 
 
-class SilentSocket:
-    """A unix socket that accepts connections and never answers."""
-
-    def __init__(self):
-        # short path: sun_path holds 108 bytes, pytest's tmp_path may be longer
-        self.dir = tempfile.mkdtemp(prefix="hd-silent-", dir="/tmp")
-        self.path = os.path.join(self.dir, "d.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.held = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, dummy = self.sock.accept()
-            except OSError:
-                continue
-            self.held.append(conn)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(2)
-        for c in self.held + [self.sock]:
-            c.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def kill_when_drain_starts(evidence_dir, pid, delay=0.1, wait=60):
     """A timer thread: SIGKILL PID DELAY seconds after the drain opened its
     evidence file (the drain is then reading the pipe).  Returns the thread
@@ -168,7 +134,7 @@ def test_dockerd_frozen_during_remediate(harness, release, tally, overhead, tmp_
 
 
 def test_docker_socket_that_never_answers(harness, release, tally, overhead, tmp_path):
-    silent = SilentSocket()
+    silent = FakeDaemon(never)
     try:
         host = "unix://" + silent.path
         res, dummy = timed(tally, overhead, 1 + 2, "hung_container_info", {"docker_host": host, "timeout": 1})

@@ -13,99 +13,12 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
 
 import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api as api
-
-VERSION = {"ApiVersion": "1.41", "Version": "20.10.99-test", "MinAPIVersion": "1.12"}
-
-
-class FakeDaemon(object):
-    """A unix (or tcp) socket server; HANDLER(conn, request_line, daemon) answers one connection."""
-
-    def __init__(self, handler, tcp=False):
-        self.handler = handler
-        self.requests = []
-        self.sent = 0
-        self.stop = threading.Event()
-        self.dir = tempfile.mkdtemp(prefix="hd-eng-", dir="/tmp")
-        if tcp:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.sock.bind(("127.0.0.1", 0))
-            self.docker_host = "tcp://127.0.0.1:%d" % self.sock.getsockname()[1]
-        else:
-            self.path = os.path.join(self.dir, "d.sock")
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.bind(self.path)
-            self.docker_host = "unix://" + self.path
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.thread = threading.Thread(target=self._serve)
-        self.thread.daemon = True
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, dummy = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            t = threading.Thread(target=self._one, args=(conn,))
-            t.daemon = True
-            t.start()
-
-    def _one(self, conn):
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            line = data.split(b"\r\n", 1)[0].decode()
-            self.requests.append(line)
-            self.handler(conn, line, self)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def paths(self):
-        return [r.split()[1] for r in self.requests]
-
-    def close(self):
-        self.stop.set()
-        self.sock.close()
-        self.thread.join(2)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def answer(conn, status=200, body=b"", reason="OK", headers=None):
-    if not isinstance(body, bytes):
-        body = json.dumps(body).encode()
-    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (status, reason, len(body))
-    for k, v in (headers or {}).items():
-        head += "%s: %s\r\n" % (k, v)
-    conn.sendall(head.encode() + b"\r\n" + body)
-
-
-def never(conn, line, d):
-    d.stop.wait(30)
-
-
-def trickle(conn, line, d):
-    payload = b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}'
-    for i in range(len(payload)):
-        conn.sendall(payload[i:i + 1])
-        d.sent += 1
-        if d.stop.wait(1.0):
-            return
-
+from ansible_collections.hangdoctor.runtime.tests.utils.fake_engine import VERSION, FakeDaemon, answer, never, trickle
 
 def docker_like(conn, line, d):
     """/version, /containers/json and inspect; ids containing 'hung' never answer."""
