@@ -83,13 +83,17 @@ def parse_stat(text):
         raise ProcError('unparsable stat: %r' % text[:200])
 
 
-def parse_status(text):
-    out = {}
+def _key_values(text):
+    """(key, value) of each ``Key:  value`` line of status/fdinfo."""
     for line in text.splitlines():
         key, sep, value = line.partition(':')
-        if not sep:
-            continue
-        value = value.strip()
+        if sep:
+            yield key, value.strip()
+
+
+def parse_status(text):
+    out = {}
+    for key, value in _key_values(text):
         if key in ('voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches', 'PPid', 'Tgid', 'Pid'):
             try:
                 out[key] = int(value)
@@ -120,11 +124,7 @@ def parse_syscall(text):
 
 def parse_fdinfo(text):
     out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(':')
-        if not sep:
-            continue
-        value = value.strip()
+    for key, value in _key_values(text):
         if key == 'flags':
             out['flags'] = int(value, 8)
         elif key in ('pos', 'mnt_id', 'ino'):
