@@ -240,7 +240,7 @@ def move_reader_to_non_shim(root):
      "not in write(2)"),
     (lambda root: set_field(root, 15638, "stat", open(root + "/15638/stat").read().replace(") S ", ") D ")),
      (65536, 65536), "state D, not S"),
-    (lambda root: move_reader_to_non_shim(root), (65536, 65536), "reader is not a shim"),
+    (move_reader_to_non_shim, (65536, 65536), "reader is not a shim"),
 ])
 def test_verify_says_why_not(tmp_path, change, probe, reason):
     root, rec = scanned(tmp_path)
