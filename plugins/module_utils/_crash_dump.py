@@ -93,7 +93,7 @@ def read_kernel_log(path='/dev/kmsg', max_records=20000, max_seconds=0.5):
     except (IOError, OSError):
         return []
     out = []
-    deadline = time.time() + max_seconds
+    deadline = time.monotonic() + max_seconds
     try:
         if not _is_char_device(fd):
             data = b''
@@ -103,7 +103,7 @@ def read_kernel_log(path='/dev/kmsg', max_records=20000, max_seconds=0.5):
                     break
                 data += chunk
             return [_kmsg_message(line) for line in data.decode('utf-8', 'replace').splitlines()][-max_records:]
-        while len(out) < max_records and time.time() < deadline:
+        while len(out) < max_records and time.monotonic() < deadline:
             try:
                 rec = os.read(fd, 8192)
             except (IOError, OSError) as e:

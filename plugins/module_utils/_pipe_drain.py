@@ -390,7 +390,7 @@ def _read_available(f, evidence, chunk=65536):
         got += len(data)
 
 
-def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.time, sample_interval=0.02, machine=None):
+def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, sample_interval=0.02, machine=None):
     """Read pipe F into EVIDENCE until the writer is no longer blocked on it
     and it is empty, or DEADLINE (``clock()`` time).  WATCH: [(pid,
     start_time)], the stuck writer first, then runc exec (which must not be
@@ -597,8 +597,10 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
     killed = False
     kill_note = ''
     try:
+        # deadlines on the monotonic clock: a wall-clock step must not cut a
+        # drain short or stretch it past its timeout
         outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence,
-                                     t0 + timeout, clock, sample_interval)
+                                     mono0 + timeout, time.monotonic, sample_interval)
         if outcome == 'timeout' and fallback == 'kill':
             # identity re-checked right before the kill: never a reused pid
             if proc.same_process(info['pid'], info['start_time']):
@@ -611,7 +613,7 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
                         raise
             # what is left stays evidence, and must be read or runc exec blocks on it
             outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence,
-                                         clock() + KILL_GRACE_SECONDS, clock, sample_interval)
+                                         time.monotonic() + KILL_GRACE_SECONDS, time.monotonic, sample_interval)
             if killed:
                 outcome = 'killed, ' + outcome
     finally:

@@ -352,7 +352,7 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
     ``kmsg``: True reads /dev/kmsg, a path reads that file, False skips.
     ``pipe_probe(pid, fd, inode) -> (queued, capacity)`` and
     ``pipe_peek(pid, fd, inode, n) -> bytes`` default to the real pipe."""
-    t0 = time.time()
+    t0 = time.monotonic()
     for name, value in (('confirm_interval', confirm_interval), ('peek_bytes', peek_bytes),
                         ('min_age_seconds', min_age_seconds)):
         if value is None or value < 0:
@@ -397,9 +397,9 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
 
     confirm_seconds = 0.0
     if looked and confirm_interval > 0:
-        t1 = time.time()
+        t1 = time.monotonic()
         sleep(confirm_interval)
-        confirm_seconds = time.time() - t1
+        confirm_seconds = time.monotonic() - t1
     confirmed = []
     for record, reasons in looked:
         if _confirm(ctx, record, reasons, confirm_interval):
@@ -428,7 +428,7 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
         'stuck_execs': stuck,
         'suspects': suspects,
         'scanned_processes': len(table),
-        'scan_seconds': round(time.time() - t0, 4),
+        'scan_seconds': round(time.monotonic() - t0, 4),
         'confirm_seconds': round(confirm_seconds, 4),
     }
 
