@@ -15,7 +15,6 @@ sys.path.insert(0, collections_path())
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.manifest_fixtures import copy_manifests  # noqa: E402
 
 
-
 def playbook(extra_vars, *flags, env=None):
     cmd = ["ansible-playbook", "hangdoctor.runtime.swap_exec_probes", "-i", "localhost,", "-c", "local",
            "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", json.dumps(extra_vars)] + list(flags)

@@ -20,6 +20,7 @@ import pytest
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api as api
 from ansible_collections.hangdoctor.runtime.tests.utils.fake_engine import VERSION, FakeDaemon, answer, never, trickle
 
+
 def docker_like(conn, line, d):
     """/version, /containers/json and inspect; ids containing 'hung' never answer."""
     path = line.split()[1]

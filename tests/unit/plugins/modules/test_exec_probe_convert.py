@@ -13,7 +13,6 @@ from ansible_collections.hangdoctor.runtime.plugins.modules import exec_probe_co
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.manifest_fixtures import FIXTURES, copy_manifests
 
 
-
 try:
     from ansible.module_utils.testing import patch_module_args
 except ImportError:  # ansible-core < 2.19
