@@ -1,0 +1,158 @@
+"""container_listen_info on the real runtime: busybox httpd bound to
+127.0.0.1 and to the wildcard address in two containers (``--network none``,
+so only loopback exists inside; a 0.0.0.0 listener is still wildcard), read
+through the Docker Engine API and /proc/<pid>/net/tcp; then the
+exec_probe_swap role's node-side step warning for the probe whose port is
+loopback-only."""
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import hdharness
+from conftest import ansible_env, run_module
+
+LO_PORT, ANY_PORT = 8080, 8081
+
+
+def state_pid(harness, cid):
+    return int(harness.docker("inspect", "-f", "{{.State.Pid}}", cid, timeout=20, check=True).stdout.strip())
+
+
+def wait_listening(pid, port, timeout=20.0):
+    """(table, local address) of PORT's listener once httpd's socket shows
+    up: the test must not race the container's start.  busybox httpd binds
+    ``-p PORT`` to ``::`` when the kernel has IPv6, to 0.0.0.0 otherwise."""
+    suffix = ":%04X" % port
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for table in ("tcp", "tcp6"):
+            with open("/proc/%d/net/%s" % (pid, table)) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if fields[1].endswith(suffix) and fields[3] == "0A":
+                        return table, fields[1][:-len(suffix)]
+        time.sleep(0.1)
+    raise AssertionError("nothing listens on port %d in pid %d" % (port, pid))
+
+
+@pytest.fixture(scope="module")
+def httpds(harness):
+    lo = harness.run_container("listen-lo", "v2", cmd=("httpd", "-f", "-p", "127.0.0.1:%d" % LO_PORT))
+    anyc = harness.run_container("listen-any", "v2", cmd=("httpd", "-f", "-p", str(ANY_PORT)))
+    out = {}
+    for cid, port in ((lo, LO_PORT), (anyc, ANY_PORT)):
+        pid = state_pid(harness, cid)
+        out[cid] = (pid, wait_listening(pid, port))
+    yield lo, anyc, out
+    harness.docker("rm", "-f", lo, anyc, timeout=60)
+
+
+def test_loopback_only_vs_wildcard(harness, httpds):
+    lo, anyc, seen = httpds
+    # the raw table as the kernel prints it, independently of the module
+    assert seen[lo][1] == ("tcp", "0100007F")
+    assert seen[anyc][1] in (("tcp", "0" * 8), ("tcp6", "0" * 32))
+    result, wall = run_module("container_listen_info", {
+        "container_ids": [lo[:12], "listen-any"], "ports": [LO_PORT, ANY_PORT],
+        "docker_host": harness.docker_host, "timeout": 10}, check=True)
+    assert result["_status"] == "SUCCESS" and result["changed"] is False, result
+    by_id = {c["container_id"]: c for c in result["containers"]}
+    assert set(by_id) == {lo, anyc}
+    assert by_id[lo]["pid"] == seen[lo][0] and by_id[anyc]["pid"] == seen[anyc][0]
+    assert by_id[lo]["listening"] == [{"port": LO_PORT, "address": "127.0.0.1", "family": "ipv4", "scope": "loopback"}]
+    assert by_id[lo]["ports"] == {str(LO_PORT): {"reachable_from_node": False, "addresses": ["127.0.0.1"]},
+                                  str(ANY_PORT): {"reachable_from_node": None, "addresses": []}}
+    assert by_id[lo]["loopback_only"] == [LO_PORT]
+    any_listen = by_id[anyc]["listening"]
+    assert any_listen and all(s["port"] == ANY_PORT and s["scope"] == "wildcard" for s in any_listen)
+    assert by_id[anyc]["ports"][str(ANY_PORT)]["reachable_from_node"] is True
+    assert by_id[anyc]["loopback_only"] == []
+    assert [(w["container_id"], w["port"]) for w in result["loopback_only"]] == [(lo, LO_PORT)]
+    assert wall < 60
+
+
+def test_by_pid_and_unknown_container(harness, httpds):
+    lo, dummy, seen = httpds
+    result, dummy_wall = run_module("container_listen_info", {"pids": [seen[lo][0]]})
+    assert result["_status"] == "SUCCESS", result
+    assert result["containers"][0]["ports"][str(LO_PORT)]["reachable_from_node"] is False
+    result, dummy_wall = run_module("container_listen_info", {
+        "container_ids": ["no-such-container"], "docker_host": harness.docker_host})
+    assert result["_status"] == "FAILED!" and "no-such-container" in result["msg"], result
+    assert "Traceback" not in json.dumps(result)
+
+
+MANIFEST = textwrap.dedent("""\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web, namespace: shop}
+    spec:
+      template:
+        spec:
+          containers:
+            - name: web
+              image: web:1
+              livenessProbe:
+                exec: {command: [wget, -q, -O, /dev/null, "http://127.0.0.1:%d/"]}
+    ---
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: api, namespace: shop}
+    spec:
+      template:
+        spec:
+          containers:
+            - name: api
+              image: api:1
+              readinessProbe:
+                exec: {command: [nc, -z, localhost, "%d"]}
+    """) % (LO_PORT, ANY_PORT)
+
+
+def k8s_httpd(harness, name, pod, container, listen):
+    """A container as dockershim/cri-dockerd labels it, serving LISTEN."""
+    if harness.container_id(name):
+        harness.docker("rm", "-f", name, timeout=30, check=True)
+    r = harness.docker("run", "-d", "--name", name, "--network", "none", "--runtime", hdharness.FAULT_RUNTIME,
+                       "--label", "io.kubernetes.pod.namespace=shop", "--label", "io.kubernetes.pod.name=" + pod,
+                       "--label", "io.kubernetes.container.name=" + container,
+                       hdharness.IMAGE, "httpd", "-f", "-p", listen, timeout=60, check=True)
+    return r.stdout.strip()
+
+
+def test_role_warns_for_the_loopback_only_probe(harness, tmp_path):
+    web = k8s_httpd(harness, "k8s_web_web-5d9c8b7f6-x2x4q", "web-5d9c8b7f6-x2x4q", "web", "127.0.0.1:%d" % LO_PORT)
+    api = k8s_httpd(harness, "k8s_api_api-7f6d5c4b3-q8w9e", "api-7f6d5c4b3-q8w9e", "api", str(ANY_PORT))
+    try:
+        wait_listening(state_pid(harness, web), LO_PORT)
+        wait_listening(state_pid(harness, api), ANY_PORT)
+        (tmp_path / "m").mkdir()
+        manifest = tmp_path / "m" / "shop.yaml"
+        manifest.write_text(MANIFEST)
+        report = tmp_path / "report.json"
+        extra = {"exec_probe_swap_path": str(tmp_path / "m"), "exec_probe_swap_check_listeners": True,
+                 "exec_probe_swap_docker_host": harness.docker_host, "exec_probe_swap_report_path": str(report)}
+        cmd = ["ansible-playbook", "hangdoctor.runtime.swap_exec_probes", "-i", "localhost,", "-c", "local",
+               "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", json.dumps(extra), "--check"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=ansible_env(), check=False)
+        assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+        assert manifest.read_text() == MANIFEST and not report.exists()  # check mode
+        assert "Deployment shop/web container web liveness probe: the converted httpGet probe" in r.stdout
+        assert "only on 127.0.0.1" in r.stdout
+        assert "shop/api container api readiness probe: the converted" not in r.stdout
+        assert r.stdout.count(" probe: the converted ") == 1
+        # the real run writes the report with both checks
+        r = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=90, env=ansible_env(), check=False)
+        assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+        checks = {c["name"]: c for c in json.loads(report.read_text())["listeners"]}
+        assert set(checks) == {"web", "api"}
+        assert checks["web"]["container_id"] == web and checks["web"]["reachable_from_node"] is False
+        assert checks["web"]["node"] == "localhost" and checks["web"]["warning"]
+        assert checks["api"]["container_id"] == api and checks["api"]["reachable_from_node"] is True
+        assert checks["api"]["handler"] == "tcpSocket" and checks["api"]["warning"] is None
+    finally:
+        harness.docker("rm", "-f", web, api, timeout=60)
