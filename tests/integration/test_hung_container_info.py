@@ -216,7 +216,7 @@ def test_stuck_and_trickling_inspects_are_hung_pods_are_named(fake):
                               env={"DOCKER_HOST": d.docker_host})
     assert result["_status"] == "SUCCESS", result
     assert result["engine"]["docker_host"] == d.docker_host
-    assert result["engine"]["version"] == "20.10.99-fake"
+    assert result["engine"]["version"] == VERSION["Version"]
     assert sorted(result["hung"]) == ["never-1", "trickle-1"]
     by_id = {c["id"]: c for c in result["containers"]}
     assert by_id["ok-1"]["responsive"] is True and by_id["ok-2"]["responsive"] is True
