@@ -5,27 +5,13 @@ import sys
 
 import pytest
 
-from ansible.module_utils import basic
 from ansible_collections.hangdoctor.runtime.plugins.modules import container_listen_info
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.test__listen import proc_tree
-
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    import contextlib
-    from unittest import mock
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()):
-            yield
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.modules.module_runner import run_main
 
 
 def run(args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            container_listen_info.main()
-    return json.loads(capsys.readouterr().out)
+    return run_main(container_listen_info, args, capsys)
 
 
 @pytest.fixture

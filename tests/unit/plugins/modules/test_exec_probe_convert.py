@@ -1,35 +1,19 @@
 """exec_probe_convert as Ansible runs it: argument spec, check and diff mode,
 clear failures for bad input."""
 import copy
-import json
 import shutil
 
 import jsonpatch
 import pytest
 import yaml
 
-from ansible.module_utils import basic
 from ansible_collections.hangdoctor.runtime.plugins.modules import exec_probe_convert
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.manifest_fixtures import FIXTURES, copy_manifests
-
-
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    import contextlib
-    from unittest import mock
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()):
-            yield
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.modules.module_runner import run_main
 
 
 def run(args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            exec_probe_convert.main()
-    return json.loads(capsys.readouterr().out)
+    return run_main(exec_probe_convert, args, capsys)
 
 
 def web_deployment():
