@@ -360,7 +360,7 @@ def writer_state(proc, pid, start_time, inode, machine=None):
     elif sc['running']:
         return RUNNABLE
     else:
-        in_write = _procfs.write_syscall_name(sc['nr'], machine) is not None
+        in_write = _procfs.write_syscall_name(sc['nr'], machine or proc.machine()) is not None
         fd = sc['args'][0] if sc['args'] else None
     if not in_write or fd is None:
         return SETTLED

@@ -166,9 +166,23 @@ class Proc(object):
         self.root = proc_root.rstrip('/') or '/'
         self._btime = None
         self._hz = None
+        self._machine = None
 
     def path(self, *parts):
         return os.path.join(self.root, *[str(p) for p in parts])
+
+    def machine(self):
+        """The kernel's architecture, for syscall numbers: the tree's own
+        ``sys/kernel/arch`` when it has one (fixtures, another host's /proc),
+        else this host's."""
+        if self._machine is None:
+            try:
+                with open(self.path('sys', 'kernel', 'arch')) as f:
+                    self._machine = f.read().strip()
+            except (IOError, OSError):
+                pass
+            self._machine = self._machine or os.uname()[4]
+        return self._machine
 
     def is_procfs(self):
         return os.path.isfile(self.path('self', 'stat')) or os.path.isfile(self.path('stat'))

@@ -39,20 +39,6 @@ class DiagnosisError(Exception):
     """The scan cannot run (not a procfs, no privilege) or a record is malformed."""
 
 
-def machine_of(proc):
-    """The kernel's architecture, for syscall numbers: the procfs tree's own
-    ``sys/kernel/arch`` when it has one (fixtures, another host's /proc), else
-    this host's."""
-    try:
-        with open(proc.path('sys', 'kernel', 'arch')) as f:
-            arch = f.read().strip()
-        if arch:
-            return arch
-    except (IOError, OSError):
-        pass
-    return os.uname()[4]
-
-
 def pipe_is_full(queued, capacity):
     """A blocked writer leaves a little room per page slot when its writes do
     not fit the last page (Go prints the dump in small writes), so "full"
@@ -367,7 +353,7 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
         table = tree.ProcessTable.snapshot(proc)
     except ProcError as e:
         raise DiagnosisError(str(e))
-    machine = machine or machine_of(proc)
+    machine = machine or proc.machine()
     ctx = _Context(proc, table, machine, pipe_probe or _default_probe(proc), cmdline_timeout,
                    time.time() if now is None else now, shims=tree.shim_pids(table))
     wanted = [c for c in (container_ids or []) if c]
@@ -477,7 +463,7 @@ def verify(proc, record, confirm_interval=1.0, sleep=time.sleep, pipe_probe=None
     if st['starttime'] != writer['start_time']:
         return False, 'pid reused'
     table = tree.ProcessTable(proc)
-    ctx = _Context(proc, table, machine or machine_of(proc), pipe_probe or _default_probe(proc),
+    ctx = _Context(proc, table, machine or proc.machine(), pipe_probe or _default_probe(proc),
                    cmdline_timeout, time.time())
     found = _examine(ctx, writer['pid'], writer['role'], require_write=False)
     if found is None:
