@@ -1,7 +1,10 @@
 """Fixtures for the real-runtime tests: one harness (containerd + dockerd +
 fault runtime) per test session, brought up once and torn down at the end."""
+import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,9 +42,6 @@ def release(harness):
 
 
 # ---- running the collection's modules through real Ansible ------------------
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
 
 
 def ansible_env(extra=None):
