@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 
-HD_DEBS=(docker.io containerd runc busybox-static gcc libc6-dev git make tar)
+HD_DEBS=(docker.io containerd runc busybox-static gcc libc6-dev git make tar prometheus prometheus-node-exporter)
 missing=()
 for p in "${HD_DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
