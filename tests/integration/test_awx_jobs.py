@@ -168,6 +168,53 @@ def test_a_healthy_node_gives_a_green_job_and_empty_findings(harness, release, t
     assert job.artifacts["hangdoctor_summary"]["hosts"] == []
 
 
+def test_reports_never_land_in_a_discarded_directory_unsaid(harness, release, tmp_path):
+    """In an AWX job (AWX sets awx_job_id), `auto` writes no file into the
+    execution environment and says so; a path under the private data dir is
+    written and flagged; a report host keeps the files."""
+    healthy = new_container(harness)
+    pdd = private_data_dir(tmp_path, {
+        "node-healthy": {"hangdoctor_docker_host": harness.docker_host, "hangdoctor_container_ids": [healthy]},
+    })
+    default_dir = Path("/var/tmp/hangdoctor-reports/hangdoctor-detect.json")
+    before = default_dir.stat().st_mtime_ns if default_dir.exists() else None
+    evars = dict(job_template_vars("hangdoctor detect"), **survey_defaults("detect"))
+    evars.update(base_vars(tmp_path), awx_job_id=4242)
+    evars["hangdoctor_report_dir"] = "auto"
+    job = run_job(pdd, "hangdoctor_detect.yml", evars)
+    assert job.status == "successful", job.stdout[-3000:]
+    assert "Report files not written: in an AWX job" in job.stdout
+    assert "Report: " not in job.stdout
+    after = default_dir.stat().st_mtime_ns if default_dir.exists() else None
+    assert before == after
+    assert job.artifacts["hangdoctor_summary"]["mode"] == "detect"  # the summary travels with the job
+
+    # A path inside the job's private data dir: written, and said to be discarded.
+    # (/tmp, /var/tmp and /runner are the EE container's own directories.)
+    evars["hangdoctor_report_dir"] = str(pdd / "artifacts" / "reports")
+    job = run_job(pdd, "hangdoctor_detect.yml", evars)
+    assert (pdd / "artifacts" / "reports" / "hangdoctor-detect.json").is_file()
+    assert "The report files are inside the execution environment container" in job.stdout
+    assert "AWX discards them after the job unless a volume is mounted there" in job.stdout
+
+    # Outside AWX, auto is /var/tmp/hangdoctor-reports (not exercised here: a
+    # shared machine path).  A report host: the files are written there.
+    evars.pop("awx_job_id")
+    evars["hangdoctor_report_dir"] = str(tmp_path / "kept")
+    evars["hangdoctor_report_host"] = "reports-host"
+    inv = yaml.safe_load((pdd / "inventory" / "hosts.yml").read_text())
+    inv["all"]["children"] = {"keepers": {"hosts": {"reports-host": {}}}}
+    (pdd / "inventory" / "hosts.yml").write_text(yaml.safe_dump(inv))
+    evars["hangdoctor_hosts"] = "node-healthy"
+    job = run_job(pdd, "hangdoctor_detect.yml", evars)
+    assert job.status == "successful", job.stdout[-3000:]
+    assert (tmp_path / "kept" / "hangdoctor-detect.json").is_file()
+    assert oct((tmp_path / "kept" / "hangdoctor-detect.md").stat().st_mode & 0o777) == "0o640"
+    assert "Report: reports-host:%s/hangdoctor-detect.md" % (tmp_path / "kept") in job.stdout
+    assert "-> reports-host]" in job.stdout  # delegated to the report host
+    assert "inside the execution environment" not in job.stdout
+
+
 def test_scheduled_detect_fails_on_stuck_execs_and_carries_the_artifacts(harness, tmp_path, fleet):
     pdd, stuck = fleet
     jt = job_template_vars("hangdoctor detect")
