@@ -94,7 +94,7 @@ def check_run_line(arg, context):
 
 
 def test_introspect_reads_the_collection_dependencies(built, tmp_path):
-    tmp, tarball = built
+    tmp = built[0]
     meta = yaml.safe_load((tmp / "inst/ansible_collections/hangdoctor/runtime/meta/execution-environment.yml").read_text())
     for kind in ("python", "system"):
         assert (tmp / "inst/ansible_collections/hangdoctor/runtime" / meta["dependencies"][kind]).is_file(), kind
@@ -114,7 +114,7 @@ def test_introspect_reads_the_collection_dependencies(built, tmp_path):
 
 
 def test_create_gives_a_context_whose_every_step_is_valid(built, tmp_path):
-    tmp, tarball = built
+    tarball = built[1]
     definition = tmp_path / "ee"
     shutil.copytree(ROOT / "extras/awx/ee", definition)
     shutil.copy(tarball, definition)  # as docs/awx.md says: build the tarball next to the definition
