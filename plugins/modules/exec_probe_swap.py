@@ -8,7 +8,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 ---
-module: exec_probe_convert
+module: exec_probe_swap
 short_description: Turn Kubernetes exec probes into tcpSocket, httpGet or grpc probes
 version_added: 0.1.0
 author: hangdoctor developers (!UNKNOWN)
@@ -166,7 +166,7 @@ EXAMPLES = r'''
   register: deployments
 
 - name: Plan the conversion of their exec probes
-  hangdoctor.runtime.exec_probe_convert:
+  hangdoctor.runtime.exec_probe_swap:
     definitions: "{{ deployments.resources }}"
     min_timeout_seconds: 5
     rules:
@@ -186,7 +186,7 @@ EXAMPLES = r'''
   loop: "{{ plan.objects | selectattr('patch') }}"
 
 - name: Rewrite static-pod manifests, backups outside the directory the kubelet reads
-  hangdoctor.runtime.exec_probe_convert:
+  hangdoctor.runtime.exec_probe_swap:
     path: /etc/kubernetes/manifests
     backup_dir: /var/backups/hangdoctor/manifests
 '''
@@ -280,6 +280,9 @@ backups:
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_errors
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_manifest
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
 
 
@@ -291,7 +294,7 @@ def main():
         container=dict(type='str'),
         probe=dict(type='list', elements='str', choices=['liveness', 'readiness', 'startup']),
         command=dict(type='str'),
-        action=dict(type='str', default='infer', choices=list(_probes.ACTIONS)),
+        action=dict(type='str', default='infer', choices=list(_probe_rules.ACTIONS)),
         port=dict(type='raw'),
         path=dict(type='str'),
         scheme=dict(type='str', choices=['HTTP', 'HTTPS']),
@@ -313,17 +316,17 @@ def main():
     p = module.params
     if p['min_timeout_seconds'] is not None and p['min_timeout_seconds'] < 1:
         module.fail_json(msg='min_timeout_seconds must be at least 1')
-    if p['path'] and not _probes.HAS_YAML:
-        module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probes.YAML_IMPORT_ERROR))
+    if p['path'] and not _probe_manifest.HAS_YAML:
+        module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probe_manifest.YAML_IMPORT_ERROR))
     reports, files, diffs, backups = [], [], [], []
     try:
         if p['definitions'] is not None:
             reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds']))
         if p['path']:
-            file_reports, files, diffs, backups = _probes.convert_files(
+            file_reports, files, diffs, backups = _probe_manifest.convert_files(
                 p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'])
             reports.extend(file_reports)
-    except _probes.ProbeError as e:
+    except _probe_errors.ProbeError as e:
         module.fail_json(msg=str(e))
     except (IOError, OSError) as e:
         module.fail_json(msg='cannot read or write manifests: %s' % e)
