@@ -139,7 +139,7 @@ def _write_atomic(path, text):
         raise
 
 
-def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backup_dir=None):
+def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backup_dir=None, allow_undeclared_ports=False):
     """Convert the probes of every manifest under path.  Returns
     (reports, changed files, diffs, backups)."""
     if not HAS_YAML:
@@ -166,7 +166,7 @@ def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backu
         for i, doc in enumerate(docs):
             if not isinstance(doc, dict):
                 continue
-            report = _probes.convert_object(doc, rules, 'files', min_timeout_seconds)
+            report = _probes.convert_object(doc, rules, 'files', min_timeout_seconds, allow_undeclared_ports)
             if report is None:
                 continue
             report['file'] = f

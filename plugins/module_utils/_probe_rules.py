@@ -28,7 +28,7 @@ HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 RULE_KEYS = ('namespace', 'kind', 'workload', 'container', 'probe', 'command', 'action', 'port', 'path',
-             'scheme', 'headers', 'service', 'allow_lossy')
+             'scheme', 'headers', 'service', 'allow_lossy', 'allow_undeclared_ports')
 
 
 def check_rules(rules):
@@ -92,7 +92,8 @@ def _rule_port(port):
 
 def decide(probe_kind, command, ctx, rules):
     """Apply the first matching rule.  Returns (action, kind, handler, timeout,
-    warnings) or raises Refused."""
+    warnings, the rule) or raises Refused.  ``ctx['env']`` is the container's
+    env, from which the command's variables are read."""
     rule = {'action': 'infer'}
     for r in rules:
         if _match(r, ctx):
@@ -100,13 +101,14 @@ def decide(probe_kind, command, ctx, rules):
             break
     action = rule['action']
     if action == 'keep':
-        return 'keep', None, None, None, []
+        return 'keep', None, None, None, [], rule
+    env = ctx.get('env')
     if action == 'infer':
-        kind, handler, timeout, warns = _probe_infer.infer(command, allow_lossy=bool(rule.get('allow_lossy')))
-        return action, kind, handler, timeout, warns
+        kind, handler, timeout, warns = _probe_infer.infer(command, allow_lossy=bool(rule.get('allow_lossy')), env=env)
+        return action, kind, handler, timeout, warns, rule
     # explicit actions: the rule's fields win; what the command says fills gaps
     try:
-        dummy, guessed, timeout, warns = _probe_infer.infer(command, allow_lossy=True)
+        dummy, guessed, timeout, warns = _probe_infer.infer(command, allow_lossy=True, env=env)
     except Refused:
         guessed, timeout, warns = {}, None, []
     port = rule.get('port', guessed.get('port'))
@@ -114,12 +116,12 @@ def decide(probe_kind, command, ctx, rules):
         raise Refused('rule action %s has no port and none can be read from the command' % action)
     port = _rule_port(port)
     if action == 'tcp':
-        return action, 'tcpSocket', {'host': guessed.get('host', '127.0.0.1'), 'port': port}, timeout, []
+        return action, 'tcpSocket', {'host': guessed.get('host', '127.0.0.1'), 'port': port}, timeout, [], rule
     if action == 'grpc':
         handler = {'port': port}
         if rule.get('service', guessed.get('service')):
             handler['service'] = rule.get('service', guessed.get('service'))
-        return action, 'grpc', handler, timeout, []
+        return action, 'grpc', handler, timeout, [], rule
     handler = {'host': guessed.get('host', '127.0.0.1'), 'path': rule.get('path', guessed.get('path', '/')), 'port': port}
     scheme = str(rule.get('scheme', guessed.get('scheme', 'HTTP'))).upper()
     if scheme != 'HTTP':
@@ -129,7 +131,7 @@ def decide(probe_kind, command, ctx, rules):
         for h in headers:
             _probe_infer.check_header('%s: %s' % (h['name'], h['value']), [])
         handler['httpHeaders'] = [{'name': h['name'], 'value': str(h['value'])} for h in headers]
-    return action, 'httpGet', handler, timeout, [w for w in warns if 'curl without --fail' in w]
+    return action, 'httpGet', handler, timeout, [w for w in warns if 'curl without --fail' in w], rule
 
 
 # ---- validation (the API server's probe rules) ---------------------------------

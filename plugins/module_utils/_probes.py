@@ -76,6 +76,10 @@ def ownership_warnings(obj, spec_path, touched):
             out.append('managed by %s: the exec probe comes back at the next upgrade or sync; convert it at the source' % (text % annotations[key]))
     if labels.get('app.kubernetes.io/managed-by') == 'Helm' and not annotations.get('meta.helm.sh/release-name'):
         out.append('labelled app.kubernetes.io/managed-by=Helm: convert it in the chart values')
+    elif labels.get('heritage') in ('Helm', 'Tiller') and not annotations.get('meta.helm.sh/release-name'):
+        # charts written before the app.kubernetes.io labels (Helm 2 wrote Tiller)
+        out.append('labelled heritage=%s: rendered by a Helm chart, the exec probe comes back at the next upgrade; '
+                   'convert it in the chart values' % labels['heritage'])
     flux = sorted(k for k in list(annotations) + list(labels) if k.startswith(FLUX_PREFIX))
     if flux:
         out.append('managed by Flux (%s): convert it in the Git source' % flux[0])
@@ -109,9 +113,37 @@ def object_id(obj):
     return obj.get('kind'), meta.get('namespace'), meta.get('name')
 
 
-def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None):
+LISTEN_CAVEAT = ('the kubelet connects to the pod IP, not to loopback: the new probe passes only if port %s '
+                 'listens on the pod IP or on all addresses (check it on the node with '
+                 'hangdoctor.runtime.container_listen_info or exec_probe_swap_check_listeners)')
+
+
+def _declared(container, port):
+    """Whether PORT (a number or a name) is in the container's ports."""
+    for p in container.get('ports') or []:
+        if not isinstance(p, dict):
+            continue
+        if isinstance(port, int) and p.get('containerPort') == port and str(p.get('protocol', 'TCP')).upper() == 'TCP':
+            return True
+        if isinstance(port, str) and p.get('name') == port:
+            return True
+    return False
+
+
+def _skip(report, entry, reason, kind):
+    entry['reason'] = reason
+    entry['reason_kind'] = kind
+    report['skipped'].append(entry)
+
+
+def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, allow_undeclared_ports=False):
     """Return a report for one object:
-    {kind, namespace, name, patch, converted, skipped, kept, warnings}."""
+    {kind, namespace, name, patch, converted, skipped, kept, warnings}.
+
+    A port the container does not declare is not converted unless allowed:
+    offline there is no telling whether it listens on loopback only (a
+    sidecar, an agent), and then the converted probe, which connects to the
+    pod IP, fails where the exec probe passed."""
     kind, namespace, name = object_id(obj)
     report = {'api_version': obj.get('apiVersion'), 'kind': kind, 'namespace': namespace, 'name': name, 'patch': [],
               'converted': [], 'skipped': [], 'kept': [], 'warnings': []}
@@ -144,27 +176,39 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None):
             command = (probe.get('exec') or {}).get('command')
             entry = {'container': cname, 'probe': probe_kind, 'command': command}
             if immutable:
-                entry['reason'] = immutable
-                report['skipped'].append(entry)
+                _skip(report, entry, immutable, 'immutable')
                 continue
             before = _probe_rules.validate_probe(probe, probe_kind, container)
             if before:
-                entry['reason'] = 'the current probe is already invalid: %s' % '; '.join(before)
-                report['skipped'].append(entry)
+                _skip(report, entry, 'the current probe is already invalid: %s' % '; '.join(before), 'invalid')
                 continue
-            ctx = {'namespace': namespace, 'kind': kind, 'workload': name, 'container': cname,
+            ctx = {'namespace': namespace, 'kind': kind, 'workload': name, 'container': cname, 'env': container.get('env'),
                    'probe': probe_kind, 'command_text': ' '.join(shlex.quote(w) for w in command) if isinstance(command, list) else ''}
             try:
-                action, hkind, handler, cmd_timeout, warns = _probe_rules.decide(probe_kind, command, ctx, rules)
+                action, hkind, handler, cmd_timeout, warns, rule = _probe_rules.decide(probe_kind, command, ctx, rules)
             except Refused as e:
-                entry['reason'] = str(e)
-                report['skipped'].append(entry)
+                _skip(report, entry, str(e), e.kind)
+                if e.kind == 'never-fails':
+                    report['warnings'].append('%s %s probe can never fail: %s' % (cname, probe_kind, e))
                 continue
             if action == 'keep':
                 entry['reason'] = 'kept by rule'
                 report['kept'].append(entry)
                 continue
             handler = dict(handler)
+            port = handler.get('port')
+            # with hostNetwork, tcpSocket and httpGet keep 127.0.0.1; grpc has no host and goes to the node IP
+            via_pod_ip = not pod_spec.get('hostNetwork') or hkind == 'grpc'
+            if via_pod_ip and not _declared(container, port):
+                allowed = rule.get('allow_undeclared_ports', allow_undeclared_ports)
+                if action == 'infer' and not allowed:
+                    _skip(report, entry, 'port %s is not declared in the container\'s ports: the exec probe connected to '
+                          'loopback, where a server listening on 127.0.0.1 only (a sidecar, an agent) passes it, and the '
+                          'converted probe connecting to the pod IP would fail; declare the port, check the listener with '
+                          'container_listen_info, or allow it with allow_undeclared_ports' % port, 'loopback-only')
+                    continue
+                warns = list(warns) + ['port %s is not declared in the container\'s ports: make sure it listens on the pod IP, '
+                                       'not on loopback only' % port]
             # The kubelet connects to host (default: the pod IP) from the node.
             # Only with hostNetwork is the node's loopback the pod's loopback.
             host = handler.pop('host', None)
@@ -172,6 +216,9 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None):
                 handler = dict([('host', host or '127.0.0.1')] + list(handler.items()))
             elif pod_spec.get('hostNetwork'):
                 warns = list(warns) + ['grpc probes connect to the node IP with hostNetwork: a server bound to loopback only fails them']
+            caveat = LISTEN_CAVEAT % port if via_pod_ip else None
+            if caveat:
+                warns = list(warns) + [caveat]
             new = dict((k, v) for k, v in probe.items() if k != 'exec')
             new[hkind] = handler
             added_timeout = None
@@ -185,8 +232,7 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None):
                     new['timeoutSeconds'] = added_timeout
             errors = _probe_rules.validate_probe(new, probe_kind, container)
             if errors:
-                entry['reason'] = 'the converted probe would be invalid: %s' % '; '.join(errors)
-                report['skipped'].append(entry)
+                _skip(report, entry, 'the converted probe would be invalid: %s' % '; '.join(errors), 'invalid')
                 continue
             base = spec_path + (list_name, index)
             report['patch'].extend([
@@ -197,14 +243,15 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None):
             ])
             if added_timeout:
                 report['patch'].append({'op': 'add', 'path': _probe_patch.pointer(*(base + (field, 'timeoutSeconds'))), 'value': added_timeout})
-            entry.update({'action': action, 'handler': {hkind: handler}, 'warnings': warns})
+            entry.update({'action': action, 'handler': {hkind: handler}, 'warnings': warns, 'caveat': caveat})
             if added_timeout:
                 entry['timeoutSeconds'] = added_timeout
             report['converted'].append(entry)
             originals['%s/%s' % (cname, probe_kind)] = probe
             touched.append((cname, field))
             for w in warns:
-                report['warnings'].append('%s %s probe: %s' % (cname, probe_kind, w))
+                if w != caveat:
+                    report['warnings'].append('%s %s probe: %s' % (cname, probe_kind, w))
     if originals:
         report['patch'].extend(_probe_patch.annotation_ops(obj, originals))
         report['warnings'] = ownership_warnings(obj, spec_path, touched) + report['warnings']
@@ -212,14 +259,14 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None):
 
 
 
-def convert(objects, rules, mode='definitions', min_timeout_seconds=None):
+def convert(objects, rules, mode='definitions', min_timeout_seconds=None, allow_undeclared_ports=False):
     """Reports for every object of a supported kind, in input order."""
     rules = _probe_rules.check_rules(rules)
     out = []
     for obj in objects:
         if not isinstance(obj, dict):
             raise ProbeError('a definition is not an object: %r' % (obj,))
-        report = convert_object(obj, rules, mode, min_timeout_seconds)
+        report = convert_object(obj, rules, mode, min_timeout_seconds, allow_undeclared_ports)
         if report is not None:
             out.append(report)
     return out
@@ -233,7 +280,8 @@ def flat_report(reports):
             for e in r[result]:
                 row = {'kind': r['kind'], 'namespace': r['namespace'], 'name': r['name'],
                        'container': e['container'], 'probe': e['probe'], 'result': result,
-                       'command': e['command'], 'handler': e.get('handler'), 'reason': e.get('reason')}
+                       'command': e['command'], 'handler': e.get('handler'), 'reason': e.get('reason'),
+                       'reason_kind': e.get('reason_kind'), 'caveat': e.get('caveat')}
                 if 'file' in r:
                     row['file'] = r['file']
                 rows.append(row)

@@ -14,10 +14,14 @@ from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.mani
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.probe_helpers import K8S_VERSION, deployment, container, pod_spec, assert_valid, convert_one, apply_both
 
 
+P80 = [{"containerPort": 80}]
+P8080 = [{"name": "http", "containerPort": 8080}]
+
+
 # ---- whole objects
 def test_patch_guards_name_and_command_then_swaps_handler():
     cmd = ["curl", "-fsS", "http://localhost:8080/healthz"]
-    obj = deployment([container(cmd, periodSeconds=7, timeoutSeconds=2, failureThreshold=4)])
+    obj = deployment([container(cmd, ports=P8080, periodSeconds=7, timeoutSeconds=2, failureThreshold=4)])
     report = convert_one(obj)
     base = "/spec/template/spec/containers/0"
     assert report["patch"][:4] == [
@@ -47,7 +51,7 @@ def test_patch_guards_name_and_command_then_swaps_handler():
 
 
 def test_unset_timeout_warns_and_min_timeout_applies():
-    obj = deployment([container(["curl", "http://localhost:8080/"])])
+    obj = deployment([container(["curl", "http://localhost:8080/"], ports=P8080)])
     report = convert_one(obj)
     assert any("timeoutSeconds was unset" in w for w in report["warnings"])
     assert any("without --fail" in w for w in report["warnings"])
@@ -56,7 +60,7 @@ def test_unset_timeout_warns_and_min_timeout_applies():
     after = apply_both(obj, report["patch"])
     assert after["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["timeoutSeconds"] == 5
     # curl -m 8 is larger than the minimum: the probe keeps the time the command allowed itself
-    obj = deployment([container(["curl", "-f", "-m", "8", "http://localhost:8080/"])])
+    obj = deployment([container(["curl", "-f", "-m", "8", "http://localhost:8080/"], ports=P8080)])
     after = apply_both(obj, convert_one(obj, min_timeout=5)["patch"])
     assert after["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["timeoutSeconds"] == 8
     assert_valid(after)
@@ -82,8 +86,9 @@ def test_named_ports_from_rules():
 
 
 def test_rules_are_ordered_and_match_on_fields():
-    obj = deployment([container(["curl", "-f", "http://localhost:8080/"], name="web"),
-                      container(["grpc_health_probe", "-addr=:9090"], name="api", probe="readinessProbe")])
+    obj = deployment([container(["curl", "-f", "http://localhost:8080/"], name="web", ports=P8080),
+                      container(["grpc_health_probe", "-addr=:9090"], name="api", probe="readinessProbe",
+                                ports=[{"containerPort": 9090}])])
     rules = [{"container": "api", "probe": ["liveness"], "action": "keep"},  # wrong probe kind: no match
              {"container": "a*", "action": "keep"},
              {"action": "tcp"}]
@@ -105,10 +110,11 @@ def test_grpc_rule_and_already_invalid_source():
 
 
 def test_sidecar_init_containers_are_converted_plain_init_containers_are_not():
-    sidecar = container(["bash", "-c", "</dev/tcp/127.0.0.1/15021"], probe="readinessProbe", name="proxy")
+    sidecar = container(["bash", "-c", "</dev/tcp/127.0.0.1/15021"], probe="readinessProbe", name="proxy",
+                        ports=[{"containerPort": 15021}])
     sidecar["restartPolicy"] = "Always"
     plain = container(["nc", "-z", "localhost", "80"], probe="readinessProbe", name="migrate")
-    obj = deployment([container(["nc", "-z", "localhost", "8080"])], init=[plain, sidecar])
+    obj = deployment([container(["nc", "-z", "localhost", "8080"], ports=P8080)], init=[plain, sidecar])
     report = convert_one(obj, min_timeout=2)
     assert sorted(e["container"] for e in report["converted"]) == ["app", "proxy"]
     assert any(op["path"] == "/spec/template/spec/initContainers/1/readinessProbe/tcpSocket" for op in report["patch"])
@@ -126,17 +132,17 @@ def test_host_network_keeps_the_loopback_host():
 
 def test_immutable_and_owned_objects_are_reported_not_patched():
     cmd = ["nc", "-z", "localhost", "80"]
-    pod = deployment([container(cmd)], kind="Pod",
+    pod = deployment([container(cmd, ports=P80)], kind="Pod",
                      extra_meta={"ownerReferences": [{"kind": "ReplicaSet", "name": "app-5d9", "apiVersion": "apps/v1", "uid": "u"}]})
     report = convert_one(pod)
     assert report["patch"] == [] and "ReplicaSet/app-5d9" in report["skipped"][0]["reason"]
     assert convert_one(pod, mode="files")["patch"] != []  # a static-pod manifest can be rewritten
-    rs = deployment([container(cmd)], kind="ReplicaSet",
+    rs = deployment([container(cmd, ports=P80)], kind="ReplicaSet",
                     extra_meta={"ownerReferences": [{"kind": "Deployment", "name": "app", "apiVersion": "apps/v1", "uid": "u"}]})
     report = convert_one(rs)
     assert report["patch"] == [] and "convert the Deployment" in report["skipped"][0]["reason"]
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "ns"},
-           "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [container(cmd)]}}}}
+           "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [container(cmd, ports=P80)]}}}}
     assert "cannot be changed in the API" in convert_one(job)["skipped"][0]["reason"]
     assert _probes.convert([{"kind": "Service", "metadata": {"name": "s"}}], []) == []
 
@@ -144,7 +150,7 @@ def test_immutable_and_owned_objects_are_reported_not_patched():
 def test_ownership_warnings():
     cmd = ["nc", "-z", "localhost", "80"]
     fields = {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"app"}': {"f:livenessProbe": {"f:exec": {}}}}}}}}
-    obj = deployment([container(cmd, timeoutSeconds=1)], annotations={"kustomize.toolkit.fluxcd.io/name": "apps"}, extra_meta={
+    obj = deployment([container(cmd, ports=P80, timeoutSeconds=1)], annotations={"kustomize.toolkit.fluxcd.io/name": "apps"}, extra_meta={
         "managedFields": [{"manager": "kustomize-controller", "operation": "Apply", "fieldsV1": fields},
                           {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": fields},
                           {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}}]})
@@ -152,15 +158,15 @@ def test_ownership_warnings():
     assert any("Flux" in w for w in warnings)
     assert any("kustomize-controller (Apply)" in w for w in warnings)
     assert not any("kubectl-edit" in w or "kube-controller-manager" in w for w in warnings)
-    helm = deployment([container(cmd, timeoutSeconds=1)], annotations={"meta.helm.sh/release-name": "shop"})
+    helm = deployment([container(cmd, ports=P80, timeoutSeconds=1)], annotations={"meta.helm.sh/release-name": "shop"})
     assert any("Helm release shop" in w for w in convert_one(helm)["warnings"])
-    assert convert_one(deployment([container(cmd, timeoutSeconds=1)]))["warnings"] == []
+    assert convert_one(deployment([container(cmd, ports=P80, timeoutSeconds=1)]))["warnings"] == []
 
 
 def test_existing_annotation_is_merged_and_guarded():
     first = {"app/liveness": {"exec": {"command": ["old"]}}}
     current = json.dumps(first)
-    obj = deployment([container(["nc", "-z", "localhost", "80"], timeoutSeconds=1, probe="readinessProbe")],
+    obj = deployment([container(["nc", "-z", "localhost", "80"], ports=P80, timeoutSeconds=1, probe="readinessProbe")],
                      annotations={_probe_patch.ANNOTATION: current, "team": "x"})
     report = convert_one(obj)
     assert {"op": "test", "path": "/metadata/annotations/hangdoctor.runtime~1original-exec-probes", "value": current} in report["patch"]
@@ -201,7 +207,8 @@ def test_fixture_expectations(tmp_path):
     assert rows[("web", "web", "readiness")]["handler"] == {"httpGet": {"path": "/ready?full=1&db=0", "port": 8080}}
     assert rows[("web", "web", "startup")]["handler"] == {"tcpSocket": {"port": 8080}}
     assert "pipeline" in rows[("web", "metrics", "liveness")]["reason"]
-    assert "variables" in rows[("redis", "redis", "readiness")]["reason"]
+    assert rows[("redis", "redis", "readiness")]["reason_kind"] == "credential"
+    assert "credential" in rows[("redis", "redis", "readiness")]["reason"]
     assert "database protocol" in rows[("postgres", "postgres", "liveness")]["reason"]
     assert rows[("node-agent", "agent", "liveness")]["handler"] == {"grpc": {"port": 50051}}
     assert "TLS" in rows[("node-agent", "agent", "readiness")]["reason"]
@@ -211,3 +218,72 @@ def test_fixture_expectations(tmp_path):
     assert sorted(os.path.basename(f) for f in files) == ["grpc.yaml", "kube-controller-manager.yaml", "web.yaml"]
     web = [r for r in reports if r["name"] == "web"][0]
     assert any("Helm release web" in w for w in web["warnings"])
+
+
+# ---- the unsafe conversion: a port the container does not declare
+def test_undeclared_port_is_not_converted_unless_allowed():
+    """A sidecar or agent listening on 127.0.0.1 only passes the exec probe;
+    the converted probe connects to the pod IP and would fail."""
+    cmd = ["nc", "-z", "127.0.0.1", "9901"]
+    obj = deployment([container(cmd, ports=P8080, timeoutSeconds=1)])
+    report = convert_one(obj)
+    assert report["patch"] == [] and report["converted"] == []
+    skipped = report["skipped"][0]
+    assert skipped["reason_kind"] == "loopback-only"
+    assert "port 9901 is not declared" in skipped["reason"] and "allow_undeclared_ports" in skipped["reason"]
+    # allowed for everything, or by a rule for one workload: converted, with a warning
+    for allowed in (_probes.convert([obj], [], "definitions", None, allow_undeclared_ports=True)[0],
+                    convert_one(obj, [{"workload": "app", "allow_undeclared_ports": True}])):
+        assert allowed["converted"][0]["handler"] == {"tcpSocket": {"port": 9901}}
+        assert any("9901 is not declared" in w for w in allowed["warnings"])
+        assert_valid(apply_both(obj, allowed["patch"]))
+    # a rule that forces a handler is the user's decision: converted, with the warning
+    forced = convert_one(obj, [{"action": "tcp"}])
+    assert forced["converted"] and any("9901 is not declared" in w for w in forced["warnings"])
+    # host network: the probe stays on 127.0.0.1, where the exec probe connected
+    pod = deployment([container(cmd, timeoutSeconds=1)], kind="Pod", host_network=True)
+    assert convert_one(pod, mode="files")["converted"][0]["handler"] == {"tcpSocket": {"host": "127.0.0.1", "port": 9901}}
+    # a declared UDP port is not the TCP port the probe checks
+    udp = deployment([container(cmd, ports=[{"containerPort": 9901, "protocol": "UDP"}], timeoutSeconds=1)])
+    assert convert_one(udp)["skipped"][0]["reason_kind"] == "loopback-only"
+
+
+def test_every_conversion_carries_the_listen_address_caveat():
+    obj = deployment([container(["curl", "-f", "http://localhost:8080/healthz"], ports=P8080, timeoutSeconds=1),
+                      container(["grpc_health_probe", "-addr=:9090"], name="api", probe="readinessProbe",
+                                ports=[{"containerPort": 9090}])])
+    report = convert_one(obj)
+    assert len(report["converted"]) == 2
+    for entry in report["converted"]:
+        assert "connects to the pod IP" in entry["caveat"] and entry["caveat"] in entry["warnings"]
+    rows = _probes.flat_report([report])
+    assert all("listens on the pod IP or on all addresses" in r["caveat"] for r in rows)
+    assert "port 8080" in rows[0]["caveat"] and "port 9090" in rows[1]["caveat"]
+    # host network keeps loopback: no caveat for tcpSocket/httpGet
+    pod = deployment([container(["nc", "-z", "localhost", "80"], timeoutSeconds=1)], kind="Pod", host_network=True)
+    assert convert_one(pod, mode="files")["converted"][0]["caveat"] is None
+
+
+def test_variables_come_from_the_container_env():
+    c = container(["sh", "-c", "curl -f http://localhost:${PORT}/healthz"], ports=P8080, timeoutSeconds=1)
+    c["env"] = [{"name": "PORT", "value": "8080"}]
+    report = convert_one(deployment([c]))
+    assert report["converted"][0]["handler"] == {"httpGet": {"path": "/healthz", "port": 8080}}
+    c["env"] = [{"name": "PORT", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "port"}}}]
+    report = convert_one(deployment([c]))
+    assert report["skipped"][0]["reason_kind"] == "variable" and "configMapKeyRef" in report["skipped"][0]["reason"]
+
+
+def test_probes_that_can_never_fail_are_flagged():
+    obj = deployment([container(["sh", "-c", "$0"], ports=P80)])
+    report = convert_one(obj)
+    assert report["skipped"][0]["reason_kind"] == "never-fails"
+    assert any("can never fail" in w for w in report["warnings"])
+
+
+@pytest.mark.parametrize("labels,words", [
+    ({"heritage": "Helm"}, "heritage=Helm"), ({"heritage": "Tiller"}, "heritage=Tiller"),
+    ({"app.kubernetes.io/managed-by": "Helm"}, "managed-by=Helm")])
+def test_helm_labels_old_and_new_warn(labels, words):
+    obj = deployment([container(["nc", "-z", "localhost", "80"], ports=P80, timeoutSeconds=1)], extra_meta={"labels": labels})
+    assert any(words in w and "chart values" in w for w in convert_one(obj)["warnings"])
