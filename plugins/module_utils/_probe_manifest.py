@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import io
 import os
 import re
 import shutil
@@ -26,6 +27,14 @@ try:
 except ImportError as e:  # PyYAML comes with ansible-core; guard anyway
     HAS_YAML = False
     YAML_IMPORT_ERROR = e
+
+try:
+    # Optional, controller side: a round-trip editor for documents the line
+    # edit cannot handle.  Without it those documents are re-dumped by PyYAML.
+    from ruamel.yaml import YAML as RuamelYAML
+    HAS_RUAMEL = True
+except ImportError:
+    HAS_RUAMEL = False
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_patch
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
@@ -101,6 +110,171 @@ def _redump(segment, doc):
     return head + ''.join(lead) + body + ''.join(tail)
 
 
+# ---- line-level edit: change only the lines of the converted probes -----------
+
+class _NoLineEdit(Exception):
+    """The change cannot be made line by line; rewrite the document instead."""
+
+
+def _lookup(node, key):
+    if not isinstance(node, yaml.MappingNode):
+        raise _NoLineEdit('not a mapping')
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key:
+            return k, v
+    return None, None
+
+
+def _walk(node, parts):
+    for part in parts:
+        if isinstance(node, yaml.SequenceNode):
+            node = node.value[int(part)]
+        else:
+            dummy, node = _lookup(node, part)
+            if node is None:
+                raise _NoLineEdit('path not found')
+    return node
+
+
+def _block_span(lines, key_node):
+    """(first line, end line) of a block-style ``key: value`` entry: the key's
+    line and every more-indented or blank/comment line after it, trailing
+    blank and comment lines given back."""
+    first, col = key_node.start_mark.line, key_node.start_mark.column
+    if lines[first][:col].strip():
+        raise _NoLineEdit('key not first on its line')
+    end = first + 1
+    while end < len(lines):
+        stripped = lines[end].strip()
+        indent = len(lines[end]) - len(lines[end].lstrip(' '))
+        if stripped and not stripped.startswith('#') and indent <= col:
+            break
+        end += 1
+    while end > first + 1 and (not lines[end - 1].strip() or lines[end - 1].strip().startswith('#')):
+        end -= 1
+    return first, end, col
+
+
+def _render(mapping, col):
+    text = _dump(mapping)
+    return [' ' * col + line + '\n' for line in text.splitlines()]
+
+
+def _line_edit(segment, report):
+    """The segment with only the converted probes' lines (and the annotation
+    line) changed, from the report's patch.  Raises _NoLineEdit."""
+    lines = segment.splitlines(True)
+    if lines and not lines[-1].endswith('\n'):
+        lines[-1] += '\n'
+    try:
+        root = yaml.compose(segment)
+    except yaml.YAMLError:
+        raise _NoLineEdit('cannot compose')
+    edits = []  # (first, end, new lines); applied bottom-up
+    ops = report['patch']
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        parts = [x.replace('~1', '/').replace('~0', '~') for x in op['path'].split('/')[1:]]
+        if op['op'] == 'test':
+            i += 1
+            continue
+        if op['op'] == 'remove' and parts[-1] == 'exec' and i + 1 < len(ops) and ops[i + 1]['op'] == 'add':
+            probe = _walk(root, parts[:-1])
+            if not isinstance(probe, yaml.MappingNode) or probe.flow_style:
+                raise _NoLineEdit('flow-style probe')
+            key, dummy = _lookup(probe, 'exec')
+            first, end, col = _block_span(lines, key)
+            add = ops[i + 1]
+            new = _render({add['path'].rsplit('/', 1)[1]: add['value']}, col)
+            i += 2
+            if i < len(ops) and ops[i]['op'] == 'add' and ops[i]['path'].endswith('/timeoutSeconds') \
+                    and ops[i]['path'].rsplit('/', 1)[0] == add['path'].rsplit('/', 1)[0]:
+                new += _render({'timeoutSeconds': ops[i]['value']}, col)
+                i += 1
+            edits.append((first, end, new))
+            continue
+        if op['op'] == 'add' and parts == ['metadata', 'annotations']:
+            meta_key, meta = _lookup(root, 'metadata')
+            if meta is None or not isinstance(meta, yaml.MappingNode) or meta.flow_style or not meta.value:
+                raise _NoLineEdit('metadata is not a block mapping')
+            col = meta.value[0][0].start_mark.column
+            at = meta.value[0][0].start_mark.line
+            if lines[at][:col].strip():
+                raise _NoLineEdit('metadata key not first on its line')
+            edits.append((at, at, _render({'annotations': op['value']}, col)))
+            i += 1
+            continue
+        if op['op'] == 'add' and parts[:2] == ['metadata', 'annotations'] and len(parts) == 3:
+            dummy, annotations = _lookup(_walk(root, ['metadata']), 'annotations')
+            if not isinstance(annotations, yaml.MappingNode) or annotations.flow_style or not annotations.value:
+                raise _NoLineEdit('annotations are not a block mapping')
+            key, dummy = _lookup(annotations, parts[2])
+            new = None
+            if key is not None:
+                first, end, col = _block_span(lines, key)
+            else:
+                last_key = annotations.value[-1][0]
+                dummy, end, col = _block_span(lines, last_key)
+                first = end
+            new = _render({parts[2]: op['value']}, col)
+            edits.append((first, end, new))
+            i += 1
+            continue
+        raise _NoLineEdit('operation %s %s' % (op['op'], op['path']))
+    edits.sort(key=lambda e: (e[0], e[1]))
+    for a, b in zip(edits, edits[1:]):
+        if a[1] > b[0]:
+            raise _NoLineEdit('overlapping edits')
+    for first, end, new in reversed(edits):
+        lines[first:end] = new
+    return ''.join(lines)
+
+
+def _ruamel_edit(segment, patch):
+    """The segment rewritten by ruamel.yaml in round-trip mode: comments,
+    quotes and key order of the document are kept; indentation follows the
+    document's sequences."""
+    rt = RuamelYAML(typ='rt')
+    rt.preserve_quotes = True
+    rt.width = 1 << 16
+    # ``key:\n- item`` (sequences flush with their key) or ``key:\n  - item``
+    flush = re.search(r'^(\s*)[^\s#-][^\n]*:\s*\n\1- ', segment, re.M)
+    if flush:
+        rt.indent(mapping=2, sequence=2, offset=0)
+    else:
+        rt.indent(mapping=2, sequence=4, offset=2)
+    doc = rt.load(segment)
+    _probe_patch.apply_patch(doc, patch, in_place=True)
+    out = io.StringIO()
+    rt.dump(doc, out)
+    return out.getvalue()
+
+
+def _rewrite(segment, report, doc_after):
+    """The new text of a changed document, the least intrusive way that
+    reads back as exactly the patched document.  Returns (text, method)."""
+    try:
+        text = _line_edit(segment, report)
+        if yaml.safe_load(text) == doc_after:
+            return text, 'line'
+    except (_NoLineEdit, yaml.YAMLError, IndexError, ValueError):
+        pass
+    if HAS_RUAMEL:
+        try:
+            head = ''
+            body = segment
+            if MARKER.match(segment):
+                head, body = segment.split('\n', 1)[0] + '\n', segment.split('\n', 1)[1] if '\n' in segment else ''
+            text = head + _ruamel_edit(body, report['patch'])
+            if yaml.safe_load(text) == doc_after:
+                return text, 'ruamel'
+        except Exception:  # pylint: disable=broad-except
+            # any failure of the optional editor falls back to the PyYAML path
+            pass
+    return _redump(segment, doc_after), 'pyyaml'
+
+
 def _load_segments(text):
     """[(segment text, document or None)] or None when splitting at markers
     does not give the same documents as the YAML parser (then the whole file
@@ -162,7 +336,7 @@ def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backu
             docs = list(yaml.safe_load_all(text)) if pairs is None else [d for dummy, d in pairs]
         except yaml.YAMLError as e:
             raise ProbeError('%s is not valid YAML: %s' % (f, e))
-        new_docs, touched = list(docs), set()
+        new_docs, touched, by_doc = list(docs), set(), {}
         for i, doc in enumerate(docs):
             if not isinstance(doc, dict):
                 continue
@@ -174,13 +348,19 @@ def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backu
             if report['patch']:
                 new_docs[i] = _probe_patch.apply_patch(doc, report['patch'])
                 touched.add(i)
+                by_doc[i] = report
             reports.append(report)
         if not touched:
             continue
         if pairs is None:
             new_text = '---\n'.join(_dump(d) for d in new_docs if d is not None)
         else:
-            new_text = ''.join(_redump(seg, new_docs[i]) if i in touched else seg for i, (seg, dummy) in enumerate(pairs))
+            parts = []
+            for i, (seg, dummy) in enumerate(pairs):
+                if i in touched:
+                    seg, by_doc[i]['edit'] = _rewrite(seg, by_doc[i], new_docs[i])
+                parts.append(seg)
+            new_text = ''.join(parts)
         changed.append(f)
         diffs.append({'before_header': f, 'after_header': f, 'before': text, 'after': new_text})
         if check_mode:

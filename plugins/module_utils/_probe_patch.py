@@ -33,11 +33,16 @@ def _resolve(doc, path):
     return parent, parts[-1]
 
 
-def apply_patch(doc, patch):
-    """Apply an RFC 6902 patch (test/add/remove/replace) to a copy of doc.
-    File mode uses the same patch as cluster mode, so what is reviewed is what
-    is written.  Raises ProbeError when a test fails."""
-    doc = copy.deepcopy(doc)
+def apply_patch(doc, patch, in_place=False):
+    """Apply an RFC 6902 patch (test/add/remove/replace) to a copy of doc (to
+    doc itself with IN_PLACE).  File mode uses the same patch as cluster mode,
+    so what is reviewed is what is written.  Raises ProbeError when a test
+    fails.  A mapping that keeps its key order and can insert (ruamel.yaml's)
+    gets an added key where the key removed just before was, so a new handler
+    takes the place of ``exec``."""
+    if not in_place:
+        doc = copy.deepcopy(doc)
+    removed = None
     for op in patch:
         try:
             parent, key = _resolve(doc, op['path'])
@@ -47,12 +52,17 @@ def apply_patch(doc, patch):
                 if parent[key] != op['value']:
                     raise ProbeError('test failed at %s' % op['path'])
             elif op['op'] == 'remove':
+                if isinstance(parent, dict):
+                    removed = (id(parent), list(parent).index(key))
                 del parent[key]
             elif op['op'] == 'add':
                 if isinstance(parent, list):
                     parent.insert(key, copy.deepcopy(op['value']))
+                elif key not in parent and removed and removed[0] == id(parent) and hasattr(parent, 'insert'):
+                    parent.insert(removed[1], key, copy.deepcopy(op['value']))
                 else:
                     parent[key] = copy.deepcopy(op['value'])
+                removed = None
             elif op['op'] == 'replace':
                 parent[key]  # pylint: disable=pointless-statement
                 parent[key] = copy.deepcopy(op['value'])

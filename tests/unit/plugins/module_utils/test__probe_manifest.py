@@ -68,3 +68,142 @@ def test_file_mode_keeps_permissions_and_reports_bad_yaml(tree):
         _probe_manifest.convert_files(str(tree), [], None)
     with pytest.raises(_probe_errors.ProbeError):
         _probe_manifest.convert_files(str(tree / "missing"), [], None)
+
+
+# ---- manifests that stay reviewable: the diff touches only the converted probes
+REVIEWABLE = '''\
+# Source: shop/templates/api.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api   # the API
+  namespace: shop
+  labels:
+    app: api
+    enabled: "true"
+spec:
+  selector:
+    matchLabels:
+      app: api
+  template:
+    metadata:
+      labels:
+        app: api
+    spec:
+      containers:
+      # sequences flush with their key, as kubectl writes them
+      - name: api
+        image: 'registry.example/api:2.1'
+        env:
+        - name: PORT
+          value: "8080"
+        ports:
+        - containerPort: 8080
+          name: http
+        livenessProbe:
+          # liveness: the HTTP endpoint answers
+          exec:
+            command:
+            - sh
+            - -c
+            - curl -fsS http://localhost:${PORT}/healthz
+          periodSeconds: 10   # every ten seconds
+        readinessProbe:
+          exec:
+            command: ["sh", "-c", "curl -sf http://localhost:8080/ready | grep -q ok"]
+          periodSeconds: 5
+      - name: sidecar
+        image: registry.example/sidecar:1
+        livenessProbe:
+          exec:
+            command: [nc, -z, 127.0.0.1, "15000"]
+'''
+
+
+def _changed_lines(before, after):
+    """(lines only in before, lines only in after), stripped."""
+    import difflib
+    removed, added = [], []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before.splitlines(), after.splitlines()).get_opcodes():
+        if tag in ("replace", "delete"):
+            removed += [ln.strip() for ln in before.splitlines()[i1:i2]]
+        if tag in ("replace", "insert"):
+            added += [ln.strip() for ln in after.splitlines()[j1:j2]]
+    return removed, added
+
+
+def test_diff_touches_only_the_converted_probe(tmp_path):
+    f = tmp_path / "api.yaml"
+    f.write_text(REVIEWABLE)
+    reports, files, diffs, dummy = _probe_manifest.convert_files(str(f), [], None)
+    after = f.read_text()
+    assert reports[0]["edit"] == "line"
+    rows = {r["container"] + "/" + r["probe"]: r for r in reports[0]["converted"] + reports[0]["skipped"]}
+    assert rows["api/liveness"]["handler"] == {"httpGet": {"path": "/healthz", "port": 8080}}
+    assert rows["api/readiness"]["reason_kind"] == "shell"
+    assert rows["sidecar/liveness"]["reason_kind"] == "loopback-only"
+    removed, added = _changed_lines(REVIEWABLE, after)
+    # exactly the exec block of the converted probe went; its handler and the annotation came
+    assert removed == ["exec:", "command:", "- sh", "- -c", "- curl -fsS http://localhost:${PORT}/healthz"]
+    assert [a for a in added if not a.startswith("hangdoctor.runtime/original-exec-probes:")] == [
+        "annotations:", "httpGet:", "path: /healthz", "port: 8080"]
+    # everything else is byte for byte: comments, quotes, the flush sequences, the untouched probes
+    for keep in ('# liveness: the HTTP endpoint answers', 'enabled: "true"', "image: 'registry.example/api:2.1'",
+                 "periodSeconds: 10   # every ten seconds", '      - name: sidecar',
+                 'command: ["sh", "-c", "curl -sf http://localhost:8080/ready | grep -q ok"]',
+                 'command: [nc, -z, 127.0.0.1, "15000"]'):
+        assert keep in after
+    # the new handler sits where exec was, indented like it
+    assert "        livenessProbe:\n          # liveness: the HTTP endpoint answers\n          httpGet:\n            path: /healthz\n" in after
+    doc = yaml.safe_load(after)
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert doc["spec"]["template"]["spec"]["containers"][0]["livenessProbe"] == {
+        "httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10}
+    # a second run keeps the first original in the annotation and edits only its line
+    f.write_text(after.replace("readinessProbe:\n          exec:\n            command: [\"sh\", \"-c\", \"curl -sf http://localhost:8080/ready | grep -q ok\"]",
+                               "readinessProbe:\n          exec:\n            command: [\"curl\", \"-f\", \"http://localhost:8080/ready\"]"))
+    second_before = f.read_text()
+    reports, dummy, dummy2, dummy3 = _probe_manifest.convert_files(str(f), [], None)
+    removed, added = _changed_lines(second_before, f.read_text())
+    assert removed[0].startswith("hangdoctor.runtime/original-exec-probes:") and removed[1:] == [
+        "exec:", 'command: ["curl", "-f", "http://localhost:8080/ready"]']
+    assert added[0].startswith("hangdoctor.runtime/original-exec-probes:") and added[1:] == [
+        "httpGet:", "path: /ready", "port: 8080"]
+
+
+FLOW = '''\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: agent
+  labels:
+    enabled: "true"   # quoted on purpose
+spec:
+  hostNetwork: true
+  containers:
+    - name: agent
+      image: registry.example/agent:1
+      livenessProbe: {exec: {command: [nc, -z, 127.0.0.1, "9000"]}, periodSeconds: 5}
+'''
+
+
+@pytest.mark.parametrize("ruamel", [True, False], ids=["ruamel", "pyyaml"])
+def test_documents_the_line_edit_cannot_handle_fall_back(tmp_path, monkeypatch, ruamel):
+    """A flow-style probe cannot be edited line by line: ruamel.yaml keeps the
+    rest of the document (comments, quotes) when it is installed, PyYAML
+    re-dumps it otherwise; both give exactly the patched document."""
+    if ruamel:
+        assert _probe_manifest.HAS_RUAMEL, "ruamel.yaml is in the test requirements"
+    monkeypatch.setattr(_probe_manifest, "HAS_RUAMEL", ruamel)
+    f = tmp_path / "agent.yaml"
+    f.write_text(FLOW)
+    reports, files, dummy, dummy2 = _probe_manifest.convert_files(str(f), [], None)
+    after = f.read_text()
+    assert reports[0]["edit"] == ("ruamel" if ruamel else "pyyaml")
+    probe = yaml.safe_load(after)["spec"]["containers"][0]["livenessProbe"]
+    assert probe == {"tcpSocket": {"host": "127.0.0.1", "port": 9000}, "periodSeconds": 5}
+    if ruamel:
+        assert 'enabled: "true"   # quoted on purpose' in after
+        assert list(probe) == ["tcpSocket", "periodSeconds"]  # the handler took exec's place
+    else:
+        assert "enabled: 'true'" in after
