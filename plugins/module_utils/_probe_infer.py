@@ -44,7 +44,9 @@ CREDENTIAL_NAME = (r'authorization|proxy-authorization|cookie|[a-z0-9_-]*api[-_]
 CREDENTIAL_HEADER = re.compile(r'(?i)(?:^|[\s"\'=])(%s)\s*:' % CREDENTIAL_NAME)
 CREDENTIAL_QUERY = re.compile(r'(?i)[?&](%s|key|auth|sig|signature|pass|pwd|code)=' % CREDENTIAL_NAME)
 URL_USERINFO = re.compile(r'(?i)\b[a-z][a-z0-9+.-]*://[^/\s@"\']*@')
-CREDENTIAL_ENV = re.compile(r'(?i)(pass|pwd|token|secret|auth|key)')
+CREDENTIAL_ENV = re.compile(r'(?i)(passw|pwd|passcode|token|secret|auth|api_?key|credential)')
+SCRIPT_VAR = re.compile(r'\$\{?([A-Za-z_][A-Za-z0-9_]*)')
+USER_PASSWORD = re.compile(r'(?:^|\s)(?:-u|--user)[\s=]+[\'"]?[^\s:\'"]+:')
 
 
 def _basename(word):
@@ -226,6 +228,14 @@ def unwrap_shell(command, env=None):
     reason = never_fails(script)
     if reason and not (positional and re.match(r'^"?\$0"?$', script) and positional[0] != shell):
         raise Refused('this probe can never fail: %s' % reason, 'never-fails')
+    # a credential anywhere in the script is the reason, whatever else it does
+    for name in SCRIPT_VAR.findall(script):
+        if CREDENTIAL_ENV.search(name):
+            raise Refused('the script uses %s, a credential by its name: a credential is never copied into a probe spec'
+                          % name, 'credential')
+    if USER_PASSWORD.search(script):
+        raise Refused('the script passes user:password (-u/--user): a credential is never copied into a probe spec',
+                      'credential')
     script, unresolved = _expand_shell(script, env or {}, positional)
     m = DEV_TCP.match(script)
     if m:
