@@ -41,7 +41,7 @@ def test_file_mode_check_diff_apply_idempotent(tmp_path):
     for line in (r"-\s+exec:$", r"\+\s+httpGet:$", r"\+\s+grpc:$", r"\+\s+tcpSocket:$",
                  r"\+\s+hangdoctor\.runtime/original-exec-probes: "):
         assert re.search("^" + line, out, re.M), line
-    assert "pipeline" in out and "kubelet grpc probes cannot use TLS" in out
+    assert "pipeline" in out and "kubelet grpc probes connect without TLS" in out
     assert "managed by Helm release web" in out
 
     out, recap = playbook(variables, "--diff")
