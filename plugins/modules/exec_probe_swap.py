@@ -46,8 +46,8 @@ description:
   - In file mode, documents and lines that do not change are written back byte for byte. The converted
     probe's lines are edited in place (comments, quoting and the layout of the rest of the file are kept).
     When a probe cannot be edited line by line (a flow-style mapping, for example), the document is
-    rewritten with ruamel.yaml in round-trip mode if it is installed on the controller, else with PyYAML
-    in its original key order, keeping the comment lines around it.
+    rewritten with ruamel.yaml in round-trip mode if it is installed where the module runs, else with
+    PyYAML in its original key order, keeping the comment lines around it; RV(objects[].edit) says which.
 options:
   definitions:
     description:
@@ -178,6 +178,7 @@ attributes:
     support: full
 requirements:
   - PyYAML (a dependency of ansible-core) for O(path)
+  - ruamel.yaml (optional) to keep comments and quotes of documents that cannot be edited line by line
 seealso:
   - module: kubernetes.core.k8s_info
   - module: kubernetes.core.k8s_json_patch
@@ -248,6 +249,13 @@ objects:
       description: Index of the YAML document in RV(objects[].file) (file mode only).
       type: int
       sample: 0
+    edit:
+      description:
+        - How a changed document was written (file mode only, null when it did not change). V(line) replaced
+          only the converted probes' lines; V(ruamel) and V(pyyaml) rewrote the document.
+      type: str
+      choices: [line, ruamel, pyyaml]
+      sample: line
     patch:
       description: RFC 6902 JSON patch; empty when nothing is converted.
       type: list
