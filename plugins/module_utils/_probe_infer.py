@@ -198,6 +198,8 @@ def never_fails(script):
     s = script.strip()
     if re.match(r'^"?\$0"?$', s):
         return 'its only command is $0, the shell itself, which reads no input and exits 0'
+    if re.match(r'^(?:true|:|exit(?:\s+0)?)\s*;?$', s):
+        return 'its only command is "%s", which exits 0' % s.rstrip(';').strip()
     m = re.search(r'(\|\||;)\s*(true|:|exit\s+0)\s*$', s)
     if m:
         return 'it ends with "%s %s", so it exits 0 whatever the check said' % (m.group(1), m.group(2))

@@ -58,6 +58,7 @@ REFUSED = [
     (["sh", "-c", "$0"], "never-fails", "only command is $0"),
     (["/bin/sh", "-c", "\"$0\""], "never-fails", "only command is $0"),
     (["true"], "never-fails", "always exits 0"),
+    (["sh", "-c", "exit 0"], "never-fails", 'only command is "exit 0"'),
     (["sh", "-c", "echo ok"], "never-fails", "always exits 0"),
     (["sh", "-c", "curl -f http://localhost/\ncurl -f http://localhost/b"], "shell", "more than one command"),
     (["sh", "-e", "/probe.sh"], "script", "script file /probe.sh"),
