@@ -54,4 +54,3 @@ class Lossy(Refused):
     def __init__(self, msg, port):
         super(Lossy, self).__init__(msg, 'lossy')
         self.port = port
-

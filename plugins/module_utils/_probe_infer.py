@@ -162,7 +162,7 @@ FAIL_TAIL = re.compile(r'\s*\|\|\s*exit(?:\s+[1-9][0-9]*)?\s*;?\s*$')
 def strip_preamble(script):
     """Drop what does not change the check: a shebang, comment and blank
     lines, ``set -e``/``set -o pipefail`` statements, line continuations."""
-    lines = [ln for ln in script.replace('\\\n', ' ').split('\n')]
+    lines = script.replace('\\\n', ' ').split('\n')
     kept = [ln for ln in lines if ln.strip() and not ln.strip().startswith('#')]
     script = '\n'.join(kept).strip()
     return FAIL_TAIL.sub('', PREAMBLE.sub('', script)).strip()

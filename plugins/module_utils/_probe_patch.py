@@ -73,7 +73,6 @@ def apply_patch(doc, patch, in_place=False):
     return doc
 
 
-
 def annotation_ops(obj, originals):
     meta = obj.get('metadata') or {}
     annotations = meta.get('annotations')

@@ -188,4 +188,3 @@ def validate_probe(probe, probe_kind, container):
     if ex is not None and not (isinstance(ex, dict) and isinstance(ex.get('command'), list)):
         errors.append('exec.command must be a list')
     return errors
-

@@ -258,7 +258,6 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, all
     return report
 
 
-
 def convert(objects, rules, mode='definitions', min_timeout_seconds=None, allow_undeclared_ports=False):
     """Reports for every object of a supported kind, in input order."""
     rules = _probe_rules.check_rules(rules)
@@ -286,4 +285,3 @@ def flat_report(reports):
                     row['file'] = r['file']
                 rows.append(row)
     return rows
-

@@ -63,4 +63,3 @@ def apply_both(obj, patch):
     ours = _probe_patch.apply_patch(obj, patch)
     assert theirs == ours
     return theirs
-

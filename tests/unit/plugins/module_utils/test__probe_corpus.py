@@ -38,8 +38,10 @@ def _object(entry):
     return deployment([container], name="corpus")
 
 
-@pytest.mark.parametrize("entry", CORPUS, ids=["%02d-%s-%s" % (i, e["source"]["path"].rsplit("/", 1)[-1], e["probe"])
-                                              for i, e in enumerate(CORPUS)])
+IDS = ["%02d-%s-%s" % (i, e["source"]["path"].rsplit("/", 1)[-1], e["probe"]) for i, e in enumerate(CORPUS)]
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=IDS)
 def test_corpus_entry(entry):
     obj = _object(entry)
     report = convert_one(obj)

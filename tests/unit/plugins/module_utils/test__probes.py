@@ -11,7 +11,8 @@ import yaml
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_errors, _probe_manifest, _probe_patch, _probe_rules, _probes
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.manifest_fixtures import FIXTURES, copy_manifests
-from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.probe_helpers import K8S_VERSION, deployment, container, pod_spec, assert_valid, convert_one, apply_both
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.probe_helpers import (
+    K8S_VERSION, apply_both, assert_valid, container, convert_one, deployment, pod_spec)
 
 
 P80 = [{"containerPort": 80}]
