@@ -18,7 +18,6 @@ import io
 import os
 import re
 import shutil
-import tempfile
 
 try:
     import yaml
@@ -36,6 +35,7 @@ try:
 except ImportError:
     HAS_RUAMEL = False
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_patch
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
@@ -295,22 +295,13 @@ def _under(child, parent):
 
 
 def _write_atomic(path, text):
-    st = os.stat(path)
-    # a dot-file: the kubelet skips hidden files in a static-pod directory
-    fd, tmp = tempfile.mkstemp(prefix='.hangdoctor-', dir=os.path.dirname(os.path.abspath(path)))
+    """Replace a manifest keeping its mode and owner.  The temporary file is
+    a dot-file: the kubelet skips hidden files in a static-pod directory."""
     try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.chmod(tmp, st.st_mode & 0o7777)
-        try:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        except OSError:
-            pass
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        mode = os.stat(path).st_mode & 0o7777
+        _files.write_atomic(path, text.encode('utf-8'), mode, create_dir=False, keep_owner=True)
+    except (OSError, _files.WriteError) as e:
+        raise ProbeError('cannot rewrite %s: %s' % (path, e))
 
 
 def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backup_dir=None, allow_undeclared_ports=False):
