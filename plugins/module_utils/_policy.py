@@ -20,7 +20,8 @@ import time
 MAX_LISTED = 50
 
 
-def _get(d, *path):
+def get_path(d, *path):
+    """d[path[0]][path[1]]..., or None where a level is missing or not a dict."""
     for key in path:
         if not isinstance(d, dict):
             return None
@@ -32,7 +33,7 @@ def record_age(record):
     """Seconds a stuck-exec record's writer has been stuck, or None."""
     a = record.get('age_seconds') if isinstance(record, dict) else None
     if a is None:
-        a = _get(record, 'runc_init', 'age_seconds')
+        a = get_path(record, 'runc_init', 'age_seconds')
     if isinstance(a, bool):
         return None
     try:
@@ -122,8 +123,8 @@ def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions
         verdict['reason'] = ('node %s not found in the cluster (set hangdoctor_kube_node_name to its name)%s' % (
             node_name, '; drain skipped (hangdoctor_kube_guard_fail_closed)' if fail_closed else '; drained anyway'))
         return verdict
-    verdict['unschedulable'] = bool(_get(nodes[0], 'spec', 'unschedulable'))
-    for cond in _get(nodes[0], 'status', 'conditions') or []:
+    verdict['unschedulable'] = bool(get_path(nodes[0], 'spec', 'unschedulable'))
+    for cond in get_path(nodes[0], 'status', 'conditions') or []:
         if cond.get('type') == 'Ready':
             verdict['ready'] = cond.get('status') == 'True'
             since = _parse_time(cond.get('lastTransitionTime'))
