@@ -30,6 +30,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -106,6 +107,37 @@ def _import_scan(collection_path):
     return Proc, scan, DiagnosisError
 
 
+RUNTIME_COMMS = ('containerd-shim', 'containerd', 'dockerd', 'docker-containerd')
+
+
+def _check_fd_access(proc_root):
+    """Without CAP_SYS_PTRACE the fds of the shims and daemons (which hold
+    every capability) are unreadable and a scan would find nothing: that is
+    "unknown", never "OK".  comm is readable by anyone, fd links are not."""
+    denied = None
+    for entry in os.listdir(proc_root):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc_root, entry, 'comm'), 'rb') as f:
+                comm = f.read(64).decode('utf-8', 'replace').strip()
+        except (IOError, OSError):
+            continue
+        if not comm.startswith(RUNTIME_COMMS):
+            continue
+        # Listing fd/ is allowed to any root; reading a link needs ptrace access.
+        try:
+            fds = os.listdir(os.path.join(proc_root, entry, 'fd'))
+            if fds:
+                os.readlink(os.path.join(proc_root, entry, 'fd', fds[0]))
+                return
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                denied = comm
+    if denied:
+        raise PluginError('cannot read the fds of %s (needs CAP_SYS_PTRACE)' % denied)
+
+
 def check_proc(args):
     Proc, scan, DiagnosisError = _import_scan(args.collection_path)
     if os.geteuid() != 0:
@@ -113,6 +145,7 @@ def check_proc(args):
     proc = Proc(args.proc_root)
     if not proc.is_procfs():
         raise PluginError('not a procfs: %s' % args.proc_root)
+    _check_fd_access(args.proc_root)
     try:
         result = scan(proc, container_ids=args.container_ids, confirm_interval=args.confirm_interval,
                       peek_bytes=0, min_age_seconds=args.min_age_seconds, kmsg=False)

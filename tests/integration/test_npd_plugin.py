@@ -31,6 +31,28 @@ def plugin(*args):
     return r.returncode, line
 
 
+CAP_SYS_PTRACE = 19
+
+
+def as_in_the_daemonset(tmp_path, scope, caps="+sys_ptrace"):
+    """Run the plugin in a new pid and mount namespace with the host's /proc
+    bound at HOST/proc and its own /proc remounted, with every capability but
+    CAP_SYS_PTRACE dropped: (exit code, first line, CapEff of the plugin)."""
+    host_proc = tmp_path / ("host%s" % caps) / "proc"
+    host_proc.mkdir(parents=True)
+    out = tmp_path / ("capeff%s" % caps)
+    inner = ("mount --bind /proc {hp} && mount -t proc proc /proc && "
+             "exec setpriv --no-new-privs --bounding-set -all{caps} --inh-caps -all "
+             "sh -c 'grep CapEff /proc/self/status > {out}; exec \"$0\" \"$@\"' "
+             "{py} {plugin} --max-output {limit} --proc-root {hp} {scope}").format(
+        hp=host_proc, out=out, caps="," + caps if caps else "", py=NODE_PYTHON, plugin=PLUGIN, limit=LIMIT, scope=" ".join(scope))
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "sh", "-c", inner],
+                       capture_output=True, text=True, timeout=60, check=False)
+    line = r.stdout.split("\n", 1)[0]
+    assert out.exists(), r.stderr
+    return r.returncode, line, out.read_text().split()[-1]
+
+
 def test_plugin_on_a_healthy_node_a_real_deadlock_and_after(harness, release, tmp_path):
     name = "npd-%d" % os.getpid()
     if harness.container_id(name):
@@ -55,6 +77,18 @@ def test_plugin_on_a_healthy_node_a_real_deadlock_and_after(harness, release, tm
         rc, line = plugin(*scope)
         assert rc == 1, line
         assert line == "1 stuck exec(s): shop/cart-0 (cart)", line
+
+        # As the detect DaemonSet runs: its own pid namespace (hostPID false),
+        # the host's procfs at another path, CAP_SYS_PTRACE as its only
+        # capability, no_new_privs.
+        rc, line, caps = as_in_the_daemonset(tmp_path, scope)
+        assert caps == "%016x" % (1 << CAP_SYS_PTRACE), caps
+        assert rc == 1 and line == "1 stuck exec(s): shop/cart-0 (cart)", line
+        # Root without CAP_SYS_PTRACE cannot read the fds of processes that
+        # hold every capability: the plugin says "unknown", never "OK".
+        rc, line, caps = as_in_the_daemonset(tmp_path, scope, caps="")
+        assert caps == "0" * 16, caps
+        assert rc == 2 and "CAP_SYS_PTRACE" in line, line
 
         # The textfile source, on a file rendered from a real scan.
         info, dummy = run_module("runc_exec_info", {"container_ids": [cid], "confirm_interval": 0.3})
