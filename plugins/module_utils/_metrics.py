@@ -27,15 +27,13 @@ import os
 import re
 import time
 
-# The textfile directories that node_exporter packages and charts use, most
-# specific first.  The first one that exists on the node wins.
+# The textfile directories that node_exporter packages, roles and guides use;
+# the first one that exists on the node wins.
 TEXTFILE_DIRS = (
-    '/var/lib/node_exporter/textfile_collector',   # upstream docs, Ansible roles (prometheus.prometheus)
+    '/var/lib/node_exporter/textfile_collector',   # the most common convention in guides and charts
     '/var/lib/prometheus/node-exporter',           # Debian / Ubuntu prometheus-node-exporter
-    '/var/lib/node-exporter/textfile-collector',   # Alpine, several Helm values
-    '/var/lib/node_exporter',                      # Fedora / EPEL golang-github-prometheus-node-exporter
-    '/var/lib/node-exporter',                      # Arch Linux prometheus-node-exporter
-    '/run/prometheus-node-exporter/textfile',      # NixOS-style ephemeral setups
+    '/var/lib/node-exporter/textfile-collector',   # seen in other guides and Helm values
+    '/var/lib/node_exporter',                      # prometheus.prometheus node_exporter role default
 )
 
 # Bounds on what one node may publish (documented in docs/alerting.md).
