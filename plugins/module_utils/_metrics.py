@@ -86,10 +86,10 @@ class MetricsError(Exception):
 def find_textfile_dir(candidates=None):
     """The first node_exporter textfile directory that exists, or None.
 
-    A directory that exists but is a symlink to elsewhere is still used: the
-    packages themselves sometimes install one."""
+    A symlink is not followed: root writes the file there, and a link would
+    let whoever placed it choose where."""
     for path in (TEXTFILE_DIRS if candidates is None else candidates):
-        if path and os.path.isdir(path):
+        if path and os.path.isdir(path) and not os.path.islink(path):
             return path
     return None
 
@@ -253,6 +253,11 @@ def _recurring_series(summary):
     return out
 
 
+def _absent(skipped):
+    """"no Docker socket at …" is the one skip that means the engine is absent."""
+    return bool(skipped) and 'socket' in str(skipped).lower()
+
+
 def _engines(summary):
     """[(name, present, checked, reachable)] from the summary's ``engines``
     list, or from the older single ``engine`` dict (Docker)."""
@@ -263,7 +268,7 @@ def _engines(summary):
             if not isinstance(e, dict):
                 continue
             name = _NAME_CHARS.sub('_', str(e.get('name') or 'unknown').lower())[:32] or 'unknown'
-            present = bool(e.get('present', True))
+            present = bool(e.get('present', not _absent(e.get('skipped'))))
             checked = bool(e.get('checked', e.get('reachable') is not None)) and present
             out.append((name, present, checked, bool(checked and e.get('reachable'))))
         return out
@@ -271,8 +276,7 @@ def _engines(summary):
     if isinstance(engine, dict) and engine:
         skipped = engine.get('skipped')
         checked = not skipped and engine.get('reachable') is not None
-        # "no Docker socket" is the one skip that means the engine is absent.
-        present = not (skipped and 'socket' in str(skipped).lower())
+        present = not _absent(skipped)
         out.append(('docker', present, checked, bool(checked and engine.get('reachable'))))
     return out
 

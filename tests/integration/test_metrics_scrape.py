@@ -18,7 +18,7 @@ import hdharness
 from conftest import collections_path, run_module
 
 sys.path.insert(0, collections_path())
-from ansible_collections.hangdoctor.runtime.plugins.filter import hangdoctor_report as hr  # noqa: E402
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary as sm  # noqa: E402
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics  # noqa: E402
 
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
@@ -94,7 +94,7 @@ def scan(harness):
     assert info["_status"] == "SUCCESS", info
     hung, dummy = run_module("hung_container_info", {"docker_host": harness.docker_host, "timeout": 2})
     assert hung["_status"] == "SUCCESS", hung
-    summary = hr.host_summary(info, hung, host="localhost")
+    summary = sm.host_summary(info, hung, host="localhost")
     engine = hung.get("engine") or {}
     summary["engines"] = [{"name": "docker", "present": True, "checked": True, "reachable": engine.get("reachable"),
                            "version": engine.get("version"), "error": engine.get("error")}]
@@ -164,7 +164,7 @@ def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, releas
             time.sleep(0.5)
         info2, hung2, after = scan(harness)
         assert not [x for x in info2["stuck_execs"] if x["container_id"] == cid]
-        done = hr.remediation(after, drain=drain, verify_exec=info2, verify_hung=hung2)
+        done = sm.remediation(after, drain=drain, verify_exec=info2, verify_hung=hung2)
         promtool_ok(write_metrics(node_exporter["dir"], done))
         s = scrape(node_exporter["url"])
         assert s["node_textfile_scrape_error"] == [({}, 0.0)]

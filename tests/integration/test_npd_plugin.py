@@ -12,7 +12,7 @@ import hdharness
 from conftest import collections_path, run_module
 
 sys.path.insert(0, collections_path())
-from ansible_collections.hangdoctor.runtime.plugins.filter import hangdoctor_report as hr  # noqa: E402
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary as sm  # noqa: E402
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics  # noqa: E402
 
 PLUGIN = Path(__file__).resolve().parents[2] / "extras" / "node-problem-detector" / "hangdoctor_npd.py"
@@ -94,7 +94,7 @@ def test_plugin_on_a_healthy_node_a_real_deadlock_and_after(harness, release, tm
         info, dummy = run_module("runc_exec_info", {"container_ids": [cid], "confirm_interval": 0.3})
         assert [x["container_id"] for x in info["stuck_execs"]] == [cid]
         metrics = tmp_path / "hangdoctor.prom"
-        metrics.write_text(_metrics.render(hr.host_summary(info, None, host="localhost")))
+        metrics.write_text(_metrics.render(sm.host_summary(info, None, host="localhost")))
         rc, line = plugin("--source", "textfile", "--metrics-file", metrics)
         assert rc == 1 and line == "1 stuck exec(s): shop/cart-0 (cart)", line
 

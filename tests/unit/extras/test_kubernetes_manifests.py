@@ -101,7 +101,7 @@ def test_remediate_shares_the_host_pid_namespace_and_may_only_read_the_api():
     ds = daemonset("remediate-daemonset.yml")
     assert ds["spec"]["template"]["spec"]["hostPID"] is True
     script = _container(ds)["args"][0]
-    assert "hangdoctor_kube_guard=true" in script and "${NODE_NAME}" in script
+    assert "hangdoctor_kube_guard=always" in script and "${NODE_NAME}" in script
     env = dict((e["name"], e) for e in _container(ds)["env"])
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     (role,) = [d for d in docs("remediate-daemonset.yml") if d["kind"] == "ClusterRole"]
@@ -112,13 +112,22 @@ def test_remediate_shares_the_host_pid_namespace_and_may_only_read_the_api():
 
 
 def test_detect_arguments_are_node_doctor_options():
-    """The ad hoc call names only options node_doctor declares (runs once
-    the module is in the tree)."""
+    """The ad hoc call names only options node_doctor declares."""
     module = ROOT / "plugins" / "modules" / "node_doctor.py"
     if not module.exists():
         pytest.skip("plugins/modules/node_doctor.py is not in this tree yet")
-    text = module.read_text()
-    doc = yaml.safe_load(re.search(r'DOCUMENTATION\s*=\s*r?[\'"]{3}(.*?)[\'"]{3}', text, re.S).group(1))
+    declared = set()
+    for f in (module, ROOT / "plugins" / "module_utils" / "_common_args.py"):
+        declared |= set(re.findall(r"\b([a-z_]+)=dict\(", f.read_text()))
     script = _container(daemonset("detect-daemonset.yml"))["args"][0]
     used = re.findall(r'([a-z_]+)=', script.split("-a", 1)[1])
-    assert used and set(used) <= set(doc["options"]), set(used) - set(doc["options"])
+    assert used and set(used) <= declared, set(used) - declared
+
+
+def test_remediate_variables_are_role_or_playbook_variables():
+    known = set()
+    for f in list((ROOT / "roles").glob("*/meta/argument_specs.yml")) + [ROOT / "playbooks" / "remediate.yml"]:
+        known |= set(re.findall(r"\b(hangdoctor_[a-z_]+)", f.read_text()))
+    script = _container(daemonset("remediate-daemonset.yml"))["args"][0]
+    used = re.findall(r'-e "?(hangdoctor_[a-z_]+)=', script)
+    assert len(used) >= 8 and set(used) <= known, set(used) - known

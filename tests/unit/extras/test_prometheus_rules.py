@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.hangdoctor.runtime.plugins.filter import hangdoctor_report as hr
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary as sm
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -123,10 +123,10 @@ def _busy_summary():
                             "responsive": False},
                            {"id": other, "name": "db", "responsive": False}],
             "hung": [cid, other], "engine": {"reachable": True, "version": "20.10.24"}}
-    s = hr.host_summary({"stuck_execs": [stuck], "suspects": [], "scan_seconds": 0.31}, hung, host="n1", now=1700000000)
+    s = sm.host_summary({"stuck_execs": [stuck], "suspects": [], "scan_seconds": 0.31}, hung, host="n1", now=1700000000)
     s["engines"] = [{"name": "docker", "present": True, "checked": True, "reachable": True},
                     {"name": "containerd", "present": True, "checked": True, "reachable": False, "error": "timeout"}]
-    return hr.remediation(s, drain={"drained": [{"container_id": cid, "bytes": 70000, "evidence_path": "/x",
+    return sm.remediation(s, drain={"drained": [{"container_id": cid, "bytes": 70000, "evidence_path": "/x",
                                                  "unblocked": True, "cause": {"kind": "pthread_create_eagain"}}],
                                     "recurring": [{"container_id": cid, "rounds": 2}]},
                           guard={"enabled": True, "blocked": False, "reason": "ok"},

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from ansible_collections.hangdoctor.runtime.plugins.filter import hangdoctor_report as hr
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary as sm
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics as m
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import summary_fixtures as fx
 
 CID = "4f2a9c1d7e3b" + "0" * 52
 OTHER = "9b8c7d6e5f4a" + "1" * 52
@@ -91,7 +92,7 @@ ENGINES = [
 
 
 def summary(execs=(), hung=(), engines=ENGINES, **kw):
-    s = hr.host_summary({"stuck_execs": list(execs), "scan_seconds": 0.42}, hung_info(*hung), host="n1", now=1000)
+    s = sm.host_summary({"stuck_execs": list(execs), "scan_seconds": 0.42}, hung_info(*hung), host="n1", now=1000)
     if engines is not None:
         s["engines"] = engines
     s.update(kw)
@@ -136,11 +137,32 @@ def test_unreachable_engine_is_checked_and_zero():
     assert values(series, "hangdoctor_engine_checked")[docker] == 1
 
 
+def test_counters_continue_and_gauges_reset():
+    s = sm.remediation(sm.host_summary({"stuck_execs": [fx.stuck()]}, fx.hung_info(fx.CID), host="n1"),
+                       drain=fx.drain_result())
+    first = m.render(s, previous_text="", now=1000)
+    assert "hangdoctor_drained_total 1\n" in first
+    assert "hangdoctor_last_run_timestamp_seconds 1000\n" in first
+    second = m.render(s, previous_text=first, now=2000)
+    assert "hangdoctor_drained_total 2\n" in second and "hangdoctor_drained_bytes_total 524288\n" in second
+    quiet = m.render(sm.host_summary({}, None, host="n1"), previous_text=second, now=3000)
+    assert "hangdoctor_drained_total 2\n" in quiet and "hangdoctor_stuck_execs 0\n" in quiet
+
+
+def test_engine_skipped_for_a_missing_socket_is_not_present():
+    s = sm.host_summary({}, {"skipped": True}, host="n1", engine_skipped="no Docker socket at /var/run/docker.sock")
+    series, dummy = parse(m.render(s, now=1))
+    docker = frozenset({"engine": "docker"}.items())
+    assert values(series, "hangdoctor_engine_present")[docker] == 0
+    assert values(series, "hangdoctor_engine_checked")[docker] == 0
+    assert values(series, "hangdoctor_engine_reachable")[docker] == 0
+
+
 def test_engine_from_the_older_single_engine_dict():
     s = summary(engines=None)
     series, dummy = parse(m.render(s, now=1))
     assert values(series, "hangdoctor_engine_reachable") == {frozenset({"engine": "docker"}.items()): 1}
-    skipped = hr.host_summary({}, {"skipped": True}, host="n1", engine_skipped="no Docker socket at /var/run/docker.sock")
+    skipped = sm.host_summary({}, {"skipped": True}, host="n1", engine_skipped="no Docker socket at /var/run/docker.sock")
     series, dummy = parse(m.render(skipped, now=1))
     docker = frozenset({"engine": "docker"}.items())
     assert values(series, "hangdoctor_engine_present")[docker] == 0
@@ -153,7 +175,7 @@ def test_drain_counters_continue_from_the_previous_file_and_check_mode_does_not_
                           "evidence_path": "/var/log/hangdoctor/x.log", "unblocked": True,
                           "cause": {"kind": "pthread_create_eagain"}}],
              "recurring": [{"container_id": CID, "rounds": 2, "hint": "fix the memory limit"}]}
-    after = hr.remediation(s, drain=drain)
+    after = sm.remediation(s, drain=drain)
     first = m.render(after, previous_text="", now=1000)
     series, dummy = parse(first)
     assert one(series, "hangdoctor_drained_total") == 1
@@ -169,7 +191,7 @@ def test_drain_counters_continue_from_the_previous_file_and_check_mode_does_not_
     assert one(series, "hangdoctor_drained_bytes_total") == 140000
     assert one(series, "hangdoctor_evidence_files_total") == 2
 
-    would = hr.remediation(s, drain={"would_drain": [{"container_id": CID, "queued": 65536}]})
+    would = sm.remediation(s, drain={"would_drain": [{"container_id": CID, "queued": 65536}]})
     series, dummy = parse(m.render(would, previous_text=second, now=3000))
     assert one(series, "hangdoctor_drained_total") == 2
     assert one(series, "hangdoctor_drained_bytes_total") == 140000
@@ -177,13 +199,13 @@ def test_drain_counters_continue_from_the_previous_file_and_check_mode_does_not_
 
 
 def test_guard_skip_and_verify_gauges():
-    s = hr.remediation(summary([stuck()]), plan={"skipped": [{"container_id": CID, "reason": "guard"}]},
+    s = sm.remediation(summary([stuck()]), plan={"skipped": [{"container_id": CID, "reason": "guard"}]},
                        guard={"enabled": True, "blocked": True, "reason": "pending deletions"})
     series, dummy = parse(m.render(s, now=1))
     assert one(series, "hangdoctor_guard_blocked") == 1
     assert one(series, "hangdoctor_skipped_drains") == 1
     assert one(series, "hangdoctor_verify_failed") == 0
-    s = hr.remediation(summary([stuck()]), drain={"drained": [{"container_id": CID, "bytes": 1}]},
+    s = sm.remediation(summary([stuck()]), drain={"drained": [{"container_id": CID, "bytes": 1}]},
                        verify_exec={"stuck_execs": [{"container_id": CID}]}, verify_hung={"hung": []})
     series, dummy = parse(m.render(s, now=1))
     assert one(series, "hangdoctor_verify_failed") == 1
@@ -288,7 +310,8 @@ def test_find_textfile_dir_takes_the_first_existing_candidate(tmp_path):
     b.mkdir()
     c.mkdir()
     (tmp_path / "file").write_text("")
-    assert m.find_textfile_dir([str(a), str(tmp_path / "file"), str(b), str(c)]) == str(b)
+    (tmp_path / "link").symlink_to(c)
+    assert m.find_textfile_dir([str(a), str(tmp_path / "file"), str(tmp_path / "link"), str(b), str(c)]) == str(b)
     assert m.find_textfile_dir([str(a)]) is None
     assert m.find_textfile_dir([]) is None
 
@@ -297,7 +320,7 @@ def test_default_textfile_dirs_are_absolute_and_include_the_debian_one():
     assert "/var/lib/prometheus/node-exporter" in m.TEXTFILE_DIRS
     assert "/var/lib/node_exporter/textfile_collector" in m.TEXTFILE_DIRS
     assert all(os.path.isabs(d) for d in m.TEXTFILE_DIRS)
-    expected = next((d for d in m.TEXTFILE_DIRS if os.path.isdir(d)), None)
+    expected = next((d for d in m.TEXTFILE_DIRS if os.path.isdir(d) and not os.path.islink(d)), None)
     assert m.find_textfile_dir() == expected
 
 
