@@ -205,14 +205,55 @@ def _labels(namespace, pod, container, cid, cause):
             label_value(_cause_label(cause)))
 
 
+def _repaired(summary):
+    """What this run repaired: ([(container id, writer pid)] drained for real
+    with the writer unblocked, [container ids] that answer again), leaving
+    out whatever verification found stuck or hung again.  A remediate run's
+    summary still lists the stuck execs it found before draining; the metrics
+    show what the run left behind."""
+    verify = summary.get('verify') if isinstance(summary.get('verify'), dict) else None
+    still_stuck = (verify or {}).get('still_stuck') or []
+    still_hung = (verify or {}).get('still_hung') or []
+    unstuck, answering = [], []
+    for d in summary.get('drained') or []:
+        if not isinstance(d, dict) or d.get('check_mode') or not d.get('container_id'):
+            continue
+        cid = d['container_id']
+        if any(_same(cid, c) for c in still_stuck):
+            continue
+        if d.get('unblocked'):
+            unstuck.append((cid, d.get('pid')))
+        if d.get('verified') is True or (d.get('verified') is None and verify is not None and d.get('unblocked')
+                                          and not any(_same(cid, c) for c in still_hung)):
+            answering.append(cid)
+    return unstuck, answering
+
+
+def _current_stuck(summary):
+    unstuck, dummy = _repaired(summary)
+    out = []
+    for x in summary.get('stuck_execs') or []:
+        if not isinstance(x, dict):
+            continue
+        pid = x.get('writer_pid')
+        if any(_same(x.get('container_id'), cid) and (dpid is None or pid is None or dpid == pid)
+               for cid, dpid in unstuck):
+            continue
+        out.append(x)
+    return out
+
+
+def _current_hung(summary):
+    dummy, answering = _repaired(summary)
+    return [c for c in summary.get('hung') or [] if not any(_same(c, a) for a in answering)]
+
+
 def _stuck_series(summary):
     """{label tuple: [count, oldest age]} of the confirmed stuck execs.  Two
     stuck execs of one container share a label set, so they are counted in one
     series (a duplicate series makes node_exporter reject the whole file)."""
     out = {}
-    for x in summary.get('stuck_execs') or []:
-        if not isinstance(x, dict):
-            continue
+    for x in _current_stuck(summary):
         cid = x.get('container_id')
         row = _row_for(summary, cid)
         ns, pod = _split_pod(x.get('pod') or row.get('pod'))
@@ -225,8 +266,11 @@ def _stuck_series(summary):
 
 def _hung_series(summary):
     out = {}
+    hung = _current_hung(summary)
     for row in summary.get('containers') or []:
         if not isinstance(row, dict) or row.get('hung') is not True:
+            continue
+        if not any(_same(row.get('container_id'), c) for c in hung):
             continue
         ns, pod = _split_pod(row.get('pod'))
         key = _labels(ns, pod, _container_name(summary, row.get('container_id'), row), row.get('container_id'),
@@ -299,9 +343,9 @@ def render(summary, previous_text=None, now=None):
     verify = summary.get('verify')
 
     values = {
-        'hangdoctor_stuck_execs': len(summary.get('stuck_execs') or []),
+        'hangdoctor_stuck_execs': len(_current_stuck(summary)),
         'hangdoctor_suspect_execs': len(summary.get('suspects') or []),
-        'hangdoctor_hung_containers': len(summary.get('hung') or []),
+        'hangdoctor_hung_containers': len(_current_hung(summary)),
         'hangdoctor_drained_total': prev.get('hangdoctor_drained_total', 0) + len(real),
         'hangdoctor_drained_bytes_total': prev.get('hangdoctor_drained_bytes_total', 0) + sum(
             max(0, int(_number(d.get('bytes')))) for d in real),

@@ -89,8 +89,9 @@ def write_metrics(directory, summary):
     return text
 
 
-def scan(harness):
-    info, dummy = run_module("runc_exec_info", {"confirm_interval": 0.3, "peek_bytes": 1024})
+def scan(harness, cid):
+    # Only this test's container: the machine may run other harnesses' deadlocks.
+    info, dummy = run_module("runc_exec_info", {"container_ids": [cid], "confirm_interval": 0.3, "peek_bytes": 1024})
     assert info["_status"] == "SUCCESS", info
     hung, dummy = run_module("hung_container_info", {"docker_host": harness.docker_host, "timeout": 2})
     assert hung["_status"] == "SUCCESS", hung
@@ -107,18 +108,32 @@ def promtool_ok(text):
         assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
 
 
-def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, release, node_exporter, tmp_path):
-    name = "metrics-%d" % os.getpid()
+def pod_container(harness, name):
+    """A container with the labels the kubelet gives a pod's container."""
     if harness.container_id(name):
         harness.docker("rm", "-f", name, timeout=30, check=True)
     labels = []
     for k, v in POD.items():
         labels += ["--label", "%s=%s" % (k, v)]
-    cid = harness.docker("run", "-d", "--name", name, "--network", "none", "--runtime", hdharness.FAULT_RUNTIME,
-                         *labels, hdharness.IMAGE, "sleep", "100000", timeout=60, check=True).stdout.strip()
+    return harness.docker("run", "-d", "--name", name, "--network", "none", "--runtime", hdharness.FAULT_RUNTIME,
+                          *labels, hdharness.IMAGE, "sleep", "100000", timeout=60, check=True).stdout.strip()
+
+
+def hang_for_real(harness, cid):
+    proc, pid = harness.hang(cid)
+    assert pid is not None, "the fault runtime did not deadlock the exec"
+    ev = hdharness.evidence(pid)
+    assert ev["comm"] == "runc:[2:INIT]" and ev["queued"] == ev["capacity"], ev
+    assert not harness.inspect_answers(cid, timeout=1.0)
+    return proc
+
+
+def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, release, node_exporter, tmp_path):
+    name = "metrics-%d" % os.getpid()
+    cid = pod_container(harness, name)
     try:
         # Healthy node first: totals, engine, no labelled series.
-        dummy, dummy2, healthy = scan(harness)
+        dummy, dummy2, healthy = scan(harness, cid)
         promtool_ok(write_metrics(node_exporter["dir"], healthy))
         s = scrape(node_exporter["url"])
         assert s["node_textfile_scrape_error"] == [({}, 0.0)]
@@ -126,13 +141,9 @@ def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, releas
         assert s["hangdoctor_engine_reachable"] == [({"engine": "docker"}, 1.0)]
 
         # The deadlock, for real.
-        proc, pid = harness.hang(cid)
-        assert pid is not None, "the fault runtime did not deadlock the exec"
-        ev = hdharness.evidence(pid)
-        assert ev["comm"] == "runc:[2:INIT]" and ev["queued"] == ev["capacity"], ev
-        assert not harness.inspect_answers(cid, timeout=1.0)
+        proc = hang_for_real(harness, cid)
 
-        info, hung, stuck = scan(harness)
+        info, hung, stuck = scan(harness, cid)
         mine = [x for x in info["stuck_execs"] if x["container_id"] == cid]
         assert len(mine) == 1, info["stuck_execs"]
         assert cid in hung["hung"]
@@ -162,7 +173,7 @@ def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, releas
         while not harness.inspect_answers(cid, timeout=2.0):
             assert time.monotonic() < deadline, "inspect still hangs after the drain"
             time.sleep(0.5)
-        info2, hung2, after = scan(harness)
+        info2, hung2, after = scan(harness, cid)
         assert not [x for x in info2["stuck_execs"] if x["container_id"] == cid]
         done = sm.remediation(after, drain=drain, verify_exec=info2, verify_hung=hung2)
         promtool_ok(write_metrics(node_exporter["dir"], done))
@@ -179,3 +190,37 @@ def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, releas
         harness.release_all()
         harness.docker("rm", "-f", name, timeout=60)
 
+
+
+def test_node_doctor_writes_what_node_exporter_serves(harness, release, node_exporter, tmp_path):
+    """The product path: node_doctor's own metrics file (metrics_dir), detect
+    then remediate, scraped through node_exporter."""
+    name = "metrics-nd-%d" % os.getpid()
+    cid = pod_container(harness, name)
+    args = {"docker_host": harness.docker_host, "inspect_timeout": 2, "confirm_interval": 0.3,
+            "container_ids": [cid], "metrics_dir": str(node_exporter["dir"]),
+            "evidence_dir": str(tmp_path / "evidence"), "drain_min_age_seconds": 0}
+    try:
+        proc = hang_for_real(harness, cid)
+        res, dummy = run_module("node_doctor", args)
+        assert res["_status"] == "SUCCESS", res
+        promtool_ok((node_exporter["dir"] / "hangdoctor.prom").read_text())
+        s = scrape(node_exporter["url"])
+        assert s["node_textfile_scrape_error"] == [({}, 0.0)]
+        (stuck,) = [lab for lab, v in s.get("hangdoctor_stuck_exec", []) if lab["container_id"] == cid[:12]]
+        assert (stuck["namespace"], stuck["pod"], stuck["container"]) == ("shop", "web-0", "web"), stuck
+        assert [lab["pod"] for lab, v in s.get("hangdoctor_hung_container", []) if lab["container_id"] == cid[:12]] == ["web-0"]
+        assert ({"engine": "docker"}, 1.0) in s["hangdoctor_engine_reachable"]
+
+        res, dummy = run_module("node_doctor", dict(args, mode="remediate", require_guard="never"))
+        assert res["_status"] == "CHANGED", res
+        proc.wait(30)
+        promtool_ok((node_exporter["dir"] / "hangdoctor.prom").read_text())
+        s = scrape(node_exporter["url"])
+        assert not [lab for lab, v in s.get("hangdoctor_stuck_exec", []) if lab["container_id"] == cid[:12]]
+        assert not [lab for lab, v in s.get("hangdoctor_hung_container", []) if lab["container_id"] == cid[:12]]
+        assert s["hangdoctor_drained_total"] == [({}, 1.0)]
+        assert s["hangdoctor_evidence_files_total"] == [({}, 1.0)]
+    finally:
+        harness.release_all()
+        harness.docker("rm", "-f", name, timeout=60)

@@ -331,3 +331,56 @@ def test_documented_metric_names_are_all_rendered_somewhere():
     names = set(name for name, dummy, dummy2 in m.METRICS)
     assert names <= documented, names - documented
     assert documented <= names, documented - names
+
+
+def _drained(cid=CID, pid=4821, **kw):
+    d = {"container_id": cid, "pid": pid, "bytes": 65536, "evidence_path": "/e", "unblocked": True,
+         "cause": {"kind": "pthread_create_eagain"}}
+    d.update(kw)
+    return d
+
+
+def test_a_remediate_run_shows_what_it_left_not_what_it_found():
+    s = sm.remediation(summary([stuck()], hung=[CID]), drain={"drained": [_drained()]},
+                       verify_exec={"stuck_execs": []}, verify_hung={"hung": []})
+    assert s["stuck_execs"] and s["hung"]   # the fact still tells what was found
+    series, dummy = parse(m.render(s, now=1))
+    assert values(series, "hangdoctor_stuck_exec") == {}
+    assert values(series, "hangdoctor_hung_container") == {}
+    assert one(series, "hangdoctor_stuck_execs") == 0 and one(series, "hangdoctor_hung_containers") == 0
+    assert one(series, "hangdoctor_drained_total") == 1
+
+
+def test_drained_but_stuck_again_at_verification_stays():
+    s = sm.remediation(summary([stuck()], hung=[CID]), drain={"drained": [_drained()]},
+                       verify_exec={"stuck_execs": [{"container_id": CID}]}, verify_hung={"hung": [CID]})
+    series, dummy = parse(m.render(s, now=1))
+    assert list(values(series, "hangdoctor_stuck_exec").values()) == [1]
+    assert list(values(series, "hangdoctor_hung_container").values()) == [1]
+    assert one(series, "hangdoctor_verify_failed") == 1
+
+
+@pytest.mark.parametrize("drain", [
+    {"drained": [_drained(unblocked=False)]},          # the writer is still blocked
+    {"would_drain": [{"container_id": CID, "queued": 65536}]},   # check mode changed nothing
+    {"drained": [_drained(cid=OTHER)]},                 # another container
+])
+def test_a_drain_that_did_not_repair_this_exec_leaves_it_stuck(drain):
+    s = sm.remediation(summary([stuck()], hung=[CID]), drain=drain)
+    series, dummy = parse(m.render(s, now=1))
+    assert list(values(series, "hangdoctor_stuck_exec").values()) == [1]
+    assert one(series, "hangdoctor_stuck_execs") == 1
+
+
+def test_one_of_two_stuck_execs_drained_leaves_the_other():
+    s = sm.remediation(summary([stuck(pid=10, age=500), stuck(pid=20, age=50)]), drain={"drained": [_drained(pid=10)]})
+    series, dummy = parse(m.render(s, now=1))
+    assert list(values(series, "hangdoctor_stuck_exec").values()) == [1]
+    assert list(values(series, "hangdoctor_stuck_exec_age_seconds").values()) == [50.0]
+
+
+def test_unblocked_without_an_engine_answer_is_no_longer_stuck_but_still_hung():
+    s = sm.remediation(summary([stuck()], hung=[CID]), drain={"drained": [_drained(verified=False)]})
+    series, dummy = parse(m.render(s, now=1))
+    assert values(series, "hangdoctor_stuck_exec") == {}
+    assert list(values(series, "hangdoctor_hung_container").values()) == [1]
