@@ -200,7 +200,7 @@ def check_textfile(args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
     p.add_argument('--source', choices=('proc', 'textfile'), default='proc')
     p.add_argument('--proc-root', default='/proc', help='host /proc (e.g. /host/proc in a pod)')
     p.add_argument('--collection-path', default=None,

@@ -223,8 +223,8 @@ def _repaired(summary):
             continue
         if d.get('unblocked'):
             unstuck.append((cid, d.get('pid')))
-        if d.get('verified') is True or (d.get('verified') is None and verify is not None and d.get('unblocked')
-                                          and not any(_same(cid, c) for c in still_hung)):
+        asked_again = verify is not None and not any(_same(cid, c) for c in still_hung)
+        if d.get('verified') is True or (d.get('verified') is None and d.get('unblocked') and asked_again):
             answering.append(cid)
     return unstuck, answering
 

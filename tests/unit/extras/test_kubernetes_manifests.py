@@ -14,13 +14,17 @@ kubernetes_validate = pytest.importorskip(
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "extras" / "kubernetes"
-MANIFESTS = ("detect-daemonset.yml", "remediate-daemonset.yml")
+MANIFESTS = ("detect", "remediate")   # one directory each, one resource per file (kubectl apply -f DIR)
 # The oldest schema the package ships, supported releases, and the newest.
 VERSIONS = ("1.25.0", "1.28.0", "1.31.0", "1.34.0", "1.37.0")
 
 
 def docs(name):
-    return [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+    out = []
+    for f in sorted((K8S / name).glob("*.yml")):
+        (doc,) = list(yaml.safe_load_all(f.read_text()))   # one document per file (ansible-test's yamllint)
+        out.append(doc)
+    return out
 
 
 def daemonset(name):
@@ -31,16 +35,18 @@ def daemonset(name):
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_manifests_validate_strictly(name, version):
-    for doc in docs(name):
+    found = docs(name)
+    assert {d["kind"] for d in found} >= {"ServiceAccount", "DaemonSet"}
+    for doc in found:
         kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_validation_can_fail():
-    ds = copy.deepcopy(daemonset("detect-daemonset.yml"))
+    ds = copy.deepcopy(daemonset("detect"))
     ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilitys"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(ds, VERSIONS[-1], strict=True)
-    ds = copy.deepcopy(daemonset("detect-daemonset.yml"))
+    ds = copy.deepcopy(daemonset("detect"))
     ds["spec"]["template"]["spec"]["hostPID"] = "yes"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(ds, VERSIONS[0], strict=True)
@@ -85,26 +91,26 @@ def test_least_privilege_that_works(name):
 
 
 def test_detect_keeps_its_pid_namespace_and_has_no_api_token():
-    ds = daemonset("detect-daemonset.yml")
+    ds = daemonset("detect")
     spec = ds["spec"]["template"]["spec"]
     assert spec["hostPID"] is False
     assert spec["automountServiceAccountToken"] is False
-    (sa,) = [d for d in docs("detect-daemonset.yml") if d["kind"] == "ServiceAccount"]
+    (sa,) = [d for d in docs("detect") if d["kind"] == "ServiceAccount"]
     assert sa["automountServiceAccountToken"] is False
     assert "mode=detect" in _container(ds)["args"][0]
-    assert not [d for d in docs("detect-daemonset.yml") if d["kind"] in ("ClusterRole", "Role")]
-    (ns,) = [d for d in docs("detect-daemonset.yml") if d["kind"] == "Namespace"]
+    assert not [d for d in docs("detect") if d["kind"] in ("ClusterRole", "Role")]
+    (ns,) = [d for d in docs("detect") if d["kind"] == "Namespace"]
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
 def test_remediate_shares_the_host_pid_namespace_and_may_only_read_the_api():
-    ds = daemonset("remediate-daemonset.yml")
+    ds = daemonset("remediate")
     assert ds["spec"]["template"]["spec"]["hostPID"] is True
     script = _container(ds)["args"][0]
     assert "hangdoctor_kube_guard=always" in script and "${NODE_NAME}" in script
     env = dict((e["name"], e) for e in _container(ds)["env"])
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
-    (role,) = [d for d in docs("remediate-daemonset.yml") if d["kind"] == "ClusterRole"]
+    (role,) = [d for d in docs("remediate") if d["kind"] == "ClusterRole"]
     verbs = set(v for r in role["rules"] for v in r["verbs"])
     assert verbs <= {"get", "list"}, verbs
     evidence = _mounts(ds)["/host/evidence"][1]
@@ -119,7 +125,7 @@ def test_detect_arguments_are_node_doctor_options():
     declared = set()
     for f in (module, ROOT / "plugins" / "module_utils" / "_common_args.py"):
         declared |= set(re.findall(r"\b([a-z_]+)=dict\(", f.read_text()))
-    script = _container(daemonset("detect-daemonset.yml"))["args"][0]
+    script = _container(daemonset("detect"))["args"][0]
     used = re.findall(r'([a-z_]+)=', script.split("-a", 1)[1])
     assert used and set(used) <= declared, set(used) - declared
 
@@ -128,6 +134,6 @@ def test_remediate_variables_are_role_or_playbook_variables():
     known = set()
     for f in list((ROOT / "roles").glob("*/meta/argument_specs.yml")) + [ROOT / "playbooks" / "remediate.yml"]:
         known |= set(re.findall(r"\b(hangdoctor_[a-z_]+)", f.read_text()))
-    script = _container(daemonset("remediate-daemonset.yml"))["args"][0]
+    script = _container(daemonset("remediate"))["args"][0]
     used = re.findall(r'-e "?(hangdoctor_[a-z_]+)=', script)
     assert len(used) >= 8 and set(used) <= known, set(used) - known

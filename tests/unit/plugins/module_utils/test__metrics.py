@@ -91,9 +91,11 @@ ENGINES = [
 ]
 
 
-def summary(execs=(), hung=(), engines=ENGINES, **kw):
+def summary(execs=(), hung=(), engines="default", **kw):
     s = sm.host_summary({"stuck_execs": list(execs), "scan_seconds": 0.42}, hung_info(*hung), host="n1", now=1000)
-    if engines is not None:
+    if engines == "default":
+        s["engines"] = [dict(e) for e in ENGINES]
+    elif engines is not None:
         s["engines"] = engines
     s.update(kw)
     return s
