@@ -202,6 +202,7 @@ def host_summary(exec_info, hung_info=None, host=None, now=None, engine_skipped=
         'skipped': [],
         'guard': None,
         'verify': None,
+        'resolved': [],
     }
 
 
@@ -264,6 +265,13 @@ def remediation(summary, drain=None, plan=None, guard=None, verify_exec=None, ve
                                     if d.get('verified') is False and d['container_id'] not in still_stuck))
             out['verify'] = {'still_stuck': still_stuck, 'still_hung': still_hung,
                              'ok': not still_stuck and not still_hung}
+    # What the drain repaired: unblocked, answering, not back.  The metrics
+    # and the report count the node's state after the run, not before it.
+    out['resolved'] = sorted(set(
+        d['container_id'] for d in drained
+        if not d['check_mode'] and d.get('unblocked') and d.get('verified') is not False and not d.get('recurring')))
+    out['stuck_execs'] = [dict(x, resolved=any(same_container(x.get('container_id'), c) for c in out['resolved']))
+                          for x in out.get('stuck_execs') or []]
     return out
 
 

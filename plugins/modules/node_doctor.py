@@ -13,7 +13,7 @@ short_description: Check one node for stuck execs and hung containers, and repai
 version_added: 0.2.0
 author: hangdoctor developers (!UNKNOWN)
 description:
-  - Does on the node, in one module execution, what the detect and remediate roles need from it: asks the
+  - Does on the node, in one module execution, what the detect and remediate roles need from it. It asks the
     container engine which containers no longer answer (as M(hangdoctor.runtime.hung_container_info)),
     finds the stuck C(runc init) / C(runc exec) processes from C(/proc) (as
     M(hangdoctor.runtime.runc_exec_info)), and in O(mode=remediate) plans and drains their pipes (as
@@ -72,7 +72,7 @@ options:
     default: []
   min_age_seconds:
     description:
-      - Diagnosis: writers stuck for less than this are reported as suspects, not as stuck execs.
+      - Writers stuck for less than this are reported as suspects, not as stuck execs.
     type: float
     default: 0
   kernel_log:
@@ -210,7 +210,7 @@ ansible_facts:
     hangdoctor:
       description:
         - The host summary. Keys C(host), C(mode), C(checked_at), C(engine), C(engines), C(hung) (container ids),
-          C(containers) (one row per hung or stuck container), C(stuck_execs) and C(suspects) (compact: pod, writer,
+          C(containers) (one row per hung or stuck container), C(stuck_execs) and C(suspects) (compact, with pod, writer,
           pid, age, pipe fill, cause, dump head), C(drained), C(skipped), C(guard), C(guard_needed), C(verify),
           C(kubernetes) (kubelet pid and node name, remediate mode), C(metrics), C(seconds).
         - See docs/roles.md for every field.

@@ -63,6 +63,8 @@ def test_remediation_verification_comes_from_the_drain_itself():
     hung = sm.remediation(base, drain=drain_result(verified=False))
     assert hung["verify"] == {"still_stuck": [], "still_hung": [CID], "ok": False}
     assert sm.remediation(base)["verify"] is None
+    assert ok["resolved"] == [CID] and ok["stuck_execs"][0]["resolved"] is True
+    assert again["resolved"] == [] and hung["resolved"] == []
 
 
 def test_remediation_in_check_mode_reports_would_drain():
