@@ -236,6 +236,8 @@ def _current_stuck(summary):
         if not isinstance(x, dict):
             continue
         pid = x.get('writer_pid')
+        if x.get('resolved') is True:
+            continue
         if any(_same(x.get('container_id'), cid) and (dpid is None or pid is None or dpid == pid)
                for cid, dpid in unstuck):
             continue
@@ -245,6 +247,7 @@ def _current_stuck(summary):
 
 def _current_hung(summary):
     dummy, answering = _repaired(summary)
+    answering += [c for c in summary.get('resolved') or [] if c]
     return [c for c in summary.get('hung') or [] if not any(_same(c, a) for a in answering)]
 
 

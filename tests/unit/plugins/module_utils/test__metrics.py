@@ -374,11 +374,12 @@ def test_a_drain_that_did_not_repair_this_exec_leaves_it_stuck(drain):
     assert one(series, "hangdoctor_stuck_execs") == 1
 
 
-def test_one_of_two_stuck_execs_drained_leaves_the_other():
-    s = sm.remediation(summary([stuck(pid=10, age=500), stuck(pid=20, age=50)]), drain={"drained": [_drained(pid=10)]})
+def test_one_of_two_stuck_execs_drained_leaves_the_container_stuck():
+    s = sm.remediation(summary([stuck(pid=10, age=500), stuck(pid=20, age=50)]), drain={"drained": [_drained(pid=10)]},
+                       verify_exec={"stuck_execs": [{"container_id": CID}]}, verify_hung={"hung": []})
     series, dummy = parse(m.render(s, now=1))
-    assert list(values(series, "hangdoctor_stuck_exec").values()) == [1]
-    assert list(values(series, "hangdoctor_stuck_exec_age_seconds").values()) == [50.0]
+    assert list(values(series, "hangdoctor_stuck_exec").values()) == [2]
+    assert one(series, "hangdoctor_stuck_execs") == 2
 
 
 def test_unblocked_without_an_engine_answer_is_no_longer_stuck_but_still_hung():
@@ -386,3 +387,12 @@ def test_unblocked_without_an_engine_answer_is_no_longer_stuck_but_still_hung():
     series, dummy = parse(m.render(s, now=1))
     assert values(series, "hangdoctor_stuck_exec") == {}
     assert list(values(series, "hangdoctor_hung_container").values()) == [1]
+
+
+def test_the_summary_s_own_resolved_marks_are_honoured():
+    s = summary([stuck()], hung=[CID])
+    s["stuck_execs"] = [dict(x, resolved=True) for x in s["stuck_execs"]]
+    s["resolved"] = [CID]
+    series, dummy = parse(m.render(s, now=1))
+    assert values(series, "hangdoctor_stuck_exec") == {} and values(series, "hangdoctor_hung_container") == {}
+    assert one(series, "hangdoctor_stuck_execs") == 0 and one(series, "hangdoctor_hung_containers") == 0
