@@ -1,7 +1,7 @@
 """The node-problem-detector plugin as NPD runs it (a subprocess: exit code and
 first line of output) on metrics files that ``_metrics.render`` wrote, and its
 custom-plugin-monitor config.  The same plugin against a real deadlock:
-tests/integration/test_npd_plugin.py."""
+tests/integration/test_npd_real_deadlock.py."""
 import json
 import subprocess
 import sys
