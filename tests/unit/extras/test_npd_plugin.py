@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from colltree import collections_path
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
 
@@ -100,7 +101,7 @@ def test_bad_arguments_are_unknown(args):
 
 
 def test_proc_source_refuses_a_directory_that_is_not_procfs(tmp_path):
-    rc, out = run("--proc-root", tmp_path, "--collection-path", ROOT.parents[2])
+    rc, out = run("--proc-root", tmp_path, "--collection-path", collections_path())
     assert rc == 2 and out.startswith("unknown: "), out
 
 
