@@ -22,8 +22,14 @@ description:
   - Immediately before acting, every hard signal and the identity (pid and start time, pipe inode) of each
     stuck exec is checked again. Anything that no longer matches, is younger than O(min_age_seconds), or
     whose pipe reader is not a containerd shim is skipped with a reason in RV(skipped_execs).
-  - One drain per pipe at a time on a host, through an exclusive C(flock) under O(evidence_dir); a
-    concurrent run skips that pipe with the reason C(locked).
+  - A record whose drain fails (a vanished C(/proc) entry, C(EPERM), a lock that cannot be opened) is
+    reported with the reason C(error); the other records are still drained and reported.
+  - The workload is repaired even when its evidence cannot be written (a full disk, C(EFBIG)); the drain goes
+    on reading, and RV(drained[].evidence_kept_ranges), RV(drained[].evidence_kept_sha256) and
+    RV(drained[].evidence_lost_bytes) say exactly what the evidence file kept and what was lost.
+  - One drain per pipe at a time on a host, through an exclusive C(flock) per pipe in O(lock_dir), whatever
+    O(evidence_dir) each run uses and whether its record names the C(runc init) or the C(runc exec) of the
+    pipe; a concurrent run skips that pipe with the reason C(locked).
   - The drain opens C(/proc/PID/fd/2) read-only and non-blocking, checks with C(fstat) that it is the
     recorded pipe, and reads it with C(poll) into an evidence file until no writer is blocked on the pipe
     and it is empty, so that what C(runc exec) writes next (its C(read init-p) error line) still reaches
@@ -67,11 +73,40 @@ options:
   evidence_dir:
     description:
       - Absolute path of the directory that receives one evidence file per drained pipe, named
-        C(<container12>-<pid>-<starttime>-<utc stamp>.log), and the lock files (C(.locks/)).
-      - Created with mode 0700; evidence files are created 0600. A path that is a symlink owned by another
-        user is refused.
+        C(<container12>-<pid>-<starttime>-<utc stamp>.log).
+      - Created with mode 0700; evidence files are created 0600. Refused with a clear message when it, or a
+        directory on its path, is owned by another user or writable by group or others (a sticky directory
+        such as C(/tmp) on the way is fine), or when it is a symlink owned by another user. Every component
+        is opened without following symlinks, and files are created relative to the opened directory.
+      - Bounded by O(evidence_retention_count), O(evidence_retention_bytes) and O(evidence_retention_days).
     type: path
     default: /var/log/hangdoctor
+  lock_dir:
+    description:
+      - Absolute path of the host-wide directory of the per-pipe lock files (C(pipe-<dev>-<inode>.lock)) and the
+        done markers, shared by every run on the host whatever its O(evidence_dir).
+      - Same ownership and symlink rules as O(evidence_dir). A lock file nobody holds is removed after an hour,
+        a done marker once its writer is gone.
+    type: path
+    default: /run/hangdoctor
+  evidence_retention_count:
+    description:
+      - After draining, keep at most this many evidence files in O(evidence_dir), removing the oldest first.
+        C(0) lifts this bound. Files written by this run are never removed.
+      - Only files named as this module names them are counted or removed.
+    type: int
+    default: 1000
+  evidence_retention_bytes:
+    description:
+      - Keep at most this many bytes of evidence files in O(evidence_dir), removing the oldest first.
+        C(0) lifts this bound.
+    type: int
+    default: 1073741824
+  evidence_retention_days:
+    description:
+      - Remove evidence files older than this many days. C(0) lifts this bound.
+    type: int
+    default: 30
   max_evidence_bytes:
     description:
       - Keep at most this many bytes of pipe content per evidence file, the first half and the last half,
@@ -220,8 +255,36 @@ drained:
       sample: 0
     evidence_error:
       description: >-
-        Why the evidence file is incomplete (writing it failed, for example a full disk); the drain went on
-        and RV(drained[].bytes) and RV(drained[].sha256) still cover everything read. C(null) otherwise.
+        Why the evidence file is incomplete or missing (creating or writing it failed, for example a full disk);
+        the drain went on and RV(drained[].bytes) and RV(drained[].sha256) still cover everything read.
+        C(null) otherwise.
+      type: str
+      sample: null
+    evidence_kept_bytes:
+      description: How many of the bytes read the evidence file holds.
+      type: int
+      sample: 262144
+    evidence_kept_ranges:
+      description: >-
+        Which bytes the evidence file holds, as C([start, end)) offsets in what was read: the head, and past
+        O(max_evidence_bytes) the tail.
+      type: list
+      elements: list
+      sample: [[0, 262144]]
+    evidence_kept_sha256:
+      description: SHA-256 of the kept bytes, in order (the elided marker not included).
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    evidence_lost_bytes:
+      description: >-
+        Bytes read but not in the evidence file because writing it failed. Always
+        RV(drained[].bytes) = kept + elided + lost.
+      type: int
+      sample: 0
+    error:
+      description: >-
+        What failed after the pipe was read (the kill of O(fallback=kill), the done marker), or C(null); the
+        rest of the entry still holds.
       type: str
       sample: null
     queued_after:
@@ -293,7 +356,7 @@ skipped_execs:
   description:
     - Stuck execs that were not drained, with C(reason) one of C(locked), C(already drained),
       C(no longer matches), C(younger than min_age_seconds), C(pipe reader is not a shim),
-      C(malformed record), C(evidence file not writable), and a C(detail).
+      C(malformed record), C(error) (its drain failed; the others went on), and a C(detail).
     - Not named C(skipped), which Ansible reads as "the task was skipped".
   returned: always
   type: list
@@ -318,6 +381,22 @@ rounds:
   returned: always
   type: int
   sample: 1
+errors:
+  description: Failures of the run that belong to no single record (looking at drained containers again, retention).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+retention:
+  description: What retention removed in this run.
+  returned: always
+  type: dict
+  sample: {evidence_removed: 2, evidence_removed_bytes: 33554432, locks_removed: 5}
+msg:
+  description: One line that says what the run did.
+  returned: always
+  type: str
+  sample: "drained 1 pipe(s) of 1 container(s), 0 skipped, 0 recurring"
 '''
 
 import os
@@ -337,6 +416,10 @@ def main():
             container_ids=dict(type='list', elements='str'),
             min_age_seconds=dict(type='float', default=60),
             evidence_dir=dict(type='path', default='/var/log/hangdoctor'),
+            lock_dir=dict(type='path', default='/run/hangdoctor'),
+            evidence_retention_count=dict(type='int', default=1000),
+            evidence_retention_bytes=dict(type='int', default=1024 * 1024 * 1024),
+            evidence_retention_days=dict(type='int', default=30),
             max_evidence_bytes=dict(type='int', default=16 * 1024 * 1024),
             timeout=dict(type='float', default=30),
             fallback=dict(type='str', choices=['none', 'kill'], default='none'),
@@ -351,7 +434,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    for name in ('min_age_seconds', 'max_evidence_bytes', 'confirm_interval', 'peek_bytes'):
+    for name in ('min_age_seconds', 'max_evidence_bytes', 'confirm_interval', 'peek_bytes',
+                 'evidence_retention_count', 'evidence_retention_bytes', 'evidence_retention_days'):
         if p[name] < 0:
             module.fail_json(msg='%s must not be negative, got %s' % (name, p[name]))
     for name in ('timeout', 'inspect_timeout'):
@@ -382,10 +466,34 @@ def main():
             peek_bytes=p['peek_bytes'],
             check_mode=module.check_mode,
             engine=_drain_verify.engine_check(p['docker_host'], p['inspect_timeout']),
+            lock_dir=p['lock_dir'],
+            evidence_retention_count=p['evidence_retention_count'],
+            evidence_retention_bytes=p['evidence_retention_bytes'],
+            evidence_retention_days=p['evidence_retention_days'],
         )
     except (_pipe_drain.DrainError, _stuck_exec.DiagnosisError, _procfs.ProcError) as e:
         module.fail_json(msg=str(e))
+    result['msg'] = _summary(result, module.check_mode)
     module.exit_json(**result)
+
+
+def _summary(result, check_mode):
+    if check_mode:
+        return 'would drain %d pipe(s), %d skipped' % (len(result['would_drain']), len(result['skipped_execs']))
+    drained = result['drained']
+    text = 'drained %d pipe(s) of %d container(s), %d skipped, %d recurring' % (
+        len(drained), len(set(d['container_id'] for d in drained)), len(result['skipped_execs']),
+        len(result['recurring']))
+    lost = sum(d['evidence_lost_bytes'] for d in drained)
+    if lost:
+        text += '; %d byte(s) read but not kept as evidence (see evidence_error)' % lost
+    stuck = [d for d in drained if not d['unblocked']]
+    if stuck:
+        text += '; %d writer(s) still blocked' % len(stuck)
+    failed = [s for s in result['skipped_execs'] if s['reason'] == 'error'] + result['errors']
+    if failed:
+        text += '; %d error(s)' % len(failed)
+    return text
 
 
 if __name__ == '__main__':

@@ -57,6 +57,22 @@ CASES = [
      "FAILED!", "cannot create evidence_dir"),
     ("drain-evidence-foreign-symlink", "runc_pipe_drain", {"evidence_dir": "{ev}/link"},
      "FAILED!", "symlink owned by uid %d" % NOBODY),
+    ("drain-evidence-foreign-owner", "runc_pipe_drain", {"evidence_dir": "{ev}/theirs"},
+     "FAILED!", "owned by uid %d" % NOBODY),
+    ("drain-evidence-under-a-foreign-dir", "runc_pipe_drain", {"evidence_dir": "{ev}/theirs/evidence"},
+     "FAILED!", "owned by uid %d" % NOBODY),
+    ("drain-evidence-world-writable", "runc_pipe_drain", {"evidence_dir": "{ev}/shared"},
+     "FAILED!", "writable by group or others (mode 0777)"),
+    ("drain-lock-dir-relative", "runc_pipe_drain", {"lock_dir": "run/hangdoctor", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", "lock_dir must be an absolute path"),
+    ("drain-lock-dir-foreign-symlink", "runc_pipe_drain", {"lock_dir": "{ev}/link", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", lambda r: r["msg"].startswith("lock_dir ") and "symlink owned by uid %d" % NOBODY in r["msg"]),
+    ("drain-lock-dir-world-writable", "runc_pipe_drain", {"lock_dir": "{ev}/shared", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", lambda r: r["msg"].startswith("lock_dir ") and "writable by group or others" in r["msg"]),
+    ("drain-retention-count-negative", "runc_pipe_drain", {"evidence_retention_count": -1},
+     "FAILED!", "evidence_retention_count must not be negative"),
+    ("drain-retention-days-type", "runc_pipe_drain", {"evidence_retention_days": "forever"},
+     "FAILED!", "evidence_retention_days"),
     ("drain-timeout-negative", "runc_pipe_drain", {"timeout": -1}, "FAILED!", "timeout must be greater than 0"),
     ("drain-timeout-zero", "runc_pipe_drain", {"timeout": 0}, "FAILED!", "timeout must be greater than 0"),
     ("drain-inspect-timeout-negative", "runc_pipe_drain", {"inspect_timeout": -3}, "FAILED!", "greater than 0"),
@@ -116,6 +132,10 @@ def _prepare(case_dir):
     target.mkdir(exist_ok=True)
     os.symlink(str(target), str(case_dir / "link"))
     os.lchown(str(case_dir / "link"), NOBODY, NOBODY)
+    (case_dir / "theirs").mkdir(mode=0o700, exist_ok=True)
+    os.chown(str(case_dir / "theirs"), NOBODY, NOBODY)
+    (case_dir / "shared").mkdir(exist_ok=True)
+    (case_dir / "shared").chmod(0o777)
     (case_dir / "broken.yaml").write_text("kind: Pod\nspec: [containers:\n  - {name: x\n")
 
 
