@@ -44,15 +44,19 @@ DIR_FLAGS = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) | os.O_NOFOLLOW | O_CLOE
 
 def _refuse_shared(st, path, what, final):
     """A directory root writes into must be safe from everybody but root:
-    owned by root (or us), and nobody else may rename or plant entries in it
-    (a sticky directory such as /tmp is fine on the way)."""
+    owned by root (or us), and nobody else may rename or plant entries in it.
+    On the way there, a sticky directory such as /tmp is fine, and so is a
+    root-owned one its group may write (Ubuntu's /var/log is root:syslog
+    0775): no component is ever followed as a symlink, and the last one
+    must be ours and private, so a swapped path is refused, not used."""
     euid = os.geteuid()
     if st.st_uid not in (0, euid) or (final and st.st_uid != euid):
         raise EvidenceError('%s %s is owned by uid %d, not by uid %d: refusing it' % (what, path, st.st_uid, euid))
-    writable = st.st_mode & 0o022
+    writable = st.st_mode & (0o022 if final else 0o002)
     if writable and (final or not st.st_mode & stat_mod.S_ISVTX):
-        raise EvidenceError('%s %s is writable by group or others (mode %04o): refusing it; make it 0700 or '
-                            'choose another directory' % (what, path, stat_mod.S_IMODE(st.st_mode)))
+        raise EvidenceError('%s %s is writable by %s (mode %04o): refusing it; make it %s or '
+                            'choose another directory' % (what, path, 'group or others' if final else 'others',
+                                                          stat_mod.S_IMODE(st.st_mode), '0700' if final else 'o-w'))
 
 
 def _why_not_a_dir(dir_fd, name, here, e):

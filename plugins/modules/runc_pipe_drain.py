@@ -74,10 +74,11 @@ options:
     description:
       - Absolute path of the directory that receives one evidence file per drained pipe, named
         C(<container12>-<pid>-<starttime>-<utc stamp>.log).
-      - Created with mode 0700; evidence files are created 0600. Refused with a clear message when it, or a
-        directory on its path, is owned by another user or writable by group or others (a sticky directory
-        such as C(/tmp) on the way is fine), or when it is a symlink owned by another user. Every component
-        is opened without following symlinks, and files are created relative to the opened directory.
+      - Created with mode 0700; evidence files are created 0600. Refused with a clear message when it is owned
+        by another user or writable by group or others, when a directory on its path is owned by another user or
+        writable by others (a sticky one such as C(/tmp) is fine), or when it is a symlink owned by another user.
+        Every component is opened without following symlinks, and files are created relative to the opened
+        directory.
       - Bounded by O(evidence_retention_count), O(evidence_retention_bytes) and O(evidence_retention_days).
     type: path
     default: /var/log/hangdoctor

@@ -79,6 +79,12 @@ def test_a_directory_another_user_owns_or_may_write_is_refused(tmp_path):
         with pytest.raises(_evidence.EvidenceError, match="writable by group or others"):
             _evidence.prepare_evidence_dir(str(shared))
         assert os.stat(str(shared)).st_mode & 0o777 == mode
+    # nor anything below a directory everybody may write to
+    with pytest.raises(_evidence.EvidenceError, match="shared-777 is writable by others"):
+        _evidence.prepare_evidence_dir(str(tmp_path / "shared-777" / "evidence"))
+    # a root-owned directory its group may write on the way (Ubuntu's /var/log) is fine
+    assert _evidence.prepare_evidence_dir(str(tmp_path / "shared-770" / "evidence")) == str(
+        tmp_path / "shared-770" / "evidence")
     # a sticky, world-writable directory on the way (like /tmp) is fine
     sticky = tmp_path / "sticky"
     sticky.mkdir()
