@@ -30,6 +30,9 @@ TRAILER_MARK = b'\n----- hangdoctor: end of pipe bytes'
 RETENTION_COUNT = 1000
 RETENTION_BYTES = 1024 * 1024 * 1024
 RETENTION_DAYS = 30
+# Never removed by retention: a file written in the last hour may still be
+# open in a concurrent run's drain, or be the evidence somebody is reading now.
+RETENTION_GRACE_SECONDS = 3600
 EVIDENCE_RE = re.compile(r'^[0-9a-f]{12}-\d+-\d+-\d{8}T\d{6}\.\d{6}Z\.log$')
 
 
@@ -134,11 +137,12 @@ class EvidenceDir(object):
 
 
 def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
-                    keep=(), now=None):
+                    keep=(), now=None, grace=RETENTION_GRACE_SECONDS):
     """Remove the oldest evidence files of EVIDENCE_DIR (only names this
     module gives them, only regular files) until at most COUNT files and
     MAX_BYTES bytes are left and none is older than DAYS; 0 lifts a bound.
-    The files in KEEP (this run's) are never removed but count.  Returns
+    The files in KEEP (this run's) and those modified in the last GRACE
+    seconds are never removed but count.  Returns
     {'removed': n, 'removed_bytes': b}."""
     now = time.time() if now is None else now
     files = []
@@ -156,7 +160,7 @@ def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYT
     for mtime, name, size in files:
         old = (days and now - mtime > days * 86400) or (count and kept_n >= count) or (
             max_bytes and kept_bytes + size > max_bytes)
-        if old and name not in keep:
+        if old and name not in keep and now - mtime > grace:
             try:
                 os.unlink(name, dir_fd=evidence_dir.fd)
             except OSError:

@@ -25,6 +25,7 @@ import stat as stat_mod
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 DEFAULT_LOCK_DIR = '/run/hangdoctor'
 # A lock file nobody holds is removed after this long: a drain lasts its
@@ -73,7 +74,8 @@ class LockDir(object):
                     st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
                     if now - st.st_mtime > LOCK_KEEP_SECONDS and _unlink_unheld(self.fd, name):
                         removed += 1
-            except OSError:
+            except (OSError, _procfs.ProcError):
+                # unreadable now: left for a later run
                 continue
         if removed:
             _evidence.fsync_dir(self.fd)

@@ -93,7 +93,8 @@ options:
   evidence_retention_count:
     description:
       - After draining, keep at most this many evidence files in O(evidence_dir), removing the oldest first.
-        C(0) lifts this bound. Files written by this run are never removed.
+        C(0) lifts this bound. Files written by this run, and files modified in the last hour (a concurrent run
+        may still be writing them), are never removed.
       - Only files named as this module names them are counted or removed.
     type: int
     default: 1000

@@ -135,7 +135,8 @@ def _evidence_files(evdir, ages, size=1000, now=1000000000.0):
 
 def test_retention_by_age_count_and_bytes_oldest_first(evdir):
     now = 1000000000.0
-    names = _evidence_files(evdir, [10, 20, 30, 40, 50, 40 * 86400], now=now)
+    hour = 3600
+    names = _evidence_files(evdir, [2 * hour, 3 * hour, 4 * hour, 5 * hour, 6 * hour, 40 * 86400], now=now)
     other = os.path.join(evdir.path, "notes.txt")
     with open(other, "w") as f:
         f.write("not ours")
@@ -149,6 +150,10 @@ def test_retention_by_age_count_and_bytes_oldest_first(evdir):
     got = _evidence.apply_retention(evdir, count=0, max_bytes=1500, days=0, keep={names[2]}, now=now)
     assert got["removed"] == 1
     assert sorted(n for n in os.listdir(evdir.path) if n.endswith(".log")) == sorted([names[0], names[2]])
+    # a file written in the last hour may still be open in a concurrent drain: never removed
+    fresh = _evidence_files(evdir, [60], now=now)
+    assert _evidence.apply_retention(evdir, count=1, max_bytes=0, days=0, now=now)["removed"] == 2
+    assert sorted(n for n in os.listdir(evdir.path) if n.endswith(".log")) == sorted(fresh)
 
 
 def test_retention_skips_symlinks_and_directories(evdir, tmp_path):
