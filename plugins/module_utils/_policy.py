@@ -103,7 +103,7 @@ def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions
     """
     now = float(now) if now is not None else time.time()
     verdict = {'enabled': True, 'ran': False, 'node': node_name, 'ready': None,
-               'not_ready_seconds': None, 'pending_deletions': [], 'pending_count': 0,
+               'not_ready_seconds': None, 'unschedulable': None, 'pending_deletions': [], 'pending_count': 0,
                'blocked': False, 'reason': None, 'error': None}
     failed = error or (node_result or {}).get('failed') or (pods_result or {}).get('failed')
     nodes = (node_result or {}).get('resources')
@@ -116,14 +116,19 @@ def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions
         return verdict
     verdict['ran'] = True
     if not nodes:
-        verdict['reason'] = 'node %s not found in the cluster' % node_name
-    else:
-        for cond in _get(nodes[0], 'status', 'conditions') or []:
-            if cond.get('type') == 'Ready':
-                verdict['ready'] = cond.get('status') == 'True'
-                since = _parse_time(cond.get('lastTransitionTime'))
-                if not verdict['ready'] and since is not None:
-                    verdict['not_ready_seconds'] = int(max(0, now - since))
+        # The host is a Kubernetes node (a kubelet runs) but the API does not
+        # know it by that name: its pods cannot be judged either.
+        verdict['blocked'] = bool(fail_closed)
+        verdict['reason'] = ('node %s not found in the cluster (set hangdoctor_kube_node_name to its name)%s' % (
+            node_name, '; drain skipped (hangdoctor_kube_guard_fail_closed)' if fail_closed else '; drained anyway'))
+        return verdict
+    verdict['unschedulable'] = bool(_get(nodes[0], 'spec', 'unschedulable'))
+    for cond in _get(nodes[0], 'status', 'conditions') or []:
+        if cond.get('type') == 'Ready':
+            verdict['ready'] = cond.get('status') == 'True'
+            since = _parse_time(cond.get('lastTransitionTime'))
+            if not verdict['ready'] and since is not None:
+                verdict['not_ready_seconds'] = int(max(0, now - since))
     pending = []
     for pod in pods_result.get('resources') or []:
         meta = pod.get('metadata') or {}
@@ -141,6 +146,6 @@ def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions
     elif pending:
         verdict['reason'] = '%d pending pod deletion(s) on %s, drained anyway (hangdoctor_allow_pending_deletions)' % (
             len(pending), node_name)
-    elif verdict['reason'] is None:
+    else:
         verdict['reason'] = 'no pending pod deletions on %s' % node_name
     return verdict
