@@ -19,6 +19,7 @@ import os
 import socket
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
@@ -157,7 +158,7 @@ def run(proc, mode='detect', docker_host=_engine_api.DEFAULT_DOCKER_HOST, inspec
         elif plan['targets']:
             engine = None
             if engine_report is not None and not engine_report['engine'].get('error'):
-                engine = _pipe_drain.engine_check(docker_host, inspect_timeout)
+                engine = _drain_verify.engine_check(docker_host, inspect_timeout)
             drain_result = _pipe_drain.run(
                 proc, stuck_execs=plan['targets'], evidence_dir=evidence_dir,
                 min_age_seconds=drain_min_age_seconds, max_evidence_bytes=max_evidence_bytes,
