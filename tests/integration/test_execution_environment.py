@@ -58,7 +58,7 @@ def containerfile_steps(path):
             continue
         buf += line.rstrip("\\") + " " if line.endswith("\\") else line
         if not line.endswith("\\"):
-            instr, _, arg = buf.strip().partition(" ")
+            instr, dummy, arg = buf.strip().partition(" ")
             steps.append((instr.upper(), arg.strip()))
             buf = ""
     return steps
