@@ -62,7 +62,7 @@ class Job(object):
         return out
 
 
-def run_job(pdd, playbook, extravars, tags=None, skip_tags=None, check=False, env=None):
+def run_job(pdd, playbook, extravars, tags=None, skip_tags=None, check=False, env=None, limit=None):
     envvars = {"ANSIBLE_COLLECTIONS_PATH": collections_path(), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_HOST_KEY_CHECKING": "0", "ANSIBLE_LOCALHOST_WARNING": "0"}
     envvars.update(env or {})
@@ -71,7 +71,7 @@ def run_job(pdd, playbook, extravars, tags=None, skip_tags=None, check=False, en
     (pdd / "env" / "extravars").write_text(json.dumps(extravars))
     ident = "job%d" % len(list((pdd / "artifacts").glob("*"))) if (pdd / "artifacts").exists() else "job0"
     r = ansible_runner.run(private_data_dir=str(pdd), playbook=playbook, ident=ident, quiet=True,
-                           tags=tags, skip_tags=skip_tags, cmdline="--check" if check else None,
+                           tags=tags, skip_tags=skip_tags, cmdline="--check" if check else None, limit=limit,
                            timeout=300)
     job = Job(r)
     job.artifact_dir = Path(r.config.artifact_dir)
@@ -321,6 +321,22 @@ def test_remediate_with_no_affected_hosts_touches_nothing(harness, tmp_path, fle
     job = run_job(pdd, "hangdoctor_remediate.yml", rem_vars)
     assert job.status == "successful", job.stdout[-3000:]
     assert not [e for e in job.events if e["event"] == "runner_on_ok"]
+    assert not harness.inspect_answers(stuck, timeout=1.0)
+
+
+def test_remediate_launched_alone_is_a_dry_run_on_the_limit(harness, tmp_path, stuck_node):
+    """The job template's job type is check (AWX passes --check) and the
+    launcher gives a Limit: what would be drained, nothing drained."""
+    pdd, stuck = stuck_node
+    (jt,) = [t for t in yaml.safe_load((AWX / "job_templates.yml").read_text())["hangdoctor_awx_job_templates"]
+             if t["name"] == "hangdoctor remediate"]
+    assert jt["job_type"] == "check" and jt["ask_job_type_on_launch"] and jt["ask_limit_on_launch"]
+    evars = dict(jt["extra_vars"], **survey_defaults("remediate"))
+    evars.update(base_vars(tmp_path))
+    job = run_job(pdd, "hangdoctor_remediate.yml", evars, check=jt["job_type"] == "check", limit="node-stuck")
+    assert job.status == "successful", job.stdout[-3000:]
+    summary = job.artifacts["hangdoctor_summary"]
+    assert summary["check_mode"] is True and summary["totals"]["would_drain"] == 1 and summary["totals"]["drained"] == 0
     assert not harness.inspect_answers(stuck, timeout=1.0)
 
 
