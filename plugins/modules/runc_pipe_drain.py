@@ -384,11 +384,6 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_dr
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
 
-# The retention options: bounded like the shared ones (0 lifts a bound).
-RETENTION_BOUNDS = dict(common.BOUNDS, evidence_retention_count=(0, 10 ** 7, True),
-                        evidence_retention_bytes=(0, 2 ** 50, True), evidence_retention_days=(0, 100 * 365, True))
-
-
 def main():
     module = AnsibleModule(
         argument_spec=common.argument_spec(
@@ -411,7 +406,7 @@ def main():
     )
     p = module.params
     try:
-        common.check_numbers(p, RETENTION_BOUNDS)
+        common.check_numbers(p)
         ids = common.container_ids(p['container_ids']) if p['container_ids'] is not None else None
         common.require_root('runc_pipe_drain')
         common.require_fd_access(p['proc_root'], 'runc_pipe_drain')
