@@ -243,6 +243,28 @@ class Proc(object):
         except OSError:
             return None
 
+    def exe(self, pid):
+        """The text of /proc/PID/exe (the path in the process's own view), or
+        None when it cannot be read."""
+        try:
+            return os.readlink(self.path(pid, 'exe'))
+        except OSError:
+            return None
+
+    def ns(self, pid, kind):
+        """``mnt:[4026531840]``-style identity of one of PID's namespaces, or
+        None when the tree has no such link."""
+        try:
+            return os.readlink(self.path(pid, 'ns', kind))
+        except OSError:
+            return None
+
+    def host_view(self, pid, path):
+        """PATH (absolute, as PID sees it) resolved under PID's root: for a
+        host process (a shim) that is the host's view of PATH, also when this
+        tree is the host's /proc mounted in a pod."""
+        return self.path(pid, 'root') + '/' + path.lstrip('/')
+
     def cmdline(self, pid, timeout=1.0):
         """argv of PID, read in a helper thread with a deadline.  Only call it
         for shims and ``runc exec``: a runc init's mm lock may be held forever."""
@@ -351,6 +373,120 @@ class Proc(object):
                     continue
                 out[pipe_inode_of(link)].append((pid, int(n), mode))
         return out
+
+
+def _bounded(func, timeout, what):
+    """FUNC() in a daemon thread, given up after TIMEOUT seconds: a read of a
+    file on a stuck mount (FUSE, NFS) must not hang the caller."""
+    result = {}
+
+    def run():
+        try:
+            result['value'] = func()
+        except Exception as e:  # handed to the caller below
+            result['error'] = e
+
+    t = threading.Thread(target=run, name='bounded-read')
+    t.daemon = True
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise Timeout('%s did not finish within %.1fs' % (what, timeout))
+    if 'error' in result:
+        raise result['error']
+    return result['value']
+
+
+def read_regular_file(path, max_bytes, timeout=1.0):
+    """The bytes of PATH when it is a regular file of at most MAX_BYTES.
+
+    For files a workload may control (a bundle's config.json, anything under
+    a container's root): opened with O_NONBLOCK (a FIFO planted there cannot
+    block the open), O_NOFOLLOW (its last component is never a symlink),
+    O_NOCTTY; fstat must say regular file; the whole read has a deadline.
+    Raises ProcError (ProcessGone when the file does not exist)."""
+    flags = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, 'O_NOCTTY', 0) |
+             getattr(os, 'O_CLOEXEC', 0))
+
+    def read():
+        try:
+            fd = os.open(path, flags)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise ProcessGone(path)
+            if e.errno == errno.ELOOP:
+                raise ProcError('%s is a symlink, not read' % path)
+            raise ProcError('%s: %s' % (path, e.strerror or e))
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise ProcError('%s is not a regular file, not read' % path)
+            if st.st_size > max_bytes:
+                raise ProcError('%s is larger than %d bytes, not read' % (path, max_bytes))
+            chunks = []
+            total = 0
+            while total <= max_bytes:
+                try:
+                    chunk = os.read(fd, min(65536, max_bytes + 1 - total))
+                except OSError as e:
+                    if e.errno == errno.EINTR:
+                        continue
+                    raise ProcError('%s: %s' % (path, e.strerror or e))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            if total > max_bytes:
+                raise ProcError('%s grew past %d bytes, not read' % (path, max_bytes))
+            return b''.join(chunks)
+        finally:
+            os.close(fd)
+
+    return _bounded(read, timeout, 'reading %s' % path)
+
+
+def same_file(a, b):
+    """True when paths A and B (followed) are the same inode on the same device."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def own_pid_namespace(proc, own_proc='/proc'):
+    """(True, '') when pids read from PROC are pids in this process's own pid
+    namespace, so ``os.kill(pid)`` reaches the process PROC described; else
+    (False, why).  Proof: PROC's ``self`` is our own pid, and its pid 1 lives
+    in the same pid namespace as we do (``NSpid`` of ``self`` has one entry
+    where the kernel shows it)."""
+    me = os.getpid()
+    try:
+        seen_as = os.readlink(proc.path('self'))
+    except OSError as e:
+        return False, '%s/self is unreadable (%s): not a procfs this process can prove is its own' % (
+            proc.root, e.strerror or e)
+    if seen_as != str(me):
+        return False, '%s shows this process as pid %s, not %d: another pid namespace' % (proc.root, seen_as, me)
+    try:
+        status = proc.status('self')
+    except ProcError:
+        status = {}
+    nspid = status.get('NSpid')
+    if nspid is not None and nspid != [me]:
+        return False, '%s numbers this process %s across pid namespaces: not its own' % (
+            proc.root, ' '.join(str(n) for n in nspid))
+    theirs = proc.ns(1, 'pid')
+    try:
+        ours = os.readlink(os.path.join(own_proc, 'self', 'ns', 'pid'))
+    except OSError:
+        ours = None
+    if theirs is None or ours is None:
+        if nspid is None:
+            return False, 'cannot read the pid namespace of %s/1 or of this process' % proc.root
+    elif theirs != ours:
+        return False, 'pid 1 of %s is in %s, this process in %s' % (proc.root, theirs, ours)
+    return True, ''
 
 
 def pipe_queued(f):

@@ -217,6 +217,11 @@ def _examine(ctx, pid, role, require_write=True):
         info = tree.shim_info(shim_argv)
         shim = {'pid': shim_pid, 'start_time': ctx.table.get(shim_pid)['starttime'],
                 'version': info['version'], 'argv': shim_argv, 'id': info['id']}
+        # what proves a real runc exec, not a container process named runc
+        # with a runc argv under the shim: namespaces, executable, bundle
+        bundle, why = tree.runc_exec_bundle(proc, exec_pid, shim_pid, container_id, info['namespace'])
+        runc_exec['bundle'] = bundle
+        reasons.extend(why)
 
     if st['state'] != 'S':
         reasons.append('state %s, not S' % st['state'])
@@ -401,8 +406,11 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
         if record['age_seconds'] < min_age_seconds:
             reasons.append('younger than min_age_seconds (%.1fs < %s)' % (record['age_seconds'], min_age_seconds))
         if record['runc_exec'] and record['container_id']:
-            record['pod'] = tree.pod_of(proc, record['runc_exec']['pid'], record['container_id'], roots,
-                                        record['runc_exec']['argv'])
+            # only a bundle proven to be the host's is read; a suspect's is not
+            bundle = record['runc_exec'].get('bundle')
+            if bundle:
+                record['pod'] = tree.pod_of(proc, record['runc_exec']['pid'], record['container_id'], roots,
+                                            record['runc_exec']['argv'], bundle=bundle)
         _finish(record, peek_bytes, peek, oom_lines)
         if reasons:
             record['reason'] = '; '.join(reasons)
