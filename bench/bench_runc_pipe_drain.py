@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests" / "unit"))  # its conftest makes the colle
 import conftest  # noqa: E402,F401  pylint: disable=unused-import
 import hdharness  # noqa: E402
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain, _procfs, _stuck_exec  # noqa: E402
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence, _pipe_drain, _pipe_lock, _procfs, _stuck_exec  # noqa: E402
 
 TARGET_SECONDS = 1.0
 
@@ -78,7 +78,8 @@ def main(cycles=20):
         sys.exit("run as root: the harness starts dockerd and containerd")
     hz = hdharness.Harness()
     proc = _procfs.Proc("/proc")
-    evidence_dir = _pipe_drain.prepare_evidence_dir(tempfile.mkdtemp(prefix="hd-bench-evidence-"))
+    evidence_dir = _evidence.prepare_evidence_dir(tempfile.mkdtemp(prefix="hd-bench-evidence-"))
+    _pipe_lock.prepare_lock_dir(evidence_dir)
     try:
         hz.up()
         cid = hz.run_container("bench-drain")

@@ -15,6 +15,9 @@ racing run skips) -> verify every hard signal and the identity -> re-check
 (pid, starttime) -> open /proc/PID/fd/2 non-blocking with an fstat inode check
 -> read with poll into the evidence file until no writer is blocked on the pipe
 *and* it is empty -> optional SIGKILL fallback -> mark done -> Engine check.
+The evidence files live in ``_evidence``, the locks and done markers in
+``_pipe_lock``, the record rules in ``_records``, the Engine check in
+``_drain_verify``.
 
 Target-side code: Python 3.6+ syntax and stdlib only.  Nothing here calls
 ``fail_json``: bad input raises :class:`DrainError`.
@@ -24,33 +27,19 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import fcntl
-import hashlib
 import os
 import select
 import signal
 import socket
-import stat as stat_mod
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lock
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
 
-# Both are written in parallel with this file; imported optionally so that the
-# drain stays usable (and unit-testable) with injected functions meanwhile.
-try:
-    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
-except ImportError:
-    _stuck_exec = None
-
-try:
-    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
-except ImportError:
-    _engine_api = None
-
-
-HEADER_END = b'----- hangdoctor: pipe bytes follow -----\n'
-ELIDED_MARK = b'\n----- hangdoctor: %d bytes elided -----\n'
-TRAILER_MARK = b'\n----- hangdoctor: end of pipe bytes'
 
 RECURRING_HINT = (
     'the container deadlocked again after its pipe was drained: the cause persists '
@@ -74,257 +63,11 @@ KILL_GRACE_SECONDS = 5.0
 
 
 class DrainError(Exception):
-    """Bad input or an unusable evidence directory."""
+    """Bad input or an unusable evidence or lock directory."""
 
 
 # What verify() may raise for a record it cannot read.
-VERIFY_ERRORS = (DrainError, KeyError, TypeError, ValueError)
-if _stuck_exec is not None and hasattr(_stuck_exec, 'DiagnosisError'):
-    VERIFY_ERRORS += (_stuck_exec.DiagnosisError,)
-
-
-# ---- records ---------------------------------------------------------------
-def _int(value, what):
-    if isinstance(value, bool):
-        raise DrainError('%s must be an integer, got %r' % (what, value))
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DrainError('%s must be an integer, got %r' % (what, value))
-
-
-def check_record(record):
-    """Validate the fields the drain relies on (a record from runc_exec_info
-    or a hand-written one); return a normalized summary dict."""
-    if not isinstance(record, dict):
-        raise DrainError('a stuck exec record must be a dict, got %s' % type(record).__name__)
-    cid = record.get('container_id')
-    if not cid or not isinstance(cid, str):
-        raise DrainError('stuck exec record without container_id')
-    writer = record.get('writer')
-    if not isinstance(writer, dict):
-        raise DrainError('stuck exec record for %s has no writer' % cid[:12])
-    role = writer.get('role')
-    if role not in ('runc_init', 'runc_exec'):
-        raise DrainError('stuck exec record for %s: writer.role must be runc_init or runc_exec, got %r' % (cid[:12], role))
-    pipe = record.get('pipe')
-    if not isinstance(pipe, dict):
-        raise DrainError('stuck exec record for %s has no pipe' % cid[:12])
-    readers = record.get('readers')
-    if not isinstance(readers, list):
-        raise DrainError('stuck exec record for %s: readers must be a list' % cid[:12])
-    out = {
-        'container_id': cid,
-        'role': role,
-        'pid': _int(writer.get('pid'), 'writer.pid'),
-        'start_time': _int(writer.get('start_time'), 'writer.start_time'),
-        'inode': _int(pipe.get('inode'), 'pipe.inode'),
-        'fd': _int(pipe.get('fd', 2), 'pipe.fd'),
-        'watch': [],
-    }
-    out['watch'].append((out['pid'], out['start_time']))
-    # runc exec writes its own error line to the same pipe once runc init is
-    # gone: watch it too, or the drain stops just before it blocks.
-    rexec = record.get('runc_exec')
-    if role == 'runc_init' and isinstance(rexec, dict) and rexec.get('pid') and rexec.get('start_time') is not None:
-        out['watch'].append((_int(rexec.get('pid'), 'runc_exec.pid'), _int(rexec.get('start_time'), 'runc_exec.start_time')))
-    return out
-
-
-def has_shim_reader(record):
-    return any(isinstance(r, dict) and r.get('is_shim') for r in record.get('readers') or [])
-
-
-# ---- evidence directory, locks --------------------------------------------
-def prepare_evidence_dir(path):
-    """Create (0700) or check the evidence directory; return its real path.
-    Refuses a relative path and a symlink owned by another user (someone could
-    point our root-owned evidence files anywhere)."""
-    if not path or not os.path.isabs(path):
-        raise DrainError('evidence_dir must be an absolute path, got %r' % (path,))
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            raise DrainError('evidence_dir %s: %s' % (path, e.strerror))
-        try:
-            os.makedirs(path, 0o700)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise DrainError('cannot create evidence_dir %s: %s' % (path, e.strerror))
-        st = os.lstat(path)
-    if stat_mod.S_ISLNK(st.st_mode) and st.st_uid != os.geteuid():
-        raise DrainError('evidence_dir %s is a symlink owned by uid %d, refusing it' % (path, st.st_uid))
-    real = os.path.realpath(path)
-    try:
-        rst = os.stat(real)
-    except OSError as e:
-        raise DrainError('evidence_dir %s: %s' % (path, e.strerror))
-    if not stat_mod.S_ISDIR(rst.st_mode):
-        raise DrainError('evidence_dir %s is not a directory' % path)
-    if rst.st_uid == os.geteuid() and rst.st_mode & 0o077:
-        os.chmod(real, 0o700)
-    locks = os.path.join(real, '.locks')
-    try:
-        os.mkdir(locks, 0o700)
-    except OSError as e:
-        if e.errno != errno.EEXIST:
-            raise DrainError('cannot create %s: %s' % (locks, e.strerror))
-    lst = os.lstat(locks)
-    if not stat_mod.S_ISDIR(lst.st_mode):
-        raise DrainError('%s is not a directory' % locks)
-    return real
-
-
-class PipeLock(object):
-    """flock(LOCK_EX|LOCK_NB) on ``.locks/<inode>-<pid>-<starttime>.lock``: one
-    drain per pipe and writer on a host, across concurrent runs.  A ``.done``
-    file next to it tells a run that raced (it saw the record before the drain)
-    that this exact stuck exec was already drained."""
-
-    def __init__(self, evidence_dir, inode, pid, start_time):
-        base = os.path.join(evidence_dir, '.locks', '%d-%d-%d' % (inode, pid, start_time))
-        self.path = base + '.lock'
-        self.done_path = base + '.done'
-        self.fd = None
-
-    def acquire(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (IOError, OSError) as e:
-            os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                return False
-            raise
-        self.fd = fd
-        return True
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def is_done(self):
-        return os.path.lexists(self.done_path)
-
-    def mark_done(self, text):
-        fd = os.open(self.done_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
-        try:
-            _write_all(fd, text.encode('utf-8'))
-        finally:
-            os.close(fd)
-
-
-# ---- evidence file ---------------------------------------------------------
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _utc(epoch, fmt='%Y-%m-%dT%H:%M:%S'):
-    return '%s.%06dZ' % (time.strftime(fmt, time.gmtime(epoch)), int((epoch % 1) * 1000000))
-
-
-def evidence_name(container_id, pid, start_time, epoch):
-    return '%s-%d-%d-%s.log' % (container_id[:12], pid, start_time, _utc(epoch, '%Y%m%dT%H%M%S'))
-
-
-class Evidence(object):
-    """Every byte read from the pipe goes through :meth:`add`: all are counted
-    and hashed; the file keeps them all, or past ``limit`` the head and the
-    tail with the elided count.  Created 0600 with O_EXCL|O_NOFOLLOW so a
-    planted file or symlink is never written through."""
-
-    def __init__(self, path, header_lines, limit=0):
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
-        self.limit = max(0, int(limit or 0))
-        self.head_room = self.limit - self.limit // 2 if self.limit else None
-        self.tail_limit = self.limit // 2
-        self.tail = bytearray()
-        self.total = 0
-        self.kept_head = 0
-        self.sha = hashlib.sha256()
-        self.elided = 0
-        self.error = None
-        try:
-            _write_all(self.fd, ''.join('%s\n' % line for line in header_lines).encode('utf-8', 'replace') + HEADER_END)
-        except Exception:
-            self.abort()
-            raise
-
-    def add(self, data):
-        if not data:
-            return
-        self.total += len(data)
-        self.sha.update(data)
-        try:
-            self._keep(data)
-        except (IOError, OSError) as e:
-            # a full disk must not stop the repair: keep counting and hashing
-            if self.error is None:
-                self.error = 'writing %s failed after %d bytes: %s' % (self.path, self.total, e.strerror or e)
-            self.head_room = 0
-            self.tail_limit = 0
-            self.tail = bytearray()
-
-    def _keep(self, data):
-        if self.head_room is None:
-            _write_all(self.fd, data)
-            self.kept_head += len(data)
-            return
-        if self.head_room > 0:
-            head = data[:self.head_room]
-            _write_all(self.fd, head)
-            self.kept_head += len(head)
-            self.head_room -= len(head)
-            data = data[len(head):]
-        if data:
-            self.tail += data
-            over = len(self.tail) - self.tail_limit
-            if over > 0:
-                del self.tail[:over]
-
-    @property
-    def truncated(self):
-        return self.total > self.kept_head + len(self.tail)
-
-    def close(self, note=''):
-        self.elided = self.total - self.kept_head - len(self.tail)
-        if self.error:
-            note = '; '.join(n for n in (note, self.error) if n)
-        try:
-            if self.elided > 0:
-                _write_all(self.fd, ELIDED_MARK % self.elided)
-            _write_all(self.fd, bytes(self.tail))
-            trailer = ': %d bytes read, sha256 %s, %d elided%s -----\n' % (
-                self.total, self.sha.hexdigest(), self.elided, ('; ' + note) if note else '')
-            _write_all(self.fd, TRAILER_MARK + trailer.encode('utf-8'))
-            os.fsync(self.fd)
-        finally:
-            os.close(self.fd)
-            self.fd = None
-
-    def abort(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def read_evidence(path):
-    """(header text, kept body bytes, trailer text) of an evidence file."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    head, sep, rest = data.partition(HEADER_END)
-    if not sep:
-        raise DrainError('%s is not a hangdoctor evidence file' % path)
-    cut = rest.rfind(TRAILER_MARK)
-    if cut < 0:
-        return head.decode('utf-8', 'replace'), rest, ''
-    return head.decode('utf-8', 'replace'), rest[:cut], rest[cut + 1:].decode('utf-8', 'replace')
+VERIFY_ERRORS = (DrainError, _records.RecordError, _stuck_exec.DiagnosisError, KeyError, TypeError, ValueError)
 
 
 # ---- the writer ------------------------------------------------------------
@@ -440,69 +183,7 @@ def pipe_left(f):
         return None
 
 
-# ---- the Docker Engine check ----------------------------------------------
-def engine_check(docker_host, timeout):
-    """A function (container id) -> (verified, reason): does
-    ``GET /containers/<id>/json`` answer within TIMEOUT seconds.  ``None`` when
-    it cannot be asked (no Engine client, no socket)."""
-    def check(container_id):
-        if not docker_host:
-            return None, 'no docker_host given'
-        if _engine_api is None:
-            return None, 'the Docker Engine client (_engine_api) is not available'
-        if docker_host.startswith('unix://'):
-            sock = docker_host[len('unix://'):]
-            if not os.path.exists(sock):
-                return None, 'docker socket %s not found' % sock
-        try:
-            client = _engine_api.EngineClient(docker_host, timeout=timeout)
-            client.inspect(container_id, timeout=timeout)
-        except _engine_api.EngineTimeout:
-            return False, 'inspect of %s did not answer within %ss' % (container_id[:12], timeout)
-        except _engine_api.EngineUnreachable as e:
-            return None, 'docker engine unreachable: %s' % e
-        except _engine_api.EngineError as e:
-            # an error reply (a removed container) still proves the exec lock is free
-            return True, 'engine answered: %s' % e
-        except (socket.error, OSError) as e:
-            return None, 'docker engine unreachable: %s' % e
-        return True, ''
-    return check
-
-
-def _no_engine(container_id):
-    return None, 'no Docker Engine check configured'
-
-
-def _not_yet(container_id):
-    return None, 'checked after the last round'
-
-
 # ---- one drain -------------------------------------------------------------
-def _header(record, info, hostname, now, proc):
-    pod = record.get('pod') or {}
-    cause = record.get('cause') or {}
-    shim = record.get('shim') or {}
-    rexec = record.get('runc_exec') or {}
-    try:
-        started = _utc(proc.start_epoch(info['start_time']))
-    except _procfs.ProcError:
-        started = 'unknown'
-    pipe = record.get('pipe') or {}
-    return [
-        'hangdoctor.runtime.runc_pipe_drain evidence',
-        'host: %s' % hostname,
-        'container: %s' % info['container_id'],
-        'pod: %s/%s container %s' % (pod.get('namespace') or '-', pod.get('name') or '-', pod.get('container') or '-'),
-        'writer: %s pid %d start_time %d (started %s)' % (info['role'], info['pid'], info['start_time'], started),
-        'runc_exec: pid %s' % (rexec.get('pid') or '-'),
-        'shim: pid %s version %s' % (shim.get('pid') or '-', shim.get('version') or '-'),
-        'pipe: inode %d capacity %s queued %s (at diagnosis)' % (info['inode'], pipe.get('capacity'), pipe.get('queued')),
-        'cause: %s: %s' % (cause.get('kind') or 'unknown', cause.get('summary') or '-'),
-        'drained_at: %s' % _utc(now),
-    ]
-
-
 def _age(proc, info, record, clock):
     try:
         return max(0.0, clock() - proc.start_epoch(info['start_time']))
@@ -524,10 +205,10 @@ def _skip(info_or_record, reason, detail=''):
 def preflight(proc, record, min_age_seconds, clock=time.time):
     """The checks that need no lock: (info, None) or (None, skipped entry)."""
     try:
-        info = check_record(record)
-    except DrainError as e:
+        info = _records.check_record(record)
+    except _records.RecordError as e:
         return None, _skip(record, SKIP_MALFORMED, str(e))[1]
-    if not has_shim_reader(record):
+    if not _records.has_shim_reader(record):
         return None, _skip(info, SKIP_NO_SHIM, 'no reader of pipe:[%d] is a containerd shim' % info['inode'])[1]
     if min_age_seconds:
         age = _age(proc, info, record, clock)
@@ -540,24 +221,21 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
           min_age_seconds=0, confirm_interval=1.0, verify=None, engine=None, hostname=None,
           clock=time.time, sample_interval=0.02, round_no=1):
     """Drain the pipe of one stuck exec RECORD.  EVIDENCE_DIR must come from
-    :func:`prepare_evidence_dir`.  VERIFY(proc, record, confirm_interval=…) ->
+    ``_evidence.prepare_evidence_dir`` (with its ``.locks``).  VERIFY(proc, record, confirm_interval=…) ->
     (ok, reason) re-checks every hard signal (default ``_stuck_exec.verify``);
     ENGINE(container_id) -> (verified, reason), default: no check.
 
     Returns ('drained', entry) or ('skipped', entry)."""
     if fallback not in ('none', 'kill'):
         raise DrainError("fallback must be 'none' or 'kill', got %r" % (fallback,))
-    if verify is None:
-        if _stuck_exec is None:
-            raise DrainError('stuck exec verification (_stuck_exec) is not available')
-        verify = _stuck_exec.verify
-    engine = engine or _no_engine
+    verify = verify or _stuck_exec.verify
+    engine = engine or _drain_verify.no_engine
     hostname = hostname or socket.gethostname()
 
     info, skipped = preflight(proc, record, min_age_seconds, clock)
     if skipped:
         return 'skipped', skipped
-    lock = PipeLock(evidence_dir, info['inode'], info['pid'], info['start_time'])
+    lock = _pipe_lock.PipeLock(evidence_dir, info['inode'], info['pid'], info['start_time'])
     if not lock.acquire():
         return _skip(info, SKIP_LOCKED, 'another run is draining pipe:[%d]' % info['inode'])
     try:
@@ -588,9 +266,9 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
                 engine, hostname, clock, sample_interval, round_no):
     t0 = clock()
     mono0 = time.monotonic()
-    path = os.path.join(evidence_dir, evidence_name(info['container_id'], info['pid'], info['start_time'], t0))
+    path = os.path.join(evidence_dir, _evidence.evidence_name(info['container_id'], info['pid'], info['start_time'], t0))
     try:
-        evidence = Evidence(path, _header(record, info, hostname, t0, proc), max_evidence_bytes)
+        evidence = _evidence.Evidence(path, _evidence.header(record, info, hostname, t0, proc), max_evidence_bytes)
     except (IOError, OSError) as e:
         # nothing read yet: better no drain than a drain without evidence
         return _skip(info, SKIP_EVIDENCE, '%s: %s' % (path, e.strerror or e))
@@ -708,11 +386,8 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
     cause persists.  Such rounds skip min_age_seconds (the cause is known)."""
     if max_rounds < 1:
         raise DrainError('max_rounds must be at least 1')
-    if scan is None or verify is None:
-        if _stuck_exec is None:
-            raise DrainError('stuck exec diagnosis (_stuck_exec) is not available')
-        scan = scan or _stuck_exec.scan
-        verify = verify or _stuck_exec.verify
+    scan = scan or _stuck_exec.scan
+    verify = verify or _stuck_exec.verify
 
     def rescan(ids):
         return scan(proc, container_ids=ids, confirm_interval=confirm_interval,
@@ -721,7 +396,10 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
     result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0}
     if stuck_execs is not None:
         for rec in stuck_execs:
-            check_record(rec)
+            try:
+                _records.check_record(rec)
+            except _records.RecordError as e:
+                raise DrainError(str(e))
         records = list(stuck_execs)
     else:
         records = rescan(list(container_ids) if container_ids else None)
@@ -733,7 +411,11 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
         result['changed'] = bool(result['would_drain'])
         return result
 
-    evidence_dir = prepare_evidence_dir(evidence_dir)
+    try:
+        evidence_dir = _evidence.prepare_evidence_dir(evidence_dir)
+        _pipe_lock.prepare_lock_dir(evidence_dir)
+    except (_evidence.EvidenceError, _pipe_lock.LockError) as e:
+        raise DrainError(str(e))
     round_no = 1
     min_age = min_age_seconds
     while records:
@@ -741,7 +423,7 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
         repaired = []
         for rec in records:
             kind, entry = drain(proc, rec, evidence_dir, max_evidence_bytes, timeout, fallback, min_age,
-                                confirm_interval, verify, _not_yet, hostname, clock, round_no=round_no)
+                                confirm_interval, verify, _drain_verify.not_yet, hostname, clock, round_no=round_no)
             result['drained' if kind == 'drained' else 'skipped_execs'].append(entry)
             if kind == 'drained' and entry['unblocked'] and entry['container_id'] not in repaired:
                 repaired.append(entry['container_id'])
@@ -769,23 +451,6 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
         round_no += 1
         min_age = 0
         records = again
-    _verify_containers(result, engine or _no_engine)
+    _drain_verify.verify_containers(result, engine or _drain_verify.no_engine)
     result['changed'] = bool(result['drained'])
     return result
-
-
-def _verify_containers(result, engine):
-    """One Engine check per drained container, after its last round: a drain
-    whose container deadlocked again at once has not repaired it."""
-    recurring = set(r['container_id'] for r in result['recurring'])
-    checked = {}
-    for entry in result['drained']:
-        if not entry['unblocked']:
-            continue
-        cid = entry['container_id']
-        if cid in recurring:
-            entry['verified'], entry['verify_reason'] = False, 'the container deadlocked again (see recurring)'
-            continue
-        if cid not in checked:
-            checked[cid] = engine(cid)
-        entry['verified'], entry['verify_reason'] = checked[cid]

@@ -29,8 +29,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
 )
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree as tree
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_dump as crash_dump
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
 
-ROLES = ('runc_init', 'runc_exec')
 CLASSIFY_BYTES = 4096
 STDERR_FD = 2
 
@@ -429,29 +429,10 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
 
 def _check_shape(record):
     """Raise DiagnosisError unless RECORD looks like one scan() produced."""
-    def need(cond, what):
-        if not cond:
-            raise DiagnosisError('malformed stuck exec record: %s' % what)
-
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-    need(isinstance(record, dict), 'not a dict')
-    need(isinstance(record.get('container_id'), str) and tree.CONTAINER_ID_RE.match(record['container_id']),
-         'container_id must be 64 hex digits')
-    writer = record.get('writer')
-    need(isinstance(writer, dict), 'writer missing')
-    need(writer.get('role') in ROLES, 'writer.role must be one of %s' % ', '.join(ROLES))
-    need(is_int(writer.get('pid')), 'writer.pid must be a positive integer')
-    need(is_int(writer.get('start_time')) or writer.get('start_time') == 0, 'writer.start_time must be an integer')
-    for part in ('runc_exec', 'shim'):
-        d = record.get(part)
-        need(isinstance(d, dict), '%s missing' % part)
-        need(is_int(d.get('pid')), '%s.pid must be a positive integer' % part)
-        need(isinstance(d.get('start_time'), int) and not isinstance(d.get('start_time'), bool),
-             '%s.start_time must be an integer' % part)
-    pipe = record.get('pipe')
-    need(isinstance(pipe, dict) and is_int(pipe.get('inode')), 'pipe.inode must be a positive integer')
+    try:
+        _records.check_record(record)
+    except _records.RecordError as e:
+        raise DiagnosisError('malformed stuck exec record: %s' % e)
 
 
 def verify(proc, record, confirm_interval=1.0, sleep=time.sleep, pipe_probe=None, machine=None,

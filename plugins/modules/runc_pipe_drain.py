@@ -324,6 +324,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
@@ -380,7 +381,7 @@ def main():
             confirm_interval=p['confirm_interval'],
             peek_bytes=p['peek_bytes'],
             check_mode=module.check_mode,
-            engine=_pipe_drain.engine_check(p['docker_host'], p['inspect_timeout']),
+            engine=_drain_verify.engine_check(p['docker_host'], p['inspect_timeout']),
         )
     except (_pipe_drain.DrainError, _stuck_exec.DiagnosisError, _procfs.ProcError) as e:
         module.fail_json(msg=str(e))

@@ -4,127 +4,15 @@ import errno
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain as pd
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lock
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
-
-PROC = _procfs.Proc('/proc')
-CID = 'c0ffee' + 'ab' * 29
-
-# Deterministic, no two lines alike: a lost or reordered chunk changes the sha256.
-WRITER = r'''
-import os, sys, time
-n, mode = int(sys.argv[1]), sys.argv[2]
-data = b"".join(b"goroutine %d [chan receive]: runc init crash dump line\n" % i for i in range(n // 40 + 1))[:n]
-if mode == "parent":
-    # like runc exec: a child (runc init) writes the dump, the parent then its error line
-    child = os.fork()
-    if child == 0:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(2, view):]
-        os._exit(2)
-    os.write(1, b"%d\n" % child)
-    os.waitpid(child, 0)
-    os.write(2, b"exec failed: read init-p: connection reset by peer\n")
-    sys.exit(1)
-view = memoryview(data)
-while view:
-    view = view[os.write(2, view):]
-if mode == "sleep":
-    time.sleep(120)
-elif mode == "forever":
-    while True:
-        os.write(2, b"x" * 4096)
-'''
-ERROR_LINE = b"exec failed: read init-p: connection reset by peer\n"
-
-
-def payload(n):
-    return b"".join(b"goroutine %d [chan receive]: runc init crash dump line\n" % i for i in range(n // 40 + 1))[:n]
-
-
-class Writer(object):
-    """A child blocked writing N bytes to fd 2, a pipe whose read end we hold."""
-
-    def __init__(self, n=256 * 1024, mode="exit"):
-        self.r, w = os.pipe()
-        self.inode = os.fstat(self.r).st_ino
-        out = subprocess.PIPE if mode == "parent" else subprocess.DEVNULL
-        self.p = subprocess.Popen([sys.executable, "-c", WRITER, str(n), mode], stderr=w, stdout=out,
-                                  stdin=subprocess.DEVNULL)
-        os.close(w)
-        self.pid = self.p.pid
-        self.exec_pid = None
-        if mode == "parent":
-            self.exec_pid = self.p.pid
-            self.pid = int(self.p.stdout.readline())
-        self.start_time = PROC.stat(self.pid)["starttime"]
-        self.data = payload(n)
-
-    def wait_blocked(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pd.writer_state(PROC, self.pid, self.start_time, self.inode) == pd.BLOCKED:
-                return
-            time.sleep(0.01)
-        raise AssertionError("writer %d never blocked on pipe:[%d]" % (self.pid, self.inode))
-
-    def queued(self):
-        return _procfs.pipe_queued(self.r)
-
-    def record(self, **over):
-        rec = {
-            "container_id": CID,
-            "writer": {"role": "runc_init", "pid": self.pid, "start_time": self.start_time},
-            "runc_init": {"pid": self.pid, "start_time": self.start_time, "comm": "runc:[2:INIT]"},
-            "runc_exec": ({"pid": self.exec_pid, "start_time": PROC.stat(self.exec_pid)["starttime"]}
-                          if self.exec_pid else None),
-            "shim": {"pid": os.getpid(), "start_time": 0, "version": "v2", "argv": [], "id": CID},
-            "pipe": {"inode": self.inode, "capacity": 65536, "queued": 65536, "fd": 2},
-            "readers": [{"pid": os.getpid(), "fd": self.r, "comm": "python", "is_shim": True}],
-            "peek": "",
-            "cause": {"kind": "pthread_create_eagain", "summary": "runtime/cgo: pthread_create failed"},
-            "pod": {"namespace": "default", "name": "web-0", "container": "app"},
-            "age_seconds": 0,
-        }
-        rec.update(over)
-        return rec
-
-    def close(self):
-        for pid in (self.pid, self.exec_pid):
-            if pid:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        self.p.wait(10)
-        if self.p.stdout:
-            self.p.stdout.close()
-        os.close(self.r)
-
-
-@pytest.fixture
-def writers():
-    made = []
-
-    def make(*args, **kwargs):
-        w = Writer(*args, **kwargs)
-        made.append(w)
-        return w
-    yield make
-    for w in made:
-        w.close()
-
-
-@pytest.fixture
-def evdir(tmp_path):
-    return pd.prepare_evidence_dir(str(tmp_path / "evidence"))
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.pipe_writers import CID, ERROR_LINE, PROC
 
 
 def ok_verify(proc, record, confirm_interval=1.0):
@@ -138,7 +26,7 @@ def run_drain(record, evdir, **kw):
 
 
 def body_of(path):
-    header, body, trailer = pd.read_evidence(path)
+    header, body, trailer = _evidence.read_evidence(path)
     return header, body, trailer
 
 
@@ -220,27 +108,6 @@ def test_fallback_kill_kills_the_identified_writer_and_reads_what_is_left(writer
     assert entry["bytes"] >= len(w.data)
 
 
-def test_evidence_head_and_tail_past_the_limit(tmp_path):
-    ev = pd.Evidence(str(tmp_path / "e.log"), ["h: 1"], limit=10)
-    data = bytes(range(100))
-    for i in range(0, 100, 7):
-        ev.add(data[i:i + 7])
-    ev.close()
-    assert ev.total == 100 and ev.elided == 90 and ev.truncated
-    dummy, body, trailer = pd.read_evidence(str(tmp_path / "e.log"))
-    assert body == data[:5] + pd.ELIDED_MARK % 90 + data[-5:]
-    assert hashlib.sha256(data).hexdigest() in trailer
-
-
-def test_evidence_file_never_overwrites(tmp_path):
-    target = tmp_path / "planted"
-    target.write_text("x")
-    os.symlink(str(target), str(tmp_path / "e.log"))
-    with pytest.raises(OSError):
-        pd.Evidence(str(tmp_path / "e.log"), [], 0)
-    assert target.read_text() == "x"
-
-
 # ---- refusals --------------------------------------------------------------
 def test_pid_reuse_or_other_inode_is_never_read(writers, evdir):
     w = writers()
@@ -287,7 +154,7 @@ def test_locked_and_already_drained(writers, evdir):
     w = writers()
     w.wait_blocked()
     rec = w.record()
-    lock = pd.PipeLock(evdir, w.inode, w.pid, w.start_time)
+    lock = _pipe_lock.PipeLock(evdir, w.inode, w.pid, w.start_time)
     assert lock.acquire()
     try:
         kind, entry = run_drain(rec, evdir)
@@ -297,31 +164,6 @@ def test_locked_and_already_drained(writers, evdir):
     assert run_drain(rec, evdir)[0] == "drained"
     kind, entry = run_drain(rec, evdir)
     assert (kind, entry["reason"]) == ("skipped", pd.SKIP_DONE)
-
-
-def test_evidence_dir_rules(tmp_path):
-    with pytest.raises(pd.DrainError, match="absolute"):
-        pd.prepare_evidence_dir("relative/dir")
-    made = pd.prepare_evidence_dir(str(tmp_path / "a" / "b"))
-    assert os.stat(made).st_mode & 0o777 == 0o700
-    assert os.path.isdir(os.path.join(made, ".locks"))
-    os.symlink(made, str(tmp_path / "mine"))
-    assert pd.prepare_evidence_dir(str(tmp_path / "mine")) == made
-    if os.geteuid() == 0:
-        os.symlink(made, str(tmp_path / "theirs"))
-        os.lchown(str(tmp_path / "theirs"), 65534, 65534)
-        with pytest.raises(pd.DrainError, match="symlink owned by uid 65534"):
-            pd.prepare_evidence_dir(str(tmp_path / "theirs"))
-
-
-def test_malformed_records_are_refused():
-    for bad in ({}, {"container_id": CID}, {"container_id": CID, "writer": {"role": "shim", "pid": 1, "start_time": 1}},
-                {"container_id": CID, "writer": {"role": "runc_init", "pid": "x", "start_time": 1},
-                 "pipe": {"inode": 1}, "readers": []}):
-        with pytest.raises(pd.DrainError):
-            pd.check_record(bad)
-    with pytest.raises(pd.DrainError):
-        pd.run(PROC, stuck_execs=[{"container_id": CID}], scan=lambda *a, **k: {}, verify=ok_verify)
 
 
 # ---- whole runs: check mode, recurrence ------------------------------------
@@ -410,7 +252,7 @@ def test_a_failing_evidence_file_does_not_stop_the_repair(writers, evdir, monkey
 
     def full_disk(self, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(pd.Evidence, "_keep", full_disk)
+    monkeypatch.setattr(_evidence.Evidence, "_keep", full_disk)
     kind, entry = run_drain(w.record(), evdir)
     assert kind == "drained" and entry["unblocked"]
     assert entry["bytes"] == len(w.data) and entry["sha256"] == hashlib.sha256(w.data).hexdigest()
@@ -425,7 +267,17 @@ def test_no_evidence_file_means_no_drain(writers, evdir, monkeypatch):
 
     def refuse(self, path, header_lines, limit=0):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-    monkeypatch.setattr(pd.Evidence, "__init__", refuse)
+    monkeypatch.setattr(_evidence.Evidence, "__init__", refuse)
     kind, entry = run_drain(w.record(), evdir)
     assert (kind, entry["reason"]) == ("skipped", pd.SKIP_EVIDENCE)
     assert w.queued() == before
+
+
+def test_run_refuses_a_malformed_record_before_draining_anything(writers, tmp_path):
+    w = writers()
+    w.wait_blocked()
+    before = w.queued()
+    with pytest.raises(pd.DrainError, match="writer missing"):
+        pd.run(PROC, stuck_execs=[w.record(), {"container_id": CID}], evidence_dir=str(tmp_path / "ev"),
+               min_age_seconds=0, scan=lambda *a, **k: {}, verify=ok_verify)
+    assert w.queued() == before and not (tmp_path / "ev").exists()

@@ -256,20 +256,13 @@ def test_verify_pipe_changed(tmp_path):
                      machine="x86_64") == (False, "pipe changed")
 
 
-@pytest.mark.parametrize("mutate,msg", [
-    (lambda r: r.pop("writer"), "writer missing"),
-    (lambda r: r.update(container_id="web"), "container_id"),
-    (lambda r: r["writer"].update(role="dockerd"), "writer.role"),
-    (lambda r: r["writer"].update(pid="15638"), "writer.pid"),
-    (lambda r: r.update(shim=None), "shim missing"),
-    (lambda r: r["pipe"].pop("inode"), "pipe.inode"),
-])
-def test_verify_refuses_malformed_records(tmp_path, mutate, msg):
+def test_verify_refuses_malformed_records(tmp_path):
+    # the rules themselves are tested once, in test__records.py
     root, rec = scanned(tmp_path)
-    mutate(rec)
-    with pytest.raises(se.DiagnosisError, match=msg):
+    rec.pop("writer")
+    with pytest.raises(se.DiagnosisError, match="malformed stuck exec record: .*writer missing"):
         se.verify(Proc(root), rec, sleep=Sleeps())
-    with pytest.raises(se.DiagnosisError, match="not a dict"):
+    with pytest.raises(se.DiagnosisError, match="must be a dict"):
         se.verify(Proc(root), ["x"], sleep=Sleeps())
 
 
