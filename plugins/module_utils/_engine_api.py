@@ -580,7 +580,13 @@ def inspect_answers(docker_host, container_id, timeout=DEFAULT_TIMEOUT):
         return None, 'docker engine gave no HTTP answer: %s' % e
     if 200 <= resp.status < 300:
         return True, ''
-    return True, 'engine answered HTTP %d %s' % (resp.status, resp.reason)
+    msg = resp.body.decode('utf-8', 'replace').strip()
+    try:
+        found = json.loads(msg).get('message')
+        msg = found if isinstance(found, str) else msg
+    except (ValueError, AttributeError):
+        pass
+    return True, 'engine answered HTTP %d %s: %s' % (resp.status, resp.reason, msg[:200])
 
 
 def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=16,
