@@ -210,6 +210,44 @@ class Proc(object):
     def syscall(self, pid):
         return parse_syscall(_read(self.path(pid, 'syscall')))
 
+    def tasks(self, pid):
+        """Thread ids of PID (``task/``), the leader first; [PID] when the
+        tree has no task folder (fixtures)."""
+        try:
+            names = os.listdir(self.path(pid, 'task'))
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ESRCH) and os.path.exists(self.path(pid, 'stat')):
+                return [pid]
+            if e.errno in (errno.ENOENT, errno.ESRCH):
+                raise ProcessGone(self.path(pid, 'task'))
+            raise ProcError('%s: %s' % (self.path(pid, 'task'), e.strerror or e))
+        tids = sorted(int(n) for n in names if n.isdigit())
+        if pid in tids:
+            tids.remove(pid)
+            tids.insert(0, pid)
+        return tids
+
+    def task_stat(self, pid, tid):
+        if tid == pid and not os.path.isdir(self.path(pid, 'task')):
+            return self.stat(pid)
+        return parse_stat(_read(self.path(pid, 'task', tid, 'stat')))
+
+    def task_syscall(self, pid, tid):
+        if tid == pid and not os.path.isdir(self.path(pid, 'task')):
+            return self.syscall(pid)
+        return parse_syscall(_read(self.path(pid, 'task', tid, 'syscall')))
+
+    def task_status(self, pid, tid):
+        if tid == pid and not os.path.isdir(self.path(pid, 'task')):
+            return self.status(pid)
+        return parse_status(_read(self.path(pid, 'task', tid, 'status')))
+
+    def task_wchan(self, pid, tid):
+        if tid == pid and not os.path.isdir(self.path(pid, 'task')):
+            return self.wchan(pid)
+        text = _read(self.path(pid, 'task', tid, 'wchan')).strip()
+        return '' if text == '0' else text
+
     def fd_link(self, pid, fd):
         try:
             return os.readlink(self.path(pid, 'fd', fd))
@@ -487,6 +525,68 @@ def own_pid_namespace(proc, own_proc='/proc'):
     elif theirs != ours:
         return False, 'pid 1 of %s is in %s, this process in %s' % (proc.root, theirs, ours)
     return True, ''
+
+
+# pidfd_open(2) and pidfd_send_signal(2) have one number on every architecture.
+_NR_PIDFD_SEND_SIGNAL = 424
+_NR_PIDFD_OPEN = 434
+_syscall_func = None
+
+
+def _syscall():
+    global _syscall_func
+    if _syscall_func is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _syscall_func = libc.syscall
+        _syscall_func.restype = ctypes.c_long
+    return _syscall_func
+
+
+def pidfd_open(pid):
+    """A pidfd for PID (Linux >= 5.3), or None when the kernel or libc has
+    none.  A pidfd names one process: a signal sent through it never reaches
+    a process that reused the pid.  os.pidfd_open is 3.9+, hence ctypes."""
+    if hasattr(os, 'pidfd_open'):
+        try:
+            return os.pidfd_open(pid)
+        except OSError as e:
+            if e.errno in (errno.ENOSYS, errno.EPERM):
+                return None
+            if e.errno == errno.ESRCH:
+                raise ProcessGone('pid %d' % pid)
+            raise ProcError('pidfd_open(%d): %s' % (pid, e.strerror or e))
+    try:
+        fd = _syscall()(ctypes.c_long(_NR_PIDFD_OPEN), ctypes.c_long(pid), ctypes.c_long(0))
+    except (AttributeError, OSError):
+        return None
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err == errno.ESRCH:
+            raise ProcessGone('pid %d' % pid)
+        if err in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
+            return None
+        raise ProcError('pidfd_open(%d): %s' % (pid, os.strerror(err)))
+    return fd
+
+
+def pidfd_kill(pidfd, sig):
+    """Send SIG through PIDFD; ProcessGone when that process has exited."""
+    import signal as signal_mod
+    if hasattr(signal_mod, 'pidfd_send_signal'):
+        try:
+            signal_mod.pidfd_send_signal(pidfd, sig)
+            return
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                raise ProcessGone('pidfd %d' % pidfd)
+            raise ProcError('pidfd_send_signal: %s' % (e.strerror or e))
+    rc = _syscall()(ctypes.c_long(_NR_PIDFD_SEND_SIGNAL), ctypes.c_long(pidfd), ctypes.c_long(sig),
+                    ctypes.c_void_p(None), ctypes.c_long(0))
+    if rc < 0:
+        err = ctypes.get_errno()
+        if err == errno.ESRCH:
+            raise ProcessGone('pidfd %d' % pidfd)
+        raise ProcError('pidfd_send_signal: %s' % os.strerror(err))
 
 
 def pipe_queued(f):
