@@ -387,3 +387,26 @@ def test_impostor_whose_folder_has_the_bundle_name_is_still_refused(tmp_path):
     (sus,) = [r for r in res["suspects"] if r["writer"]["pid"] == 5000]
     assert ("runc exec working directory /run/containerd/io.containerd.runtime.v2.task/k8s.io/%s "
             "is not the host directory of that name" % IMPOSTOR_CID) in sus["reasons"], sus["reasons"]
+
+
+def test_the_blocked_writer_may_be_a_thread_other_than_the_leader(tmp_path):
+    """runc init's crash dump is written by the thread that crashed: the
+    leader may sleep in a futex while thread 4005 is the one in writev(2)."""
+    root = materialize("kernel6_cri_shim_v2", tmp_path)
+    leader_syscall = open(root + "/4001/syscall").read()
+    for tid in ("4001", "4005"):
+        os.makedirs(root + "/4001/task/" + tid)
+        for name in ("stat", "status", "wchan"):
+            text = open(root + "/4001/" + name).read()
+            set_field(root, 4001, "task/%s/%s" % (tid, name), text.replace("4001 (", tid + " (", 1))
+    set_field(root, 4001, "task/4001/syscall", "202 0xc000 0x80 0x0 0x0 0x0 0x0 0x7ffc 0x4567\n")
+    set_field(root, 4001, "task/4001/wchan", "futex_wait_queue")
+    set_field(root, 4001, "task/4005/syscall", leader_syscall)
+    set_field(root, 4001, "syscall", "202 0xc000 0x80 0x0 0x0 0x0 0x0 0x7ffc 0x4567\n")
+    set_field(root, 4001, "wchan", "futex_wait_queue")
+    res = se.scan(Proc(root), pipe_probe=probe_from({4001: (65536, 65536), 4100: (65536, 65536)}),
+                  pipe_peek=peek_of(), sleep=Sleeps(), kmsg=False)
+    app = [r for r in res["stuck_execs"] if r["container_id"] == C_APP]
+    assert len(app) == 1, res["suspects"]
+    assert app[0]["writer"]["pid"] == 4001 and app[0]["writer"]["tid"] == 4005
+    assert app[0]["runc_init"]["syscall"] == "writev" and app[0]["runc_init"]["wchan"] == "anon_pipe_write"
