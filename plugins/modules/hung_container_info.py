@@ -19,12 +19,12 @@ description:
   - A container whose C(docker exec) is stuck because C(runc init) blocks writing its crash dump to
     a full stderr pipe makes dockerd (before moby 24) hold that container's lock, so inspect and
     stats of it hang while C(docker ps) works. This module finds those containers in about one
-    O(timeout), whatever the number of hung containers, where a shell loop of C(timeout docker
+    O(inspect_timeout), whatever the number of hung containers, where a shell loop of C(timeout docker
     inspect) costs one timeout per hung container plus a CLI start per container.
   - Every request has a deadline on a monotonic clock covering connect, send and every read, so a
     daemon that accepts and never answers, or answers one byte at a time, is cut off at the deadline.
     Probes that are still stuck run in daemon threads and never keep the module from returning.
-  - The module returns within O(total_timeout) seconds (default O(timeout) + 1) of starting.
+  - The module returns within O(total_timeout) seconds (default O(inspect_timeout) + 1) of starting.
   - Speaks HTTP/1.1 to a unix socket or to plain C(tcp://host:port). TLS (C(https://), C(tcp://) with
     client certificates), C(ssh://), C(npipe://) and C(fd://) are not supported; forward such a daemon
     to a local unix socket (C(ssh -L /tmp/docker.sock:/var/run/docker.sock host)) instead.
@@ -34,6 +34,7 @@ description:
 extends_documentation_fragment:
   - hangdoctor.runtime.attributes
   - hangdoctor.runtime.attributes.INFO_MODULE
+  - hangdoctor.runtime.engine
 attributes:
   platform:
     platforms: posix
@@ -41,28 +42,24 @@ attributes:
     details:
       - Needs access to the Docker daemon's socket (usually root or the C(docker) group).
 options:
-  docker_host:
-    description:
-      - Where the Docker daemon listens, as C(unix:///path/to/docker.sock), a bare absolute socket
-        path, or C(tcp://host:port) / C(http://host:port) without TLS.
-      - When not given, the E(DOCKER_HOST) environment variable of the target is used if set.
-    type: str
-    default: unix:///var/run/docker.sock
-  timeout:
+  inspect_timeout:
     description:
       - Seconds each request (the version check, the list, and each container's inspect) may take in
         total, not per read. An inspect that gets no whole answer in that time marks the container as hung.
+      - A finite number greater than 0 and at most 600.
+      - Called O(timeout) in version 0.1.0; that name stays an alias.
+    aliases: [timeout]
     type: float
     default: 5.0
   total_timeout:
     description:
       - Seconds the whole module run may take. Containers whose probe could not start or finish inside it
         are reported in RV(unchecked), not in RV(hung).
-      - Defaults to O(timeout) + 1. With more hung containers than O(concurrency), raise one of the two.
+      - Defaults to O(inspect_timeout) + 1. With more hung containers than O(concurrency), raise one of the two.
     type: float
   concurrency:
     description:
-      - How many inspect requests are in flight at once. Each hung container keeps one busy until O(timeout).
+      - How many inspect requests are in flight at once. Each hung container keeps one busy until O(inspect_timeout).
     type: int
     default: 16
   api_version:
@@ -95,7 +92,7 @@ EXAMPLES = r'''
 ---
 - name: Which containers no longer answer docker inspect
   hangdoctor.runtime.hung_container_info:
-    timeout: 3
+    inspect_timeout: 3
   register: hung
 
 - name: Show the hung containers with their pods
@@ -105,7 +102,7 @@ EXAMPLES = r'''
 - name: Scan a fleet without failing on hosts that have no dockerd
   hangdoctor.runtime.hung_container_info:
     docker_host: unix:///run/docker.sock
-    timeout: 2
+    inspect_timeout: 2
     concurrency: 32
     fail_on_unreachable: false
   register: scan
@@ -117,6 +114,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+msg:
+  description: One line that says what was found or done.
+  returned: always
+  type: str
+  sample: "1 of 42 container(s) do not answer inspect: k8s_web_web-7d9f_shop_0b1c_0"
 containers:
   description: Every listed container with the outcome of its inspect probe, in the daemon's list order.
   returned: always
@@ -154,7 +156,7 @@ containers:
     responsive:
       description:
         - V(true) when inspect answered within the deadline (even with an error status),
-          V(false) when it used the whole O(timeout) without an answer (hung),
+          V(false) when it used the whole O(inspect_timeout) without an answer (hung),
           null when it could not be decided (see RV(containers[].error)).
       type: bool
       sample: false
@@ -167,7 +169,7 @@ containers:
       type: str
       sample: inspect did not answer within 3.0s
 hung:
-  description: Ids of the containers whose inspect did not answer within O(timeout).
+  description: Ids of the containers whose inspect did not answer within O(inspect_timeout).
   returned: always
   type: list
   elements: str
@@ -216,51 +218,62 @@ elapsed_seconds:
   sample: 3.04
 '''
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
-    DEFAULT_DOCKER_HOST,
     EngineClient,
     EngineError,
     hung_container_report,
 )
 
-MAX_CONCURRENCY = 256
-
 
 def main():
-    argument_spec = dict(
-        docker_host=dict(type='str', default=DEFAULT_DOCKER_HOST, fallback=(env_fallback, ['DOCKER_HOST'])),
-        timeout=dict(type='float', default=5.0),
+    spec = common.argument_spec(
+        common.ENGINE_ARGS,
         total_timeout=dict(type='float'),
         concurrency=dict(type='int', default=16),
         api_version=dict(type='str', default='auto'),
         include_stopped=dict(type='bool', default=False),
         fail_on_unreachable=dict(type='bool', default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # 0.1 called it timeout; inspect_timeout is the name every module shares.
+    spec['inspect_timeout']['aliases'] = ['timeout']
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-
-    if not p['timeout'] > 0:
-        module.fail_json(msg='timeout must be greater than 0, got %s' % p['timeout'])
-    if p['total_timeout'] is not None and not p['total_timeout'] > 0:
-        module.fail_json(msg='total_timeout must be greater than 0, got %s' % p['total_timeout'])
-    if not 1 <= p['concurrency'] <= MAX_CONCURRENCY:
-        module.fail_json(msg='concurrency must be between 1 and %d, got %d' % (MAX_CONCURRENCY, p['concurrency']))
     try:
-        client = EngineClient(p['docker_host'], api_version=p['api_version'], timeout=p['timeout'])
+        common.check_numbers(p)
+    except common.OptionError as e:
+        module.fail_json(msg=str(e))
+    timeout = p['inspect_timeout']
+    try:
+        client = EngineClient(p['docker_host'], api_version=p['api_version'], timeout=timeout)
     except EngineError as e:
         module.fail_json(msg=str(e))
 
     report = hung_container_report(
-        docker_host=p['docker_host'], timeout=p['timeout'], concurrency=p['concurrency'],
+        docker_host=p['docker_host'], timeout=timeout, concurrency=p['concurrency'],
         all_states=p['include_stopped'], total_timeout=p['total_timeout'], client=client)
 
     engine = report['engine']
     if engine['error'] and p['fail_on_unreachable']:
         module.fail_json(msg='Docker daemon at %s not usable: %s' % (p['docker_host'], engine['error']),
                          changed=False, **report)
+    report['msg'] = _message(report)
     module.exit_json(changed=False, **report)
+
+
+def _message(report):
+    engine = report['engine']
+    if engine['error']:
+        return 'Docker daemon at %s not usable: %s' % (engine.get('docker_host'), engine['error'])
+    line = '%d of %d container(s) do not answer inspect' % (len(report['hung']), len(report['containers']))
+    if report['hung']:
+        names = dict((c['id'], c.get('name') or c['id'][:12]) for c in report['containers'])
+        line += ': ' + ', '.join(names.get(h, h[:12]) for h in report['hung'][:10])
+    if report['unchecked']:
+        line += '; %d not decided' % len(report['unchecked'])
+    return line
 
 
 if __name__ == '__main__':
