@@ -119,7 +119,8 @@ stuck_execs:
       sample: bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5
     writer:
       description:
-        - The blocked process; C(role) is C(runc_init), or C(runc_exec) when its runc init died and runc exec blocked writing its own error line.
+        - The blocked process; C(role) is C(runc_init), or C(runc_exec) when its runc init died and runc exec
+          blocked writing its own error line.
         - C(tid) is present when the thread in write(2) is not the thread-group leader (every thread is looked at).
       type: dict
       sample: {"role": "runc_init", "pid": 15638, "start_time": 61589, "comm": "runc:[2:INIT]", "state": "S", "wchan": "pipe_wait", "syscall": "write"}
@@ -140,7 +141,7 @@ stuck_execs:
         start_time: 61589
         age_seconds: 2591990.6
         argv: [docker-runc, --root, /var/run/docker/runtime-runc/moby, exec, "...", bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5]
-        bundle: /proc/11646/root/run/docker/containerd/daemon/io.containerd.runtime.v1.linux/moby/bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5
+        bundle: "/proc/11646/root/run/docker/containerd/daemon/io.containerd.runtime.v1.linux/moby/bbd5e4b5f9c1..."
     shim:
       description: The containerd shim above runc exec; C(id) is shim v2's C(-id) (the pod sandbox under CRI), null for v1.
       type: dict

@@ -103,7 +103,8 @@ def test_a_writer_in_a_page_fault_is_not_settled():
         def tasks(self, pid):
             return [pid]
 
-        task_stat = lambda self, pid, tid: self.stat(pid)  # noqa: E731
+        def task_stat(self, pid, tid):
+            return self.stat(pid)
 
         def task_syscall(self, pid, tid):
             return _procfs.parse_syscall("-1 0x7ffc19517988 0x7f513875a350\n")

@@ -381,9 +381,9 @@ def test_impostor_whose_folder_has_the_bundle_name_is_still_refused(tmp_path):
     os.unlink(root + "/3000/ns/mnt")
     os.unlink(root + "/5000/cwd")
     os.symlink("/run/containerd/io.containerd.runtime.v2.task/k8s.io/" + IMPOSTOR_CID, root + "/5000/cwd")
-    res = scan_within(10, [], proc=Proc(root), pipe_probe=probe_from({4001: (65536, 65536), 4100: (65536, 65536),
-                                                                       5000: (65536, 65536)}),
-                      pipe_peek=peek_of(), sleep=Sleeps(), kmsg=False)
+    probes = {4001: (65536, 65536), 4100: (65536, 65536), 5000: (65536, 65536)}
+    res = scan_within(10, [], proc=Proc(root), pipe_probe=probe_from(probes), pipe_peek=peek_of(),
+                      sleep=Sleeps(), kmsg=False)
     (sus,) = [r for r in res["suspects"] if r["writer"]["pid"] == 5000]
     assert ("runc exec working directory /run/containerd/io.containerd.runtime.v2.task/k8s.io/%s "
             "is not the host directory of that name" % IMPOSTOR_CID) in sus["reasons"], sus["reasons"]
