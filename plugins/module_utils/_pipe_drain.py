@@ -237,7 +237,9 @@ def still_stuck(proc, f, pid, start_time, inode, machine=None, interval=KILL_PRO
     reading paused for INTERVAL, the same threads stay blocked in write(2) on
     that pipe, the pipe stays full and unchanged, and those threads do not
     wake.  Else (False, why).  A writer that runs, sleeps elsewhere or makes
-    progress is not stuck, whatever a timeout says."""
+    progress is not stuck, whatever a timeout says.  Fullness is not asked in
+    bytes: a write of up to a page needs room for all of it, so a writer can
+    block with a little room left; an empty pipe, though, blocks nobody."""
     machine = machine or proc.machine()
     sleep(interval)  # give a writer we just read for time to fill the pipe again
     first = _blocked_switches(proc, pid, start_time, inode, machine)
@@ -255,8 +257,8 @@ def still_stuck(proc, f, pid, start_time, inode, machine=None, interval=KILL_PRO
         return False, 'making progress (blocked threads and their context switches changed)'
     if queued2 != queued1:
         return False, 'making progress (%d -> %d bytes queued)' % (queued1, queued2)
-    if not _stuck_exec.pipe_is_full(queued2, capacity):
-        return False, 'pipe:[%d] not full (%d of %d bytes queued)' % (inode, queued2, capacity)
+    if not queued2:
+        return False, 'pipe:[%d] is empty (capacity %d bytes)' % (inode, capacity)
     return True, ''
 
 
@@ -298,7 +300,7 @@ def kill_if_still_stuck(proc, f, info, machine=None, interval=KILL_PROOF_SECONDS
             return False, 'writer pid %d not killed: %s' % (pid, e.strerror or e)
         except _procfs.ProcError as e:
             return False, 'writer pid %d not killed: %s' % (pid, e)
-        return True, 'writer pid %d killed (blocked in write on a full pipe:[%d], no progress%s)' % (
+        return True, 'writer pid %d killed (blocked in write on pipe:[%d], no progress%s)' % (
             pid, inode, ', by pidfd' if pidfd is not None else '')
     finally:
         if pidfd is not None:

@@ -20,6 +20,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import signal as signal_mod
 import stat as stat_mod
 import struct
 import termios
@@ -571,7 +572,6 @@ def pidfd_open(pid):
 
 def pidfd_kill(pidfd, sig):
     """Send SIG through PIDFD; ProcessGone when that process has exited."""
-    import signal as signal_mod
     if hasattr(signal_mod, 'pidfd_send_signal'):
         try:
             signal_mod.pidfd_send_signal(pidfd, sig)

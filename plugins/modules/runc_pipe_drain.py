@@ -93,7 +93,7 @@ options:
       - V(kill) re-checks its identity, sends it SIGKILL and reads what is left in the pipe (kept as evidence), because
         killing alone does not repair the hang (C(runc exec) then blocks writing its own error line).
         It kills only a writer still proven stuck at that moment (with reading paused, blocked in write(2) on the
-        same full pipe, without progress), through a pidfd where the kernel has one; else it says why in
+        same pipe, without progress), through a pidfd where the kernel has one; else it says why in
         RV(drained[].kill_note).
       - V(kill) is refused when O(proc_root) is not a procfs of the module's own pid namespace (for example the
         host's C(/proc) mounted in a pod without hostPID), where its pids would name other processes.

@@ -285,7 +285,7 @@ def test_docker_socket_with_a_full_listen_backlog(tally, overhead, tmp_path):
 def test_fallback_kill_kills_only_a_writer_still_stuck_at_that_moment(harness, release, tally, overhead, tmp_path):
     """A dump that outlasts the drain's timeout (32 MiB through a one-page
     pipe, 1 s): with fallback=kill the writer is killed only after it is seen,
-    with reading paused, blocked on its full pipe without progress, through a
+    with reading paused, blocked on its pipe without progress, through a
     pidfd; what it wrote stays evidence and the container is repaired."""
     cid = harness.run_container("rel-fault-kill-proven")
     exec_proc, pid = harness.hang(cid, size=BIG_DUMP, pipe_size=ONE_PAGE)
@@ -294,7 +294,7 @@ def test_fallback_kill_kills_only_a_writer_still_stuck_at_that_moment(harness, r
     res, dummy = timed(tally, overhead, drain_limit(args) + 5 + 1, "runc_pipe_drain", args)
     (entry,) = res["drained"]
     assert entry["pid"] == pid and entry["killed"] is True, entry
-    assert entry["kill_note"].startswith("writer pid %d killed (blocked in write on a full pipe" % pid), entry
+    assert entry["kill_note"].startswith("writer pid %d killed (blocked in write on pipe" % pid), entry
     assert "by pidfd" in entry["kill_note"], entry
     assert entry["unblocked"] is True, entry
     body = decoys.check_nothing_lost(harness, entry, pid, tally, complete=False)

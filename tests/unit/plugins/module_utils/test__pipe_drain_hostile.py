@@ -192,3 +192,30 @@ def test_kill_fallback_refused_in_another_pid_namespace(tmp_path):
     pd.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"), fallback="none")
     # this process's own procfs is proven
     pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev2"), fallback="kill")
+
+
+def test_a_writer_someone_else_reads_is_not_killed(writers, evdir):
+    """Blocked in write(2) at every sample, but another reader takes a little
+    now and then: progress, so not stuck, so not killed."""
+    import threading
+    w = writers(70 * 1024, mode="forever")
+    w.wait_blocked()
+    stop = threading.Event()
+
+    def read_slowly():
+        while not stop.is_set():
+            try:
+                os.read(w.r, 512)
+            except BlockingIOError:
+                pass
+            stop.wait(0.05)
+    os.set_blocking(w.r, False)
+    t = threading.Thread(target=read_slowly, daemon=True)
+    t.start()
+    try:
+        kind, entry = drain(w, evdir, timeout=0.5, fallback="kill")
+    finally:
+        stop.set()
+        t.join(2)
+    assert entry["killed"] is False and "making progress" in entry["kill_note"], entry
+    assert w.p.poll() is None
