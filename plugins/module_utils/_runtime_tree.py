@@ -256,10 +256,14 @@ class DockerRoots(object):
             return None
         data_root = text(opts.get('--data-root'), opts.get('-g'), opts.get('--graph'), conf.get('data-root')) or '/var/lib/docker'
         exec_root = text(opts.get('--exec-root'), conf.get('exec-root')) or '/var/run/docker'
-        return {'pid': pid, 'base': base, 'data_root': data_root, 'exec_root': exec_root.rstrip('/')}
+        return {'pid': pid, 'base': base, 'data_root': data_root, 'exec_root': exec_root.rstrip('/'),
+                'mnt_ns': self.proc.ns(pid, 'mnt')}
 
-    def config(self, container_id, runc_root_dir=None):
-        daemons = self.daemons()
+    def config(self, container_id, runc_root_dir=None, mnt_ns=None):
+        """Docker's config.v2.json of CONTAINER_ID.  With MNT_NS (the runc
+        exec's mount namespace), only a dockerd in that namespace is asked: a
+        process in a container that calls itself dockerd is not."""
+        daemons = [d for d in self.daemons() if not mnt_ns or not d['mnt_ns'] or d['mnt_ns'] == mnt_ns]
         # Prefer the dockerd whose exec root holds this runc's state.
         if runc_root_dir:
             matching = [d for d in daemons if runc_root_dir.startswith(d['exec_root'] + '/')]
@@ -332,7 +336,7 @@ def pod_of(proc, runc_exec_pid, container_id, docker_roots=None, runc_exec_argv=
     config = _read_json(os.path.join(bundle, 'config.json')) if bundle else None
     pod = pod_from_mapping((config if isinstance(config, dict) else {}).get('annotations'))
     if pod['name'] is None and docker_roots is not None and container_id:
-        cfg = docker_roots.config(container_id, runc_root(runc_exec_argv or []))
+        cfg = docker_roots.config(container_id, runc_root(runc_exec_argv or []), proc.ns(runc_exec_pid, 'mnt'))
         if isinstance(cfg, dict) and isinstance(cfg.get('Config'), dict):
             labels = cfg['Config'].get('Labels')
             found = pod_from_mapping(labels)
