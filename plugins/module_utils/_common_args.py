@@ -40,7 +40,6 @@ PROC_ARGS = dict(
 )
 
 
-
 def argument_spec(*groups, **extra):
     """An argument_spec made of shared GROUPS (ENGINE_ARGS, PROC_ARGS) and a
     module's own options; fresh dicts, so no module changes another's spec."""

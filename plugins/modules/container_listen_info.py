@@ -283,11 +283,10 @@ def main():
     for c in result['containers']:
         if c['error']:
             module.warn('container %s: %s' % (c['container_id'] or c['pid'], c['error']))
+    where = ['%s:%d' % (x['pod_name'] or x['container_id'] or x['pid'], x['port']) for x in loopback[:10]]
     result['msg'] = '%d container(s) or process(es) checked; %s' % (
         len(result['containers']),
-        'ports served on loopback only: %s' % ', '.join('%s:%d' % ((x['pod_name'] or x['container_id'] or x['pid']), x['port'])
-                                                       for x in loopback[:10])
-        if loopback else 'no probe port is served on loopback only')
+        'ports served on loopback only: %s' % ', '.join(where) if where else 'no probe port is served on loopback only')
     module.exit_json(changed=False, loopback_only=loopback, **result)
 
 

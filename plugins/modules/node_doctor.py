@@ -25,7 +25,7 @@ description:
     confirmed stuck execs, O(mode=remediate) drains nothing until it is given the eviction guard's verdict
     in O(guard) (see O(require_guard)); the remediate role asks the Kubernetes API on the controller and
     calls the module a second time on those nodes only.
-  - A node without a Docker socket is a fact in the result (RV(ansible_facts.hangdoctor.engine.skipped)),
+  - A node without a Docker socket is a fact in the result (C(engine.skipped) in RV(ansible_facts.hangdoctor)),
     not a failure.
 extends_documentation_fragment:
   - hangdoctor.runtime.attributes
@@ -153,12 +153,11 @@ options:
     default: hangdoctor.prom
 notes:
   - Must run as root (it reads the fds of shims and C(runc) processes).
+  - The C(hangdoctor.runtime.detect) and C(hangdoctor.runtime.remediate) roles run this module once per host.
 seealso:
   - module: hangdoctor.runtime.runc_exec_info
   - module: hangdoctor.runtime.runc_pipe_drain
   - module: hangdoctor.runtime.hung_container_info
-  - role: hangdoctor.runtime.detect
-  - role: hangdoctor.runtime.remediate
 '''
 
 EXAMPLES = r'''

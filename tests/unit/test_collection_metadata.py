@@ -32,6 +32,8 @@ def test_changelog_fragments_use_known_sections():
         assert not unknown, (f.name, unknown)
         for entries in data.values():
             assert isinstance(entries, (list, str)), f
+            for entry in entries if isinstance(entries, list) else [entries]:
+                assert isinstance(entry, str), (f.name, entry)  # a ": " inside an entry makes it a dict
 
 
 def _filters():
