@@ -52,7 +52,7 @@ SKIP_STALE = 'no longer matches'
 SKIP_YOUNG = 'younger than min_age_seconds'
 SKIP_NO_SHIM = 'pipe reader is not a shim'
 SKIP_MALFORMED = 'malformed record'
-SKIP_EVIDENCE = 'evidence file not writable'
+SKIP_ERROR = 'error'
 
 # A writer is settled after this many consecutive samples, with the pipe empty,
 # in which it sleeps somewhere other than write(2) on the pipe, spanning at
@@ -75,6 +75,10 @@ class DrainError(Exception):
 
 # What verify() may raise for a record it cannot read.
 VERIFY_ERRORS = (DrainError, _records.RecordError, _stuck_exec.DiagnosisError, KeyError, TypeError, ValueError)
+# What one record's drain may fail with (a vanished /proc entry, EPERM,
+# EROFS or ELOOP on its lock, ...): that record's error, never the run's.
+RECORD_ERRORS = VERIFY_ERRORS + (_procfs.ProcError, _evidence.EvidenceError, _pipe_lock.LockError,
+                                 OSError)
 
 
 # ---- the writer ------------------------------------------------------------
@@ -348,15 +352,35 @@ def preflight(proc, record, min_age_seconds, clock=time.time):
     return info, None
 
 
+_PIPEFS_DEV = []
+
+
+def pipefs_device():
+    """The device of pipefs, which holds every anonymous pipe of the kernel
+    ("pipe:[N]" is an inode of it): with the inode, a pipe's identity on the
+    host, known without touching the writer's fd."""
+    if not _PIPEFS_DEV:
+        r, w = os.pipe()
+        try:
+            _PIPEFS_DEV.append(os.fstat(r).st_dev)
+        finally:
+            os.close(r)
+            os.close(w)
+    return _PIPEFS_DEV[0]
+
+
 def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallback='none',
           min_age_seconds=0, confirm_interval=1.0, verify=None, engine=None, hostname=None,
-          clock=time.time, sample_interval=0.02, round_no=1):
-    """Drain the pipe of one stuck exec RECORD.  EVIDENCE_DIR must come from
-    ``_evidence.prepare_evidence_dir`` (with its ``.locks``).  VERIFY(proc, record, confirm_interval=…) ->
-    (ok, reason) re-checks every hard signal (default ``_stuck_exec.verify``);
-    ENGINE(container_id) -> (verified, reason), default: no check.
+          clock=time.time, sample_interval=0.02, round_no=1, lock_dir=None):
+    """Drain the pipe of one stuck exec RECORD.  EVIDENCE_DIR is an open
+    ``_evidence.EvidenceDir``, LOCK_DIR an open ``_pipe_lock.LockDir``.
+    VERIFY(proc, record, confirm_interval=…) -> (ok, reason) re-checks every
+    hard signal (default ``_stuck_exec.verify``); ENGINE(container_id) ->
+    (verified, reason), default: no check.
 
     Returns ('drained', entry) or ('skipped', entry)."""
+    if lock_dir is None:
+        raise DrainError('drain needs an open lock directory')
     if fallback not in ('none', 'kill'):
         raise DrainError("fallback must be 'none' or 'kill', got %r" % (fallback,))
     verify = verify or _stuck_exec.verify
@@ -366,7 +390,7 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
     info, skipped = preflight(proc, record, min_age_seconds, clock)
     if skipped:
         return 'skipped', skipped
-    lock = _pipe_lock.PipeLock(evidence_dir, info['inode'], info['pid'], info['start_time'])
+    lock = lock_dir.lock(pipefs_device(), info['inode'], info['pid'], info['start_time'])
     if not lock.acquire():
         return _skip(info, SKIP_LOCKED, 'another run is draining pipe:[%d]' % info['inode'])
     try:
@@ -406,14 +430,14 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
                 engine, hostname, clock, sample_interval, round_no):
     t0 = clock()
     mono0 = time.monotonic()
-    path = os.path.join(evidence_dir, _evidence.evidence_name(info['container_id'], info['pid'], info['start_time'], t0))
-    try:
-        evidence = _evidence.Evidence(path, _evidence.header(record, info, hostname, t0, proc), max_evidence_bytes)
-    except (IOError, OSError) as e:
-        # nothing read yet: better no drain than a drain without evidence
-        return _skip(info, SKIP_EVIDENCE, '%s: %s' % (path, e.strerror or e))
+    name = _evidence.evidence_name(info['container_id'], info['pid'], info['start_time'], t0)
+    # never raises: a workload is repaired even when its evidence cannot be written
+    evidence = _evidence.Evidence(evidence_dir, name, _evidence.header(record, info, hostname, t0, proc),
+                                  max_evidence_bytes)
     killed = False
     kill_note = ''
+    errors = []
+    outcome = 'error'
     try:
         # deadlines on the monotonic clock: a wall-clock step must not cut a
         # drain short or stretch it past its timeout
@@ -428,6 +452,9 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
                                          time.monotonic() + KILL_GRACE_SECONDS, time.monotonic, sample_interval)
             if killed:
                 outcome = 'killed, ' + outcome
+    except RECORD_ERRORS as e:
+        # what was read so far is still counted, hashed and reported
+        errors.append('drain of pipe:[%d] failed: %s: %s' % (info['inode'], type(e).__name__, e))
     finally:
         evidence.close(kill_note)
     seconds = round(time.monotonic() - mono0, 3)
@@ -435,9 +462,12 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
     # shim, which reads it once runc exec returns
     left = pipe_left(f)
     after = [writer_state(proc, pid, st, info['inode']) for pid, st in info['watch']]
-    unblocked = not outcome.endswith('timeout') and BLOCKED not in after
+    unblocked = not outcome.endswith(('timeout', 'error')) and BLOCKED not in after
     if unblocked:
-        lock.mark_done('%s\n' % evidence.path)
+        try:
+            lock.mark_done('%s\n' % (evidence.path or '-'))
+        except OSError as e:
+            errors.append('writing %s failed: %s' % (lock.done_path, e.strerror or e))
         verified, verify_reason = engine(info['container_id'])
     else:
         verified, verify_reason = False, 'writer still blocked on pipe:[%d] (%s)' % (
@@ -454,6 +484,11 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
         'evidence_truncated': evidence.elided > 0,
         'evidence_elided_bytes': evidence.elided,
         'evidence_error': evidence.error,
+        'evidence_kept_bytes': evidence.kept,
+        'evidence_kept_ranges': evidence.kept_ranges,
+        'evidence_kept_sha256': evidence.kept_sha.hexdigest(),
+        'evidence_lost_bytes': evidence.lost,
+        'error': '; '.join(errors) or None,
         'queued_after': left,
         'stop': outcome,
         'killed': killed,
@@ -513,12 +548,15 @@ def preview(proc, record, min_age_seconds, confirm_interval, peek_bytes, verify,
 def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangdoctor',
         min_age_seconds=60, max_evidence_bytes=0, timeout=30.0, fallback='none', max_rounds=3,
         confirm_interval=1.0, peek_bytes=4096, check_mode=False, scan=None, verify=None,
-        engine=None, hostname=None, sleep=time.sleep, clock=time.time):
+        engine=None, hostname=None, sleep=time.sleep, clock=time.time,
+        lock_dir=_pipe_lock.DEFAULT_LOCK_DIR, evidence_retention_count=_evidence.RETENTION_COUNT,
+        evidence_retention_bytes=_evidence.RETENTION_BYTES, evidence_retention_days=_evidence.RETENTION_DAYS):
     """Drain every stuck exec among the targets: STUCK_EXECS (records), or a
     fresh scan of CONTAINER_IDS, or of the whole host.  After a round, look at
     the drained containers again: dockerd (before moby 24) starts the next
     queued exec as soon as the pipe is empty, and it deadlocks again while the
-    cause persists.  Such rounds skip min_age_seconds (the cause is known)."""
+    cause persists.  Such rounds skip min_age_seconds (the cause is known).
+    A record that fails is skipped with reason ``error``; the others go on."""
     if max_rounds < 1:
         raise DrainError('max_rounds must be at least 1')
     if fallback == 'kill':
@@ -529,6 +567,11 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
             raise DrainError(
                 'fallback=kill refused: %s. A kill would reach another process or none; run with the '
                 "host's pid namespace (hostPID) and proc_root=/proc, or use fallback=none" % why)
+    for name, value in (('evidence_retention_count', evidence_retention_count),
+                        ('evidence_retention_bytes', evidence_retention_bytes),
+                        ('evidence_retention_days', evidence_retention_days)):
+        if value is None or value < 0:
+            raise DrainError('%s must not be negative, got %r' % (name, value))
     scan = scan or _stuck_exec.scan
     verify = verify or _stuck_exec.verify
 
@@ -536,7 +579,8 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
         return scan(proc, container_ids=ids, confirm_interval=confirm_interval,
                     peek_bytes=peek_bytes, min_age_seconds=0)['stuck_execs']
 
-    result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0}
+    result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0,
+              'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0}}
     if stuck_execs is not None:
         for rec in stuck_execs:
             try:
@@ -549,31 +593,77 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
 
     if check_mode:
         for rec in records:
-            kind, entry = preview(proc, rec, min_age_seconds, confirm_interval, peek_bytes, verify, clock)
+            try:
+                kind, entry = preview(proc, rec, min_age_seconds, confirm_interval, peek_bytes, verify, clock)
+            except RECORD_ERRORS as e:
+                kind, entry = _skip(rec, SKIP_ERROR, '%s: %s' % (type(e).__name__, e))
             result['would_drain' if kind == 'would_drain' else 'skipped_execs'].append(entry)
         result['changed'] = bool(result['would_drain'])
         return result
 
     try:
-        evidence_dir = _evidence.prepare_evidence_dir(evidence_dir)
-        _pipe_lock.prepare_lock_dir(evidence_dir)
-    except (_evidence.EvidenceError, _pipe_lock.LockError) as e:
+        evidence = _evidence.EvidenceDir(evidence_dir)
+    except _evidence.EvidenceError as e:
         raise DrainError(str(e))
+    try:
+        try:
+            locks = _pipe_lock.LockDir(lock_dir)
+        except _pipe_lock.LockError as e:
+            raise DrainError(str(e))
+        try:
+            retention = dict(count=evidence_retention_count, max_bytes=evidence_retention_bytes,
+                             days=evidence_retention_days)
+            # first make room for this run's evidence, then bound what it added
+            _retain(result, evidence, locks, proc, retention, keep=())
+            _rounds(proc, records, result, evidence, locks, rescan, min_age_seconds, max_evidence_bytes, timeout,
+                    fallback, max_rounds, confirm_interval, verify, hostname, sleep, clock)
+            _retain(result, evidence, locks, proc, retention,
+                    keep=set(os.path.basename(e['evidence_path']) for e in result['drained'] if e['evidence_path']))
+        finally:
+            locks.close()
+    finally:
+        evidence.close()
+    _drain_verify.verify_containers(result, engine or _drain_verify.no_engine)
+    result['changed'] = bool(result['drained'])
+    return result
+
+
+def _retain(result, evidence, locks, proc, retention, keep):
+    try:
+        removed = _evidence.apply_retention(evidence, keep=keep, **retention)
+        result['retention']['evidence_removed'] += removed['removed']
+        result['retention']['evidence_removed_bytes'] += removed['removed_bytes']
+        result['retention']['locks_removed'] += locks.prune(proc)
+    except OSError as e:
+        result['errors'].append('retention: %s' % (e.strerror or e))
+
+
+def _rounds(proc, records, result, evidence, locks, rescan, min_age_seconds, max_evidence_bytes, timeout,
+            fallback, max_rounds, confirm_interval, verify, hostname, sleep, clock):
     round_no = 1
     min_age = min_age_seconds
     while records:
         result['rounds'] = round_no
         repaired = []
         for rec in records:
-            kind, entry = drain(proc, rec, evidence_dir, max_evidence_bytes, timeout, fallback, min_age,
-                                confirm_interval, verify, _drain_verify.not_yet, hostname, clock, round_no=round_no)
+            try:
+                kind, entry = drain(proc, rec, evidence, max_evidence_bytes, timeout, fallback, min_age,
+                                    confirm_interval, verify, _drain_verify.not_yet, hostname, clock,
+                                    round_no=round_no, lock_dir=locks)
+            except RECORD_ERRORS as e:
+                kind, entry = _skip(rec, SKIP_ERROR, '%s: %s' % (type(e).__name__, e))
             result['drained' if kind == 'drained' else 'skipped_execs'].append(entry)
             if kind == 'drained' and entry['unblocked'] and entry['container_id'] not in repaired:
                 repaired.append(entry['container_id'])
         if not repaired:
             break
         sleep(confirm_interval)
-        again = [r for r in rescan(repaired) if isinstance(r, dict) and r.get('container_id') in repaired]
+        try:
+            again = [r for r in rescan(repaired) if isinstance(r, dict) and r.get('container_id') in repaired]
+        except RECORD_ERRORS as e:
+            result['errors'].append('looking at %s again after round %d failed: %s: %s' % (
+                ', '.join(c[:12] for c in repaired), round_no, type(e).__name__, e))
+            break
         if not again:
             break
         if round_no >= max_rounds:
@@ -606,6 +696,3 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
                 'stuck_pids': [entry['pid']],
                 'hint': RECURRING_HINT,
             })
-    _drain_verify.verify_containers(result, engine or _drain_verify.no_engine)
-    result['changed'] = bool(result['drained'])
-    return result

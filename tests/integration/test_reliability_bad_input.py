@@ -39,13 +39,13 @@ def _record(**over):
 # "{ev}" in a string argument is a fresh evidence directory of the case.
 CASES = [
     ("info-interval-type", "runc_exec_info", {"confirm_interval": "soon"}, "FAILED!", "confirm_interval"),
-    ("info-interval-negative", "runc_exec_info", {"confirm_interval": -1}, "FAILED!", "must not be negative"),
-    ("info-peek-negative", "runc_exec_info", {"peek_bytes": -5}, "FAILED!", "must not be negative"),
+    ("info-interval-negative", "runc_exec_info", {"confirm_interval": -1}, "FAILED!", "confirm_interval must be between 0 and"),
+    ("info-peek-negative", "runc_exec_info", {"peek_bytes": -5}, "FAILED!", "peek_bytes must be between 0 and"),
     ("info-ids-not-hex", "runc_exec_info", {"container_ids": ["web-1; rm -rf /"]}, "FAILED!", "hex container ids"),
     ("info-ids-wrong-type", "runc_exec_info", {"container_ids": {"a": 1}}, "FAILED!", "container_ids"),
     ("info-proc-root-etc", "runc_exec_info", {"proc_root": "/etc"}, "FAILED!", "not a procfs"),
     ("info-proc-root-missing", "runc_exec_info", {"proc_root": "/nonexistent/proc"}, "FAILED!", "not a procfs"),
-    ("info-cmdline-timeout-zero", "runc_exec_info", {"cmdline_timeout": 0}, "FAILED!", "must be positive"),
+    ("info-cmdline-timeout-zero", "runc_exec_info", {"cmdline_timeout": 0}, "FAILED!", "cmdline_timeout must be greater than 0"),
     ("info-unknown-option", "runc_exec_info", {"pid": 1}, "FAILED!", "Unsupported parameters"),
     ("info-unknown-container", "runc_exec_info", {"container_ids": [UNKNOWN_CID], "confirm_interval": 0.1},
      "SUCCESS", lambda r: r["stuck_execs"] == [] and r["suspects"] == []),
@@ -58,12 +58,28 @@ CASES = [
      "FAILED!", "cannot create evidence_dir"),
     ("drain-evidence-foreign-symlink", "runc_pipe_drain", {"evidence_dir": "{ev}/link"},
      "FAILED!", "symlink owned by uid %d" % NOBODY),
+    ("drain-evidence-foreign-owner", "runc_pipe_drain", {"evidence_dir": "{ev}/theirs"},
+     "FAILED!", "owned by uid %d" % NOBODY),
+    ("drain-evidence-under-a-foreign-dir", "runc_pipe_drain", {"evidence_dir": "{ev}/theirs/evidence"},
+     "FAILED!", "owned by uid %d" % NOBODY),
+    ("drain-evidence-world-writable", "runc_pipe_drain", {"evidence_dir": "{ev}/shared"},
+     "FAILED!", "writable by group or others (mode 0777)"),
+    ("drain-lock-dir-relative", "runc_pipe_drain", {"lock_dir": "run/hangdoctor", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", "lock_dir must be an absolute path"),
+    ("drain-lock-dir-foreign-symlink", "runc_pipe_drain", {"lock_dir": "{ev}/link", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", lambda r: r["msg"].startswith("lock_dir ") and "symlink owned by uid %d" % NOBODY in r["msg"]),
+    ("drain-lock-dir-world-writable", "runc_pipe_drain", {"lock_dir": "{ev}/shared", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", lambda r: r["msg"].startswith("lock_dir ") and "writable by group or others" in r["msg"]),
+    ("drain-retention-count-negative", "runc_pipe_drain", {"evidence_retention_count": -1},
+     "FAILED!", "evidence_retention_count must be between 0 and"),
+    ("drain-retention-days-type", "runc_pipe_drain", {"evidence_retention_days": "forever"},
+     "FAILED!", "evidence_retention_days"),
     ("drain-timeout-negative", "runc_pipe_drain", {"timeout": -1}, "FAILED!", "timeout must be greater than 0"),
     ("drain-timeout-zero", "runc_pipe_drain", {"timeout": 0}, "FAILED!", "timeout must be greater than 0"),
     ("drain-inspect-timeout-negative", "runc_pipe_drain", {"inspect_timeout": -3}, "FAILED!", "greater than 0"),
-    ("drain-min-age-negative", "runc_pipe_drain", {"min_age_seconds": -1}, "FAILED!", "must not be negative"),
-    ("drain-max-evidence-negative", "runc_pipe_drain", {"max_evidence_bytes": -1}, "FAILED!", "must not be negative"),
-    ("drain-max-rounds-zero", "runc_pipe_drain", {"max_rounds": 0}, "FAILED!", "max_rounds must be at least 1"),
+    ("drain-min-age-negative", "runc_pipe_drain", {"min_age_seconds": -1}, "FAILED!", "min_age_seconds must be between 0 and"),
+    ("drain-max-evidence-negative", "runc_pipe_drain", {"max_evidence_bytes": -1}, "FAILED!", "max_evidence_bytes must be between 0 and"),
+    ("drain-max-rounds-zero", "runc_pipe_drain", {"max_rounds": 0}, "FAILED!", "max_rounds must be between 1 and"),
     ("drain-fallback-unknown", "runc_pipe_drain", {"fallback": "explode"}, "FAILED!", "fallback"),
     ("drain-proc-root-tmp", "runc_pipe_drain", {"proc_root": "/tmp"}, "FAILED!", "not a procfs"),
     ("drain-both-targets", "runc_pipe_drain", {"stuck_execs": [_record()], "container_ids": [UNKNOWN_CID]},
@@ -117,6 +133,10 @@ def _prepare(case_dir):
     target.mkdir(exist_ok=True)
     os.symlink(str(target), str(case_dir / "link"))
     os.lchown(str(case_dir / "link"), NOBODY, NOBODY)
+    (case_dir / "theirs").mkdir(mode=0o700, exist_ok=True)
+    os.chown(str(case_dir / "theirs"), NOBODY, NOBODY)
+    (case_dir / "shared").mkdir(exist_ok=True)
+    (case_dir / "shared").chmod(0o777)
     (case_dir / "broken.yaml").write_text("kind: Pod\nspec: [containers:\n  - {name: x\n")
 
 

@@ -3,6 +3,8 @@ runc init or the shim killed in the middle of a drain, /proc entries
 vanishing during a scan: every module returns within its own time limit
 (timeout + 2 s, plus Ansible's start-up cost measured in the same run) with a
 clear result, and no byte read from a pipe is lost."""
+import errno
+import hashlib
 import os
 import signal
 import socket
@@ -301,3 +303,91 @@ def test_fallback_kill_kills_only_a_writer_still_stuck_at_that_moment(harness, r
     assert len(body) < BIG_DUMP, "the dump ended before the timeout: nothing was killed"
     exec_proc.wait(timeout=10)
     assert harness.inspect_answers(cid, timeout=5)
+
+
+# ---- a full disk: the workload is repaired even when its evidence cannot be written
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A tmpfs of SIZE bytes: a disk that fills up for real."""
+    mounts = []
+
+    def make(size):
+        d = tmp_path / ("fs%d" % len(mounts))
+        d.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % size, "tmpfs", str(d)], check=True)
+        mounts.append(d)
+        return d
+    yield make
+    for d in mounts:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def kept_as_evidence(harness, entry, init_pid, tally):
+    """A drain's result says exactly what its evidence file kept: the kept
+    ranges are the file's body, their sha256 is stated, kept + elided + lost
+    is everything read, and everything read begins with what runc init wrote.
+    Counted in the tally as a drain (lost bytes here are an accounting error,
+    not the disk's)."""
+    length, sha, data = harness.record(init_pid)
+    kept = b"".join(data[a:b] for a, b in entry["evidence_kept_ranges"])
+    body = b""
+    if entry["evidence_path"]:
+        # a full disk may leave no room for the trailer: the result is the record
+        with open(entry["evidence_path"], "rb") as f:
+            head, sep, body = f.read().partition(b"----- hangdoctor: pipe bytes follow -----\n")
+        body = body[:body.rfind(b"\n----- hangdoctor: end of pipe bytes")] if b"end of pipe bytes" in body else body
+    wrong = (body != kept or entry["evidence_kept_bytes"] != len(kept)
+             or entry["evidence_kept_sha256"] != hashlib.sha256(kept).hexdigest()
+             or entry["evidence_kept_bytes"] + entry["evidence_elided_bytes"] + entry["evidence_lost_bytes"] != entry["bytes"]
+             or entry["bytes"] < length)
+    tally.add("drains", bad=wrong)
+    assert not wrong, entry
+    return kept
+
+
+def test_disk_full_in_the_middle_of_a_drain(harness, release, tally, overhead, tiny_fs):
+    fs = tiny_fs(64 * 1024)
+    cid = harness.run_container("rel-fault-disk-full")
+    exec_proc, pid = harness.hang(cid, size=1024 * 1024)
+    decoys.assert_stuck(harness, cid, pid)
+    args = drain_args(harness, fs, container_ids=[cid])
+    res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+    (entry,) = res["drained"]
+    assert entry["pid"] == pid and entry["unblocked"] is True and entry["verified"] is True, entry
+    assert "No space left" in entry["evidence_error"] and 0 < entry["evidence_kept_bytes"] < 1024 * 1024, entry
+    assert entry["evidence_kept_ranges"] == [[0, entry["evidence_kept_bytes"]]]
+    assert entry["evidence_lost_bytes"] == entry["bytes"] - entry["evidence_kept_bytes"]
+    assert "not kept as evidence" in res["msg"], res["msg"]
+    kept_as_evidence(harness, entry, pid, tally)
+    length, sha, data = harness.record(pid)
+    assert entry["sha256"] == hashlib.sha256(data + decoys.exec_error_line(harness, pid)[:entry["bytes"] - length]).hexdigest()
+    exec_proc.wait(timeout=10)
+    assert harness.inspect_answers(cid, timeout=5)
+
+
+def test_disk_full_before_the_drain_still_repairs_and_leaves_no_files(harness, release, tally, overhead, tiny_fs):
+    fs = tiny_fs(32 * 1024)
+    args = drain_args(harness, fs)
+    os.makedirs(args["evidence_dir"], mode=0o700)
+    fd = os.open(str(fs / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"f" * 512)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    cid = harness.run_container("rel-fault-disk-full-start")
+    for attempt in range(2):
+        exec_proc, pid = harness.hang(cid)
+        decoys.assert_stuck(harness, cid, pid)
+        res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", dict(args, container_ids=[cid]))
+        (entry,) = res["drained"]
+        assert entry["pid"] == pid and entry["unblocked"] is True and entry["verified"] is True, entry
+        assert entry["evidence_path"] is None and entry["evidence_kept_bytes"] == 0, entry
+        assert entry["evidence_lost_bytes"] == entry["bytes"] > 0 and "No space left" in entry["evidence_error"]
+        kept_as_evidence(harness, entry, pid, tally)
+        exec_proc.wait(timeout=10)
+        assert harness.inspect_answers(cid, timeout=5)
+    # retries on a full disk leave no pile of half-written files
+    assert os.listdir(args["evidence_dir"]) == []

@@ -21,6 +21,15 @@ def writers():
 
 @pytest.fixture
 def evdir(tmp_path):
-    made = _evidence.prepare_evidence_dir(str(tmp_path / "evidence"))
-    _pipe_lock.prepare_lock_dir(made)
-    return made
+    """An open evidence directory."""
+    d = _evidence.EvidenceDir(str(tmp_path / "evidence"))
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def lockdir(tmp_path):
+    """An open lock directory of this test alone (not the host's /run/hangdoctor)."""
+    d = _pipe_lock.LockDir(str(tmp_path / "locks"))
+    yield d
+    d.close()

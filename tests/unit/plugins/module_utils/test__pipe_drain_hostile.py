@@ -10,7 +10,6 @@ import time
 import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain as pd
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lock
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.pipe_writers import CID, PROC, Writer
 
@@ -73,16 +72,16 @@ def ok_verify(proc, record, confirm_interval=1.0):
     return True, ""
 
 
-def drain(w, evdir, **kw):
+def drain(w, evdir, lockdir, **kw):
     kw.setdefault("verify", ok_verify)
     kw.setdefault("timeout", 10.0)
-    return pd.drain(PROC, w.record(), evdir, hostname="node-1", **kw)
+    return pd.drain(PROC, w.record(), evdir, hostname="node-1", lock_dir=lockdir, **kw)
 
 
-def test_a_short_pause_outside_write_is_not_settled(scripted, evdir):
+def test_a_short_pause_outside_write_is_not_settled(scripted, evdir, lockdir):
     w = scripted("pause")
     w.wait_blocked()
-    kind, entry = drain(w, evdir)
+    kind, entry = drain(w, evdir, lockdir)
     assert kind == "drained"
     # judged "settled" during the pause, the drain would stop and the writer block again
     assert entry["stop"] == "writer exited", entry
@@ -111,32 +110,33 @@ def test_a_writer_in_a_page_fault_is_not_settled():
     assert pd.writer_state(FaultingProc(), 42, 7, 99) == pd.RUNNABLE
 
 
-def test_the_blocked_writer_may_be_any_thread(scripted, evdir):
+def test_the_blocked_writer_may_be_any_thread(scripted, evdir, lockdir):
     w = scripted("thread")
     w.wait_blocked()
     # the leader sleeps in join(): only task/* shows the writer
     assert PROC.syscall(w.pid)["nr"] not in (1, 20, 64, 66)
     assert pd.writer_state(PROC, w.pid, w.start_time, w.inode) == pd.BLOCKED
-    kind, entry = drain(w, evdir)
+    kind, entry = drain(w, evdir, lockdir)
     assert entry["stop"] == "writer exited" and entry["bytes"] == TOTAL["thread"], entry
     assert w.p.wait(5) == 0
 
 
-def test_a_done_marker_does_not_hide_a_writer_blocked_again(writers, evdir, tmp_path):
+def test_a_done_marker_does_not_hide_a_writer_blocked_again(writers, evdir, lockdir, tmp_path):
     w = writers(256 * 1024)
     w.wait_blocked()
     # an earlier run drained this writer and judged it settled
-    lock = _pipe_lock.PipeLock(evdir, w.inode, w.pid, w.start_time)
-    lock.mark_done("%s/earlier.log\n" % evdir)
-    kind, entry = drain(w, evdir)
+    lock = lockdir.lock(os.fstat(w.r).st_dev, w.inode, w.pid, w.start_time)
+    lock.mark_done("earlier.log\n")
+    kind, entry = drain(w, evdir, lockdir)
     assert kind == "drained", entry
     assert entry["recurring"] is True and entry["blocked_again"] is True
     assert entry["bytes"] == 256 * 1024 and entry["unblocked"]
     # a run reports the container as recurring, not as repaired
     w2 = writers(256 * 1024)
     w2.wait_blocked()
-    _pipe_lock.PipeLock(evdir, w2.inode, w2.pid, w2.start_time).mark_done("x\n")
-    res = pd.run(PROC, stuck_execs=[w2.record()], evidence_dir=evdir, min_age_seconds=0, verify=ok_verify,
+    lockdir.lock(os.fstat(w2.r).st_dev, w2.inode, w2.pid, w2.start_time).mark_done("x\n")
+    res = pd.run(PROC, stuck_execs=[w2.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=lockdir.path,
+                 min_age_seconds=0, verify=ok_verify,
                  scan=lambda proc, **kw: {"stuck_execs": []}, sleep=lambda s: None, timeout=10.0,
                  engine=lambda cid: (True, ""))
     assert [e["pid"] for e in res["drained"]] == [w2.pid]
@@ -145,21 +145,21 @@ def test_a_done_marker_does_not_hide_a_writer_blocked_again(writers, evdir, tmp_
     assert res["drained"][0]["verified"] is False
 
 
-def test_a_cpu_bound_writer_is_not_killed_at_the_timeout(scripted, evdir):
+def test_a_cpu_bound_writer_is_not_killed_at_the_timeout(scripted, evdir, lockdir):
     w = scripted("spin")
     deadline = time.monotonic() + 10
     while pd.writer_state(PROC, w.pid, w.start_time, w.inode) != pd.RUNNABLE and time.monotonic() < deadline:
         time.sleep(0.02)
-    kind, entry = drain(w, evdir, timeout=0.5, fallback="kill")
+    kind, entry = drain(w, evdir, lockdir, timeout=0.5, fallback="kill")
     assert entry["stop"] == "timeout" and entry["killed"] is False, entry
     assert "not killed" in entry["kill_note"] and "not blocked in write(2)" in entry["kill_note"]
     assert w.p.poll() is None
 
 
-def test_a_stuck_writer_is_killed_through_a_pidfd(writers, evdir):
+def test_a_stuck_writer_is_killed_through_a_pidfd(writers, evdir, lockdir):
     w = writers(70 * 1024, mode="forever")
     w.wait_blocked()
-    kind, entry = drain(w, evdir, timeout=0.5, fallback="kill")
+    kind, entry = drain(w, evdir, lockdir, timeout=0.5, fallback="kill")
     assert entry["killed"] is True, entry
     if _procfs.pidfd_open(os.getpid()) is not None:
         assert "by pidfd" in entry["kill_note"]
@@ -187,14 +187,17 @@ def test_kill_fallback_refused_in_another_pid_namespace(tmp_path):
     fake.mkdir()
     (fake / "self").symlink_to("1" if os.getpid() != 1 else "2")
     with pytest.raises(pd.DrainError, match="fallback=kill refused: .* another pid namespace"):
-        pd.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"), fallback="kill")
+        pd.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"),
+               lock_dir=str(tmp_path / "locks"), fallback="kill")
     # fallback none does not need it
-    pd.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"), fallback="none")
+    pd.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"),
+           lock_dir=str(tmp_path / "locks"), fallback="none")
     # this process's own procfs is proven
-    pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev2"), fallback="kill")
+    pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev2"), lock_dir=str(tmp_path / "locks"),
+           fallback="kill")
 
 
-def test_a_writer_someone_else_reads_is_not_killed(writers, evdir):
+def test_a_writer_someone_else_reads_is_not_killed(writers, evdir, lockdir):
     """Blocked in write(2) at every sample, but another reader takes a little
     now and then: progress, so not stuck, so not killed."""
     import threading
@@ -213,7 +216,7 @@ def test_a_writer_someone_else_reads_is_not_killed(writers, evdir):
     t = threading.Thread(target=read_slowly, daemon=True)
     t.start()
     try:
-        kind, entry = drain(w, evdir, timeout=0.5, fallback="kill")
+        kind, entry = drain(w, evdir, lockdir, timeout=0.5, fallback="kill")
     finally:
         stop.set()
         t.join(2)
