@@ -262,6 +262,7 @@ def main():
         if p['metrics_dir'] not in ('', 'auto') and not os.path.isabs(p['metrics_dir']):
             raise common.OptionError('metrics_dir must be an absolute path, auto or empty, got %r' % p['metrics_dir'])
         common.require_root('node_doctor')
+        common.require_fd_access(p['proc_root'], 'node_doctor')
     except common.OptionError as e:
         module.fail_json(msg=str(e))
     proc = _procfs.Proc(p['proc_root'])

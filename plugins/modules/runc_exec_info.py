@@ -234,6 +234,7 @@ def main():
         common.check_numbers(p)
         ids = common.container_ids(p['container_ids'])
         common.require_root('runc_exec_info')
+        common.require_fd_access(p['proc_root'], 'runc_exec_info')
     except common.OptionError as e:
         module.fail_json(msg=str(e))
     proc = Proc(p['proc_root'])

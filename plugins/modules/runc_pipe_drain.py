@@ -430,6 +430,7 @@ def main():
         common.check_numbers(p, RETENTION_BOUNDS)
         ids = common.container_ids(p['container_ids']) if p['container_ids'] is not None else None
         common.require_root('runc_pipe_drain')
+        common.require_fd_access(p['proc_root'], 'runc_pipe_drain')
     except common.OptionError as e:
         module.fail_json(msg=str(e))
     proc = _procfs.Proc(p['proc_root'])

@@ -114,14 +114,14 @@ CASES = [
     ("hung-concurrency-zero", "hung_container_info", {"concurrency": 0}, "FAILED!", "concurrency must be between"),
     ("hung-concurrency-type", "hung_container_info", {"concurrency": "many"}, "FAILED!", "concurrency"),
 
-    ("convert-nothing-given", "exec_probe_convert", {}, "FAILED!", "one of the following is required"),
-    ("convert-path-missing", "exec_probe_convert", {"path": "/nonexistent/manifests"}, "FAILED!",
+    ("convert-nothing-given", "exec_probe_swap", {}, "FAILED!", "one of the following is required"),
+    ("convert-path-missing", "exec_probe_swap", {"path": "/nonexistent/manifests"}, "FAILED!",
      "neither a file nor a directory"),
-    ("convert-definitions-not-dicts", "exec_probe_convert", {"definitions": ["livenessProbe"]}, "FAILED!",
+    ("convert-definitions-not-dicts", "exec_probe_swap", {"definitions": ["livenessProbe"]}, "FAILED!",
      "definitions"),
-    ("convert-min-timeout-zero", "exec_probe_convert", {"definitions": [], "min_timeout_seconds": 0}, "FAILED!",
+    ("convert-min-timeout-zero", "exec_probe_swap", {"definitions": [], "min_timeout_seconds": 0}, "FAILED!",
      "at least 1"),
-    ("convert-broken-yaml", "exec_probe_convert", {"path": "{ev}/broken.yaml"}, "FAILED!", "broken.yaml"),
+    ("convert-broken-yaml", "exec_probe_swap", {"path": "{ev}/broken.yaml"}, "FAILED!", "broken.yaml"),
 ]
 
 
