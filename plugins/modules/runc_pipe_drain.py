@@ -129,6 +129,11 @@ options:
       - V(none) leaves it and reports RV(drained[].unblocked=false).
       - V(kill) re-checks its identity, sends it SIGKILL and reads what is left in the pipe (kept as evidence), because
         killing alone does not repair the hang (C(runc exec) then blocks writing its own error line).
+        It kills only a writer still proven stuck at that moment (with reading paused, blocked in write(2) on the
+        same pipe, without progress), through a pidfd where the kernel has one; else it says why in
+        RV(drained[].kill_note).
+      - V(kill) is refused when O(proc_root) is not a procfs of the module's own pid namespace (for example the
+        host's C(/proc) mounted in a pod without hostPID), where its pids would name other processes.
     type: str
     choices: [none, kill]
     default: none
@@ -275,12 +280,23 @@ drained:
       sample: 0
     stop:
       description: >-
-        Why the drain stopped: C(writer exited), C(writer settled) (no longer in write on the pipe for two
-        samples while it was empty), C(timeout), or C(killed, ...) after O(fallback=kill).
+        Why the drain stopped: C(writer exited), C(writer settled) (no thread of it in write on the pipe,
+        running or in a page fault, for half a second of samples while the pipe was empty), C(timeout), or
+        C(killed, ...) after O(fallback=kill).
       type: str
       sample: writer exited
     killed:
       description: Whether the writer was sent SIGKILL (O(fallback=kill)).
+      type: bool
+      sample: false
+    kill_note:
+      description: With O(fallback=kill) after a timeout, why the writer was or was not killed; else empty.
+      type: str
+      sample: ''
+    blocked_again:
+      description: >-
+        The writer had been drained before (a done marker exists) and was found blocked on the pipe again:
+        drained again and reported as recurring.
       type: bool
       sample: false
     unblocked:
