@@ -33,6 +33,7 @@ import signal
 import socket
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lock
@@ -347,7 +348,7 @@ def preflight(proc, record, min_age_seconds, clock=time.time):
         return None, _skip(info, SKIP_NO_SHIM, 'no reader of pipe:[%d] is a containerd shim' % info['inode'])[1]
     if min_age_seconds:
         age = _age(proc, info, record, clock)
-        if age < min_age_seconds:
+        if _policy.too_young(age, min_age_seconds):
             return None, _skip(info, SKIP_YOUNG, 'stuck for %.1fs < %ss' % (age, min_age_seconds))[1]
     return info, None
 

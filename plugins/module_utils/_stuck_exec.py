@@ -27,6 +27,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     tee_peek,
     write_syscall_name,
 )
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree as tree
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_dump as crash_dump
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
@@ -442,8 +443,9 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
     stuck, suspects = [], []
     peek = pipe_peek or _default_peek(proc)
     for record, reasons in confirmed:
-        if record['age_seconds'] < min_age_seconds:
-            reasons.append('younger than min_age_seconds (%.1fs < %s)' % (record['age_seconds'], min_age_seconds))
+        young = _policy.too_young(record['age_seconds'], min_age_seconds)
+        if young:
+            reasons.append(young)
         if record['runc_exec'] and record['container_id']:
             # only a bundle proven to be the host's is read; a suspect's is not
             bundle = record['runc_exec'].get('bundle')
