@@ -72,6 +72,10 @@ BOUNDS = {
     'max_drains': (0, 1000, True),
     'concurrency': (1, 256, True),
     'inspect_concurrency': (1, 256, True),
+    # 0 lifts a retention bound
+    'evidence_retention_count': (0, 10 ** 7, True),
+    'evidence_retention_bytes': (0, 2 ** 50, True),
+    'evidence_retention_days': (0, 100 * 365, True),
 }
 
 

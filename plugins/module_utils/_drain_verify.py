@@ -12,7 +12,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import socket
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 
@@ -28,19 +27,8 @@ def engine_check(docker_host, timeout):
             sock = docker_host[len('unix://'):]
             if not os.path.exists(sock):
                 return None, 'docker socket %s not found' % sock
-        try:
-            client = _engine_api.EngineClient(docker_host, timeout=timeout)
-            client.inspect(container_id, timeout=timeout)
-        except _engine_api.EngineTimeout:
-            return False, 'inspect of %s did not answer within %ss' % (container_id[:12], timeout)
-        except _engine_api.EngineUnreachable as e:
-            return None, 'docker engine unreachable: %s' % e
-        except _engine_api.EngineError as e:
-            # an error reply (a removed container) still proves the exec lock is free
-            return True, 'engine answered: %s' % e
-        except (socket.error, OSError) as e:
-            return None, 'docker engine unreachable: %s' % e
-        return True, ''
+        # one request under one deadline; only an HTTP answer counts as answered
+        return _engine_api.inspect_answers(docker_host, container_id, timeout)
     return check
 
 

@@ -327,8 +327,7 @@ def _probe_checks(proc, client, probes, ports, timeout, containers):
     if not wanted:
         return []
     try:
-        listed = [_engine_api.container_summary(c) for c in client.containers(timeout=timeout)
-                  if isinstance(c, dict) and c.get('Id')]
+        listed = [s for s in (_engine_api.container_summary(c) for c in client.containers(timeout=timeout)) if s]
     except _engine_api.EngineError as e:
         raise ListenError('listing containers to match the probes: %s' % e)
     checked = dict((c['container_id'], c) for c in containers if c['container_id'])

@@ -33,6 +33,7 @@ import signal
 import socket
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lock
@@ -55,8 +56,15 @@ SKIP_MALFORMED = 'malformed record'
 SKIP_ERROR = 'error'
 
 # A writer is settled after this many consecutive samples, with the pipe empty,
-# in which it sleeps somewhere other than write(2) on the pipe.
+# in which it sleeps somewhere other than write(2) on the pipe, spanning at
+# least SETTLE_SECONDS: a writer that pauses for a few tens of milliseconds
+# between writes (reclaim under memory.high, a Go scheduler hiccup) would
+# otherwise be "settled" and block again right after the drain.
 SETTLE_SAMPLES = 2
+SETTLE_SECONDS = 0.5
+# Before a kill, the writer must be seen blocked, without progress, on a full
+# pipe over this interval (reading paused).
+KILL_PROOF_SECONDS = 0.3
 # After a SIGKILL, how long to keep reading what the dead writer left and the
 # error line runc exec writes next.
 KILL_GRACE_SECONDS = 5.0
@@ -81,18 +89,15 @@ RUNNABLE = 'runnable'
 SETTLED = 'settled'
 
 
-def writer_state(proc, pid, start_time, inode, machine=None):
-    """Where a watched writer is now: ``gone`` (exited, zombie or pid reused),
-    ``blocked`` (in write(2)/writev(2) on pipe INODE), ``runnable`` (a task
-    woken inside write(2) shows as "running" too, so it is not yet settled),
-    or ``settled`` (asleep somewhere else)."""
+def _thread_state(proc, pid, tid, inode, machine):
+    """writer_state of one thread TID of PID."""
     try:
-        st = proc.stat(pid)
-        if st['starttime'] != start_time or st['state'] in ('Z', 'X', 'x'):
+        st = proc.task_stat(pid, tid)
+        if st['state'] in ('Z', 'X', 'x'):
             return GONE
         if st['state'] == 'R':
             return RUNNABLE
-        sc = proc.syscall(pid)
+        sc = proc.task_syscall(pid, tid)
     except _procfs.ProcessGone:
         return GONE
     except _procfs.ProcError:
@@ -100,14 +105,16 @@ def writer_state(proc, pid, start_time, inode, machine=None):
     if sc is None:
         # /proc/PID/syscall unreadable (ptrace policy): fall back to wchan + fd 2
         try:
-            in_write = proc.wchan(pid) in _procfs.PIPE_WRITE_WCHANS
+            in_write = proc.task_wchan(pid, tid) in _procfs.PIPE_WRITE_WCHANS
             fd = 2
         except _procfs.ProcError:
             return SETTLED
-    elif sc['running']:
+    elif sc['running'] or (sc['nr'] is not None and sc['nr'] < 0):
+        # "-1": asleep outside any system call, i.e. in a page fault (reclaim
+        # under memory.high): it goes on writing the moment it returns
         return RUNNABLE
     else:
-        in_write = _procfs.write_syscall_name(sc['nr'], machine or proc.machine()) is not None
+        in_write = _procfs.write_syscall_name(sc['nr'], machine) is not None
         fd = sc['args'][0] if sc['args'] else None
     if not in_write or fd is None:
         return SETTLED
@@ -117,6 +124,38 @@ def writer_state(proc, pid, start_time, inode, machine=None):
         return GONE
     except _procfs.ProcError:
         return SETTLED
+
+
+def thread_states(proc, pid, start_time, inode, machine=None):
+    """{tid: state} of every thread of the watched writer (``task/*``): any
+    thread, not only the leader, may be the one blocked in write(2).  {} when
+    the process is gone or its pid was reused."""
+    try:
+        st = proc.stat(pid)
+        if st['starttime'] != start_time:
+            return {}
+        tids = proc.tasks(pid)
+    except _procfs.ProcessGone:
+        return {}
+    except _procfs.ProcError:
+        tids = [pid]
+    machine = machine or proc.machine()
+    return dict((tid, _thread_state(proc, pid, tid, inode, machine)) for tid in tids)
+
+
+def writer_state(proc, pid, start_time, inode, machine=None):
+    """Where a watched writer is now, over all its threads: ``gone`` (exited,
+    zombie or pid reused), ``blocked`` (a thread in write(2)/writev(2) on pipe
+    INODE), ``runnable`` (a thread running, woken inside write(2), or in a
+    page fault: not yet settled), or ``settled`` (every thread asleep
+    somewhere else)."""
+    states = [s for s in thread_states(proc, pid, start_time, inode, machine).values() if s != GONE]
+    if not states:
+        return GONE
+    for state in (BLOCKED, RUNNABLE):
+        if state in states:
+            return state
+    return SETTLED
 
 
 def _read_available(f, evidence, chunk=65536):
@@ -144,13 +183,15 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
     blocked either).
 
     Returns (outcome, states): outcome ``writer exited``, ``writer settled``
-    (not in write on the pipe for SETTLE_SAMPLES consecutive samples while it
-    was empty) or ``timeout``.  Both halves of the stop rule matter: bytes a
+    (no thread in write on the pipe, running or in a page fault, for
+    SETTLE_SAMPLES consecutive samples over SETTLE_SECONDS while the pipe was
+    empty) or ``timeout``.  Both halves of the stop rule matter: bytes a
     dead runc init wrote stay in the pipe until read, and a still-full pipe
     blocks runc exec's own error line next."""
     poller = select.poll()
     poller.register(f, select.POLLIN)
     quiet = 0
+    quiet_since = None
     states = []
     while True:
         if clock() >= deadline:
@@ -169,8 +210,10 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
         elif states[0] == GONE:
             return 'writer exited', states
         elif states[0] == SETTLED:
+            if quiet == 0:
+                quiet_since = clock()
             quiet += 1
-            if quiet >= SETTLE_SAMPLES:
+            if quiet >= SETTLE_SAMPLES and clock() - quiet_since >= SETTLE_SECONDS:
                 return 'writer settled', states
         else:
             quiet = 0
@@ -178,6 +221,95 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
         if left > 0:
             # PEP 475: poll retries by itself on EINTR
             poller.poll(int(min(sample_interval, left) * 1000) or 1)
+
+
+def _blocked_switches(proc, pid, start_time, inode, machine):
+    """{tid: voluntary context switches} of the threads of PID blocked in
+    write(2) on pipe INODE."""
+    out = {}
+    for tid, state in thread_states(proc, pid, start_time, inode, machine).items():
+        if state != BLOCKED:
+            continue
+        try:
+            out[tid] = proc.task_status(pid, tid).get('voluntary_ctxt_switches')
+        except _procfs.ProcError:
+            out[tid] = None
+    return out
+
+
+def still_stuck(proc, f, pid, start_time, inode, machine=None, interval=KILL_PROOF_SECONDS, sleep=time.sleep):
+    """(True, '') when PID is still the stuck writer of pipe F (INODE): with
+    reading paused for INTERVAL, the same threads stay blocked in write(2) on
+    that pipe, the pipe stays full and unchanged, and those threads do not
+    wake.  Else (False, why).  A writer that runs, sleeps elsewhere or makes
+    progress is not stuck, whatever a timeout says.  Fullness is not asked in
+    bytes: a write of up to a page needs room for all of it, so a writer can
+    block with a little room left; an empty pipe, though, blocks nobody."""
+    machine = machine or proc.machine()
+    sleep(interval)  # give a writer we just read for time to fill the pipe again
+    first = _blocked_switches(proc, pid, start_time, inode, machine)
+    if not first:
+        return False, 'not blocked in write(2) on pipe:[%d] (%s)' % (
+            inode, writer_state(proc, pid, start_time, inode, machine))
+    try:
+        queued1 = _procfs.pipe_queued(f)
+        sleep(interval)
+        queued2, capacity = _procfs.pipe_queued(f), _procfs.pipe_capacity(f)
+    except (IOError, OSError) as e:
+        return False, 'pipe:[%d] unreadable: %s' % (inode, e)
+    second = _blocked_switches(proc, pid, start_time, inode, machine)
+    if second != first:
+        return False, 'making progress (blocked threads and their context switches changed)'
+    if queued2 != queued1:
+        return False, 'making progress (%d -> %d bytes queued)' % (queued1, queued2)
+    if not queued2:
+        return False, 'pipe:[%d] is empty (capacity %d bytes)' % (inode, capacity)
+    return True, ''
+
+
+def kill_if_still_stuck(proc, f, info, machine=None, interval=KILL_PROOF_SECONDS, sleep=time.sleep):
+    """SIGKILL the writer of INFO only if it is, at that moment, provably the
+    stuck writer (:func:`still_stuck`) and pids read from PROC are pids of
+    this process's namespace.  A pidfd, where the kernel has them, is opened
+    before the checks and carries the signal: it cannot reach another
+    process that took the pid meanwhile.  Returns (killed, note)."""
+    pid, start_time, inode = info['pid'], info['start_time'], info['inode']
+    same_ns, why = _procfs.own_pid_namespace(proc)
+    if not same_ns:
+        return False, 'writer pid %d not killed: %s' % (pid, why)
+    try:
+        pidfd = _procfs.pidfd_open(pid)
+    except _procfs.ProcessGone:
+        return False, 'writer pid %d exited before the kill' % pid
+    except _procfs.ProcError as e:
+        return False, 'writer pid %d not killed: %s' % (pid, e)
+    try:
+        if not proc.same_process(pid, start_time):
+            return False, 'writer pid %d exited or was reused: not killed' % pid
+        stuck, why = still_stuck(proc, f, pid, start_time, inode, machine, interval, sleep)
+        if not stuck:
+            return False, 'writer pid %d not killed: %s' % (pid, why)
+        try:
+            if pidfd is not None:
+                _procfs.pidfd_kill(pidfd, signal.SIGKILL)
+            else:
+                # no pidfd (kernel < 5.3): identity checked once more right before
+                if not proc.same_process(pid, start_time):
+                    return False, 'writer pid %d exited or was reused: not killed' % pid
+                os.kill(pid, signal.SIGKILL)
+        except _procfs.ProcessGone:
+            return False, 'writer pid %d exited before the kill' % pid
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                return False, 'writer pid %d exited before the kill' % pid
+            return False, 'writer pid %d not killed: %s' % (pid, e.strerror or e)
+        except _procfs.ProcError as e:
+            return False, 'writer pid %d not killed: %s' % (pid, e)
+        return True, 'writer pid %d killed (blocked in write on pipe:[%d], no progress%s)' % (
+            pid, inode, ', by pidfd' if pidfd is not None else '')
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def pipe_left(f):
@@ -216,7 +348,7 @@ def preflight(proc, record, min_age_seconds, clock=time.time):
         return None, _skip(info, SKIP_NO_SHIM, 'no reader of pipe:[%d] is a containerd shim' % info['inode'])[1]
     if min_age_seconds:
         age = _age(proc, info, record, clock)
-        if age < min_age_seconds:
+        if _policy.too_young(age, min_age_seconds):
             return None, _skip(info, SKIP_YOUNG, 'stuck for %.1fs < %ss' % (age, min_age_seconds))[1]
     return info, None
 
@@ -263,8 +395,13 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
     if not lock.acquire():
         return _skip(info, SKIP_LOCKED, 'another run is draining pipe:[%d]' % info['inode'])
     try:
+        # the done marker only says a drain once ended; a writer blocked on the
+        # pipe again is the same deadlock back (the cause persists), not done
+        blocked_again = False
         if lock.is_done():
-            return _skip(info, SKIP_DONE, 'see %s' % lock.done_path)
+            if writer_state(proc, info['pid'], info['start_time'], info['inode']) != BLOCKED:
+                return _skip(info, SKIP_DONE, 'see %s' % lock.done_path)
+            blocked_again = True
         try:
             ok, why = verify(proc, record, confirm_interval=confirm_interval)
         except VERIFY_ERRORS as e:
@@ -278,8 +415,12 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
         except _procfs.ProcessGone as e:
             return _skip(info, SKIP_STALE, str(e))
         try:
-            return _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes,
-                               timeout, fallback, engine, hostname, clock, sample_interval, round_no)
+            kind, entry = _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes,
+                                      timeout, fallback, engine, hostname, clock, sample_interval, round_no)
+            if blocked_again and kind == 'drained':
+                entry['recurring'] = True
+                entry['blocked_again'] = True
+            return kind, entry
         finally:
             os.close(f)
     finally:
@@ -304,15 +445,9 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
         outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence,
                                      mono0 + timeout, time.monotonic, sample_interval)
         if outcome == 'timeout' and fallback == 'kill':
-            # identity re-checked right before the kill: never a reused pid
-            if proc.same_process(info['pid'], info['start_time']):
-                try:
-                    os.kill(info['pid'], signal.SIGKILL)
-                    killed = True
-                    kill_note = 'writer pid %d killed after %ss' % (info['pid'], timeout)
-                except OSError as e:
-                    if e.errno != errno.ESRCH:
-                        errors.append('kill of writer pid %d failed: %s' % (info['pid'], e.strerror or e))
+            killed, kill_note = kill_if_still_stuck(proc, f, info)
+            if killed:
+                kill_note = '%s after %ss' % (kill_note, timeout)
             # what is left stays evidence, and must be read or runc exec blocks on it
             outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence,
                                          time.monotonic() + KILL_GRACE_SECONDS, time.monotonic, sample_interval)
@@ -358,6 +493,7 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
         'queued_after': left,
         'stop': outcome,
         'killed': killed,
+        'kill_note': kill_note,
         'unblocked': unblocked,
         'verified': verified,
         'verify_reason': verify_reason,
@@ -424,6 +560,14 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
     A record that fails is skipped with reason ``error``; the others go on."""
     if max_rounds < 1:
         raise DrainError('max_rounds must be at least 1')
+    if fallback == 'kill':
+        # os.kill and pidfds take pids of this process's namespace, the
+        # records carry pids read through proc_root
+        same_ns, why = _procfs.own_pid_namespace(proc)
+        if not same_ns:
+            raise DrainError(
+                'fallback=kill refused: %s. A kill would reach another process or none; run with the '
+                "host's pid namespace (hostPID) and proc_root=/proc, or use fallback=none" % why)
     for name, value in (('evidence_retention_count', evidence_retention_count),
                         ('evidence_retention_bytes', evidence_retention_bytes),
                         ('evidence_retention_days', evidence_retention_days)):
@@ -541,3 +685,15 @@ def _rounds(proc, records, result, evidence, locks, rescan, min_age_seconds, max
         round_no += 1
         min_age = 0
         records = again
+    # a writer found blocked again after an earlier drain (this run or an
+    # earlier one): the deadlock came back, whatever that drain reported
+    listed = set(r['container_id'] for r in result['recurring'])
+    for entry in result['drained']:
+        if entry.get('blocked_again') and entry['container_id'] not in listed:
+            listed.add(entry['container_id'])
+            result['recurring'].append({
+                'container_id': entry['container_id'],
+                'rounds': entry['round'],
+                'stuck_pids': [entry['pid']],
+                'hint': RECURRING_HINT,
+            })

@@ -129,6 +129,11 @@ options:
       - V(none) leaves it and reports RV(drained[].unblocked=false).
       - V(kill) re-checks its identity, sends it SIGKILL and reads what is left in the pipe (kept as evidence), because
         killing alone does not repair the hang (C(runc exec) then blocks writing its own error line).
+        It kills only a writer still proven stuck at that moment (with reading paused, blocked in write(2) on the
+        same pipe, without progress), through a pidfd where the kernel has one; else it says why in
+        RV(drained[].kill_note).
+      - V(kill) is refused when O(proc_root) is not a procfs of the module's own pid namespace (for example the
+        host's C(/proc) mounted in a pod without hostPID), where its pids would name other processes.
     type: str
     choices: [none, kill]
     default: none
@@ -275,12 +280,23 @@ drained:
       sample: 0
     stop:
       description: >-
-        Why the drain stopped: C(writer exited), C(writer settled) (no longer in write on the pipe for two
-        samples while it was empty), C(timeout), or C(killed, ...) after O(fallback=kill).
+        Why the drain stopped: C(writer exited), C(writer settled) (no thread of it in write on the pipe,
+        running or in a page fault, for half a second of samples while the pipe was empty), C(timeout), or
+        C(killed, ...) after O(fallback=kill).
       type: str
       sample: writer exited
     killed:
       description: Whether the writer was sent SIGKILL (O(fallback=kill)).
+      type: bool
+      sample: false
+    kill_note:
+      description: With O(fallback=kill) after a timeout, why the writer was or was not killed; else empty.
+      type: str
+      sample: ''
+    blocked_again:
+      description: >-
+        The writer had been drained before (a done marker exists) and was found blocked on the pipe again:
+        drained again and reported as recurring.
       type: bool
       sample: false
     unblocked:
@@ -384,11 +400,6 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_dr
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
 
-# The retention options: bounded like the shared ones (0 lifts a bound).
-RETENTION_BOUNDS = dict(common.BOUNDS, evidence_retention_count=(0, 10 ** 7, True),
-                        evidence_retention_bytes=(0, 2 ** 50, True), evidence_retention_days=(0, 100 * 365, True))
-
-
 def main():
     module = AnsibleModule(
         argument_spec=common.argument_spec(
@@ -411,7 +422,7 @@ def main():
     )
     p = module.params
     try:
-        common.check_numbers(p, RETENTION_BOUNDS)
+        common.check_numbers(p)
         ids = common.container_ids(p['container_ids']) if p['container_ids'] is not None else None
         common.require_root('runc_pipe_drain')
         common.require_fd_access(p['proc_root'], 'runc_pipe_drain')

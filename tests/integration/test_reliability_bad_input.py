@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,60 @@ def test_no_module_needs_psutil():
                  if any(line.split()[:2] in (["import", "psutil"], ["from", "psutil"])
                         for line in p.read_text().splitlines())]
     assert importers == []
+
+
+# ---- hostile peers and namespaces --------------------------------------------
+ODD_LISTING = [{"Id": ["x"], "Names": ["/a"]}, {"Id": "odd-1", "Names": [1], "Labels": "x", "State": 3},
+               {"Id": "odd-2", "Names": "y", "Labels": {"io.kubernetes.pod.name": ["p"]}}, "junk", None]
+
+
+def test_hung_container_info_with_odd_json_from_a_non_docker_peer(tally):
+    from fake_engine import FakeDaemon, answer
+
+    def odd(conn, line, d):
+        path = line.split()[1]
+        if path == "/version":
+            return answer(conn, body={"ApiVersion": "1.41", "Version": {"odd": True}})
+        if path.startswith("/v1.41/containers/json"):
+            return answer(conn, body=ODD_LISTING)
+        return answer(conn, body={"Id": ["x"]})
+    peer = FakeDaemon(odd)
+    try:
+        res, dummy = run_module("hung_container_info", {"docker_host": peer.docker_host, "timeout": 2})
+        judge(tally, res, "SUCCESS",
+              lambda r: sorted(c["id"] for c in r["containers"]) == ["odd-1", "odd-2"] and r["hung"] == [])
+    finally:
+        peer.close()
+
+
+def test_kill_fallback_with_another_pid_namespaces_procfs(tally, tmp_path):
+    """proc_root pointing at the procfs of another pid namespace (here a
+    fresh one, as a pod without hostPID sees the host's): its pids are not
+    ours, so a kill would hit another process or none."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        pytest.skip("unshare missing")
+    p = subprocess.Popen([unshare, "--pid", "--fork", "--mount-proc", "sleep", "300"], start_new_session=True)
+    try:
+        proc_root = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc_root is None:
+            try:
+                with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                    kids = f.read().split()
+            except OSError:
+                kids = []
+            if kids and os.path.isfile("/proc/%s/root/proc/1/stat" % kids[0]):
+                proc_root = "/proc/%s/root/proc" % kids[0]
+            time.sleep(0.05)
+        assert proc_root, "no procfs of a new pid namespace"
+        args = {"proc_root": proc_root, "fallback": "kill", "min_age_seconds": 0, "confirm_interval": 0.1,
+                "evidence_dir": str(tmp_path / "evidence")}
+        res, dummy = run_module("runc_pipe_drain", args)
+        judge(tally, res, "FAILED!", "fallback=kill refused")
+        # fallback none works there: nothing is signalled
+        res, dummy = run_module("runc_pipe_drain", dict(args, fallback="none"))
+        judge(tally, res, "SUCCESS", lambda r: r["drained"] == [])
+    finally:
+        os.killpg(p.pid, 9)
+        p.wait(10)

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -222,6 +223,86 @@ def test_proc_entries_vanishing_during_the_scan(harness, release, tally, overhea
         for p in churn:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
+
+
+def _resets(conn, line, d):
+    """Reads the request and hangs up with a reset: EPIPE/ECONNRESET, no answer."""
+    import struct
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _banner(conn, line, d):
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+
+@pytest.mark.parametrize("peer", [_resets, _banner], ids=["resets", "non-http-banner"])
+def test_engine_peer_without_an_http_answer_never_verifies(harness, release, tally, overhead, tmp_path, peer):
+    """After a real drain, the Engine check talks to a peer that resets the
+    connection or speaks something other than HTTP: not an answer, so the
+    repair is not 'verified'."""
+    fake = FakeDaemon(peer)
+    try:
+        cid = harness.run_container("rel-fault-no-http-%s" % peer.__name__.strip("_"))
+        exec_proc, pid = harness.hang(cid)
+        decoys.assert_stuck(harness, cid, pid)
+        args = drain_args(harness, tmp_path, container_ids=[cid], docker_host=fake.docker_host, inspect_timeout=2)
+        res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+        (entry,) = res["drained"]
+        assert fake.requests, "the Engine check never reached the peer"
+        assert entry["unblocked"] is True and entry["verified"] is None, entry
+        assert "no HTTP answer" in entry["verify_reason"], entry
+        decoys.check_nothing_lost(harness, entry, pid, tally)
+        exec_proc.wait(timeout=10)
+    finally:
+        fake.close()
+
+
+def test_docker_socket_with_a_full_listen_backlog(tally, overhead, tmp_path):
+    """A daemon that stopped accepting: its backlog is full and a timed unix
+    connect fails with EAGAIN at once.  That is a daemon not answering (the
+    stuck engine), not one that is absent."""
+    path = str(tmp_path / "d.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    held = []
+    try:
+        for dummy in range(3):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except OSError:
+                pass
+            held.append(c)
+        res, dummy = timed(tally, overhead, 1 + 2, "hung_container_info", {"docker_host": "unix://" + path, "timeout": 1})
+        assert res["_status"] == "FAILED!" and "not accepting connections" in res["msg"], res
+        assert "Resource temporarily unavailable" not in res["msg"], res
+    finally:
+        for c in held:
+            c.close()
+        listener.close()
+
+
+def test_fallback_kill_kills_only_a_writer_still_stuck_at_that_moment(harness, release, tally, overhead, tmp_path):
+    """A dump that outlasts the drain's timeout (32 MiB through a one-page
+    pipe, 1 s): with fallback=kill the writer is killed only after it is seen,
+    with reading paused, blocked on its pipe without progress, through a
+    pidfd; what it wrote stays evidence and the container is repaired."""
+    cid = harness.run_container("rel-fault-kill-proven")
+    exec_proc, pid = harness.hang(cid, size=BIG_DUMP, pipe_size=ONE_PAGE)
+    decoys.assert_stuck(harness, cid, pid)
+    args = drain_args(harness, tmp_path, container_ids=[cid], timeout=1, fallback="kill")
+    res, dummy = timed(tally, overhead, drain_limit(args) + 5 + 1, "runc_pipe_drain", args)
+    (entry,) = res["drained"]
+    assert entry["pid"] == pid and entry["killed"] is True, entry
+    assert entry["kill_note"].startswith("writer pid %d killed (blocked in write on pipe" % pid), entry
+    assert "by pidfd" in entry["kill_note"], entry
+    assert entry["unblocked"] is True, entry
+    body = decoys.check_nothing_lost(harness, entry, pid, tally, complete=False)
+    assert len(body) < BIG_DUMP, "the dump ended before the timeout: nothing was killed"
+    exec_proc.wait(timeout=10)
+    assert harness.inspect_answers(cid, timeout=5)
 
 
 # ---- a full disk: the workload is repaired even when its evidence cannot be written

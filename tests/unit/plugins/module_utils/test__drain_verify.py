@@ -68,3 +68,20 @@ def test_one_check_per_container_after_its_last_round():
     assert [(e["verified"], e["verify_reason"]) for e in result["drained"]] == [
         (True, "answered"), (True, "answered"), (False, "the container deadlocked again (see recurring)"),
         (False, "still blocked")]
+
+
+def test_only_an_http_answer_verifies(engine):
+    """A peer that resets the connection (EPIPE/ECONNRESET) or answers with
+    a non-HTTP banner has not shown that the container's lock is free."""
+    import socket
+    import struct
+
+    def reset(conn, line, dd):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def banner(conn, line, dd):
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+    for inspect in (reset, banner):
+        d = engine(inspect)
+        verified, reason = _drain_verify.engine_check(d.docker_host, 2)(CID)
+        assert verified is None and "no HTTP answer" in reason, (inspect.__name__, reason)
