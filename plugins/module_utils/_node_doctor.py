@@ -19,11 +19,8 @@ import os
 import socket
 import time
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
@@ -34,7 +31,8 @@ KUBELET_COMMS = ('kubelet',)
 
 
 class NodeDoctorError(Exception):
-    """The node cannot be checked at all (bad options, no procfs)."""
+    """The node cannot be checked at all (bad options, no procfs), or a drain
+    was refused as a whole (the drain's own error text)."""
 
 
 def docker_socket_missing(docker_host):
@@ -55,6 +53,7 @@ def check_engine(docker_host, timeout, concurrency, check=True, required=False):
     missing = docker_socket_missing(docker_host)
     if missing and not required:
         return None, missing
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
     report = _engine_api.hung_container_report(docker_host=docker_host, timeout=timeout, concurrency=concurrency)
     return report, ''
 
@@ -114,7 +113,7 @@ def write_metrics(summary, metrics_dir, metrics_file, now=None):
     return {'path': path, 'written': True, 'error': None}
 
 
-def run(proc, mode='detect', docker_host=_engine_api.DEFAULT_DOCKER_HOST, inspect_timeout=5.0,
+def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_timeout=5.0,
         inspect_concurrency=16, ask_engine=True, engine_required=False, container_ids=None,
         min_age_seconds=0, confirm_interval=1.0, peek_bytes=4096, kernel_log=True, cmdline_timeout=1.0,
         drain=True, drain_min_age_seconds=60, max_drains=5, evidence_dir='/var/log/hangdoctor',
@@ -158,18 +157,24 @@ def run(proc, mode='detect', docker_host=_engine_api.DEFAULT_DOCKER_HOST, inspec
                 {'container_id': r.get('container_id'), 'reason': WAITING_FOR_GUARD, 'by': 'policy'}
                 for r in plan['targets']]}
         elif plan['targets']:
+            # Imported here: a node without stuck execs (nearly every node of a
+            # fleet run) does not pay for loading the drain.
+            from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify, _pipe_drain
             engine = None
             if engine_report is not None and not engine_report['engine'].get('error'):
                 engine = _drain_verify.engine_check(docker_host, inspect_timeout)
-            drain_result = _pipe_drain.run(
-                proc, stuck_execs=plan['targets'], evidence_dir=evidence_dir,
-                min_age_seconds=drain_min_age_seconds, max_evidence_bytes=max_evidence_bytes,
-                timeout=drain_timeout, fallback=fallback, max_rounds=max_rounds,
-                confirm_interval=confirm_interval, peek_bytes=peek_bytes, check_mode=check_mode,
-                engine=engine, hostname=host, lock_dir=lock_dir,
-                evidence_retention_count=evidence_retention_count,
-                evidence_retention_bytes=evidence_retention_bytes,
-                evidence_retention_days=evidence_retention_days)
+            try:
+                drain_result = _pipe_drain.run(
+                    proc, stuck_execs=plan['targets'], evidence_dir=evidence_dir,
+                    min_age_seconds=drain_min_age_seconds, max_evidence_bytes=max_evidence_bytes,
+                    timeout=drain_timeout, fallback=fallback, max_rounds=max_rounds,
+                    confirm_interval=confirm_interval, peek_bytes=peek_bytes, check_mode=check_mode,
+                    engine=engine, hostname=host, lock_dir=lock_dir,
+                    evidence_retention_count=evidence_retention_count,
+                    evidence_retention_bytes=evidence_retention_bytes,
+                    evidence_retention_days=evidence_retention_days)
+            except _pipe_drain.DrainError as e:
+                raise NodeDoctorError(str(e))
         summary = _summary.remediation(summary, drain=drain_result, plan=plan, guard=guard)
         summary['mode'] = mode
         result['drain'] = drain_result

@@ -243,7 +243,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 
@@ -308,7 +307,7 @@ def main():
             drain_timeout=p['drain_timeout'], fallback=p['fallback'], max_rounds=p['max_rounds'],
             require_guard=p['require_guard'], guard=p['guard'], metrics_dir=p['metrics_dir'],
             metrics_file=p['metrics_file'], check_mode=module.check_mode)
-    except (_node_doctor.NodeDoctorError, _pipe_drain.DrainError, _procfs.ProcError) as e:
+    except (_node_doctor.NodeDoctorError, _procfs.ProcError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(**result)
 
