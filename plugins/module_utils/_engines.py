@@ -213,3 +213,52 @@ def summary_msg(result):
     if broken:
         parts.append('not usable: %s' % ', '.join(broken))
     return '; '.join(parts)
+
+
+def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_CONTAINERD_ADDRESS,
+                    timeout=5.0, containerd_namespace=DEFAULT_CONTAINERD_NAMESPACE, proc_root='/proc'):
+    """A function (container id) -> (verified, reason) for after a drain: does
+    the engine that runs the container answer for it again within TIMEOUT?
+    Docker: an inspect of it; containerd: its pod shim's task pids (the call a
+    stuck exec blocks).  ``None`` when no engine on the node knows it."""
+    def docker(cid):
+        if docker_present(docker_host)[0] is not True:
+            return None, 'no dockerd socket'
+        try:
+            EngineClient(docker_host, timeout=timeout).inspect(cid, timeout=timeout)
+        except EngineError as e:
+            if getattr(e, 'status', None) == 404:
+                return None, 'dockerd does not know %s' % cid[:12]
+            if e.__class__.__name__ == 'EngineTimeout':
+                return False, 'inspect of %s did not answer within %ss' % (cid[:12], timeout)
+            if getattr(e, 'status', None) is not None:
+                # an error reply still proves the exec lock is free
+                return True, 'dockerd answered: %s' % e
+            return None, 'dockerd unreachable: %s' % e
+        return True, 'dockerd answered inspect'
+
+    def containerd(cid):
+        if socket_missing(_cri.socket_path(containerd_address)):
+            return None, 'no containerd socket'
+        tasks = [t for t in _cri.list_tasks(containerd_address, containerd_namespace, proc_root) if t['id'] == cid]
+        if not tasks:
+            return None, 'containerd (namespace %s) has no task %s' % (containerd_namespace, cid[:12])
+        try:
+            _cri.task_pids(tasks[0]['shim_address'], cid, timeout)
+        except _cri.ShimTimeout:
+            return False, 'the shim of %s did not answer task pids within %ss' % (cid[:12], timeout)
+        except _cri.ShimUnreachable as e:
+            return None, 'shim unreachable: %s' % e
+        except _cri.CriError as e:
+            return True, 'the shim answered: %s' % e
+        return True, 'the containerd shim answered task pids'
+
+    def check(cid):
+        reasons = []
+        for probe in (docker, containerd):
+            verified, reason = probe(cid)
+            if verified is not None:
+                return verified, reason
+            reasons.append(reason)
+        return None, '; '.join(reasons)
+    return check

@@ -262,7 +262,14 @@ def pod_of(proc, runc_exec_pid, container_id, docker_roots=None, runc_exec_argv=
     """Pod namespace/name/container of the container a ``runc exec`` runs in:
     the bundle's ``config.json`` annotations (the runc exec's working
     directory is the bundle), else Docker's ``config.v2.json`` labels."""
-    pod = pod_from_mapping((_read_json(proc.path(runc_exec_pid, 'cwd', 'config.json')) or {}).get('annotations'))
+    config = None
+    if container_id and CONTAINER_ID_RE.match(container_id):
+        # Under CRI one v2 shim serves the pod and runc exec runs in the shim's
+        # working directory, the sandbox's bundle: the container's bundle is its sibling.
+        config = _read_json(proc.path(runc_exec_pid, 'cwd', '..', container_id, 'config.json'))
+    if not isinstance(config, dict):
+        config = _read_json(proc.path(runc_exec_pid, 'cwd', 'config.json'))
+    pod = pod_from_mapping((config if isinstance(config, dict) else {}).get('annotations'))
     if pod['name'] is None and docker_roots is not None and container_id:
         cfg = docker_roots.config(container_id, runc_root(runc_exec_argv or []))
         if isinstance(cfg, dict):

@@ -345,6 +345,9 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
+    if not p['docker_host']:
+        # an empty DOCKER_HOST in the environment means the default, as for the docker CLI
+        p['docker_host'] = DEFAULT_DOCKER_HOST
 
     if not p['timeout'] > 0:
         module.fail_json(msg='timeout must be greater than 0, got %s' % p['timeout'])

@@ -112,9 +112,23 @@ options:
   docker_host:
     description:
       - Docker daemon to ask, after a drain, whether C(GET /containers/<id>/json) answers again.
-      - When the socket does not exist (a host without dockerd), RV(drained[].verified) is C(null).
+      - When the socket does not exist (a host without dockerd), containerd is asked instead (O(containerd_address)).
     type: str
     default: unix:///var/run/docker.sock
+  containerd_address:
+    description:
+      - containerd to ask, after a drain, whether the container's shim answers again (the task pids call that
+        a stuck exec blocks). Used for containers dockerd does not know, such as on CRI nodes.
+      - When neither engine knows the container, RV(drained[].verified) is C(null).
+      - When not given, the E(CONTAINERD_ADDRESS) environment variable of the target is used if set.
+    type: str
+    default: /run/containerd/containerd.sock
+  containerd_namespace:
+    description:
+      - containerd namespace of the containers (Kubernetes CRI uses V(k8s.io)).
+      - When not given, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if set.
+    type: str
+    default: k8s.io
   inspect_timeout:
     description:
       - Seconds the Docker Engine inspect after a drain may take before the drain counts as not verified.
@@ -322,8 +336,9 @@ rounds:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
@@ -343,6 +358,9 @@ def main():
             confirm_interval=dict(type='float', default=1.0),
             peek_bytes=dict(type='int', default=4096),
             docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
+            containerd_address=dict(type='str', default='/run/containerd/containerd.sock',
+                                    fallback=(env_fallback, ['CONTAINERD_ADDRESS'])),
+            containerd_namespace=dict(type='str', default='k8s.io', fallback=(env_fallback, ['CONTAINERD_NAMESPACE'])),
             inspect_timeout=dict(type='float', default=5.0),
             proc_root=dict(type='path', default='/proc'),
         ),
@@ -380,7 +398,8 @@ def main():
             confirm_interval=p['confirm_interval'],
             peek_bytes=p['peek_bytes'],
             check_mode=module.check_mode,
-            engine=_pipe_drain.engine_check(p['docker_host'], p['inspect_timeout']),
+            engine=_engines.container_check(p['docker_host'], p['containerd_address'], p['inspect_timeout'],
+                                            p['containerd_namespace']),
         )
     except (_pipe_drain.DrainError, _stuck_exec.DiagnosisError, _procfs.ProcError) as e:
         module.fail_json(msg=str(e))
