@@ -201,3 +201,27 @@ def test_queued_kubelet_probes_deadlock_again_after_a_drain(cri, cri_release, tm
     # detection sees the pod hung again
     again_info, dummy = run_module("hung_container_info", {"timeout": 2, "engines": ["containerd"]}, env=cri_env(cri))
     assert app in again_info["hung"], again_info
+
+
+def test_cri_detection_runs_on_a_python36_target(cri, cri_release):
+    """Targets may be CentOS 7-era: the CRI detection is Python 3.6 stdlib only."""
+    import glob
+    import json
+    import subprocess
+    from conftest import collections_path
+    py36 = os.environ.get("HD_PY36") or next(iter(sorted(glob.glob("/root/.pyenv/versions/3.6*/bin/python3.6"))), None)
+    if not py36:
+        pytest.skip("no Python 3.6 interpreter (HD_PY36)")
+    pod = cri.run_pod("py36-0", namespace="old")
+    app = pod["containers"]["app"]
+    fut, pid = cri.hang(app, request_timeout=IN_FLIGHT)
+    assert_really_stuck(cri, pod, app, fut, pid)
+    code = ("import json, sys; sys.path.insert(0, %r)\n"
+            "from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import check_engines\n"
+            "print(json.dumps(check_engines(containerd_address=%r, timeout=2)))" % (collections_path(), str(cri.cri_sock)))
+    r = subprocess.run([py36, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr.decode()
+    res = json.loads(r.stdout.decode())
+    assert app in res["hung"], res
+    by_id = {c["id"]: c for c in res["containers"]}
+    assert (by_id[app]["pod_namespace"], by_id[app]["pod_name"]) == ("old", "py36-0")
