@@ -113,7 +113,7 @@ options:
         carries RV(engines) with the reason.
       - An engine that is not on the node at all never fails the task, unless its address was set
         (O(docker_host), O(containerd_address) or their environment variables) to something other
-        than the default: a mistyped socket path must not pass as "no engine on this node".
+        than the default, because a mistyped socket path must not pass as "no engine on this node".
       - When V(false), an unreachable daemon is a normal result with RV(engine.reachable=false).
     type: bool
     default: true
@@ -315,7 +315,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import DEFAULT_DOCKER_HOST
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
+    DEFAULT_DOCKER_HOST,
+    EngineClient,
+    EngineError,
+)
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import (
     DEFAULT_CONTAINERD_ADDRESS,
     DEFAULT_CONTAINERD_NAMESPACE,
@@ -358,6 +362,11 @@ def main():
     if not p['containerd_namespace'] or '/' in p['containerd_namespace']:
         module.fail_json(msg='containerd_namespace must be a containerd namespace such as k8s.io, got %r'
                          % p['containerd_namespace'])
+    try:
+        # checks docker_host and api_version before any engine is asked
+        EngineClient(p['docker_host'], api_version=p['api_version'], timeout=p['timeout'])
+    except EngineError as e:
+        module.fail_json(msg=str(e))
     engines = p['engines'] if p['engines'] != ['auto'] else 'auto'
     try:
         parse_engines(engines)
