@@ -77,7 +77,7 @@ def main():
         stuck = []
         for pod in sick:
             cid = pod["containers"][names[-1]]
-            fut, pid = hz.hang(cid, request_timeout=600)
+            fut, pid = hz.hang_execsync(cid, request_timeout=600)
             if pid is None:
                 sys.exit("no deadlock in %s" % cid)
             futures.append(fut)

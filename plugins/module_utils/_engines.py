@@ -127,7 +127,7 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
     """
     wanted = parse_engines(engines)
     timeout = float(timeout)
-    if not timeout > 0:
+    if timeout != timeout or timeout <= 0:  # NaN too
         raise EnginesError('timeout must be greater than 0, got %s' % timeout)
     if deadline is None:
         deadline = time.monotonic() + timeout + 1.0

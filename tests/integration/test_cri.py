@@ -78,7 +78,7 @@ def test_execsync_deadlocks_in_a_pod_shim_serving_two_containers(cri, cri_releas
     pod = cri.run_pod("hang-real", namespace="shop")
     app = pod["containers"]["app"]
     assert cri.exec_answers(app) and cri.exec_answers(pod["containers"]["sidecar"])
-    fut, pid = cri.hang(app, request_timeout=IN_FLIGHT)
+    fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
     assert_really_stuck(cri, pod, app, fut, pid)
     # what still answers: the CRI container status (served from containerd's store)
     t0 = time.monotonic()
@@ -95,7 +95,7 @@ def test_hung_container_info_on_a_cri_only_node_names_the_pod(cri, cri_release):
     sick = cri.run_pod("web-7d9f", namespace="shop")
     healthy = cri.run_pod("api-5c4b", namespace="shop")
     app = sick["containers"]["app"]
-    fut, pid = cri.hang(app, request_timeout=IN_FLIGHT)
+    fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
     assert_really_stuck(cri, sick, app, fut, pid)
     assert not os.path.exists("/var/run/docker.sock")
 
@@ -145,7 +145,7 @@ def evidence_body(path):
 def test_runc_exec_info_and_drain_on_a_cri_pod_verified_through_the_shim(cri, cri_release, tmp_path):
     pod = cri.run_pod("db-0", namespace="data")
     app = pod["containers"]["app"]
-    fut, pid = cri.hang(app, request_timeout=IN_FLIGHT)
+    fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
     assert_really_stuck(cri, pod, app, fut, pid)
     shim = cri.shim_of(pod["id"])
 
@@ -181,7 +181,7 @@ def test_runc_exec_info_and_drain_on_a_cri_pod_verified_through_the_shim(cri, cr
 def test_queued_kubelet_probes_deadlock_again_after_a_drain(cri, cri_release, tmp_path):
     pod = cri.run_pod("queue-0", namespace="shop")
     app = pod["containers"]["app"]
-    first, pid = cri.hang(app, count=3, request_timeout=IN_FLIGHT)
+    first, pid = cri.hang_execsync(app, count=3, request_timeout=IN_FLIGHT)
     assert_really_stuck(cri, pod, app, first, pid)
     # kubelet keeps probing: two more ExecSync calls wait behind the stuck one in the pod's shim
     queued = [cri.client().exec_sync_future(app, ["true"], probe_timeout=1, request_timeout=IN_FLIGHT)
@@ -214,7 +214,7 @@ def test_cri_detection_runs_on_a_python36_target(cri, cri_release):
         pytest.skip("no Python 3.6 interpreter (HD_PY36)")
     pod = cri.run_pod("py36-0", namespace="old")
     app = pod["containers"]["app"]
-    fut, pid = cri.hang(app, request_timeout=IN_FLIGHT)
+    fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
     assert_really_stuck(cri, pod, app, fut, pid)
     code = ("import json, sys; sys.path.insert(0, %r)\n"
             "from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import check_engines\n"

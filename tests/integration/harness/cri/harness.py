@@ -283,7 +283,7 @@ state = "{self.ctd}/state"
         return None
 
     # ---- the fault through ExecSync -------------------------------------
-    def hang(self, cid, size=None, count=1, wait=20.0, probe_timeout=1, request_timeout=5.0, pipe_size=0,
+    def hang_execsync(self, cid, size=None, count=1, wait=20.0, probe_timeout=1, request_timeout=5.0, pipe_size=0,
              cmd=("true",)):
         """Arm the fault and send a kubelet-style ExecSync for CID; return
         (grpc future of the ExecSync, stuck runc-init pid or None)."""
@@ -310,8 +310,8 @@ state = "{self.ctd}/state"
         """Whether an ExecSync of ``true`` in CID answers as kubelet would see it."""
         import grpc
         try:
-            code, dummy, dummy2 = self.client().exec_sync(cid, ["true"], probe_timeout=probe_timeout,
-                                                           request_timeout=request_timeout)
+            code, dummy, dummy2 = self.client().exec_sync(
+                cid, ["true"], probe_timeout=probe_timeout, request_timeout=request_timeout)
             return code == 0
         except grpc.RpcError:
             return False
@@ -352,7 +352,7 @@ def _cli(argv=None):
             else:
                 cid = next(c.id for c in hz.client().list_containers(pod.id) if c.metadata.name == "app")
             # the ExecSync of this process gives up; the shim stays stuck
-            fut, pid = hz.hang(cid, request_timeout=1.0)
+            fut, pid = hz.hang_execsync(cid, request_timeout=1.0)
             if pid is None:
                 print("no deadlock")
                 return 1

@@ -94,6 +94,10 @@ def test_oversized_config_is_not_read(tmp_path, monkeypatch):
     assert t["pod_name"] is None
 
 
+def process_info(pid):
+    return _cri._field_bytes(1, _cri._field_varint(1, pid))
+
+
 class FakeShim(object):
     """A unix socket that answers ttrpc like a shim: 'ok' answers Pids with
     two pids, 'never' accepts and never answers, 'trickle' sends one byte a
@@ -131,8 +135,7 @@ class FakeShim(object):
         if self.mode == "error":
             resp = _cri._field_bytes(1, _cri._field_varint(1, 5) + _cri._field_bytes(2, "task not found"))
         else:
-            proc = lambda pid: _cri._field_bytes(1, _cri._field_varint(1, pid))
-            resp = _cri._field_bytes(2, proc(42) + proc(43))
+            resp = _cri._field_bytes(2, process_info(42) + process_info(43))
         data = struct.pack(">IIBB", len(resp), stream, 2, 0) + resp
         if self.mode == "trickle":
             try:
