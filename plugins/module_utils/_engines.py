@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import math
 import os
 import stat
 import threading
@@ -127,7 +128,7 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
     """
     wanted = parse_engines(engines)
     timeout = float(timeout)
-    if timeout != timeout or timeout <= 0:  # NaN too
+    if math.isnan(timeout) or timeout <= 0:
         raise EnginesError('timeout must be greater than 0, got %s' % timeout)
     if deadline is None:
         deadline = time.monotonic() + timeout + 1.0

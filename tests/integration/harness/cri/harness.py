@@ -283,8 +283,8 @@ state = "{self.ctd}/state"
         return None
 
     # ---- the fault through ExecSync -------------------------------------
-    def hang_execsync(self, cid, size=None, count=1, wait=20.0, probe_timeout=1, request_timeout=5.0, pipe_size=0,
-             cmd=("true",)):
+    def hang_execsync(self, cid, size=None, count=1, wait=20.0, probe_timeout=1, request_timeout=5.0,
+                      pipe_size=0, cmd=("true",)):
         """Arm the fault and send a kubelet-style ExecSync for CID; return
         (grpc future of the ExecSync, stuck runc-init pid or None)."""
         self.arm(cid, size, count, pipe_size)
