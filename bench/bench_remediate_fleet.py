@@ -1,16 +1,17 @@
-"""The remediate playbook over 100 inventory hosts (local connection).
+"""The detect and remediate playbooks over 100 inventory hosts (local connection).
 
-Each host runs the whole remediate role against an empty proc_root and a
-missing Docker socket, so the hosts do the real per-host work of a healthy
-node (the common case in a fleet run) without a container runtime.  A small
-callback records, per host, how long each task took; the module share is the
-time spent in the hangdoctor modules over the host's total task time.
+Each host runs the whole role against an empty proc_root and a missing Docker
+socket, so the hosts do the real per-host work of a healthy node (the common
+case in a fleet run) without a container runtime.  A small callback records,
+per host, how long each task took; the module share is the time spent in the
+hangdoctor modules over the host's total task time.
 
-Baseline, measured in the same run: one ansible.builtin.ping per host (the
-fixed cost of reaching a host through Ansible).  Then forks and strategy
-variants, for docs/fleet.md.
+Baseline, measured in the same run right before each playbook: one
+ansible.builtin.ping per host (the fixed cost of reaching a host through
+Ansible).  Targets: detect <= 1.3x and remediate <= 1.5x the ping wall at forks
+10 and 50; --big HOSTS adds one more size at the last forks value (no target).
 
-    python bench/bench_remediate_fleet.py [--hosts 100] [--forks 10,50]
+    python bench/bench_remediate_fleet.py [--hosts 100] [--forks 10,50] [--big 500]
 """
 import argparse
 import json
@@ -66,15 +67,9 @@ PING = """---
 
 
 def collections_path():
-    coll = ROOT
-    if coll.parent.name == "hangdoctor" and coll.parent.parent.name == "ansible_collections":
-        return str(coll.parents[2])
-    tree = Path(tempfile.gettempdir()) / ("hd-unit-tree-%d" % os.getuid())
-    link = tree / "ansible_collections" / "hangdoctor" / "runtime"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
-        link.symlink_to(coll)
-    return str(tree)
+    sys.path.insert(0, str(ROOT / "tests" / "utils"))
+    from colltree import collections_path as tree  # pylint: disable=import-outside-toplevel
+    return tree()
 
 
 def run(work, playbook, hosts, forks, strategy="linear", extra=None):
@@ -107,51 +102,70 @@ def run(work, playbook, hosts, forks, strategy="linear", extra=None):
             "module_share": (sum(module.values()) / total) if total else 0.0}
 
 
+TARGETS = {"detect": 1.3, "remediate": 1.5}
+
+
+def write_inventory(work, hosts):
+    hostvars = {"node%03d" % i: {} for i in range(hosts)}
+    inv = {"all": {"hosts": hostvars, "vars": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "hangdoctor_proc_root": str(work / "proc"),
+        "hangdoctor_docker_host": "unix://%s/none.sock" % work,
+        "hangdoctor_report_dir": str(work / "report"),
+        "hangdoctor_metrics_dir": str(work / "metrics"),
+        "hangdoctor_confirm_interval": 0.2}}}
+    (work / "inventory.json").write_text(json.dumps(inv))
+
+
+def row(name, hosts, r):
+    print("%-30s %8.1f %10.1f %12.3f %8.3f %7.0f%%" % (
+        name, r["wall"], hosts / r["wall"], r["task_seconds_per_host"], r["module_seconds_per_host"],
+        100 * r["module_share"]))
+
+
+def compare(work, hosts, forks, targets=True):
+    """ping, then each playbook, at FORKS; prints the ratios and returns them."""
+    ratios = {}
+    for book in ("detect", "remediate"):
+        base = run(work, str(work / "ping.yml"), hosts, forks)
+        r = run(work, "hangdoctor.runtime." + book, hosts, forks)
+        row("ping baseline forks=%d" % forks, hosts, base)
+        row("%s forks=%d" % (book, forks), hosts, r)
+        ratios[book] = r["wall"] / base["wall"]
+        verdict = ""
+        if targets:
+            verdict = " (target <= %.1fx: %s)" % (TARGETS[book], "met" if ratios[book] <= TARGETS[book] else "MISSED")
+        print("  %s / ping wall ratio, %d hosts, forks=%d: %.2fx%s" % (book, hosts, forks, ratios[book], verdict))
+        report = json.loads((work / "report" / ("hangdoctor-%s.json" % book)).read_text())
+        assert report["totals"]["hosts_reported"] == hosts, report["totals"]
+    return ratios
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--forks", default="10,50")
+    ap.add_argument("--big", type=int, default=0, help="also this many hosts at the last forks value")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hd-bench-fleet-"))
     try:
         (work / "cb").mkdir()
+        (work / "metrics").mkdir()
         (work / "cb" / "hd_timing.py").write_text(CALLBACK)
         # A fixture /proc of a node without containers: only the system-wide
         # stat file the modules use to tell a procfs from a typo.
         (work / "proc").mkdir()
         (work / "proc" / "stat").write_text(Path("/proc/stat").read_text())
         (work / "ping.yml").write_text(PING)
-        hostvars = {"node%03d" % i: {} for i in range(a.hosts)}
-        inv = {"all": {"hosts": hostvars, "vars": {
-            "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-            "hangdoctor_proc_root": str(work / "proc"),
-            "hangdoctor_docker_host": "unix://%s/none.sock" % work,
-            "hangdoctor_report_dir": str(work / "report"),
-            "hangdoctor_confirm_interval": 0.2}}}
-        (work / "inventory.json").write_text(json.dumps(inv))
         forks = [int(f) for f in a.forks.split(",")]
-        print("remediate playbook over %d hosts (local connection, empty proc_root, no Docker socket)" % a.hosts)
-        print("%-28s %8s %10s %12s %8s %8s" % ("run", "wall s", "hosts/s", "task s/host", "module", "share"))
-        results = []
+        print("detect and remediate playbooks (local connection, empty proc_root, no Docker socket)")
+        print("%-30s %8s %10s %12s %8s %8s" % ("run", "wall s", "hosts/s", "task s/host", "module", "share"))
+        write_inventory(work, a.hosts)
         for f in forks:
-            base = run(work, str(work / "ping.yml"), a.hosts, f)
-            rem = run(work, "hangdoctor.runtime.remediate", a.hosts, f)
-            for name, r in (("ping baseline forks=%d" % f, base), ("remediate forks=%d" % f, rem)):
-                print("%-28s %8.1f %10.1f %12.3f %8.3f %7.0f%%" % (
-                    name, r["wall"], a.hosts / r["wall"], r["task_seconds_per_host"], r["module_seconds_per_host"],
-                    100 * r["module_share"]))
-            results.append((f, base, rem))
-            print("  remediate / ping wall ratio at forks=%d: %.1fx" % (f, rem["wall"] / base["wall"]))
-        f = forks[-1]
-        free = run(work, "hangdoctor.runtime.remediate", a.hosts, f, strategy="free")
-        print("%-28s %8.1f %10.1f %12.3f %8.3f %7.0f%%" % (
-            "remediate forks=%d free" % f, free["wall"], a.hosts / free["wall"], free["task_seconds_per_host"],
-            free["module_seconds_per_host"], 100 * free["module_share"]))
-        lin = results[-1][2]
-        print("  free / linear wall ratio at forks=%d: %.2f" % (f, free["wall"] / lin["wall"]))
-        report = json.loads((work / "report" / "hangdoctor-remediate.json").read_text())
-        assert report["totals"]["hosts_reported"] == a.hosts, report["totals"]
-        print("report: %d/%d hosts reported" % (report["totals"]["hosts_reported"], report["totals"]["hosts"]))
+            compare(work, a.hosts, f)
+        if a.big:
+            write_inventory(work, a.big)
+            compare(work, a.big, forks[-1], targets=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

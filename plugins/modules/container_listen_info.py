@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes
   - hangdoctor.runtime.attributes.INFO_MODULE
   - hangdoctor.runtime.attributes.LINUX
+  - hangdoctor.runtime.engine
 options:
   container_ids:
     description:
@@ -61,24 +62,18 @@ options:
         C(reachable_from_node) null in RV(containers[].ports).
     type: list
     elements: int
-  docker_host:
-    description:
-      - Where the Docker daemon listens, as C(unix:///path/to/docker.sock), a bare socket path, or
-        C(tcp://host:port) without TLS. Only used for O(container_ids) and O(probes).
-      - When not given, the E(DOCKER_HOST) environment variable of the target is used if set.
-    type: str
-    default: unix:///var/run/docker.sock
   proc_root:
     description:
       - Where the node's procfs is mounted, for example C(/host/proc) from a privileged pod.
     type: path
     default: /proc
-  timeout:
+  inspect_timeout:
     description:
       - Seconds each Engine API request may take in total, and the deadline for reading one container's
-        socket tables.
+        socket tables. Called O(timeout) in version 0.1.0; that name stays an alias.
       - An inspect that does not answer in time (a stuck exec holds the container's lock in dockerd before
         moby 24) is reported in RV(containers[].error) and does not fail the task.
+    aliases: [timeout]
     type: float
     default: 5.0
 notes:
@@ -116,6 +111,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+msg:
+  description: One line that says what was found or done.
+  returned: always
+  type: str
+  sample: "1 container(s) or process(es) checked; ports served on loopback only: web-0:8080"
 containers:
   description: One entry per container or pid checked, in input order, then the containers matched by O(probes).
   returned: always
@@ -214,33 +214,33 @@ loopback_only:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            container_ids=dict(type='list', elements='str', default=[]),
-            pids=dict(type='list', elements='int', default=[]),
-            probes=dict(type='list', elements='dict'),
-            ports=dict(type='list', elements='int'),
-            docker_host=dict(type='str', default=_engine_api.DEFAULT_DOCKER_HOST,
-                             fallback=(env_fallback, ['DOCKER_HOST'])),
-            proc_root=dict(type='path', default='/proc'),
-            timeout=dict(type='float', default=5.0),
-        ),
-        supports_check_mode=True,
+    spec = common.argument_spec(
+        common.ENGINE_ARGS,
+        container_ids=dict(type='list', elements='str', default=[]),
+        pids=dict(type='list', elements='int', default=[]),
+        probes=dict(type='list', elements='dict'),
+        ports=dict(type='list', elements='int'),
+        proc_root=dict(type='path', default='/proc'),
     )
+    spec['inspect_timeout']['aliases'] = ['timeout']
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     ids = [c.strip() for c in p['container_ids'] if c and c.strip()]
     if not ids and not p['pids'] and p['probes'] is None:
         module.fail_json(msg='give container_ids, pids or probes')
-    if not p['timeout'] > 0:
-        module.fail_json(msg='timeout must be greater than 0, got %s' % p['timeout'])
+    try:
+        common.check_numbers(p)
+    except common.OptionError as e:
+        module.fail_json(msg=str(e))
     bad = [str(x) for x in p['pids'] if x < 1]
     if bad:
         module.fail_json(msg='pids must be positive process ids: %s' % ', '.join(bad))
@@ -261,12 +261,12 @@ def main():
     client = None
     if ids or p['probes']:
         try:
-            client = _engine_api.EngineClient(p['docker_host'], timeout=p['timeout'])
+            client = _engine_api.EngineClient(p['docker_host'], timeout=p['inspect_timeout'])
         except _engine_api.EngineError as e:
             module.fail_json(msg=str(e))
     try:
         result = _listen.report(proc, client, container_ids=ids, pids=p['pids'], probes=p['probes'],
-                                ports=p['ports'], timeout=p['timeout'])
+                                ports=p['ports'], timeout=p['inspect_timeout'])
     except (_listen.ListenError, _engine_api.EngineError, _procfs.ProcError) as e:
         module.fail_json(msg=str(e))
 
@@ -283,6 +283,11 @@ def main():
     for c in result['containers']:
         if c['error']:
             module.warn('container %s: %s' % (c['container_id'] or c['pid'], c['error']))
+    result['msg'] = '%d container(s) or process(es) checked; %s' % (
+        len(result['containers']),
+        'ports served on loopback only: %s' % ', '.join('%s:%d' % ((x['pod_name'] or x['container_id'] or x['pid']), x['port'])
+                                                       for x in loopback[:10])
+        if loopback else 'no probe port is served on loopback only')
     module.exit_json(changed=False, loopback_only=loopback, **result)
 
 

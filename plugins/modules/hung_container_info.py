@@ -19,12 +19,12 @@ description:
   - A container whose C(docker exec) is stuck because C(runc init) blocks writing its crash dump to
     a full stderr pipe makes dockerd (before moby 24) hold that container's lock, so inspect and
     stats of it hang while C(docker ps) works. This module finds those containers in about one
-    O(timeout), whatever the number of hung containers, where a shell loop of C(timeout docker
+    O(inspect_timeout), whatever the number of hung containers, where a shell loop of C(timeout docker
     inspect) costs one timeout per hung container plus a CLI start per container.
   - Every request has a deadline on a monotonic clock covering connect, send and every read, so a
     daemon that accepts and never answers, or answers one byte at a time, is cut off at the deadline.
     Probes that are still stuck run in daemon threads and never keep the module from returning.
-  - The module returns within O(total_timeout) seconds (default O(timeout) + 1) of starting.
+  - The module returns within O(total_timeout) seconds (default O(inspect_timeout) + 1) of starting.
   - Speaks HTTP/1.1 to a unix socket or to plain C(tcp://host:port). TLS (C(https://), C(tcp://) with
     client certificates), C(ssh://), C(npipe://) and C(fd://) are not supported; forward such a daemon
     to a local unix socket (C(ssh -L /tmp/docker.sock:/var/run/docker.sock host)) instead.
@@ -44,6 +44,7 @@ description:
 extends_documentation_fragment:
   - hangdoctor.runtime.attributes
   - hangdoctor.runtime.attributes.INFO_MODULE
+  - hangdoctor.runtime.engine
 attributes:
   platform:
     platforms: posix
@@ -72,28 +73,24 @@ options:
       - When not given, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if set.
     type: str
     default: k8s.io
-  docker_host:
-    description:
-      - Where the Docker daemon listens, as C(unix:///path/to/docker.sock), a bare absolute socket
-        path, or C(tcp://host:port) / C(http://host:port) without TLS.
-      - When not given, the E(DOCKER_HOST) environment variable of the target is used if set.
-    type: str
-    default: unix:///var/run/docker.sock
-  timeout:
+  inspect_timeout:
     description:
       - Seconds each request (the version check, the list, and each container's inspect or shim call) may
         take in total, not per read. A probe that gets no whole answer in that time marks the container as hung.
+      - A finite number greater than 0 and at most 600.
+      - Called O(timeout) in version 0.1.0; that name stays an alias.
+    aliases: [timeout]
     type: float
     default: 5.0
   total_timeout:
     description:
       - Seconds the whole module run may take. Containers whose probe could not start or finish inside it
         are reported in RV(unchecked), not in RV(hung).
-      - Defaults to O(timeout) + 1. With more hung containers than O(concurrency), raise one of the two.
+      - Defaults to O(inspect_timeout) + 1. With more hung containers than O(concurrency), raise one of the two.
     type: float
   concurrency:
     description:
-      - How many inspect requests are in flight at once. Each hung container keeps one busy until O(timeout).
+      - How many inspect requests are in flight at once. Each hung container keeps one busy until O(inspect_timeout).
     type: int
     default: 16
   api_version:
@@ -130,7 +127,7 @@ EXAMPLES = r'''
 ---
 - name: Which containers no longer answer docker inspect
   hangdoctor.runtime.hung_container_info:
-    timeout: 3
+    inspect_timeout: 3
   register: hung
 
 - name: Show the hung containers with their pods
@@ -140,7 +137,7 @@ EXAMPLES = r'''
 - name: Scan a fleet without failing on hosts that have no dockerd
   hangdoctor.runtime.hung_container_info:
     docker_host: unix:///run/docker.sock
-    timeout: 2
+    inspect_timeout: 2
     concurrency: 32
     fail_on_unreachable: false
   register: scan
@@ -149,7 +146,7 @@ EXAMPLES = r'''
   hangdoctor.runtime.hung_container_info:
     engines: [containerd]
     containerd_address: /run/k3s/containerd/containerd.sock
-    timeout: 3
+    inspect_timeout: 3
   register: cri
 
 - name: Fail the play when a container is hung
@@ -159,6 +156,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+msg:
+  description: One line that says what was found or done.
+  returned: always
+  type: str
+  sample: "1 of 12 containers hung (shop/web-7d9f/app); checked containerd; not on this node: docker"
 containers:
   description: Every listed container with the outcome of its inspect probe, in the daemon's list order.
   returned: always
@@ -208,7 +210,7 @@ containers:
     responsive:
       description:
         - V(true) when inspect answered within the deadline (even with an error status),
-          V(false) when it used the whole O(timeout) without an answer (hung),
+          V(false) when it used the whole O(inspect_timeout) without an answer (hung),
           null when it could not be decided (see RV(containers[].error)).
       type: bool
       sample: false
@@ -221,7 +223,7 @@ containers:
       type: str
       sample: inspect did not answer within 3.0s
 hung:
-  description: Ids of the containers whose inspect did not answer within O(timeout).
+  description: Ids of the containers whose inspect did not answer within O(inspect_timeout).
   returned: always
   type: list
   elements: str
@@ -257,7 +259,7 @@ engines:
       type: bool
       sample: true
     reachable:
-      description: Whether it answered, null when it is not present.
+      description: Whether it answered.
       type: bool
       sample: true
     version:
@@ -267,12 +269,7 @@ engines:
     error:
       description: Why it was not checked, null when it was.
       type: str
-      sample: no socket at /var/run/docker.sock
-msg:
-  description: One line saying what was found.
-  returned: always
-  type: str
-  sample: "1 of 12 containers hung (shop/web-7d9f/web); checked containerd; not on this node: docker"
+      sample: "no socket at /var/run/docker.sock: No such file or directory (ENOENT)"
 engine:
   description:
     - Whether and how the Docker daemon answered (kept for playbooks written for Docker-only nodes);
@@ -315,11 +312,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
-    DEFAULT_DOCKER_HOST,
-    EngineClient,
-    EngineError,
-)
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import EngineClient, EngineError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import (
     DEFAULT_CONTAINERD_ADDRESS,
     DEFAULT_CONTAINERD_NAMESPACE,
@@ -329,56 +323,50 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import
     summary_msg,
 )
 
-MAX_CONCURRENCY = 256
-
 
 def main():
-    argument_spec = dict(
-        docker_host=dict(type='str', default=DEFAULT_DOCKER_HOST, fallback=(env_fallback, ['DOCKER_HOST'])),
+    spec = common.argument_spec(
+        common.ENGINE_ARGS,
         engines=dict(type='list', elements='str', default=['auto']),
         containerd_address=dict(type='str', default=DEFAULT_CONTAINERD_ADDRESS,
                                 fallback=(env_fallback, ['CONTAINERD_ADDRESS'])),
         containerd_namespace=dict(type='str', default=DEFAULT_CONTAINERD_NAMESPACE,
                                   fallback=(env_fallback, ['CONTAINERD_NAMESPACE'])),
-        timeout=dict(type='float', default=5.0),
         total_timeout=dict(type='float'),
         concurrency=dict(type='int', default=16),
         api_version=dict(type='str', default='auto'),
         include_stopped=dict(type='bool', default=False),
         fail_on_unreachable=dict(type='bool', default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # 0.1 called it timeout; inspect_timeout is the name every module shares.
+    spec['inspect_timeout']['aliases'] = ['timeout']
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     if not p['docker_host']:
         # an empty DOCKER_HOST in the environment means the default, as for the docker CLI
-        p['docker_host'] = DEFAULT_DOCKER_HOST
-
-    if not p['timeout'] > 0:
-        module.fail_json(msg='timeout must be greater than 0, got %s' % p['timeout'])
-    if p['total_timeout'] is not None and not p['total_timeout'] > 0:
-        module.fail_json(msg='total_timeout must be greater than 0, got %s' % p['total_timeout'])
-    if not 1 <= p['concurrency'] <= MAX_CONCURRENCY:
-        module.fail_json(msg='concurrency must be between 1 and %d, got %d' % (MAX_CONCURRENCY, p['concurrency']))
-    if not p['containerd_namespace'] or '/' in p['containerd_namespace']:
-        module.fail_json(msg='containerd_namespace must be a containerd namespace such as k8s.io, got %r'
-                         % p['containerd_namespace'])
+        p['docker_host'] = common.DEFAULT_DOCKER_HOST
+    try:
+        common.check_numbers(p)
+        if not p['containerd_namespace'] or '/' in p['containerd_namespace']:
+            raise common.OptionError('containerd_namespace must be a containerd namespace such as k8s.io, got %r'
+                                     % p['containerd_namespace'])
+        engines = p['engines'] if p['engines'] != ['auto'] else 'auto'
+        parse_engines(engines)
+    except (common.OptionError, EnginesError) as e:
+        module.fail_json(msg=str(e))
+    timeout = p['inspect_timeout']
     try:
         # checks docker_host and api_version before any engine is asked
-        EngineClient(p['docker_host'], api_version=p['api_version'], timeout=p['timeout'])
+        EngineClient(p['docker_host'], api_version=p['api_version'], timeout=timeout)
     except EngineError as e:
-        module.fail_json(msg=str(e))
-    engines = p['engines'] if p['engines'] != ['auto'] else 'auto'
-    try:
-        parse_engines(engines)
-    except EnginesError as e:
         module.fail_json(msg=str(e))
 
     t0 = time.monotonic()
-    total = p['timeout'] + 1.0 if p['total_timeout'] is None else p['total_timeout']
+    total = timeout + 1.0 if p['total_timeout'] is None else p['total_timeout']
     try:
         result = check_engines(
             engines=engines, docker_host=p['docker_host'], containerd_address=p['containerd_address'],
-            containerd_namespace=p['containerd_namespace'], timeout=p['timeout'], concurrency=p['concurrency'],
+            containerd_namespace=p['containerd_namespace'], timeout=timeout, concurrency=p['concurrency'],
             deadline=t0 + total, api_version=p['api_version'], include_stopped=p['include_stopped'])
     except EnginesError as e:
         module.fail_json(msg=str(e))
@@ -394,7 +382,7 @@ def main():
 
     # An engine on the node that does not answer is a failure; one that is not on the node is not,
     # unless its address was set by hand (a typo must not pass as "no engine here").
-    explicit = {'docker': p['docker_host'] != DEFAULT_DOCKER_HOST,
+    explicit = {'docker': p['docker_host'] != common.DEFAULT_DOCKER_HOST,
                 'containerd': p['containerd_address'] != DEFAULT_CONTAINERD_ADDRESS}
     unusable = [e for e in result['engines'] if e.get('error') and not e.get('checked')
                 and (e.get('present') or explicit.get(e['name']))]

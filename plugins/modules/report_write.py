@@ -68,6 +68,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+msg:
+  description: One line that says what was done.
+  returned: always
+  type: str
+  sample: wrote /var/tmp/hangdoctor-reports/hangdoctor-detect.md (1342 bytes)
 path:
   description: The file written.
   returned: always
@@ -87,75 +92,16 @@ sha256:
 
 import hashlib
 import os
-import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
-
-class WriteError(Exception):
-    pass
-
-
-def _mode(value):
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 8)
-    except ValueError:
-        raise WriteError('mode must be octal, e.g. 0644, not %r' % (value,))
-
-
-def same_file(path, data, mode):
-    """True when PATH already holds DATA with MODE (nothing to write)."""
-    try:
-        st = os.stat(path)
-        if stat.S_IMODE(st.st_mode) != mode or st.st_size != len(data):
-            return False
-        with open(path, 'rb') as f:
-            return f.read() == data
-    except (IOError, OSError):
-        return False
-
-
-def write_atomic(path, data, mode=0o644, create_dir=True):
-    """Write DATA to PATH through a synced temporary file and rename(2)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        if not create_dir:
-            raise WriteError('directory %s does not exist' % directory)
-        try:
-            os.makedirs(directory, 0o755)
-        except OSError as e:
-            if not os.path.isdir(directory):
-                raise WriteError('cannot create %s: %s' % (directory, e))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
-    except OSError as e:
-        raise WriteError('cannot write in %s: %s' % (directory, e))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except (IOError, OSError) as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise WriteError('cannot write %s: %s' % (path, e))
-    # The rename is durable only once the directory entry is on disk.
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._files import (
+    WriteError,
+    parse_mode,
+    same_file,
+    write_atomic,
+)
 
 
 def main():
@@ -172,7 +118,7 @@ def main():
     data = to_bytes(module.params['content'], errors='surrogate_or_strict')
     result = dict(changed=False, path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
     try:
-        mode = _mode(module.params['mode'])
+        mode = parse_mode(module.params['mode'])
         if os.path.isdir(path):
             raise WriteError('%s is a directory' % path)
         if not same_file(path, data, mode):
@@ -181,6 +127,8 @@ def main():
                 write_atomic(path, data, mode, module.params['create_dir'])
     except WriteError as e:
         module.fail_json(msg=str(e), **result)
+    result['msg'] = '%s %s (%d bytes)' % (
+        ('would write' if module.check_mode else 'wrote') if result['changed'] else 'unchanged', path, len(data))
     module.exit_json(**result)
 
 

@@ -32,6 +32,7 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes
   - hangdoctor.runtime.attributes.INFO_MODULE
   - hangdoctor.runtime.attributes.LINUX
+  - hangdoctor.runtime.proc
 options:
   container_ids:
     description:
@@ -48,23 +49,6 @@ options:
         RV(stuck_execs).
     type: float
     default: 0
-  confirm_interval:
-    description:
-      - Seconds between the two samples that prove the writer makes no progress (queued bytes and
-        voluntary context switches unchanged). C(0) takes both samples back to back.
-    type: float
-    default: 1.0
-  peek_bytes:
-    description:
-      - How many bytes of the queued crash dump to show, copied with tee(2) without consuming them.
-        C(0) turns the peek off.
-    type: int
-    default: 4096
-  proc_root:
-    description:
-      - Where the host's procfs is mounted, for example C(/host/proc) in a privileged pod.
-    type: path
-    default: /proc
   kernel_log:
     description:
       - Read the kernel log (C(/dev/kmsg), non-blocking and bounded) for OOM-kill lines that name each
@@ -117,6 +101,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+msg:
+  description: One line that says what was found or done.
+  returned: always
+  type: str
+  sample: "1 stuck exec(s): 4f2a9c1d7e3b runc_init pid 4821, pipe 65536/65536 bytes, cause pthread_create_eagain"
 stuck_execs:
   description:
     - Every stuck exec that passed every signal. Each can be passed to P(hangdoctor.runtime.runc_pipe_drain#module).
@@ -212,9 +201,9 @@ confirm_seconds:
   sample: 1.0003
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import DiagnosisError, scan
@@ -222,29 +211,22 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec imp
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=common.argument_spec(
+            common.PROC_ARGS,
             container_ids=dict(type='list', elements='str', default=[]),
             min_age_seconds=dict(type='float', default=0),
-            confirm_interval=dict(type='float', default=1.0),
-            peek_bytes=dict(type='int', default=4096),
-            proc_root=dict(type='path', default='/proc'),
             kernel_log=dict(type='bool', default=True),
             cmdline_timeout=dict(type='float', default=1.0),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    for name in ('min_age_seconds', 'confirm_interval', 'peek_bytes'):
-        if p[name] < 0:
-            module.fail_json(msg='%s must not be negative (got %s)' % (name, p[name]))
-    if p['cmdline_timeout'] <= 0:
-        module.fail_json(msg='cmdline_timeout must be positive (got %s)' % p['cmdline_timeout'])
-    ids = [c.strip().lower() for c in p['container_ids'] if c and c.strip()]
-    bad = [c for c in ids if not all(ch in '0123456789abcdef' for ch in c)]
-    if bad:
-        module.fail_json(msg='container_ids must be hex container ids or prefixes: %s' % ', '.join(bad))
-    if os.geteuid() != 0:
-        module.fail_json(msg='runc_exec_info must run as root: it reads the fds of the shim, runc exec and runc init processes')
+    try:
+        common.check_numbers(p)
+        ids = common.container_ids(p['container_ids'])
+        common.require_root('runc_exec_info')
+    except common.OptionError as e:
+        module.fail_json(msg=str(e))
     proc = Proc(p['proc_root'])
     if not proc.is_procfs():
         module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
@@ -254,7 +236,21 @@ def main():
                       kmsg=p['kernel_log'], cmdline_timeout=p['cmdline_timeout'])
     except DiagnosisError as e:
         module.fail_json(msg='diagnosis failed: %s' % e)
+    result['msg'] = _message(result)
     module.exit_json(changed=False, **result)
+
+
+def _message(result):
+    stuck = result['stuck_execs']
+    if not stuck:
+        return 'no stuck exec among %d processes%s' % (
+            result['scanned_processes'],
+            '; %d suspect(s) not confirmed' % len(result['suspects']) if result['suspects'] else '')
+    return '%d stuck exec(s): %s' % (len(stuck), '; '.join(
+        '%s %s pid %s, pipe %s/%s bytes, cause %s' % (
+            (r.get('container_id') or '-')[:12], (r.get('writer') or {}).get('role'), (r.get('writer') or {}).get('pid'),
+            (r.get('pipe') or {}).get('queued'), (r.get('pipe') or {}).get('capacity'),
+            (r.get('cause') or {}).get('kind')) for r in stuck[:5]))
 
 
 if __name__ == '__main__':

@@ -37,6 +37,8 @@ description:
 extends_documentation_fragment:
   - hangdoctor.runtime.attributes
   - hangdoctor.runtime.attributes.LINUX
+  - hangdoctor.runtime.engine
+  - hangdoctor.runtime.proc
 attributes:
   check_mode:
     support: full
@@ -98,27 +100,10 @@ options:
       - How many rounds of drains a container may get in one run (see the description).
     type: int
     default: 3
-  confirm_interval:
-    description:
-      - Seconds between the two progress samples that prove a writer is stuck, and the wait after a round
-        before the drained containers are looked at again.
-    type: float
-    default: 1.0
-  peek_bytes:
-    description:
-      - In check mode, how many queued bytes to show (copied with C(tee(2)), not consumed). C(0) turns it off.
-    type: int
-    default: 4096
-  docker_host:
-    description:
-      - Docker daemon to ask, after a drain, whether C(GET /containers/<id>/json) answers again.
-      - When the socket does not exist (a host without dockerd), containerd is asked instead (O(containerd_address)).
-    type: str
-    default: unix:///var/run/docker.sock
   containerd_address:
     description:
       - containerd to ask, after a drain, whether the container's shim answers again (the task pids call that
-        a stuck exec blocks). Used for containers dockerd does not know, such as on CRI nodes.
+        a stuck exec blocks), for containers dockerd does not know, such as on CRI nodes.
       - When neither engine knows the container, RV(drained[].verified) is C(null).
       - When not given, the E(CONTAINERD_ADDRESS) environment variable of the target is used if set.
     type: str
@@ -129,16 +114,6 @@ options:
       - When not given, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if set.
     type: str
     default: k8s.io
-  inspect_timeout:
-    description:
-      - Seconds the Docker Engine inspect after a drain may take before the drain counts as not verified.
-    type: float
-    default: 5.0
-  proc_root:
-    description:
-      - Where the host's procfs is mounted, for example C(/host/proc) from a privileged pod.
-    type: path
-    default: /proc
 notes:
   - Needs root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to open another process's C(/proc/PID/fd/2).
   - Only the Python standard library is used on the target.
@@ -181,6 +156,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+msg:
+  description: One line that says what was found or done.
+  returned: always
+  type: str
+  sample: "drained 4f2a9c1d7e3b (262255 bytes, unblocked True, verified True)"
 changed:
   description: Whether any pipe was drained (in check mode, whether any would be).
   returned: always
@@ -258,8 +238,9 @@ drained:
       sample: true
     verified:
       description: >-
-        Whether the container's Docker Engine inspect answered within O(inspect_timeout) after the drain;
-        C(null) when the Engine could not be asked (see RV(drained[].verify_reason)).
+        Whether the engine running the container answered for it within O(inspect_timeout) after the drain
+        (Docker's inspect, or on containerd the pod shim's task pids); C(null) when no engine could be asked
+        (see RV(drained[].verify_reason)).
       type: bool
       sample: true
     verify_reason:
@@ -334,9 +315,9 @@ rounds:
   sample: 1
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
@@ -346,7 +327,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_e
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=common.argument_spec(
+            common.ENGINE_ARGS, common.PROC_ARGS,
             stuck_execs=dict(type='list', elements='dict'),
             container_ids=dict(type='list', elements='str'),
             min_age_seconds=dict(type='float', default=60),
@@ -355,40 +337,28 @@ def main():
             timeout=dict(type='float', default=30),
             fallback=dict(type='str', choices=['none', 'kill'], default='none'),
             max_rounds=dict(type='int', default=3),
-            confirm_interval=dict(type='float', default=1.0),
-            peek_bytes=dict(type='int', default=4096),
-            docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
             containerd_address=dict(type='str', default='/run/containerd/containerd.sock',
                                     fallback=(env_fallback, ['CONTAINERD_ADDRESS'])),
             containerd_namespace=dict(type='str', default='k8s.io', fallback=(env_fallback, ['CONTAINERD_NAMESPACE'])),
-            inspect_timeout=dict(type='float', default=5.0),
-            proc_root=dict(type='path', default='/proc'),
         ),
         mutually_exclusive=[('stuck_execs', 'container_ids')],
         supports_check_mode=True,
     )
     p = module.params
-    for name in ('min_age_seconds', 'max_evidence_bytes', 'confirm_interval', 'peek_bytes'):
-        if p[name] < 0:
-            module.fail_json(msg='%s must not be negative, got %s' % (name, p[name]))
-    for name in ('timeout', 'inspect_timeout'):
-        if not p[name] > 0:
-            module.fail_json(msg='%s must be greater than 0, got %s' % (name, p[name]))
-    if p['max_rounds'] < 1:
-        module.fail_json(msg='max_rounds must be at least 1, got %d' % p['max_rounds'])
-
-    if os.geteuid() != 0:
-        # Unprivileged, every other process's fd/ is unreadable: the scan would
-        # find nothing and the run would wrongly report that nothing is stuck.
-        module.fail_json(msg='runc_pipe_drain must run as root: it opens /proc/PID/fd/2 of runc init and reads the fds of shims')
+    try:
+        common.check_numbers(p)
+        ids = common.container_ids(p['container_ids']) if p['container_ids'] is not None else None
+        common.require_root('runc_pipe_drain')
+    except common.OptionError as e:
+        module.fail_json(msg=str(e))
     proc = _procfs.Proc(p['proc_root'])
     if not proc.is_procfs():
-        module.fail_json(msg='%s is not a procfs' % p['proc_root'])
+        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
     try:
         result = _pipe_drain.run(
             proc,
             stuck_execs=p['stuck_execs'],
-            container_ids=p['container_ids'],
+            container_ids=ids,
             evidence_dir=p['evidence_dir'],
             min_age_seconds=p['min_age_seconds'],
             max_evidence_bytes=p['max_evidence_bytes'],
@@ -403,7 +373,23 @@ def main():
         )
     except (_pipe_drain.DrainError, _stuck_exec.DiagnosisError, _procfs.ProcError) as e:
         module.fail_json(msg=str(e))
+    result['msg'] = _message(result, module.check_mode)
     module.exit_json(**result)
+
+
+def _message(result, check_mode):
+    parts = []
+    for d in result['drained']:
+        parts.append('drained %s (%s bytes, unblocked %s, verified %s%s)' % (
+            (d.get('container_id') or '-')[:12], d.get('bytes'), d.get('unblocked'), d.get('verified'),
+            ', recurring' if d.get('recurring') else ''))
+    for d in result['would_drain']:
+        parts.append('would drain %s (%s bytes queued)' % ((d.get('container_id') or '-')[:12], d.get('queued')))
+    for k in result['skipped_execs']:
+        parts.append('skipped %s: %s' % ((k.get('container_id') or '-')[:12], k.get('reason')))
+    if not parts:
+        return 'nothing to drain%s' % (' (check mode)' if check_mode else '')
+    return '; '.join(parts)
 
 
 if __name__ == '__main__':

@@ -32,3 +32,52 @@ def test_changelog_fragments_use_known_sections():
         assert not unknown, (f.name, unknown)
         for entries in data.values():
             assert isinstance(entries, (list, str)), f
+            for entry in entries if isinstance(entries, list) else [entries]:
+                assert isinstance(entry, str), (f.name, entry)  # a ": " inside an entry makes it a dict
+
+
+def _filters():
+    import importlib
+    names = {}
+    for f in sorted((ROOT / "plugins" / "filter").glob("*.py")):
+        mod = importlib.import_module("ansible_collections.hangdoctor.runtime.plugins.filter." + f.stem)
+        for name in mod.FilterModule().filters():
+            assert name not in names, "filter %s defined twice" % name
+            names[name] = f.stem
+    return names
+
+
+def test_every_filter_is_documented_and_no_doc_is_orphaned():
+    names = _filters()
+    docs = {f.stem: yaml.safe_load(f.read_text()) for f in (ROOT / "plugins" / "filter").glob("*.yml")}
+    assert sorted(names) == sorted(docs)
+    for name, doc in docs.items():
+        assert doc["DOCUMENTATION"]["name"] == name
+        assert doc["DOCUMENTATION"]["short_description"] and doc["EXAMPLES"] and doc["RETURN"]["_value"]
+        assert not name.startswith("hangdoctor_"), "no stutter: hangdoctor.runtime.%s" % name
+
+
+def test_old_filter_names_redirect_to_existing_filters():
+    routing = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())["plugin_routing"]["filter"]
+    names = _filters()
+    assert routing
+    for old, route in routing.items():
+        assert old.startswith("hangdoctor_")
+        target = route["redirect"].split(".")[-1]
+        assert route["redirect"] == "hangdoctor.runtime." + target and target in names, old
+        assert route["deprecation"]["removal_version"] and route["deprecation"]["warning_text"]
+
+
+def test_action_groups_name_modules_that_take_the_group_options():
+    import importlib
+    meta = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())
+    groups = {"engine": ("docker_host", "inspect_timeout"), "proc": ("proc_root", "confirm_interval", "peek_bytes")}
+    assert set(meta["action_groups"]) == set(groups)
+    for group, options in groups.items():
+        for module in meta["action_groups"][group]:
+            src = (ROOT / "plugins" / "modules" / (module + ".py")).read_text()
+            doc = yaml.safe_load(src.split("DOCUMENTATION = r'''", 1)[1].split("'''", 1)[0])
+            frag = "hangdoctor.runtime." + group
+            # module_defaults for the group hands these options to every member
+            assert frag in doc["extends_documentation_fragment"] or all(o in doc["options"] for o in options), (module, group)
+            assert ("common.%s_ARGS" % group.upper()) in src or all(o + "=dict(" in src for o in options), (module, group)

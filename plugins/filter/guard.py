@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side filters of the eviction guard: which hosts wait for it,
+and its verdict per host from kubernetes.core.k8s_info results.  The verdict
+itself is decided in module_utils/_policy.py."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
+
+
+def _host_vars(hostvars, host):
+    try:
+        return hostvars[host]
+    except Exception:  # pylint: disable=broad-except
+        # hostvars raises for hosts of later serial batches
+        return None
+
+
+def guard_targets(hostvars, hosts):
+    """[{host, node}] for the HOSTS whose node check asked for the eviction
+    guard (``hangdoctor.guard_needed``), or that have no node check at all
+    (``--tags guard`` alone shows every host's verdict).  The node's name is
+    ``hangdoctor_kube_node_name`` when set, else the name the kubelet uses
+    (found on the node), else the inventory name."""
+    out = []
+    for host in hosts or []:
+        hv = _host_vars(hostvars, host)
+        if hv is None:
+            continue
+        fact = hv.get('hangdoctor') if hasattr(hv, 'get') else None
+        if isinstance(fact, dict) and not fact.get('guard_needed'):
+            continue
+        node = hv.get('hangdoctor_kube_node_name') if hasattr(hv, 'get') else None
+        if not node and isinstance(fact, dict):
+            node = (fact.get('kubernetes') or {}).get('node_name')
+        out.append({'host': host, 'node': str(node or host)})
+    return out
+
+
+def _result_for(results, host):
+    for r in results or []:
+        if isinstance(r, dict) and (r.get('item') or {}).get('host') == host:
+            return r
+    return None
+
+
+def kube_guard_verdicts(targets, nodes=None, pods=None, allow_pending_deletions=False, fail_closed=True,
+                        error=None, now=None):
+    """{host: verdict} for the guard TARGETS, from the looped k8s_info results
+    NODES and PODS (``register`` of a loop over the targets).  ``error`` gives
+    every target the same failed verdict (the guard could not run)."""
+    out = {}
+    for t in targets or []:
+        node_r = _result_for(nodes, t['host'])
+        pods_r = _result_for(pods, t['host'])
+        err = error
+        if err is None and (node_r is None or pods_r is None):
+            err = 'no Kubernetes API answer for node %s' % t['node']
+        out[t['host']] = _policy.kube_guard(node_r, pods_r, t['node'], allow_pending_deletions, fail_closed,
+                                            now=now, error=err)
+    return out
+
+
+def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions=False,
+               fail_closed=True, now=None, error=None):
+    """The verdict for one node from two kubernetes.core.k8s_info results."""
+    return _policy.kube_guard(node_result, pods_result, node_name, allow_pending_deletions, fail_closed, now, error)
+
+
+def module_available(name):
+    """Whether the controller can resolve the module NAME.  A task naming a
+    module that is not installed is a parse error that no rescue catches, so
+    the guard asks first (kubernetes.core is optional)."""
+    try:
+        from ansible.plugins.loader import module_loader
+        ctx = module_loader.find_plugin_with_context(str(name))
+        return bool(ctx.resolved)
+    except Exception:  # pylint: disable=broad-except
+        return False
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'guard_targets': guard_targets,
+            'kube_guard': kube_guard,
+            'kube_guard_verdicts': kube_guard_verdicts,
+            'module_available': module_available,
+        }

@@ -1,0 +1,225 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side filters that present a run: the fleet report over every
+host's ``hangdoctor`` fact, its Markdown, the bounded ``set_stats`` payload,
+the summary lines and the affected hosts.  They decide nothing: what is
+drained is decided on the node (module_utils/_policy.py).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary
+
+# AWX stores artifacts in its database and shows them in the UI: keep them small.
+STATS_MAX_BYTES = 16384
+MAX_LISTED = 50
+
+
+def _busy(s):
+    return bool(s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped')
+                or (s.get('guard') or {}).get('blocked') or (s.get('verify') and not s['verify'].get('ok')))
+
+
+def _recurring(host, summary):
+    """One row per container whose deadlock came back (several drain rounds
+    of one container collapse into one row)."""
+    out = {}
+    for d in summary.get('drained') or []:
+        rounds = d.get('rounds') or 0
+        if d.get('recurring') or (isinstance(rounds, int) and rounds > 1):
+            cid = d['container_id']
+            if cid in out:
+                out[cid]['rounds'] = max(out[cid]['rounds'], rounds)
+                continue
+            row = next((c for c in summary.get('containers') or [] if _summary.same_container(c['container_id'], cid)), {})
+            out[cid] = {'host': host, 'container_id': cid, 'name': row.get('name'), 'pod': row.get('pod'),
+                        'cause': d['cause']['kind'], 'rounds': rounds,
+                        'advice': d.get('hint') or _summary.advice_for(d['cause'])}
+    return [out[k] for k in sorted(out)]
+
+
+def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=None):
+    """One report over all hosts.  ``summaries`` is a list of host facts (or a
+    dict host -> fact); ``hosts`` lists every host of the play so the ones
+    that left no fact (unreachable, failed) are named."""
+    if hosts is not None and not isinstance(summaries, (list, tuple, dict)) and hasattr(summaries, '__getitem__'):
+        # hostvars: with serial batches the hosts of later batches have no
+        # fact yet, and reading a missing key of their vars raises.
+        found = []
+        for h in hosts:
+            try:
+                # the inventory name, not the node's own host name
+                found.append(dict(summaries[h]['hangdoctor'], host=h))
+            except Exception:  # pylint: disable=broad-except
+                continue
+        summaries = found
+    if isinstance(summaries, dict):
+        summaries = [dict(v, host=v.get('host') or k) for k, v in summaries.items() if isinstance(v, dict)]
+    summaries = [s for s in (summaries or []) if isinstance(s, dict) and s.get('host')]
+    have = set(s['host'] for s in summaries)
+    recurring = []
+    for s in summaries:
+        recurring.extend(_recurring(s['host'], s))
+    totals = {
+        'hosts': len(hosts) if hosts is not None else len(summaries),
+        'hosts_reported': len(summaries),
+        'hosts_with_stuck_execs': sum(1 for s in summaries if s.get('stuck_execs')),
+        'hung_containers': sum(len(s.get('hung') or []) for s in summaries),
+        'stuck_execs': sum(len(s.get('stuck_execs') or []) for s in summaries),
+        'suspects': sum(len(s.get('suspects') or []) for s in summaries),
+        'drained': sum(len([d for d in s.get('drained') or [] if not d.get('check_mode')]) for s in summaries),
+        'would_drain': sum(len([d for d in s.get('drained') or [] if d.get('check_mode')]) for s in summaries),
+        'drained_bytes': sum(int(d.get('bytes') or 0) for s in summaries for d in s.get('drained') or []),
+        'skipped': sum(len(s.get('skipped') or []) for s in summaries),
+        'guard_blocked_hosts': sum(1 for s in summaries if (s.get('guard') or {}).get('blocked')),
+        'verify_failed_hosts': sum(1 for s in summaries if s.get('verify') and not s['verify'].get('ok')),
+        'recurring': len(recurring),
+    }
+
+    def weight(s):
+        return (-len(s.get('stuck_execs') or []) - len(s.get('hung') or []) - len(s.get('skipped') or []), s['host'])
+
+    return {
+        'generated_at': _summary.iso_time(now),
+        'mode': mode,
+        'check_mode': bool(check_mode),
+        'totals': totals,
+        'recurring': recurring,
+        'missing_hosts': sorted(h for h in (hosts or []) if h not in have),
+        'hosts': sorted(summaries, key=weight),
+    }
+
+
+def _md_escape(text):
+    return str(text if text is not None else '-').replace('|', '\\|').replace('\n', ' ')
+
+
+def report_markdown(report):
+    """The run report for people: recurring deadlocks first, then each host
+    with something to say, then the quiet ones in one line."""
+    t = report.get('totals') or {}
+    lines = ['# hangdoctor %s report' % report.get('mode', ''), '',
+             '%s%s; %d host(s), %d reported. Hung containers: %d. Stuck execs: %d. Drained: %d%s. Skipped: %d.' % (
+                 report.get('generated_at'), ' (check mode: nothing changed)' if report.get('check_mode') else '',
+                 t.get('hosts', 0), t.get('hosts_reported', 0), t.get('hung_containers', 0), t.get('stuck_execs', 0),
+                 t.get('drained', 0), ' (would drain %d)' % t['would_drain'] if t.get('would_drain') else '',
+                 t.get('skipped', 0)), '']
+    if report.get('recurring'):
+        lines += ['## Recurring deadlocks: fix the root cause', '',
+                  '| host | container | pod | cause | rounds | advice |', '|---|---|---|---|---|---|']
+        for r in report['recurring']:
+            lines.append('| %s | %s | %s | %s | %s | %s |' % tuple(_md_escape(x) for x in (
+                r['host'], r.get('name') or r['container_id'][:12], r.get('pod'), r.get('cause'), r.get('rounds'), r.get('advice'))))
+        lines.append('')
+    if report.get('missing_hosts'):
+        lines += ['Hosts without a result (unreachable or failed): %s' % ', '.join(report['missing_hosts']), '']
+    quiet = []
+    for s in report.get('hosts') or []:
+        busy = s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped') or s.get('suspects') \
+            or (s.get('guard') or {}).get('blocked') or (s.get('verify') and not s['verify'].get('ok'))
+        if not busy:
+            quiet.append(s['host'])
+            continue
+        lines += ['## %s' % s['host'], '']
+        eng = s.get('engine') or {}
+        if eng.get('skipped'):
+            lines.append('- engine: not checked (%s)' % eng['skipped'])
+        elif eng:
+            version = ' (%s)' % eng['version'] if eng.get('version') else ''
+            lines.append('- engine: %s%s' % ('reachable' if eng.get('reachable') else 'UNREACHABLE', version))
+        if s.get('guard'):
+            g = s['guard']
+            lines.append('- eviction guard: %s' % _md_escape(g.get('reason')))
+        if s.get('containers'):
+            lines += ['', '| container | pod | inspect | stuck execs | cause |', '|---|---|---|---|---|']
+            for c in s['containers']:
+                state = {True: 'HANGS', False: 'answers', None: 'not checked' if not eng or eng.get('skipped') else 'not listed'}[c.get('hung')]
+                lines.append('| %s | %s | %s | %s | %s |' % tuple(_md_escape(x) for x in (
+                    c.get('name') or c['container_id'][:12], c.get('pod'), state, c.get('stuck_execs'), c.get('cause'))))
+        for x in s.get('stuck_execs') or []:
+            lines += ['', '### stuck exec in %s' % (x.get('container_name') or x['container_id'][:12]), '',
+                      '- %s pid %s, age %ss, wchan %s, pipe %s/%s bytes queued, shim %s pid %s' % (
+                          x.get('writer'), x.get('writer_pid'), x.get('age_seconds'), x.get('wchan'),
+                          x.get('pipe_queued'), x.get('pipe_capacity'), x.get('shim_version'), x.get('shim_pid')),
+                      '- pod: %s' % (x.get('pod') or '-'),
+                      '- cause: %s%s' % (x['cause']['kind'], ' - ' + x['cause']['summary'] if x['cause'].get('summary') else '')]
+            if x.get('dump_head'):
+                lines += ['', '```'] + [ln.replace('```', "'''") for ln in x['dump_head']] + ['```']
+        if s.get('drained'):
+            lines += ['', '| drained | bytes | unblocked | verified | evidence |', '|---|---|---|---|---|']
+            for d in s['drained']:
+                lines.append('| %s%s | %s | %s | %s | %s |' % tuple(_md_escape(x) for x in (
+                    d['container_id'][:12], ' (check mode)' if d.get('check_mode') else '', d.get('bytes'),
+                    d.get('unblocked'), d.get('verified'), d.get('evidence_path'))))
+        for k in s.get('skipped') or []:
+            lines.append('- skipped %s: %s' % ((k.get('container_id') or '-')[:12], k.get('reason')))
+        if s.get('verify'):
+            v = s['verify']
+            if v.get('ok'):
+                lines.append('- verification: every drained container answers and no exec is stuck')
+            else:
+                lines.append('- verification: still stuck %s, still hung %s' % (v.get('still_stuck'), v.get('still_hung')))
+        if s.get('suspects'):
+            lines.append('- %d suspect(s) not confirmed: %s' % (len(s['suspects']), ', '.join(
+                '%s (%s)' % ((x['container_id'] or '-')[:12], x.get('reason')) for x in s['suspects'][:10])))
+        lines.append('')
+    if quiet:
+        lines += ['## Hosts without stuck execs', '', ', '.join(sorted(quiet)), '']
+    return '\n'.join(lines)
+
+
+def report_stats(report, max_bytes=STATS_MAX_BYTES):
+    """The ``set_stats`` payload: totals, recurring deadlocks and one line per
+    affected host, cut to ``max_bytes`` of JSON."""
+    hosts = []
+    for s in report.get('hosts') or []:
+        if s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped'):
+            hosts.append({'host': s['host'], 'hung': len(s.get('hung') or []), 'stuck': len(s.get('stuck_execs') or []),
+                          'drained': len(s.get('drained') or []), 'skipped': len(s.get('skipped') or [])})
+    out = {'generated_at': report.get('generated_at'), 'mode': report.get('mode'), 'check_mode': report.get('check_mode'),
+           'totals': report.get('totals'), 'recurring': list(report.get('recurring') or [])[:MAX_LISTED],
+           'hosts': hosts[:MAX_LISTED * 4], 'missing_hosts': list(report.get('missing_hosts') or [])[:MAX_LISTED],
+           'truncated': False}
+    for key in ('hosts', 'missing_hosts', 'recurring'):
+        while len(json.dumps(out)) > max_bytes and out[key]:
+            out[key] = out[key][:len(out[key]) // 2]
+            out['truncated'] = True
+    return out
+
+
+def affected_hosts(report):
+    """Hosts with stuck execs (what a remediate job should be limited to)."""
+    return sorted(s['host'] for s in (report or {}).get('hosts') or [] if s.get('stuck_execs'))
+
+
+def report_lines(report, report_dir=''):
+    """The play's closing output: one total line, then one line per host with
+    something to say (the host's own summary line)."""
+    t = (report or {}).get('totals') or {}
+    lines = ['%s/%s host(s): %s hung container(s), %s stuck exec(s), %s drained, %s would be drained, '
+             '%s skipped, %s recurring.' % (
+                 t.get('hosts_reported', 0), t.get('hosts', 0), t.get('hung_containers', 0), t.get('stuck_execs', 0),
+                 t.get('drained', 0), t.get('would_drain', 0), t.get('skipped', 0), t.get('recurring', 0))]
+    for s in (report or {}).get('hosts') or []:
+        if _busy(s):
+            lines.append('%s: %s' % (s['host'], _summary.host_line(s)))
+    if report.get('missing_hosts'):
+        lines.append('no result (unreachable or failed): %s' % ', '.join(report['missing_hosts']))
+    if report_dir:
+        lines.append('Report: %s/hangdoctor-%s.md' % (report_dir, report.get('mode')))
+    return lines
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'fleet_report': fleet_report,
+            'report_markdown': report_markdown,
+            'report_stats': report_stats,
+            'report_lines': report_lines,
+            'affected_hosts': affected_hosts,
+        }

@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One node, one pass (private module_utils): the engine check, the /proc
+scan, the drain plan and the drains, the metrics file and the host summary,
+in the single module execution the roles make per host.
+
+A healthy node costs one Python start on the target; a node with stuck execs
+costs the same unless the eviction guard has to ask the Kubernetes API first
+(then the role calls again with the guard's verdict).
+
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import socket
+import time
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary
+
+WAITING_FOR_GUARD = 'waiting for the eviction guard (Kubernetes node)'
+KUBELET_COMMS = ('kubelet',)
+
+
+class NodeDoctorError(Exception):
+    """The node cannot be checked at all (bad options, no procfs)."""
+
+
+def docker_socket_missing(docker_host):
+    """Why the Docker engine is not asked, or '' when it is: a unix socket
+    that does not exist means no dockerd on this node, which is a fact of the
+    node, not a failure (a containerd-CRI node has none)."""
+    host = docker_host or ''
+    path = host[len('unix://'):] if host.startswith('unix://') else (host if host.startswith('/') else None)
+    if path is not None and not os.path.exists(path):
+        return 'no Docker socket at %s' % path
+    return ''
+
+
+def check_engine(docker_host, timeout, concurrency, check=True, required=False):
+    """(report, skipped reason).  The report has hung_container_info's shape."""
+    if not check:
+        return None, 'engine check turned off'
+    missing = docker_socket_missing(docker_host)
+    if missing and not required:
+        return None, missing
+    report = _engine_api.hung_container_report(docker_host=docker_host, timeout=timeout, concurrency=concurrency)
+    return report, ''
+
+
+def kube_node(proc, cmdline_timeout=1.0):
+    """{'kubelet_pid', 'node_name'} when a kubelet runs on this node, else None.
+
+    The node's name is the kubelet's ``--hostname-override`` when it has one,
+    else the lower-cased host name, as the kubelet itself decides.  Only the
+    kubelet's cmdline is read (not a workload's), with a deadline."""
+    for pid in proc.pids():
+        try:
+            if proc.comm(pid) not in KUBELET_COMMS:
+                continue
+        except _procfs.ProcError:
+            continue
+        name = None
+        try:
+            argv = proc.cmdline(pid, timeout=cmdline_timeout)
+        except _procfs.ProcError:
+            argv = []
+        for i, arg in enumerate(argv):
+            if arg.startswith('--hostname-override='):
+                name = arg.split('=', 1)[1]
+            elif arg == '--hostname-override' and i + 1 < len(argv):
+                name = argv[i + 1]
+        return {'kubelet_pid': pid, 'node_name': (name or socket.gethostname()).strip().lower()}
+    return None
+
+
+def guard_required(policy, kube):
+    """Whether drains must wait for an eviction-guard verdict."""
+    if policy == 'always':
+        return True
+    if policy == 'never':
+        return False
+    return kube is not None
+
+
+def write_metrics(summary, metrics_dir, metrics_file, now=None):
+    """{'path', 'written', 'error'} for the node's textfile; counters go on
+    from the previous file.  A metrics failure never hides the findings."""
+    if metrics_dir == 'auto':
+        metrics_dir = _metrics.find_textfile_dir()
+        if not metrics_dir:
+            return {'path': None, 'written': False, 'error': None,
+                    'reason': 'no node_exporter textfile directory on this node'}
+    if not metrics_dir:
+        return {'path': None, 'written': False, 'error': None, 'reason': 'metrics turned off'}
+    path = os.path.join(metrics_dir, metrics_file)
+    try:
+        previous = _files.read_small(path)
+        text = _metrics.render(summary, previous, now)
+        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=False)
+    except _files.WriteError as e:
+        return {'path': path, 'written': False, 'error': str(e)}
+    return {'path': path, 'written': True, 'error': None}
+
+
+def run(proc, mode='detect', docker_host=_engine_api.DEFAULT_DOCKER_HOST, inspect_timeout=5.0,
+        inspect_concurrency=16, ask_engine=True, engine_required=False, container_ids=None,
+        min_age_seconds=0, confirm_interval=1.0, peek_bytes=4096, kernel_log=True, cmdline_timeout=1.0,
+        drain=True, drain_min_age_seconds=60, max_drains=5, evidence_dir='/var/log/hangdoctor',
+        max_evidence_bytes=16 * 1024 * 1024, drain_timeout=30.0, fallback='none', max_rounds=3,
+        require_guard='auto', guard=None, metrics_dir='', metrics_file='hangdoctor.prom',
+        check_mode=False, hostname=None, now=None):
+    """Check (and in mode ``remediate`` repair) one node.  Returns the module
+    result: ``ansible_facts.hangdoctor`` (the host summary), ``msg``, and the
+    full records (``stuck_execs``, ``suspects``, ``drain``) for ad hoc use."""
+    t0 = time.monotonic()
+    if mode not in ('detect', 'remediate'):
+        raise NodeDoctorError('mode must be detect or remediate, got %r' % (mode,))
+    host = hostname or socket.gethostname()
+    engine_report, engine_skipped = check_engine(docker_host, inspect_timeout, inspect_concurrency,
+                                                 ask_engine, engine_required)
+    if engine_report is not None and engine_required and engine_report['engine'].get('error'):
+        raise NodeDoctorError('Docker daemon at %s not usable: %s' % (docker_host, engine_report['engine']['error']))
+    try:
+        scan = _stuck_exec.scan(proc, container_ids=container_ids, confirm_interval=confirm_interval,
+                                peek_bytes=peek_bytes, min_age_seconds=min_age_seconds,
+                                kmsg=kernel_log, cmdline_timeout=cmdline_timeout)
+    except _stuck_exec.DiagnosisError as e:
+        raise NodeDoctorError('diagnosis failed: %s' % e)
+    summary = _summary.host_summary(scan, engine_report, host, now, engine_skipped or None)
+    summary['mode'] = mode
+    result = {'changed': False, 'stuck_execs': scan['stuck_execs'], 'suspects': scan['suspects'],
+              'scanned_processes': scan['scanned_processes'], 'drain': None}
+
+    if mode == 'remediate':
+        kube = kube_node(proc, cmdline_timeout) if scan['stuck_execs'] else None
+        summary['kubernetes'] = kube
+        plan = _policy.drain_plan(scan['stuck_execs'], drain_min_age_seconds, max_drains, guard, allow=drain)
+        drain_result = None
+        summary['guard_needed'] = False
+        if plan['targets'] and guard is None and guard_required(require_guard, kube):
+            # The role asks the Kubernetes API from the controller and calls again.
+            summary['guard_needed'] = True
+            plan = {'targets': [], 'skipped': plan['skipped'] + [
+                {'container_id': r.get('container_id'), 'reason': WAITING_FOR_GUARD, 'by': 'policy'}
+                for r in plan['targets']]}
+        elif plan['targets']:
+            engine = None
+            if engine_report is not None and not engine_report['engine'].get('error'):
+                engine = _pipe_drain.engine_check(docker_host, inspect_timeout)
+            drain_result = _pipe_drain.run(
+                proc, stuck_execs=plan['targets'], evidence_dir=evidence_dir,
+                min_age_seconds=drain_min_age_seconds, max_evidence_bytes=max_evidence_bytes,
+                timeout=drain_timeout, fallback=fallback, max_rounds=max_rounds,
+                confirm_interval=confirm_interval, peek_bytes=peek_bytes, check_mode=check_mode,
+                engine=engine, hostname=host)
+        summary = _summary.remediation(summary, drain=drain_result, plan=plan, guard=guard)
+        summary['mode'] = mode
+        result['drain'] = drain_result
+        result['changed'] = bool(drain_result and drain_result.get('changed'))
+
+    if check_mode:
+        summary['metrics'] = {'path': None, 'written': False, 'error': None, 'reason': 'check mode'}
+    else:
+        summary['metrics'] = write_metrics(summary, metrics_dir, metrics_file, now)
+    summary['seconds'] = round(time.monotonic() - t0, 3)
+    result['msg'] = message(summary)
+    result['ansible_facts'] = {'hangdoctor': summary}
+    return result
+
+
+def _engine_words(summary):
+    checked = [e for e in summary.get('engines') or [] if e.get('checked')]
+    if not checked:
+        return 'engine not checked: %s' % ((summary.get('engine') or {}).get('skipped') or 'none')
+    down = [e.get('name') or 'docker' for e in checked if e.get('reachable') is False]
+    if down:
+        return 'engine UNREACHABLE: %s' % ', '.join(down)
+    return 'engine answers'
+
+
+def message(summary):
+    """The one line a person reads at 3 a.m."""
+    s = summary
+    if s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped'):
+        return '%s: %s' % (s.get('host'), _summary.host_line(s))
+    line = '%s: no stuck exec, no hung container (%s processes scanned, %s)' % (
+        s.get('host'), s.get('scanned_processes'), _engine_words(s))
+    if s.get('suspects'):
+        line += '; %d suspect(s) not confirmed' % len(s['suspects'])
+    return line

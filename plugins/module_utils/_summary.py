@@ -1,0 +1,297 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host summary (private module_utils): one dict per node that joins the
+engine's view (which containers do not answer) and the /proc view (which
+execs are stuck), then the drains, skips, guard and verification of a
+remediation.  node_doctor publishes it as the host fact ``hangdoctor``; the
+controller-side report filters read nothing else.
+
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import time
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_dump
+
+# How much of a crash dump a summary shows per stuck exec: enough for the
+# "pthread_create failed" line and the signal, not the goroutine dump.
+PEEK_LINES = 8
+PEEK_LINE_CHARS = 200
+
+
+def _now(now=None):
+    return float(now) if now is not None else time.time()
+
+
+def iso_time(epoch=None):
+    """UTC ISO 8601 of EPOCH (default: now)."""
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(_now(epoch)))
+
+
+def _get(d, *path):
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def same_container(a, b):
+    """Container ids appear full (64 hex) or short (12): compare by prefix."""
+    if not a or not b:
+        return False
+    a, b = str(a), str(b)
+    return a.startswith(b) or b.startswith(a)
+
+
+def _peek_head(peek, lines=PEEK_LINES):
+    if not peek:
+        return []
+    if isinstance(peek, bytes):
+        peek = peek.decode('utf-8', 'replace')
+    out = []
+    for line in str(peek).splitlines():
+        if not line.strip() and not out:
+            continue
+        out.append(line[:PEEK_LINE_CHARS])
+        if len(out) >= lines:
+            break
+    return out
+
+
+def advice_for(cause):
+    """Advice for a cause dict ({kind, summary, hint}) or a cause kind: the
+    hint the crash-dump classifier gave, else its table's text for the kind."""
+    if isinstance(cause, dict):
+        if cause.get('hint'):
+            return cause['hint']
+        kind = cause.get('kind')
+    else:
+        kind = cause
+    return _crash_dump.HINTS.get(str(kind or 'unknown'), _crash_dump.HINTS['unknown'])
+
+
+def _cause(rec):
+    cause = rec.get('cause') if isinstance(rec, dict) else None
+    if not isinstance(cause, dict):
+        return {'kind': str(cause) if cause else 'unknown', 'summary': '', 'hint': ''}
+    return {
+        'kind': cause.get('kind') or 'unknown',
+        'summary': cause.get('summary') or '',
+        'hint': cause.get('hint') or '',
+        'oom_kills': cause.get('oom_kills'),
+    }
+
+
+def _compact_exec(rec, names):
+    """The parts of a stuck-exec record a person acts on (the full record,
+    with readers and syscall args, stays in the module result)."""
+    cid = rec.get('container_id') or ''
+    init = rec.get('runc_init') or {}
+    writer = rec.get('writer') or {}
+    pod = rec.get('pod') or {}
+    return {
+        'container_id': cid,
+        'container_name': names.get(cid) or _lookup_name(names, cid),
+        'pod': '%s/%s' % (pod.get('namespace'), pod.get('name')) if pod.get('name') else None,
+        'pod_container': pod.get('container'),
+        'writer': writer.get('role') or ('runc_init' if init else 'runc_exec'),
+        'writer_pid': writer.get('pid') or init.get('pid'),
+        'runc_init_pid': init.get('pid'),
+        'runc_exec_pid': _get(rec, 'runc_exec', 'pid'),
+        'shim_pid': _get(rec, 'shim', 'pid'),
+        'shim_version': _get(rec, 'shim', 'version'),
+        'wchan': init.get('wchan'),
+        'age_seconds': _round(rec.get('age_seconds', init.get('age_seconds'))),
+        'pipe_queued': _get(rec, 'pipe', 'queued'),
+        'pipe_capacity': _get(rec, 'pipe', 'capacity'),
+        'cause': _cause(rec),
+        'dump_head': _peek_head(rec.get('peek')),
+    }
+
+
+def _round(value):
+    try:
+        return round(float(value), 1)
+    except (TypeError, ValueError):
+        return value
+
+
+def _lookup_name(names, cid):
+    for known, name in names.items():
+        if same_container(known, cid):
+            return name
+    return None
+
+
+def host_summary(exec_info, hung_info=None, host=None, now=None, engine_skipped=None):
+    """Correlate the /proc scan (runc_exec_info's result) and the engine check
+    (hung_container_info's result) of one host by container id.
+
+    ``engine_skipped`` is the reason the engine was not asked (no Docker
+    socket on this node), so the report can tell "not checked" from "answers".
+    The engine check may name several engines (``engines``: docker,
+    containerd); ``engine`` stays the first one that was checked.
+    """
+    exec_info = exec_info or {}
+    hung_info = hung_info if isinstance(hung_info, dict) and hung_info.get('skipped') is not True else {}
+    containers = hung_info.get('containers') or []
+    names = dict((c.get('id'), c.get('name')) for c in containers if c.get('id'))
+    by_id = dict((c.get('id'), c) for c in containers if c.get('id'))
+    hung_ids = list(hung_info.get('hung') or [c['id'] for c in containers if c.get('id') and c.get('responsive') is False])
+    stuck = [_compact_exec(r, names) for r in (exec_info.get('stuck_execs') or [])]
+    suspects = []
+    for r in exec_info.get('suspects') or []:
+        s = _compact_exec(r, names)
+        s['reason'] = r.get('reason')
+        suspects.append(s)
+
+    # One row per container that is hung, stuck, or both: the engine view and
+    # the /proc view meet here.
+    rows = []
+    seen = []
+    for cid in hung_ids + [s['container_id'] for s in stuck]:
+        if not cid or any(same_container(cid, x) for x in seen):
+            continue
+        seen.append(cid)
+        info = by_id.get(cid) or next((c for k, c in by_id.items() if same_container(k, cid)), {})
+        mine = [s for s in stuck if same_container(s['container_id'], cid)]
+        pod = None
+        if info.get('pod_name'):
+            pod = '%s/%s' % (info.get('pod_namespace'), info.get('pod_name'))
+        elif mine and mine[0]['pod']:
+            pod = mine[0]['pod']
+        for x in mine:
+            # the engine's pod labels name the pod when the bundle did not
+            x['pod'] = x['pod'] or pod
+        rows.append({
+            'container_id': info.get('id') or cid,
+            'name': info.get('name') or (mine[0]['container_name'] if mine else None),
+            'pod': pod,
+            # None: the engine was not asked, or does not list this container
+            # (a stuck exec of another daemon on the same node).
+            'hung': (True if any(same_container(cid, h) for h in hung_ids) else (False if info else None)) if hung_info else None,
+            'latency_ms': info.get('latency_ms'),
+            'error': info.get('error'),
+            'stuck_execs': len(mine),
+            'cause': mine[0]['cause']['kind'] if mine else None,
+        })
+
+    engines = [dict(e) for e in hung_info.get('engines') or [] if isinstance(e, dict)]
+    engine = dict(hung_info.get('engine') or next((e for e in engines if e.get('checked')), {}))
+    if engine_skipped:
+        engine = {'reachable': None, 'skipped': engine_skipped}
+    if not engines and engine:
+        engines = [dict(engine, name=engine.get('name') or 'docker', checked=not engine_skipped)]
+    return {
+        'host': host,
+        'checked_at': _now(now),
+        'engine': engine,
+        'engines': engines,
+        'hung': hung_ids,
+        'containers': rows,
+        'stuck_execs': stuck,
+        'suspects': suspects,
+        'scanned_processes': exec_info.get('scanned_processes'),
+        'scan_seconds': exec_info.get('scan_seconds'),
+        'drained': [],
+        'skipped': [],
+        'guard': None,
+        'verify': None,
+        'resolved': [],
+    }
+
+
+def remediation(summary, drain=None, plan=None, guard=None, verify_exec=None, verify_hung=None):
+    """Fold the drain (runc_pipe_drain's result), the plan's own skips, the
+    guard and the verification into a host summary (a new dict).
+
+    Without ``verify_exec``/``verify_hung`` the verification comes from the
+    drain itself: after its last round it looked at the drained containers
+    again (``recurring``) and asked the engine about each (``verified``)."""
+    out = dict(summary or {})
+    # A skipped task's register carries skipped: true; the module's own 'skipped' is a list.
+    drain = drain if isinstance(drain, dict) and drain.get('skipped') is not True else {}
+    drained = []
+    hints = dict((r.get('container_id'), r) for r in drain.get('recurring') or [] if isinstance(r, dict))
+    would = [dict(w, check_mode=True) for w in drain.get('would_drain') or []]
+    for d in list(drain.get('drained') or []) + would:
+        item = dict((k, d.get(k)) for k in ('container_id', 'pid', 'writer', 'bytes', 'sha256', 'evidence_path',
+                                            'evidence_truncated', 'unblocked', 'verified', 'verify_reason', 'stop',
+                                            'killed', 'seconds', 'recurring'))
+        item['container_id'] = item['container_id'] or ''
+        if d.get('check_mode'):
+            item['bytes'] = d.get('queued')
+        item['rounds'] = max(int(d.get('round') or d.get('rounds') or 1), int((hints.get(d.get('container_id')) or {}).get('rounds') or 0))
+        if d.get('container_id') in hints:
+            item['recurring'] = True
+            item['hint'] = hints[d.get('container_id')].get('hint')
+        item['cause'] = _cause(d)
+        item['check_mode'] = bool(d.get('check_mode'))
+        drained.append(item)
+    skipped = list((plan or {}).get('skipped') or [])
+    # runc_pipe_drain returns its skips as skipped_execs (a non-empty
+    # 'skipped' would make Ansible report the whole task as skipped).
+    for s in drain.get('skipped_execs') or []:
+        reason = s.get('reason') or 'skipped'
+        if s.get('detail'):
+            reason = '%s (%s)' % (reason, s['detail'])
+        skipped.append({'container_id': s.get('container_id'), 'reason': reason, 'by': 'runc_pipe_drain'})
+    out['drained'] = drained
+    out['skipped'] = skipped
+    out['guard'] = guard if isinstance(guard, dict) and guard.get('enabled') else None
+    if verify_exec is not None or verify_hung is not None:
+        drained_ids = [d['container_id'] for d in drained]
+        still_stuck = [r.get('container_id') for r in (verify_exec or {}).get('stuck_execs') or []
+                       if any(same_container(r.get('container_id'), c) for c in drained_ids)]
+        still_hung = [c for c in (verify_hung or {}).get('hung') or []
+                      if any(same_container(c, x) for x in drained_ids)]
+        out['verify'] = {'still_stuck': still_stuck, 'still_hung': still_hung,
+                         'ok': not still_stuck and not still_hung}
+        # A drained container that is stuck again at verification recurs even
+        # when the module saw a single round.
+        for d in drained:
+            if any(same_container(d['container_id'], c) for c in still_stuck):
+                d['recurring'] = True
+    else:
+        real = [d for d in drained if not d['check_mode']]
+        if real:
+            still_stuck = sorted(set(d['container_id'] for d in real if d.get('recurring')))
+            still_hung = sorted(set(d['container_id'] for d in real
+                                    if d.get('verified') is False and d['container_id'] not in still_stuck))
+            out['verify'] = {'still_stuck': still_stuck, 'still_hung': still_hung,
+                             'ok': not still_stuck and not still_hung}
+    # What the drain repaired: unblocked, answering, not back.  The metrics
+    # and the report count the node's state after the run, not before it.
+    out['resolved'] = sorted(set(
+        d['container_id'] for d in drained
+        if not d['check_mode'] and d.get('unblocked') and d.get('verified') is not False and not d.get('recurring')))
+    out['stuck_execs'] = [dict(x, resolved=any(same_container(x.get('container_id'), c) for c in out['resolved']))
+                          for x in out.get('stuck_execs') or []]
+    return out
+
+
+def host_line(summary):
+    """One line per host for the play output: what is stuck, drained, skipped."""
+    s = summary or {}
+    parts = ['%d hung container(s), %d stuck exec(s)' % (len(s.get('hung') or []), len(s.get('stuck_execs') or []))]
+    for x in s.get('stuck_execs') or []:
+        parts.append('%s%s: %s pid %s stuck %ss, cause %s%s' % (
+            x.get('container_name') or (x.get('container_id') or '')[:12],
+            ' (pod %s)' % x['pod'] if x.get('pod') else '', x.get('writer'), x.get('writer_pid'),
+            x.get('age_seconds'), x['cause']['kind'], ', dump: %s' % x['dump_head'][0] if x.get('dump_head') else ''))
+    for d in s.get('drained') or []:
+        if d.get('check_mode'):
+            parts.append('would drain %s (%s bytes queued)' % (d['container_id'][:12], d.get('bytes')))
+        else:
+            parts.append('drained %s (%s bytes, unblocked %s, verified %s, evidence %s)' % (
+                d['container_id'][:12], d.get('bytes'), d.get('unblocked'), d.get('verified'), d.get('evidence_path')))
+    for k in s.get('skipped') or []:
+        parts.append('skipped %s: %s' % ((k.get('container_id') or '-')[:12], k.get('reason')))
+    if (s.get('guard') or {}).get('reason'):
+        parts.append(s['guard']['reason'] if s['guard']['reason'].startswith('eviction guard') else 'eviction guard: %s' % s['guard']['reason'])
+    return '; '.join(parts)

@@ -1,0 +1,146 @@
+"""node_doctor against the real runtime: the one module execution per host that
+the roles make.  Every test first proves the hang is real."""
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import run_module
+from test_runc_pipe_drain import assert_stuck, evidence_body, new_container
+
+
+def opts(harness, tmp_path, **over):
+    args = {"docker_host": harness.docker_host, "inspect_timeout": 2, "confirm_interval": 0.3,
+            "metrics_dir": str(tmp_path / "metrics"), "evidence_dir": str(tmp_path / "evidence"),
+            "drain_min_age_seconds": 0}
+    (tmp_path / "metrics").mkdir(exist_ok=True)
+    args.update(over)
+    return args
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_detect_then_remediate_each_in_one_execution(harness, release, tmp_path):
+    cid = new_container(harness)
+    exec_proc, pid = harness.hang(cid)
+    assert_stuck(harness, cid, pid)
+
+    res, dummy = run_module("node_doctor", opts(harness, tmp_path, container_ids=[cid]))
+    assert res["_status"] == "SUCCESS" and res["changed"] is False, res
+    fact = res["ansible_facts"]["hangdoctor"]
+    assert fact["mode"] == "detect"
+    assert [s["container_id"] for s in fact["stuck_execs"]] == [cid]
+    assert fact["hung"] == [cid] and fact["engine"]["reachable"] is True
+    assert fact["stuck_execs"][0]["writer_pid"] == pid
+    assert cid[:12] in res["msg"] or "drain-" in res["msg"]
+    prom = (tmp_path / "metrics" / "hangdoctor.prom").read_text()
+    assert metric(prom, "hangdoctor_stuck_execs") == 1 and metric(prom, "hangdoctor_hung_containers") == 1
+    assert not harness.inspect_answers(cid, timeout=1.0), "detect must not change anything"
+
+    res, dummy = run_module("node_doctor", opts(harness, tmp_path, container_ids=[cid], mode="remediate",
+                                                require_guard="never"))
+    assert res["_status"] == "CHANGED", res
+    fact = res["ansible_facts"]["hangdoctor"]
+    (entry,) = fact["drained"]
+    assert entry["container_id"] == cid and entry["pid"] == pid
+    assert entry["unblocked"] is True and entry["verified"] is True
+    assert fact["verify"] == {"still_stuck": [], "still_hung": [], "ok": True}
+    assert harness.inspect_answers(cid, timeout=2.0)
+    exec_proc.wait(timeout=10)
+    length, sha, data = harness.record(pid)
+    dummy, body = evidence_body(entry["evidence_path"])
+    assert hashlib.sha256(body[:length]).hexdigest() == sha
+    assert os.stat(entry["evidence_path"]).st_mode & 0o777 == 0o600
+    prom = (tmp_path / "metrics" / "hangdoctor.prom").read_text()
+    assert metric(prom, "hangdoctor_drained_total") == 1
+    assert "drained %s" % cid[:12] in res["msg"]
+
+    # idempotent: nothing left
+    res, dummy = run_module("node_doctor", opts(harness, tmp_path, container_ids=[cid], mode="remediate",
+                                                require_guard="never"))
+    assert res["_status"] == "SUCCESS" and not res["ansible_facts"]["hangdoctor"]["drained"], res
+    assert "no stuck exec" in res["msg"]
+
+
+def test_check_mode_reports_what_it_would_drain_and_writes_nothing(harness, release, tmp_path):
+    cid = new_container(harness)
+    dummy, pid = harness.hang(cid)
+    before = assert_stuck(harness, cid, pid)
+    res, dummy = run_module("node_doctor", opts(harness, tmp_path, container_ids=[cid], mode="remediate",
+                                                require_guard="never"), check=True)
+    fact = res["ansible_facts"]["hangdoctor"]
+    (would,) = fact["drained"]
+    assert would["check_mode"] is True and would["bytes"] == before["queued"]
+    assert fact["metrics"]["written"] is False
+    assert not (tmp_path / "metrics" / "hangdoctor.prom").exists()
+    assert not (tmp_path / "evidence").exists() or not os.listdir(str(tmp_path / "evidence"))
+    assert not harness.inspect_answers(cid, timeout=1.0)
+
+
+@pytest.fixture
+def kubelet(tmp_path):
+    """A process whose comm is "kubelet" with a --hostname-override, as on a
+    Kubernetes node (a copy of sleep under that name)."""
+    exe = tmp_path / "kubelet"
+    # a script's comm is its file name; the shell keeps it while sleep runs
+    exe.write_text("#!/bin/sh\nsleep 600\n")
+    exe.chmod(0o755)
+    p = subprocess.Popen([str(exe), "--hostname-override=Node-17.Example"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(0.2)
+    yield p
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+
+
+def test_on_a_kubernetes_node_drains_wait_for_the_guard(harness, release, tmp_path, kubelet):
+    if kubelet.poll() is not None:
+        pytest.fail("the stand-in kubelet did not start")
+    cid = new_container(harness)
+    exec_proc, pid = harness.hang(cid)
+    assert_stuck(harness, cid, pid)
+    base = opts(harness, tmp_path, container_ids=[cid], mode="remediate")
+
+    res, dummy = run_module("node_doctor", base)
+    fact = res["ansible_facts"]["hangdoctor"]
+    assert res["changed"] is False and fact["guard_needed"] is True, res
+    assert fact["kubernetes"]["kubelet_pid"] == kubelet.pid
+    assert fact["kubernetes"]["node_name"] == "node-17.example"
+    assert [s["reason"] for s in fact["skipped"]] == ["waiting for the eviction guard (Kubernetes node)"]
+    assert not harness.inspect_answers(cid, timeout=1.0)
+
+    blocked = {"enabled": True, "ran": True, "blocked": True, "reason": "2 pod(s) bound to node-17 carry a deletionTimestamp"}
+    res, dummy = run_module("node_doctor", dict(base, guard=blocked))
+    fact = res["ansible_facts"]["hangdoctor"]
+    assert res["changed"] is False and fact["guard_needed"] is False
+    assert [s["reason"] for s in fact["skipped"]] == [blocked["reason"]]
+    assert fact["guard"]["blocked"] is True
+    assert not harness.inspect_answers(cid, timeout=1.0)
+
+    allowed = {"enabled": True, "ran": True, "blocked": False, "reason": "no pending pod deletions on node-17"}
+    res, dummy = run_module("node_doctor", dict(base, guard=allowed))
+    assert res["_status"] == "CHANGED", res
+    assert res["ansible_facts"]["hangdoctor"]["drained"][0]["pid"] == pid
+    assert harness.inspect_answers(cid, timeout=2.0)
+    exec_proc.wait(timeout=10)
+
+
+def test_a_node_without_docker_is_a_fact_not_a_failure(harness, tmp_path):
+    res, dummy = run_module("node_doctor", opts(harness, tmp_path, docker_host="unix://%s/none.sock" % tmp_path,
+                                                container_ids=["0" * 12]))
+    assert res["_status"] == "SUCCESS", res
+    fact = res["ansible_facts"]["hangdoctor"]
+    assert fact["engine"]["skipped"].startswith("no Docker socket at")
+    assert fact["engines"][0]["checked"] is False
+    assert "engine not checked: no Docker socket" in res["msg"]
+    res, dummy = run_module("node_doctor", opts(harness, tmp_path, docker_host="unix://%s/none.sock" % tmp_path,
+                                                engine_required=True))
+    assert res["_status"] == "FAILED!" and "not usable" in res["msg"], res

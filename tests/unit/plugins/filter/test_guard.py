@@ -1,0 +1,37 @@
+"""The eviction guard's controller-side filters (plugins/filter/guard.py)."""
+from ansible_collections.hangdoctor.runtime.plugins.filter import guard as gd
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.summary_fixtures import NOW, node, pods
+
+
+def test_guard_targets_only_hosts_that_wait_or_were_not_checked():
+    hv = {
+        "a": {"hangdoctor": {"guard_needed": True, "kubernetes": {"node_name": "node-a.k8s"}}},
+        "b": {"hangdoctor": {"guard_needed": False}},
+        "c": {"hangdoctor": {"guard_needed": True}, "hangdoctor_kube_node_name": "override-c"},
+        "d": {},
+    }
+    assert gd.guard_targets(hv, ["a", "b", "c", "d", "missing"]) == [
+        {"host": "a", "node": "node-a.k8s"}, {"host": "c", "node": "override-c"}, {"host": "d", "node": "d"}]
+
+
+def test_kube_guard_verdicts_per_host_from_looped_results():
+    targets = [{"host": "a", "node": "na"}, {"host": "b", "node": "nb"}, {"host": "c", "node": "nc"}]
+    nodes = [dict(node(False), item=targets[0]), dict(node(True), item=targets[1]),
+             {"failed": True, "msg": "Unauthorized", "item": targets[2]}]
+    pod_results = [dict(pods("web-0"), item=targets[0]), dict(pods(), item=targets[1]), dict(pods(), item=targets[2])]
+    v = gd.kube_guard_verdicts(targets, nodes, pod_results, now=NOW)
+    assert v["a"]["blocked"] and "1 pod(s) bound to na" in v["a"]["reason"]
+    assert not v["b"]["blocked"] and v["b"]["reason"] == "no pending pod deletions on nb"
+    assert v["c"]["blocked"] and "Unauthorized" in v["c"]["reason"]
+
+
+def test_kube_guard_verdicts_with_one_error_for_all():
+    v = gd.kube_guard_verdicts([{"host": "a", "node": "na"}], error="kubernetes.core is not installed", fail_closed=True)
+    assert v["a"]["blocked"] and "kubernetes.core is not installed" in v["a"]["reason"]
+    v = gd.kube_guard_verdicts([{"host": "a", "node": "na"}], error="x", fail_closed=False)
+    assert not v["a"]["blocked"]
+
+
+def test_kube_guard_verdicts_missing_answer_is_an_error():
+    v = gd.kube_guard_verdicts([{"host": "a", "node": "na"}], nodes=[], pods=[])
+    assert v["a"]["blocked"] and "no Kubernetes API answer for node na" in v["a"]["reason"]
