@@ -224,3 +224,27 @@ def test_cri_detection_runs_on_a_python36_target(cri, cri_release):
     assert app in res["hung"], res
     by_id = {c["id"]: c for c in res["containers"]}
     assert (by_id[app]["pod_namespace"], by_id[app]["pod_name"]) == ("old", "py36-0")
+
+
+def test_a_node_with_both_engines_has_both_checked(harness, release, cri, cri_release):
+    """dockerd and containerd-CRI on one node (a migration in progress): auto checks both,
+    and a stuck exec in each is found, each with its engine."""
+    pod = cri.run_pod("both-0", namespace="mixed")
+    app = pod["containers"]["app"]
+    fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
+    assert_really_stuck(cri, pod, app, fut, pid)
+    cid = harness.run_container("cri-mixed-docker")
+    dummy, dpid = harness.hang(cid)
+    assert dpid is not None and not harness.inspect_answers(cid, timeout=1.0)
+
+    result, dummy = run_module("hung_container_info", {"docker_host": harness.docker_host, "timeout": 2},
+                               env=cri_env(cri))
+    assert result["_status"] == "SUCCESS", result
+    engines = {e["name"]: e for e in result["engines"]}
+    assert engines["docker"]["checked"] is True and engines["containerd"]["checked"] is True, engines
+    by_id = {c["id"]: c for c in result["containers"]}
+    assert by_id[cid]["engine"] == "docker" and by_id[app]["engine"] == "containerd"
+    assert {cid, app} <= set(result["hung"]), result["hung"]
+    assert "checked docker, containerd" in result["msg"], result["msg"]
+    # the old single-engine field still describes dockerd
+    assert result["engine"]["docker_host"] == harness.docker_host and result["engine"]["reachable"] is True
