@@ -59,6 +59,9 @@ DEFAULT_NAMESPACE = 'k8s.io'
 DEFAULT_STATE = '/run/containerd'
 TASK_DIR = 'io.containerd.runtime.v2.task'
 TASK_SERVICE = 'containerd.task.v2.Task'
+# containerd 2.x shims may serve only the v3 task API (same Pids messages).
+TASK_SERVICE_V3 = 'containerd.task.v3.Task'
+GRPC_UNIMPLEMENTED = 12
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 MAX_ADDRESS_BYTES = 4096
 # ttrpc: a 10-byte header (length, stream id, type, flags), then a protobuf message.
@@ -76,6 +79,14 @@ class CriError(Exception):
 
 class ShimTimeout(CriError):
     pass
+
+
+class ShimStatus(CriError):
+    """The shim answered with an error status (``code``: a gRPC status code)."""
+
+    def __init__(self, msg, code):
+        super(ShimStatus, self).__init__(msg)
+        self.code = code
 
 
 class ShimUnreachable(CriError):
@@ -194,18 +205,8 @@ def ttrpc_call(address, method, payload, timeout, service=TASK_SERVICE):
     payload; raises ShimTimeout, ShimUnreachable or CriError (an error status)."""
     deadline = time.monotonic() + float(timeout)
     what = '%s/%s' % (service, method)
-    path = shim_socket_path(address)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _connect(shim_socket_path(address), deadline, what, timeout)
     try:
-        sock.settimeout(_remaining(deadline, what))
-        try:
-            sock.connect(path)
-        except socket.timeout:
-            raise ShimTimeout('%s: connect did not finish within %.1fs' % (what, timeout))
-        except (IOError, OSError) as e:
-            raise ShimUnreachable('%s: cannot connect to %s: %s (%s)' % (
-                what, path.replace('\0', '@'), os.strerror(e.errno) if e.errno else e,
-                errno.errorcode.get(e.errno, e.errno)))
         body = encode_request(service, method, payload, int(float(timeout) * 1e9))
         sock.settimeout(_remaining(deadline, what))
         try:
@@ -224,10 +225,37 @@ def ttrpc_call(address, method, payload, timeout, service=TASK_SERVICE):
             raise ShimUnreachable('%s: %s' % (what, e))
         code, msg, payload = decode_response(data)
         if code:
-            raise CriError('%s: status %d: %s' % (what, code, msg[:500]))
+            raise ShimStatus('%s: status %d: %s' % (what, code, msg[:500]), code)
         return payload
     finally:
         sock.close()
+
+
+def _connect(path, deadline, what, timeout):
+    """A connected socket to PATH.  containerd 1.2-1.4 shims listen on
+    abstract sockets whose address file reads like a path
+    (``unix:///containerd-shim/<ns>/<id>/shim.sock``): when no such file
+    exists, the abstract name is tried too."""
+    candidates = [path]
+    if path.startswith('/') and not os.path.exists(path):
+        candidates.append('\0' + path)
+    err = None
+    for cand in candidates:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(_remaining(deadline, what))
+            sock.connect(cand)
+            return sock
+        except socket.timeout:
+            sock.close()
+            raise ShimTimeout('%s: connect did not finish within %.1fs' % (what, timeout))
+        except (IOError, OSError) as e:
+            sock.close()
+            # the path's own error says more than the abstract fallback's
+            err = err or e
+    raise ShimUnreachable('%s: cannot connect to %s: %s (%s)' % (
+        what, path.replace('\0', '@'), os.strerror(err.errno) if err.errno else err,
+        errno.errorcode.get(err.errno, err.errno)))
 
 
 def _recv_exact(sock, n, deadline, what):
@@ -243,7 +271,15 @@ def _recv_exact(sock, n, deadline, what):
 
 def task_pids(address, container_id, timeout):
     """The pids of CONTAINER_ID's task, from its shim (what ``ctr task ps`` asks)."""
-    payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id), timeout)
+    deadline = time.monotonic() + float(timeout)
+    try:
+        payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id), timeout)
+    except ShimStatus as e:
+        if e.code != GRPC_UNIMPLEMENTED:
+            raise
+        # an unknown service is answered at once, stuck or not: ask the v3 API
+        payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id),
+                             max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3)
     pids = []
     for num, wt, val in parse_fields(payload):
         if num == 1 and wt == 2:

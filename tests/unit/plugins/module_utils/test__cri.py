@@ -106,7 +106,7 @@ class FakeShim(object):
     def __init__(self, path, mode):
         self.path, self.mode = str(path), mode
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
+        self.sock.bind(self.path.replace("@", "\0", 1) if self.path.startswith("@") else self.path)
         self.sock.listen(16)
         self.requests = []
         self.conns = []
@@ -132,8 +132,11 @@ class FakeShim(object):
         if self.mode == "never":
             time.sleep(60)
             return
+        service = dict((n, v) for n, w, v in self.requests[-1]).get(1)
         if self.mode == "error":
             resp = _cri._field_bytes(1, _cri._field_varint(1, 5) + _cri._field_bytes(2, "task not found"))
+        elif self.mode == "v3only" and service != b"containerd.task.v3.Task":
+            resp = _cri._field_bytes(1, _cri._field_varint(1, 12) + _cri._field_bytes(2, "service %s" % service.decode()))
         else:
             resp = _cri._field_bytes(2, process_info(42) + process_info(43))
         data = struct.pack(">IIBB", len(resp), stream, 2, 0) + resp
@@ -181,6 +184,23 @@ def test_a_shim_that_never_answers_or_trickles_is_cut_off_at_the_deadline(shim, 
     with pytest.raises(_cri.ShimTimeout):
         _cri.task_pids(s.path, "c" * 64, 1.5)
     assert 1.4 <= time.monotonic() - t0 < 2.0
+
+
+def test_a_shim_with_only_the_v3_task_api_is_asked_again(shim):
+    s = shim("v3only")
+    assert _cri.task_pids(s.path, "c" * 64, 2.0) == [42, 43]
+    assert [dict((n, v) for n, w, v in r)[1] for r in s.requests] == [b"containerd.task.v2.Task",
+                                                                       b"containerd.task.v3.Task"]
+
+
+def test_abstract_shim_sockets_of_old_containerd(tmp_path):
+    name = "/hd-test-%d-%d/shim.sock" % (os.getpid(), time.monotonic_ns())
+    s = FakeShim("@" + name, "ok")
+    try:
+        # containerd 1.2-1.4 wrote the abstract name as if it were a path
+        assert _cri.task_pids("unix://" + name, "c" * 64, 2.0) == [42, 43]
+    finally:
+        s.close()
 
 
 def test_error_status_is_an_answer(shim):
