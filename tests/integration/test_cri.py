@@ -248,3 +248,32 @@ def test_a_node_with_both_engines_has_both_checked(harness, release, cri, cri_re
     assert "checked docker, containerd" in result["msg"], result["msg"]
     # the old single-engine field still describes dockerd
     assert result["engine"]["docker_host"] == harness.docker_host and result["engine"]["reachable"] is True
+
+
+def test_node_doctor_detects_and_remediates_a_cri_pod(cri, cri_release, tmp_path):
+    """What the detect and remediate roles run on the node, on a CRI-only node."""
+    pod = cri.run_pod("nd-0", namespace="shop")
+    app = pod["containers"]["app"]
+    fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
+    assert_really_stuck(cri, pod, app, fut, pid)
+    base = {"container_ids": [app], "metrics_dir": "", "confirm_interval": 0.3}
+
+    res, dummy = run_module("node_doctor", base, env=cri_env(cri))
+    assert res["_status"] == "SUCCESS", res
+    fact = res["ansible_facts"]["hangdoctor"]
+    (rec,) = [s for s in fact["stuck_execs"] if s["container_id"] == app]
+    assert rec["pod"] == "shop/nd-0" and rec["pod_container"] == "app" and rec["writer_pid"] == pid, rec
+    assert rec["shim_pid"] == cri.shim_of(pod["id"]) and rec["shim_version"] == "v2"
+
+    res, dummy = run_module("node_doctor", dict(base, mode="remediate", drain_min_age_seconds=0,
+                                                evidence_dir=str(tmp_path / "ev")), env=cri_env(cri))
+    assert res["_status"] == "CHANGED", res
+    (entry,) = res["ansible_facts"]["hangdoctor"]["drained"]
+    assert entry["container_id"] == app and entry["pid"] == pid and entry["unblocked"] is True, entry
+    length, sha, dummy = cri.record(pid)
+    header, body = evidence_body(entry["evidence_path"])
+    assert hashlib.sha256(body[:length]).hexdigest() == sha
+    with pytest.raises(grpc.RpcError) as e:
+        fut.result(timeout=10)
+    assert e.value.code() != grpc.StatusCode.DEADLINE_EXCEEDED
+    assert cri.exec_answers(app, request_timeout=5.0) and cri.exec_answers(pod["containers"]["sidecar"])
