@@ -277,3 +277,39 @@ def test_node_doctor_detects_and_remediates_a_cri_pod(cri, cri_release, tmp_path
         fut.result(timeout=10)
     assert e.value.code() != grpc.StatusCode.DEADLINE_EXCEEDED
     assert cri.exec_answers(app, request_timeout=5.0) and cri.exec_answers(pod["containers"]["sidecar"])
+
+
+def test_detect_and_remediate_playbooks_on_a_cri_only_node(cri, cri_release, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from conftest import ansible_env
+    pod = cri.run_pod("books-0", namespace="shop")
+    app = pod["containers"]["app"]
+    fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
+    assert_really_stuck(cri, pod, app, fut, pid)
+    reports = tmp_path / "reports"
+
+    def play(book):
+        evars = {"ansible_python_interpreter": sys.executable, "hangdoctor_become": False,
+                 "hangdoctor_container_ids": [app], "hangdoctor_report_dir": str(reports),
+                 "hangdoctor_metrics_dir": "", "hangdoctor_evidence_dir": str(tmp_path / "evidence"),
+                 "hangdoctor_inspect_timeout": 2, "hangdoctor_confirm_interval": 0.3,
+                 "hangdoctor_drain_min_age_seconds": 0}
+        r = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "hangdoctor.runtime." + book,
+                            "-e", json.dumps(evars)], capture_output=True, text=True, timeout=300,
+                           env=ansible_env(cri_env(cri)), check=False)
+        assert r.returncode == 0 and "ERROR!" not in r.stdout + r.stderr, r.stdout[-4000:] + r.stderr[-2000:]
+        return json.loads((reports / ("hangdoctor-%s.json" % book)).read_text())
+
+    rep = play("detect")
+    assert rep["totals"]["stuck_execs"] == 1, rep["totals"]
+    assert not fut.done()
+    rep = play("remediate")
+    assert rep["totals"]["drained"] == 1 and rep["totals"]["drained_bytes"] >= cri.record(pid)[0], rep["totals"]
+    assert rep["totals"]["verify_failed_hosts"] == 0, rep["totals"]
+    with pytest.raises(grpc.RpcError) as e:
+        fut.result(timeout=10)
+    assert e.value.code() != grpc.StatusCode.DEADLINE_EXCEEDED
+    assert cri.exec_answers(app, request_timeout=5.0)
+    assert list((tmp_path / "evidence").glob("*.log")), "no evidence file"
