@@ -4,12 +4,13 @@
 """containerd (CRI) nodes: which containers' shims no longer answer (private module_utils).
 
 Measured on containerd 1.6 with a pod whose exec is stuck behind a full
-stderr pipe (tests/integration/harness/cri, docs/cri.md):
-``ctr task ps`` / ``task metrics`` of that container never answer, and once
-one such call is pending the pod's shim stops answering them for every
-container of the pod (the CRI stats path, kubelet's ExecSync of the pod's
-other containers too); ``task ls``, ``containers info`` and the CRI
-ContainerStatus/ListContainers calls answer at once, so they prove nothing.
+stderr pipe (tests/integration/harness/cri, docs/cri.md): ``ctr task ps``
+of that container never answers (the shim's Pids waits on the stuck exec's
+pid), and once one call to the pod's shim is pending, ``task ps`` /
+``task metrics`` of every container of the pod stop answering too (the CRI
+stats path, and kubelet's ExecSync of the pod's other containers);
+``task ls``, ``containers info`` and the CRI ContainerStatus/ListContainers
+calls answer at once, so they prove nothing.
 
 So each container is probed with the shim call behind ``ctr task ps``
 (``containerd.task.v2.Task/Pids``), sent straight to the pod shim's ttrpc

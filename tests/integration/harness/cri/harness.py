@@ -321,6 +321,30 @@ state = "{self.ctd}/state"
                 "HANGDOCTOR_HARNESS_DIR": str(self.root)}
 
 
+def hold_hang(hz, cid, hold, wait=20.0):
+    """Deadlock an ExecSync in CID from a detached waiter that keeps it in
+    flight for HOLD seconds (this command returns at once); the stuck runc
+    init's pid, or None."""
+    before = {p for p, dummy in hz.fault_inits(cid)}
+    log = open(hz.root / f"execsync-{cid[:12]}.log", "ab")
+    subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--root", str(hz.root), "_wait", cid, str(hold)],
+                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for pid, dummy in hz.fault_inits(cid):
+            if pid in before:
+                continue
+            try:
+                queued, cap = pipe_fill(pid)
+            except OSError:
+                continue
+            if queued >= cap and syscall_of(pid)[:1] in (["1"], ["20"], ["64"], ["66"]):
+                return pid
+        time.sleep(0.05)
+    return None
+
+
 def _cli(argv=None):
     ap = argparse.ArgumentParser(prog="harness.sh cri", description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--root", default=os.environ.get("HANGDOCTOR_HARNESS_DIR", "/tmp/hangdoctor-cri-harness"))
@@ -330,6 +354,12 @@ def _cli(argv=None):
     p.add_argument("name")
     h = sub.add_parser("hang", help="deadlock a kubelet-style ExecSync in container app of pod NAME (created if missing)")
     h.add_argument("name")
+    h.add_argument("--hold", type=float, default=600.0,
+                   help="seconds a detached waiter keeps the ExecSync in flight, as kubelet does (its deadline "
+                        "ends the hang: the shim then kills runc exec)")
+    w = sub.add_parser("_wait", help=argparse.SUPPRESS)
+    w.add_argument("cid")
+    w.add_argument("hold", type=float)
     sub.add_parser("status", help="pods, containers and stuck runc inits")
     sub.add_parser("release", help="kill the fault runtime's processes (undo every hang)")
     sub.add_parser("env", help="print CONTAINERD_ADDRESS for this harness")
@@ -351,13 +381,19 @@ def _cli(argv=None):
                 cid = hz.run_pod(a.name)["containers"]["app"]
             else:
                 cid = next(c.id for c in hz.client().list_containers(pod.id) if c.metadata.name == "app")
-            # the ExecSync of this process gives up; the shim stays stuck
-            fut, pid = hz.hang_execsync(cid, request_timeout=1.0)
+            pid = hold_hang(hz, cid, a.hold)
             if pid is None:
                 print("no deadlock")
                 return 1
-            print(json.dumps(hdharness.evidence(pid), indent=2))
-            print(f"ExecSync in {cid[:12]} is stuck; runc:[2:INIT] pid {pid}")
+            print(json.dumps(dict(hdharness.evidence(pid), container_id=cid), indent=2))
+            print(f"ExecSync in {cid[:12]} is stuck (held for {a.hold:.0f}s); runc:[2:INIT] pid {pid}")
+        elif a.cmd == "_wait":
+            # the kubelet's side of a stuck probe: an ExecSync in flight until its deadline
+            hz.arm(a.cid)
+            try:
+                hz.client().exec_sync(a.cid, ["true"], probe_timeout=1, request_timeout=a.hold)
+            except Exception:  # the deadline or the exec's failure after a drain: both end the wait
+                pass
         elif a.cmd == "status":
             for sb in hz.client().list_pod_sandbox():
                 for c in hz.client().list_containers(sb.id):
