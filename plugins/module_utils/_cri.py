@@ -355,8 +355,10 @@ def task_roots(address, namespace, proc_root='/proc', cmdline_timeout=1.0):
             root = proc.path(pid, 'root') + root
         if os.path.basename(root) == namespace and root not in roots:
             roots.append(root)
+    # Only the default containerd keeps its state in the default folder: another
+    # one's tasks must not be listed under this address.
     default = os.path.join(DEFAULT_STATE, TASK_DIR, namespace)
-    if not roots and os.path.isdir(default):
+    if not roots and sock == os.path.realpath(DEFAULT_CONTAINERD_ADDRESS) and os.path.isdir(default):
         roots.append(default)
     return roots
 
