@@ -9,6 +9,7 @@ and its parent are gone), which keeps no evidence and checks nothing.
     sudo python bench/bench_runc_pipe_drain.py [CYCLES]
 """
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests" / "unit"))  # its conftest makes the colle
 import conftest  # noqa: E402,F401  pylint: disable=unused-import
 import hdharness  # noqa: E402
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain, _procfs, _stuck_exec  # noqa: E402
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence, _pipe_drain, _pipe_lock, _procfs, _stuck_exec  # noqa: E402
 
 TARGET_SECONDS = 1.0
 
@@ -34,7 +35,7 @@ def until_inspect_answers(hz, cid, t0, limit=10.0):
     return float("inf")
 
 
-def cycle_ours(hz, proc, cid, evidence_dir):
+def cycle_ours(hz, proc, cid, evidence_dir, lock_dir):
     exec_proc, pid = hz.hang(cid)
     assert pid is not None, "no deadlock"
     assert not hz.inspect_answers(cid, timeout=0.5), "inspect answers: not a hang"
@@ -54,7 +55,7 @@ def cycle_ours(hz, proc, cid, evidence_dir):
         return answered["seconds"] != float("inf"), ""
 
     kind, entry = _pipe_drain.drain(proc, record, evidence_dir, timeout=10.0, confirm_interval=0.2,
-                                    verify=verify, engine=engine)
+                                    verify=verify, engine=engine, lock_dir=lock_dir)
     assert kind == "drained" and entry["unblocked"], entry
     length, sha, dummy = hz.record(pid)
     assert entry["bytes"] >= length
@@ -78,13 +79,14 @@ def main(cycles=20):
         sys.exit("run as root: the harness starts dockerd and containerd")
     hz = hdharness.Harness()
     proc = _procfs.Proc("/proc")
-    evidence_dir = _pipe_drain.prepare_evidence_dir(tempfile.mkdtemp(prefix="hd-bench-evidence-"))
+    evidence_dir = _evidence.EvidenceDir(tempfile.mkdtemp(prefix="hd-bench-evidence-"))
+    lock_dir = _pipe_lock.LockDir(tempfile.mkdtemp(prefix="hd-bench-locks-"))
     try:
         hz.up()
         cid = hz.run_container("bench-drain")
         ours, drain_only, base = [], [], []
         for i in range(cycles):
-            to_inspect, drained = cycle_ours(hz, proc, cid, evidence_dir)
+            to_inspect, drained = cycle_ours(hz, proc, cid, evidence_dir, lock_dir)
             ours.append(to_inspect)
             drain_only.append(drained)
             base.append(cycle_baseline(hz, cid))
@@ -105,15 +107,9 @@ def main(cycles=20):
         errors = hz.down()
         if errors:
             print("harness down: %s" % errors, file=sys.stderr)
-        for name in os.listdir(evidence_dir):
-            path = os.path.join(evidence_dir, name)
-            if os.path.isdir(path):
-                for inner in os.listdir(path):
-                    os.unlink(os.path.join(path, inner))
-                os.rmdir(path)
-            else:
-                os.unlink(path)
-        os.rmdir(evidence_dir)
+        for d in (evidence_dir, lock_dir):
+            d.close()
+            shutil.rmtree(d.path, ignore_errors=True)
 
 
 if __name__ == "__main__":

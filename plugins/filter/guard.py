@@ -64,6 +64,46 @@ def kube_guard_verdicts(targets, nodes=None, pods=None, allow_pending_deletions=
     return out
 
 
+def cordon_targets(verdicts, targets):
+    """The nodes to cordon before their drain: the guard ran, allows the
+    drain, and the node is schedulable now (a node someone else cordoned is
+    left as it is, and is never uncordoned by us)."""
+    nodes = []
+    for t in targets or []:
+        v = (verdicts or {}).get(t['host']) or {}
+        if v.get('ran') and not v.get('blocked') and v.get('unschedulable') is False:
+            nodes.append({'host': t['host'], 'node': t['node']})
+    return nodes
+
+
+def mark_cordoned(verdicts, cordon_results):
+    """VERDICTS with ``cordoned: true`` for the hosts whose cordon
+    (the registered k8s_drain loop over P(cordon_targets)) succeeded."""
+    done = set()
+    for r in cordon_results or []:
+        if isinstance(r, dict) and not r.get('failed') and isinstance(r.get('item'), dict):
+            done.add(r['item'].get('host'))
+    out = {}
+    for host, v in (verdicts or {}).items():
+        out[host] = dict(v, cordoned=host in done)
+    return out
+
+
+def uncordon_targets(hostvars, verdicts):
+    """The nodes we cordoned whose drain is verified (the host fact's
+    ``verify.ok``); the others stay cordoned, and the report says so."""
+    out = []
+    for host, v in sorted((verdicts or {}).items()):
+        if not v.get('cordoned'):
+            continue
+        hv = _host_vars(hostvars, host)
+        fact = hv.get('hangdoctor') if hv is not None and hasattr(hv, 'get') else None
+        verify = (fact or {}).get('verify') if isinstance(fact, dict) else None
+        if isinstance(verify, dict) and verify.get('ok'):
+            out.append({'host': host, 'node': v.get('node')})
+    return out
+
+
 def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions=False,
                fail_closed=True, now=None, error=None):
     """The verdict for one node from two kubernetes.core.k8s_info results."""
@@ -88,5 +128,8 @@ class FilterModule(object):
             'guard_targets': guard_targets,
             'kube_guard': kube_guard,
             'kube_guard_verdicts': kube_guard_verdicts,
+            'cordon_targets': cordon_targets,
+            'mark_cordoned': mark_cordoned,
+            'uncordon_targets': uncordon_targets,
             'module_available': module_available,
         }

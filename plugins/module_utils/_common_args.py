@@ -18,6 +18,7 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import math
 import os
 
@@ -38,7 +39,6 @@ PROC_ARGS = dict(
     confirm_interval=dict(type='float', default=1.0),
     peek_bytes=dict(type='int', default=4096),
 )
-
 
 
 def argument_spec(*groups, **extra):
@@ -72,6 +72,10 @@ BOUNDS = {
     'max_drains': (0, 1000, True),
     'concurrency': (1, 256, True),
     'inspect_concurrency': (1, 256, True),
+    # 0 lifts a retention bound
+    'evidence_retention_count': (0, 10 ** 7, True),
+    'evidence_retention_bytes': (0, 2 ** 50, True),
+    'evidence_retention_days': (0, 100 * 365, True),
 }
 
 
@@ -126,3 +130,17 @@ def require_root(what):
     nothing and wrongly report that nothing is stuck."""
     if os.geteuid() != 0:
         raise OptionError('%s must run as root: it reads the fds of the shim, runc exec and runc init processes' % what)
+
+
+def require_fd_access(proc_root, what):
+    """Root in a container without CAP_SYS_PTRACE (or with a procfs mounted
+    hidepid) cannot read other processes' fd links: a scan would find nothing
+    and wrongly say that nothing is stuck.  PID 1 of the procfs is always
+    someone else's process: if its fds cannot be listed, refuse."""
+    path = os.path.join(proc_root, '1', 'fd')
+    try:
+        os.listdir(path)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise OptionError('%s cannot read %s (%s): it needs CAP_SYS_PTRACE (in a pod: securityContext '
+                              'capabilities add SYS_PTRACE) to see which process holds which pipe' % (what, path, e.strerror))

@@ -237,21 +237,32 @@ class EngineClient(object):
     def _connect(self, deadline, what):
         if self.address[0] == 'unix':
             path = self.address[1]
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.settimeout(_remaining(deadline, what))
-                s.connect(path)
-            except socket.timeout:
-                s.close()
-                # a stopped daemon's listen backlog is full: connect itself waits
-                raise EngineTimeout('%s: connecting to %s: no answer within the deadline' % (what, path))
-            except (OSError, IOError) as e:
-                s.close()
-                raise EngineUnreachable('%s: cannot connect to %s: %s' % (what, path, _why(e)))
-            except EngineError:
-                s.close()
-                raise
-            return s
+            backlog_full = False
+            while True:
+                if backlog_full and deadline - time.monotonic() <= 0:
+                    raise EngineTimeout('%s: connecting to %s: the daemon is not accepting connections '
+                                        '(listen backlog full) within the deadline' % (what, path))
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.settimeout(_remaining(deadline, what))
+                    s.connect(path)
+                    return s
+                except socket.timeout:
+                    s.close()
+                    # a stopped daemon's listen backlog is full: connect itself waits
+                    raise EngineTimeout('%s: connecting to %s: no answer within the deadline' % (what, path))
+                except (OSError, IOError) as e:
+                    s.close()
+                    if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                        raise EngineUnreachable('%s: cannot connect to %s: %s' % (what, path, _why(e)))
+                except EngineError:
+                    s.close()
+                    raise
+                # EAGAIN: a unix socket whose listen backlog is full refuses a
+                # timed connect at once; the daemon is there but not accepting
+                # (stuck), so retry until the deadline and call it not answering
+                backlog_full = True
+                time.sleep(max(0.0, min(0.05, deadline - time.monotonic())))
         dummy, host, port = self.address
         last = None
         for family, sockaddr in _resolve(host, port, deadline):
@@ -515,19 +526,67 @@ def _ms(t0):
     return int(round((time.monotonic() - t0) * 1000))
 
 
+def _text(value):
+    """VALUE when it is a string, else None: a non-Docker peer may send anything."""
+    return value if isinstance(value, str) else None
+
+
 def container_summary(c):
-    """The fields an operator recognises a container by, from a /containers/json entry."""
-    labels = c.get('Labels') or {}
-    names = c.get('Names') or []
+    """The fields an operator recognises a container by, from a /containers/json
+    entry; None when the entry has no string ``Id``.  Every field is checked
+    for its type: a peer that is not Docker (or a future one) may send
+    ``Id: ["x"]``, ``Names: [1]`` or ``Labels: "x"``."""
+    if not isinstance(c, dict) or not _text(c.get('Id')):
+        return None
+    labels = c.get('Labels')
+    if not isinstance(labels, dict):
+        labels = {}
+    names = c.get('Names')
+    names = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
     return {
-        'id': c.get('Id'),
+        'id': c['Id'],
         'name': names[0].lstrip('/') if names else None,
-        'image': c.get('Image'),
-        'state': c.get('State'),
-        'pod_namespace': labels.get(K8S_NAMESPACE_LABEL),
-        'pod_name': labels.get(K8S_POD_LABEL),
-        'pod_container': labels.get(K8S_CONTAINER_LABEL),
+        'image': _text(c.get('Image')),
+        'state': _text(c.get('State')),
+        'pod_namespace': _text(labels.get(K8S_NAMESPACE_LABEL)),
+        'pod_name': _text(labels.get(K8S_POD_LABEL)),
+        'pod_container': _text(labels.get(K8S_CONTAINER_LABEL)),
     }
+
+
+def inspect_answers(docker_host, container_id, timeout=DEFAULT_TIMEOUT):
+    """Does the engine answer ``GET /containers/<id>/json`` within TIMEOUT
+    seconds, all of it (connect, send, answer) under one deadline?
+
+    Returns (True, '') or (True, why) when it gave an HTTP answer (an error
+    status such as 404 is still an answer: the container's lock is free),
+    (False, why) when it did not answer by the deadline (a full listen
+    backlog included), and (None, why) when it cannot tell: nothing listens,
+    or the peer closed, reset or spoke something other than HTTP.  One
+    unversioned request: no /version round trip first, which would double
+    the time a hung engine can take."""
+    try:
+        client = EngineClient(docker_host, api_version=None, timeout=timeout)
+    except EngineError as e:
+        return None, str(e)
+    path = '/containers/%s/json' % quote(str(container_id), safe='')
+    try:
+        resp = client.request('GET', path, timeout=timeout)
+    except EngineTimeout as e:
+        return False, 'inspect of %s did not answer within %ss: %s' % (str(container_id)[:12], timeout, e)
+    except EngineUnreachable as e:
+        return None, 'docker engine unreachable: %s' % e
+    except EngineError as e:
+        return None, 'docker engine gave no HTTP answer: %s' % e
+    if 200 <= resp.status < 300:
+        return True, ''
+    msg = resp.body.decode('utf-8', 'replace').strip()
+    try:
+        found = json.loads(msg).get('message')
+        msg = found if isinstance(found, str) else msg
+    except (ValueError, AttributeError):
+        pass
+    return True, 'engine answered HTTP %d %s: %s' % (resp.status, resp.reason, msg[:200])
 
 
 def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=16,
@@ -555,7 +614,7 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
     try:
         info = client.version(timeout=budget())
         engine['reachable'] = True
-        engine['version'] = info.get('Version')
+        engine['version'] = _text(info.get('Version'))
         engine['api_version'] = client.api_version
         t1 = time.monotonic()
         listed = client.containers(all_states=all_states, timeout=budget())
@@ -565,7 +624,15 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
         report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
         return report
 
-    containers = [container_summary(c) for c in listed if isinstance(c, dict) and c.get('Id')]
+    containers = []
+    seen = set()
+    for c in listed:
+        summary = container_summary(c)
+        if summary is None or summary['id'] in seen:
+            engine['skipped_entries'] = engine.get('skipped_entries', 0) + 1
+            continue
+        seen.add(summary['id'])
+        containers.append(summary)
     probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline)
     for c in containers:
         c.update(probes[c['id']])

@@ -30,6 +30,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api imp
     EngineClient,
     EngineError,
     hung_container_report,
+    inspect_answers,
     parse_docker_host,
 )
 
@@ -225,18 +226,11 @@ def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_
     def docker(cid):
         if docker_present(docker_host)[0] is not True:
             return None, 'no dockerd socket'
-        try:
-            EngineClient(docker_host, timeout=timeout).inspect(cid, timeout=timeout)
-        except EngineError as e:
-            if getattr(e, 'status', None) == 404:
-                return None, 'dockerd does not know %s' % cid[:12]
-            if e.__class__.__name__ == 'EngineTimeout':
-                return False, 'inspect of %s did not answer within %ss' % (cid[:12], timeout)
-            if getattr(e, 'status', None) is not None:
-                # an error reply still proves the exec lock is free
-                return True, 'dockerd answered: %s' % e
-            return None, 'dockerd unreachable: %s' % e
-        return True, 'dockerd answered inspect'
+        # one request under one deadline; only an HTTP answer counts as answered
+        verified, why = inspect_answers(docker_host, cid, timeout)
+        if verified is True and why.startswith('engine answered HTTP 404'):
+            return None, 'dockerd does not know %s' % cid[:12]
+        return verified, why or 'dockerd answered inspect'
 
     def containerd(cid):
         if socket_missing(_cri.socket_path(containerd_address)):

@@ -6,7 +6,7 @@
 
 Why this exists: an exec probe runs inside the container, so ``localhost``
 is the container.  The tcpSocket, httpGet and grpc probes that replace it
-(``exec_probe_convert``) connect from the node to the pod IP.  An application
+(``exec_probe_swap``) connect from the node to the pod IP.  An application
 that listens only on 127.0.0.1 passes the exec probe and fails the new one,
 and the kubelet then restarts it.  ``/proc/PID/net/tcp*`` shows the sockets
 of PID's network namespace (the whole pod's) without entering it and without
@@ -25,6 +25,7 @@ import sys
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _netaddr
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 TCP_LISTEN = '0A'
@@ -71,11 +72,9 @@ def address_text(addr):
 def scope_of(addr):
     """loopback (127.0.0.0/8, ::1, ::ffff:127.x), wildcard (0.0.0.0, ::,
     ::ffff:0.0.0.0) or specific."""
-    if addr.version == 6 and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    if addr.is_unspecified:
+    if _netaddr.is_unspecified_ip(addr):
         return SCOPE_WILDCARD
-    if addr.is_loopback:
+    if _netaddr.is_loopback_ip(addr):
         return SCOPE_LOOPBACK
     return SCOPE_SPECIFIC
 
@@ -172,10 +171,9 @@ def loopback_only(ports):
     return sorted(int(p) for p, r in ports.items() if r['reachable_from_node'] is False)
 
 
-# ---- probes of exec_probe_convert ------------------------------------------------
+# ---- probes of exec_probe_swap ------------------------------------------------
 
 NETWORK_HANDLERS = ('httpGet', 'tcpSocket', 'grpc')
-LOOPBACK_HOSTS = ('localhost', 'ip6-localhost')
 
 
 def probe_port(row):
@@ -191,7 +189,7 @@ def probe_port(row):
         if not isinstance(spec, dict):
             continue
         host = spec.get('host')
-        if host and _is_loopback_host(host):
+        if host and _netaddr.is_loopback(host):
             return None
         port = spec.get('port')
         if isinstance(port, bool):
@@ -202,15 +200,6 @@ def probe_port(row):
             return (kind, int(port))
         return (kind, None)
     return None
-
-
-def _is_loopback_host(host):
-    if host.lower() in LOOPBACK_HOSTS:
-        return True
-    try:
-        return scope_of(ipaddress.ip_address(host.strip('[]'))) == SCOPE_LOOPBACK
-    except ValueError:
-        return False
 
 
 def probe_matches(row, summary):
@@ -288,7 +277,7 @@ def report(proc, client=None, container_ids=(), pids=(), probes=None, ports=None
     an id the daemon does not know, or a stopped container, raises
     ListenError (bad input).  An inspect that does not answer (a stuck exec
     holds the container's lock in dockerd < 24) is a per-container error,
-    not a failure.  With PROBES (exec_probe_convert's ``probes`` rows),
+    not a failure.  With PROBES (exec_probe_swap's ``probes`` rows),
     running containers are listed and those running a converted probe's
     container are checked on that probe's port.
     """
@@ -338,8 +327,7 @@ def _probe_checks(proc, client, probes, ports, timeout, containers):
     if not wanted:
         return []
     try:
-        listed = [_engine_api.container_summary(c) for c in client.containers(timeout=timeout)
-                  if isinstance(c, dict) and c.get('Id')]
+        listed = [s for s in (_engine_api.container_summary(c) for c in client.containers(timeout=timeout)) if s]
     except _engine_api.EngineError as e:
         raise ListenError('listing containers to match the probes: %s' % e)
     checked = dict((c['container_id'], c) for c in containers if c['container_id'])

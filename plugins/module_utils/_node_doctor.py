@@ -19,6 +19,7 @@ import os
 import socket
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
@@ -118,6 +119,8 @@ def run(proc, mode='detect', docker_host=_engine_api.DEFAULT_DOCKER_HOST, inspec
         min_age_seconds=0, confirm_interval=1.0, peek_bytes=4096, kernel_log=True, cmdline_timeout=1.0,
         drain=True, drain_min_age_seconds=60, max_drains=5, evidence_dir='/var/log/hangdoctor',
         max_evidence_bytes=16 * 1024 * 1024, drain_timeout=30.0, fallback='none', max_rounds=3,
+        lock_dir='/run/hangdoctor', evidence_retention_count=1000, evidence_retention_bytes=1024 ** 3,
+        evidence_retention_days=30,
         require_guard='auto', guard=None, metrics_dir='', metrics_file='hangdoctor.prom',
         check_mode=False, hostname=None, now=None):
     """Check (and in mode ``remediate`` repair) one node.  Returns the module
@@ -157,13 +160,16 @@ def run(proc, mode='detect', docker_host=_engine_api.DEFAULT_DOCKER_HOST, inspec
         elif plan['targets']:
             engine = None
             if engine_report is not None and not engine_report['engine'].get('error'):
-                engine = _pipe_drain.engine_check(docker_host, inspect_timeout)
+                engine = _drain_verify.engine_check(docker_host, inspect_timeout)
             drain_result = _pipe_drain.run(
                 proc, stuck_execs=plan['targets'], evidence_dir=evidence_dir,
                 min_age_seconds=drain_min_age_seconds, max_evidence_bytes=max_evidence_bytes,
                 timeout=drain_timeout, fallback=fallback, max_rounds=max_rounds,
                 confirm_interval=confirm_interval, peek_bytes=peek_bytes, check_mode=check_mode,
-                engine=engine, hostname=host)
+                engine=engine, hostname=host, lock_dir=lock_dir,
+                evidence_retention_count=evidence_retention_count,
+                evidence_retention_bytes=evidence_retention_bytes,
+                evidence_retention_days=evidence_retention_days)
         summary = _summary.remediation(summary, drain=drain_result, plan=plan, guard=guard)
         summary['mode'] = mode
         result['drain'] = drain_result

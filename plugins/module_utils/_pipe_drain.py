@@ -15,6 +15,9 @@ racing run skips) -> verify every hard signal and the identity -> re-check
 (pid, starttime) -> open /proc/PID/fd/2 non-blocking with an fstat inode check
 -> read with poll into the evidence file until no writer is blocked on the pipe
 *and* it is empty -> optional SIGKILL fallback -> mark done -> Engine check.
+The evidence files live in ``_evidence``, the locks and done markers in
+``_pipe_lock``, the record rules in ``_records``, the Engine check in
+``_drain_verify``.
 
 Target-side code: Python 3.6+ syntax and stdlib only.  Nothing here calls
 ``fail_json``: bad input raises :class:`DrainError`.
@@ -24,33 +27,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import fcntl
-import hashlib
 import os
 import select
 import signal
 import socket
-import stat as stat_mod
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lock
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
 
-# Both are written in parallel with this file; imported optionally so that the
-# drain stays usable (and unit-testable) with injected functions meanwhile.
-try:
-    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
-except ImportError:
-    _stuck_exec = None
-
-try:
-    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
-except ImportError:
-    _engine_api = None
-
-
-HEADER_END = b'----- hangdoctor: pipe bytes follow -----\n'
-ELIDED_MARK = b'\n----- hangdoctor: %d bytes elided -----\n'
-TRAILER_MARK = b'\n----- hangdoctor: end of pipe bytes'
 
 RECURRING_HINT = (
     'the container deadlocked again after its pipe was drained: the cause persists '
@@ -63,268 +53,33 @@ SKIP_STALE = 'no longer matches'
 SKIP_YOUNG = 'younger than min_age_seconds'
 SKIP_NO_SHIM = 'pipe reader is not a shim'
 SKIP_MALFORMED = 'malformed record'
-SKIP_EVIDENCE = 'evidence file not writable'
+SKIP_ERROR = 'error'
 
 # A writer is settled after this many consecutive samples, with the pipe empty,
-# in which it sleeps somewhere other than write(2) on the pipe.
+# in which it sleeps somewhere other than write(2) on the pipe, spanning at
+# least SETTLE_SECONDS: a writer that pauses for a few tens of milliseconds
+# between writes (reclaim under memory.high, a Go scheduler hiccup) would
+# otherwise be "settled" and block again right after the drain.
 SETTLE_SAMPLES = 2
+SETTLE_SECONDS = 0.5
+# Before a kill, the writer must be seen blocked, without progress, on a full
+# pipe over this interval (reading paused).
+KILL_PROOF_SECONDS = 0.3
 # After a SIGKILL, how long to keep reading what the dead writer left and the
 # error line runc exec writes next.
 KILL_GRACE_SECONDS = 5.0
 
 
 class DrainError(Exception):
-    """Bad input or an unusable evidence directory."""
+    """Bad input or an unusable evidence or lock directory."""
 
 
 # What verify() may raise for a record it cannot read.
-VERIFY_ERRORS = (DrainError, KeyError, TypeError, ValueError)
-if _stuck_exec is not None and hasattr(_stuck_exec, 'DiagnosisError'):
-    VERIFY_ERRORS += (_stuck_exec.DiagnosisError,)
-
-
-# ---- records ---------------------------------------------------------------
-def _int(value, what):
-    if isinstance(value, bool):
-        raise DrainError('%s must be an integer, got %r' % (what, value))
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DrainError('%s must be an integer, got %r' % (what, value))
-
-
-def check_record(record):
-    """Validate the fields the drain relies on (a record from runc_exec_info
-    or a hand-written one); return a normalized summary dict."""
-    if not isinstance(record, dict):
-        raise DrainError('a stuck exec record must be a dict, got %s' % type(record).__name__)
-    cid = record.get('container_id')
-    if not cid or not isinstance(cid, str):
-        raise DrainError('stuck exec record without container_id')
-    writer = record.get('writer')
-    if not isinstance(writer, dict):
-        raise DrainError('stuck exec record for %s has no writer' % cid[:12])
-    role = writer.get('role')
-    if role not in ('runc_init', 'runc_exec'):
-        raise DrainError('stuck exec record for %s: writer.role must be runc_init or runc_exec, got %r' % (cid[:12], role))
-    pipe = record.get('pipe')
-    if not isinstance(pipe, dict):
-        raise DrainError('stuck exec record for %s has no pipe' % cid[:12])
-    readers = record.get('readers')
-    if not isinstance(readers, list):
-        raise DrainError('stuck exec record for %s: readers must be a list' % cid[:12])
-    out = {
-        'container_id': cid,
-        'role': role,
-        'pid': _int(writer.get('pid'), 'writer.pid'),
-        'start_time': _int(writer.get('start_time'), 'writer.start_time'),
-        'inode': _int(pipe.get('inode'), 'pipe.inode'),
-        'fd': _int(pipe.get('fd', 2), 'pipe.fd'),
-        'watch': [],
-    }
-    out['watch'].append((out['pid'], out['start_time']))
-    # runc exec writes its own error line to the same pipe once runc init is
-    # gone: watch it too, or the drain stops just before it blocks.
-    rexec = record.get('runc_exec')
-    if role == 'runc_init' and isinstance(rexec, dict) and rexec.get('pid') and rexec.get('start_time') is not None:
-        out['watch'].append((_int(rexec.get('pid'), 'runc_exec.pid'), _int(rexec.get('start_time'), 'runc_exec.start_time')))
-    return out
-
-
-def has_shim_reader(record):
-    return any(isinstance(r, dict) and r.get('is_shim') for r in record.get('readers') or [])
-
-
-# ---- evidence directory, locks --------------------------------------------
-def prepare_evidence_dir(path):
-    """Create (0700) or check the evidence directory; return its real path.
-    Refuses a relative path and a symlink owned by another user (someone could
-    point our root-owned evidence files anywhere)."""
-    if not path or not os.path.isabs(path):
-        raise DrainError('evidence_dir must be an absolute path, got %r' % (path,))
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            raise DrainError('evidence_dir %s: %s' % (path, e.strerror))
-        try:
-            os.makedirs(path, 0o700)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise DrainError('cannot create evidence_dir %s: %s' % (path, e.strerror))
-        st = os.lstat(path)
-    if stat_mod.S_ISLNK(st.st_mode) and st.st_uid != os.geteuid():
-        raise DrainError('evidence_dir %s is a symlink owned by uid %d, refusing it' % (path, st.st_uid))
-    real = os.path.realpath(path)
-    try:
-        rst = os.stat(real)
-    except OSError as e:
-        raise DrainError('evidence_dir %s: %s' % (path, e.strerror))
-    if not stat_mod.S_ISDIR(rst.st_mode):
-        raise DrainError('evidence_dir %s is not a directory' % path)
-    if rst.st_uid == os.geteuid() and rst.st_mode & 0o077:
-        os.chmod(real, 0o700)
-    locks = os.path.join(real, '.locks')
-    try:
-        os.mkdir(locks, 0o700)
-    except OSError as e:
-        if e.errno != errno.EEXIST:
-            raise DrainError('cannot create %s: %s' % (locks, e.strerror))
-    lst = os.lstat(locks)
-    if not stat_mod.S_ISDIR(lst.st_mode):
-        raise DrainError('%s is not a directory' % locks)
-    return real
-
-
-class PipeLock(object):
-    """flock(LOCK_EX|LOCK_NB) on ``.locks/<inode>-<pid>-<starttime>.lock``: one
-    drain per pipe and writer on a host, across concurrent runs.  A ``.done``
-    file next to it tells a run that raced (it saw the record before the drain)
-    that this exact stuck exec was already drained."""
-
-    def __init__(self, evidence_dir, inode, pid, start_time):
-        base = os.path.join(evidence_dir, '.locks', '%d-%d-%d' % (inode, pid, start_time))
-        self.path = base + '.lock'
-        self.done_path = base + '.done'
-        self.fd = None
-
-    def acquire(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (IOError, OSError) as e:
-            os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                return False
-            raise
-        self.fd = fd
-        return True
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def is_done(self):
-        return os.path.lexists(self.done_path)
-
-    def mark_done(self, text):
-        fd = os.open(self.done_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
-        try:
-            _write_all(fd, text.encode('utf-8'))
-        finally:
-            os.close(fd)
-
-
-# ---- evidence file ---------------------------------------------------------
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _utc(epoch, fmt='%Y-%m-%dT%H:%M:%S'):
-    return '%s.%06dZ' % (time.strftime(fmt, time.gmtime(epoch)), int((epoch % 1) * 1000000))
-
-
-def evidence_name(container_id, pid, start_time, epoch):
-    return '%s-%d-%d-%s.log' % (container_id[:12], pid, start_time, _utc(epoch, '%Y%m%dT%H%M%S'))
-
-
-class Evidence(object):
-    """Every byte read from the pipe goes through :meth:`add`: all are counted
-    and hashed; the file keeps them all, or past ``limit`` the head and the
-    tail with the elided count.  Created 0600 with O_EXCL|O_NOFOLLOW so a
-    planted file or symlink is never written through."""
-
-    def __init__(self, path, header_lines, limit=0):
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
-        self.limit = max(0, int(limit or 0))
-        self.head_room = self.limit - self.limit // 2 if self.limit else None
-        self.tail_limit = self.limit // 2
-        self.tail = bytearray()
-        self.total = 0
-        self.kept_head = 0
-        self.sha = hashlib.sha256()
-        self.elided = 0
-        self.error = None
-        try:
-            _write_all(self.fd, ''.join('%s\n' % line for line in header_lines).encode('utf-8', 'replace') + HEADER_END)
-        except Exception:
-            self.abort()
-            raise
-
-    def add(self, data):
-        if not data:
-            return
-        self.total += len(data)
-        self.sha.update(data)
-        try:
-            self._keep(data)
-        except (IOError, OSError) as e:
-            # a full disk must not stop the repair: keep counting and hashing
-            if self.error is None:
-                self.error = 'writing %s failed after %d bytes: %s' % (self.path, self.total, e.strerror or e)
-            self.head_room = 0
-            self.tail_limit = 0
-            self.tail = bytearray()
-
-    def _keep(self, data):
-        if self.head_room is None:
-            _write_all(self.fd, data)
-            self.kept_head += len(data)
-            return
-        if self.head_room > 0:
-            head = data[:self.head_room]
-            _write_all(self.fd, head)
-            self.kept_head += len(head)
-            self.head_room -= len(head)
-            data = data[len(head):]
-        if data:
-            self.tail += data
-            over = len(self.tail) - self.tail_limit
-            if over > 0:
-                del self.tail[:over]
-
-    @property
-    def truncated(self):
-        return self.total > self.kept_head + len(self.tail)
-
-    def close(self, note=''):
-        self.elided = self.total - self.kept_head - len(self.tail)
-        if self.error:
-            note = '; '.join(n for n in (note, self.error) if n)
-        try:
-            if self.elided > 0:
-                _write_all(self.fd, ELIDED_MARK % self.elided)
-            _write_all(self.fd, bytes(self.tail))
-            trailer = ': %d bytes read, sha256 %s, %d elided%s -----\n' % (
-                self.total, self.sha.hexdigest(), self.elided, ('; ' + note) if note else '')
-            _write_all(self.fd, TRAILER_MARK + trailer.encode('utf-8'))
-            os.fsync(self.fd)
-        finally:
-            os.close(self.fd)
-            self.fd = None
-
-    def abort(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def read_evidence(path):
-    """(header text, kept body bytes, trailer text) of an evidence file."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    head, sep, rest = data.partition(HEADER_END)
-    if not sep:
-        raise DrainError('%s is not a hangdoctor evidence file' % path)
-    cut = rest.rfind(TRAILER_MARK)
-    if cut < 0:
-        return head.decode('utf-8', 'replace'), rest, ''
-    return head.decode('utf-8', 'replace'), rest[:cut], rest[cut + 1:].decode('utf-8', 'replace')
+VERIFY_ERRORS = (DrainError, _records.RecordError, _stuck_exec.DiagnosisError, KeyError, TypeError, ValueError)
+# What one record's drain may fail with (a vanished /proc entry, EPERM,
+# EROFS or ELOOP on its lock, ...): that record's error, never the run's.
+RECORD_ERRORS = VERIFY_ERRORS + (_procfs.ProcError, _evidence.EvidenceError, _pipe_lock.LockError,
+                                 OSError)
 
 
 # ---- the writer ------------------------------------------------------------
@@ -334,18 +89,15 @@ RUNNABLE = 'runnable'
 SETTLED = 'settled'
 
 
-def writer_state(proc, pid, start_time, inode, machine=None):
-    """Where a watched writer is now: ``gone`` (exited, zombie or pid reused),
-    ``blocked`` (in write(2)/writev(2) on pipe INODE), ``runnable`` (a task
-    woken inside write(2) shows as "running" too, so it is not yet settled),
-    or ``settled`` (asleep somewhere else)."""
+def _thread_state(proc, pid, tid, inode, machine):
+    """writer_state of one thread TID of PID."""
     try:
-        st = proc.stat(pid)
-        if st['starttime'] != start_time or st['state'] in ('Z', 'X', 'x'):
+        st = proc.task_stat(pid, tid)
+        if st['state'] in ('Z', 'X', 'x'):
             return GONE
         if st['state'] == 'R':
             return RUNNABLE
-        sc = proc.syscall(pid)
+        sc = proc.task_syscall(pid, tid)
     except _procfs.ProcessGone:
         return GONE
     except _procfs.ProcError:
@@ -353,14 +105,16 @@ def writer_state(proc, pid, start_time, inode, machine=None):
     if sc is None:
         # /proc/PID/syscall unreadable (ptrace policy): fall back to wchan + fd 2
         try:
-            in_write = proc.wchan(pid) in _procfs.PIPE_WRITE_WCHANS
+            in_write = proc.task_wchan(pid, tid) in _procfs.PIPE_WRITE_WCHANS
             fd = 2
         except _procfs.ProcError:
             return SETTLED
-    elif sc['running']:
+    elif sc['running'] or (sc['nr'] is not None and sc['nr'] < 0):
+        # "-1": asleep outside any system call, i.e. in a page fault (reclaim
+        # under memory.high): it goes on writing the moment it returns
         return RUNNABLE
     else:
-        in_write = _procfs.write_syscall_name(sc['nr'], machine or proc.machine()) is not None
+        in_write = _procfs.write_syscall_name(sc['nr'], machine) is not None
         fd = sc['args'][0] if sc['args'] else None
     if not in_write or fd is None:
         return SETTLED
@@ -370,6 +124,38 @@ def writer_state(proc, pid, start_time, inode, machine=None):
         return GONE
     except _procfs.ProcError:
         return SETTLED
+
+
+def thread_states(proc, pid, start_time, inode, machine=None):
+    """{tid: state} of every thread of the watched writer (``task/*``): any
+    thread, not only the leader, may be the one blocked in write(2).  {} when
+    the process is gone or its pid was reused."""
+    try:
+        st = proc.stat(pid)
+        if st['starttime'] != start_time:
+            return {}
+        tids = proc.tasks(pid)
+    except _procfs.ProcessGone:
+        return {}
+    except _procfs.ProcError:
+        tids = [pid]
+    machine = machine or proc.machine()
+    return dict((tid, _thread_state(proc, pid, tid, inode, machine)) for tid in tids)
+
+
+def writer_state(proc, pid, start_time, inode, machine=None):
+    """Where a watched writer is now, over all its threads: ``gone`` (exited,
+    zombie or pid reused), ``blocked`` (a thread in write(2)/writev(2) on pipe
+    INODE), ``runnable`` (a thread running, woken inside write(2), or in a
+    page fault: not yet settled), or ``settled`` (every thread asleep
+    somewhere else)."""
+    states = [s for s in thread_states(proc, pid, start_time, inode, machine).values() if s != GONE]
+    if not states:
+        return GONE
+    for state in (BLOCKED, RUNNABLE):
+        if state in states:
+            return state
+    return SETTLED
 
 
 def _read_available(f, evidence, chunk=65536):
@@ -397,13 +183,15 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
     blocked either).
 
     Returns (outcome, states): outcome ``writer exited``, ``writer settled``
-    (not in write on the pipe for SETTLE_SAMPLES consecutive samples while it
-    was empty) or ``timeout``.  Both halves of the stop rule matter: bytes a
+    (no thread in write on the pipe, running or in a page fault, for
+    SETTLE_SAMPLES consecutive samples over SETTLE_SECONDS while the pipe was
+    empty) or ``timeout``.  Both halves of the stop rule matter: bytes a
     dead runc init wrote stay in the pipe until read, and a still-full pipe
     blocks runc exec's own error line next."""
     poller = select.poll()
     poller.register(f, select.POLLIN)
     quiet = 0
+    quiet_since = None
     states = []
     while True:
         if clock() >= deadline:
@@ -422,8 +210,10 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
         elif states[0] == GONE:
             return 'writer exited', states
         elif states[0] == SETTLED:
+            if quiet == 0:
+                quiet_since = clock()
             quiet += 1
-            if quiet >= SETTLE_SAMPLES:
+            if quiet >= SETTLE_SAMPLES and clock() - quiet_since >= SETTLE_SECONDS:
                 return 'writer settled', states
         else:
             quiet = 0
@@ -433,6 +223,95 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
             poller.poll(int(min(sample_interval, left) * 1000) or 1)
 
 
+def _blocked_switches(proc, pid, start_time, inode, machine):
+    """{tid: voluntary context switches} of the threads of PID blocked in
+    write(2) on pipe INODE."""
+    out = {}
+    for tid, state in thread_states(proc, pid, start_time, inode, machine).items():
+        if state != BLOCKED:
+            continue
+        try:
+            out[tid] = proc.task_status(pid, tid).get('voluntary_ctxt_switches')
+        except _procfs.ProcError:
+            out[tid] = None
+    return out
+
+
+def still_stuck(proc, f, pid, start_time, inode, machine=None, interval=KILL_PROOF_SECONDS, sleep=time.sleep):
+    """(True, '') when PID is still the stuck writer of pipe F (INODE): with
+    reading paused for INTERVAL, the same threads stay blocked in write(2) on
+    that pipe, the pipe stays full and unchanged, and those threads do not
+    wake.  Else (False, why).  A writer that runs, sleeps elsewhere or makes
+    progress is not stuck, whatever a timeout says.  Fullness is not asked in
+    bytes: a write of up to a page needs room for all of it, so a writer can
+    block with a little room left; an empty pipe, though, blocks nobody."""
+    machine = machine or proc.machine()
+    sleep(interval)  # give a writer we just read for time to fill the pipe again
+    first = _blocked_switches(proc, pid, start_time, inode, machine)
+    if not first:
+        return False, 'not blocked in write(2) on pipe:[%d] (%s)' % (
+            inode, writer_state(proc, pid, start_time, inode, machine))
+    try:
+        queued1 = _procfs.pipe_queued(f)
+        sleep(interval)
+        queued2, capacity = _procfs.pipe_queued(f), _procfs.pipe_capacity(f)
+    except (IOError, OSError) as e:
+        return False, 'pipe:[%d] unreadable: %s' % (inode, e)
+    second = _blocked_switches(proc, pid, start_time, inode, machine)
+    if second != first:
+        return False, 'making progress (blocked threads and their context switches changed)'
+    if queued2 != queued1:
+        return False, 'making progress (%d -> %d bytes queued)' % (queued1, queued2)
+    if not queued2:
+        return False, 'pipe:[%d] is empty (capacity %d bytes)' % (inode, capacity)
+    return True, ''
+
+
+def kill_if_still_stuck(proc, f, info, machine=None, interval=KILL_PROOF_SECONDS, sleep=time.sleep):
+    """SIGKILL the writer of INFO only if it is, at that moment, provably the
+    stuck writer (:func:`still_stuck`) and pids read from PROC are pids of
+    this process's namespace.  A pidfd, where the kernel has them, is opened
+    before the checks and carries the signal: it cannot reach another
+    process that took the pid meanwhile.  Returns (killed, note)."""
+    pid, start_time, inode = info['pid'], info['start_time'], info['inode']
+    same_ns, why = _procfs.own_pid_namespace(proc)
+    if not same_ns:
+        return False, 'writer pid %d not killed: %s' % (pid, why)
+    try:
+        pidfd = _procfs.pidfd_open(pid)
+    except _procfs.ProcessGone:
+        return False, 'writer pid %d exited before the kill' % pid
+    except _procfs.ProcError as e:
+        return False, 'writer pid %d not killed: %s' % (pid, e)
+    try:
+        if not proc.same_process(pid, start_time):
+            return False, 'writer pid %d exited or was reused: not killed' % pid
+        stuck, why = still_stuck(proc, f, pid, start_time, inode, machine, interval, sleep)
+        if not stuck:
+            return False, 'writer pid %d not killed: %s' % (pid, why)
+        try:
+            if pidfd is not None:
+                _procfs.pidfd_kill(pidfd, signal.SIGKILL)
+            else:
+                # no pidfd (kernel < 5.3): identity checked once more right before
+                if not proc.same_process(pid, start_time):
+                    return False, 'writer pid %d exited or was reused: not killed' % pid
+                os.kill(pid, signal.SIGKILL)
+        except _procfs.ProcessGone:
+            return False, 'writer pid %d exited before the kill' % pid
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                return False, 'writer pid %d exited before the kill' % pid
+            return False, 'writer pid %d not killed: %s' % (pid, e.strerror or e)
+        except _procfs.ProcError as e:
+            return False, 'writer pid %d not killed: %s' % (pid, e)
+        return True, 'writer pid %d killed (blocked in write on pipe:[%d], no progress%s)' % (
+            pid, inode, ', by pidfd' if pidfd is not None else '')
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 def pipe_left(f):
     try:
         return _procfs.pipe_queued(f)
@@ -440,69 +319,7 @@ def pipe_left(f):
         return None
 
 
-# ---- the Docker Engine check ----------------------------------------------
-def engine_check(docker_host, timeout):
-    """A function (container id) -> (verified, reason): does
-    ``GET /containers/<id>/json`` answer within TIMEOUT seconds.  ``None`` when
-    it cannot be asked (no Engine client, no socket)."""
-    def check(container_id):
-        if not docker_host:
-            return None, 'no docker_host given'
-        if _engine_api is None:
-            return None, 'the Docker Engine client (_engine_api) is not available'
-        if docker_host.startswith('unix://'):
-            sock = docker_host[len('unix://'):]
-            if not os.path.exists(sock):
-                return None, 'docker socket %s not found' % sock
-        try:
-            client = _engine_api.EngineClient(docker_host, timeout=timeout)
-            client.inspect(container_id, timeout=timeout)
-        except _engine_api.EngineTimeout:
-            return False, 'inspect of %s did not answer within %ss' % (container_id[:12], timeout)
-        except _engine_api.EngineUnreachable as e:
-            return None, 'docker engine unreachable: %s' % e
-        except _engine_api.EngineError as e:
-            # an error reply (a removed container) still proves the exec lock is free
-            return True, 'engine answered: %s' % e
-        except (socket.error, OSError) as e:
-            return None, 'docker engine unreachable: %s' % e
-        return True, ''
-    return check
-
-
-def _no_engine(container_id):
-    return None, 'no Docker Engine check configured'
-
-
-def _not_yet(container_id):
-    return None, 'checked after the last round'
-
-
 # ---- one drain -------------------------------------------------------------
-def _header(record, info, hostname, now, proc):
-    pod = record.get('pod') or {}
-    cause = record.get('cause') or {}
-    shim = record.get('shim') or {}
-    rexec = record.get('runc_exec') or {}
-    try:
-        started = _utc(proc.start_epoch(info['start_time']))
-    except _procfs.ProcError:
-        started = 'unknown'
-    pipe = record.get('pipe') or {}
-    return [
-        'hangdoctor.runtime.runc_pipe_drain evidence',
-        'host: %s' % hostname,
-        'container: %s' % info['container_id'],
-        'pod: %s/%s container %s' % (pod.get('namespace') or '-', pod.get('name') or '-', pod.get('container') or '-'),
-        'writer: %s pid %d start_time %d (started %s)' % (info['role'], info['pid'], info['start_time'], started),
-        'runc_exec: pid %s' % (rexec.get('pid') or '-'),
-        'shim: pid %s version %s' % (shim.get('pid') or '-', shim.get('version') or '-'),
-        'pipe: inode %d capacity %s queued %s (at diagnosis)' % (info['inode'], pipe.get('capacity'), pipe.get('queued')),
-        'cause: %s: %s' % (cause.get('kind') or 'unknown', cause.get('summary') or '-'),
-        'drained_at: %s' % _utc(now),
-    ]
-
-
 def _age(proc, info, record, clock):
     try:
         return max(0.0, clock() - proc.start_epoch(info['start_time']))
@@ -524,45 +341,67 @@ def _skip(info_or_record, reason, detail=''):
 def preflight(proc, record, min_age_seconds, clock=time.time):
     """The checks that need no lock: (info, None) or (None, skipped entry)."""
     try:
-        info = check_record(record)
-    except DrainError as e:
+        info = _records.check_record(record)
+    except _records.RecordError as e:
         return None, _skip(record, SKIP_MALFORMED, str(e))[1]
-    if not has_shim_reader(record):
+    if not _records.has_shim_reader(record):
         return None, _skip(info, SKIP_NO_SHIM, 'no reader of pipe:[%d] is a containerd shim' % info['inode'])[1]
     if min_age_seconds:
         age = _age(proc, info, record, clock)
-        if age < min_age_seconds:
+        if _policy.too_young(age, min_age_seconds):
             return None, _skip(info, SKIP_YOUNG, 'stuck for %.1fs < %ss' % (age, min_age_seconds))[1]
     return info, None
 
 
+_PIPEFS_DEV = []
+
+
+def pipefs_device():
+    """The device of pipefs, which holds every anonymous pipe of the kernel
+    ("pipe:[N]" is an inode of it): with the inode, a pipe's identity on the
+    host, known without touching the writer's fd."""
+    if not _PIPEFS_DEV:
+        r, w = os.pipe()
+        try:
+            _PIPEFS_DEV.append(os.fstat(r).st_dev)
+        finally:
+            os.close(r)
+            os.close(w)
+    return _PIPEFS_DEV[0]
+
+
 def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallback='none',
           min_age_seconds=0, confirm_interval=1.0, verify=None, engine=None, hostname=None,
-          clock=time.time, sample_interval=0.02, round_no=1):
-    """Drain the pipe of one stuck exec RECORD.  EVIDENCE_DIR must come from
-    :func:`prepare_evidence_dir`.  VERIFY(proc, record, confirm_interval=…) ->
-    (ok, reason) re-checks every hard signal (default ``_stuck_exec.verify``);
-    ENGINE(container_id) -> (verified, reason), default: no check.
+          clock=time.time, sample_interval=0.02, round_no=1, lock_dir=None):
+    """Drain the pipe of one stuck exec RECORD.  EVIDENCE_DIR is an open
+    ``_evidence.EvidenceDir``, LOCK_DIR an open ``_pipe_lock.LockDir``.
+    VERIFY(proc, record, confirm_interval=…) -> (ok, reason) re-checks every
+    hard signal (default ``_stuck_exec.verify``); ENGINE(container_id) ->
+    (verified, reason), default: no check.
 
     Returns ('drained', entry) or ('skipped', entry)."""
+    if lock_dir is None:
+        raise DrainError('drain needs an open lock directory')
     if fallback not in ('none', 'kill'):
         raise DrainError("fallback must be 'none' or 'kill', got %r" % (fallback,))
-    if verify is None:
-        if _stuck_exec is None:
-            raise DrainError('stuck exec verification (_stuck_exec) is not available')
-        verify = _stuck_exec.verify
-    engine = engine or _no_engine
+    verify = verify or _stuck_exec.verify
+    engine = engine or _drain_verify.no_engine
     hostname = hostname or socket.gethostname()
 
     info, skipped = preflight(proc, record, min_age_seconds, clock)
     if skipped:
         return 'skipped', skipped
-    lock = PipeLock(evidence_dir, info['inode'], info['pid'], info['start_time'])
+    lock = lock_dir.lock(pipefs_device(), info['inode'], info['pid'], info['start_time'])
     if not lock.acquire():
         return _skip(info, SKIP_LOCKED, 'another run is draining pipe:[%d]' % info['inode'])
     try:
+        # the done marker only says a drain once ended; a writer blocked on the
+        # pipe again is the same deadlock back (the cause persists), not done
+        blocked_again = False
         if lock.is_done():
-            return _skip(info, SKIP_DONE, 'see %s' % lock.done_path)
+            if writer_state(proc, info['pid'], info['start_time'], info['inode']) != BLOCKED:
+                return _skip(info, SKIP_DONE, 'see %s' % lock.done_path)
+            blocked_again = True
         try:
             ok, why = verify(proc, record, confirm_interval=confirm_interval)
         except VERIFY_ERRORS as e:
@@ -576,8 +415,12 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
         except _procfs.ProcessGone as e:
             return _skip(info, SKIP_STALE, str(e))
         try:
-            return _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes,
-                               timeout, fallback, engine, hostname, clock, sample_interval, round_no)
+            kind, entry = _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes,
+                                      timeout, fallback, engine, hostname, clock, sample_interval, round_no)
+            if blocked_again and kind == 'drained':
+                entry['recurring'] = True
+                entry['blocked_again'] = True
+            return kind, entry
         finally:
             os.close(f)
     finally:
@@ -588,34 +431,31 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
                 engine, hostname, clock, sample_interval, round_no):
     t0 = clock()
     mono0 = time.monotonic()
-    path = os.path.join(evidence_dir, evidence_name(info['container_id'], info['pid'], info['start_time'], t0))
-    try:
-        evidence = Evidence(path, _header(record, info, hostname, t0, proc), max_evidence_bytes)
-    except (IOError, OSError) as e:
-        # nothing read yet: better no drain than a drain without evidence
-        return _skip(info, SKIP_EVIDENCE, '%s: %s' % (path, e.strerror or e))
+    name = _evidence.evidence_name(info['container_id'], info['pid'], info['start_time'], t0)
+    # never raises: a workload is repaired even when its evidence cannot be written
+    evidence = _evidence.Evidence(evidence_dir, name, _evidence.header(record, info, hostname, t0, proc),
+                                  max_evidence_bytes)
     killed = False
     kill_note = ''
+    errors = []
+    outcome = 'error'
     try:
         # deadlines on the monotonic clock: a wall-clock step must not cut a
         # drain short or stretch it past its timeout
         outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence,
                                      mono0 + timeout, time.monotonic, sample_interval)
         if outcome == 'timeout' and fallback == 'kill':
-            # identity re-checked right before the kill: never a reused pid
-            if proc.same_process(info['pid'], info['start_time']):
-                try:
-                    os.kill(info['pid'], signal.SIGKILL)
-                    killed = True
-                    kill_note = 'writer pid %d killed after %ss' % (info['pid'], timeout)
-                except OSError as e:
-                    if e.errno != errno.ESRCH:
-                        raise
+            killed, kill_note = kill_if_still_stuck(proc, f, info)
+            if killed:
+                kill_note = '%s after %ss' % (kill_note, timeout)
             # what is left stays evidence, and must be read or runc exec blocks on it
             outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence,
                                          time.monotonic() + KILL_GRACE_SECONDS, time.monotonic, sample_interval)
             if killed:
                 outcome = 'killed, ' + outcome
+    except RECORD_ERRORS as e:
+        # what was read so far is still counted, hashed and reported
+        errors.append('drain of pipe:[%d] failed: %s: %s' % (info['inode'], type(e).__name__, e))
     finally:
         evidence.close(kill_note)
     seconds = round(time.monotonic() - mono0, 3)
@@ -623,9 +463,12 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
     # shim, which reads it once runc exec returns
     left = pipe_left(f)
     after = [writer_state(proc, pid, st, info['inode']) for pid, st in info['watch']]
-    unblocked = not outcome.endswith('timeout') and BLOCKED not in after
+    unblocked = not outcome.endswith(('timeout', 'error')) and BLOCKED not in after
     if unblocked:
-        lock.mark_done('%s\n' % evidence.path)
+        try:
+            lock.mark_done('%s\n' % (evidence.path or '-'))
+        except OSError as e:
+            errors.append('writing %s failed: %s' % (lock.done_path, e.strerror or e))
         verified, verify_reason = engine(info['container_id'])
     else:
         verified, verify_reason = False, 'writer still blocked on pipe:[%d] (%s)' % (
@@ -642,9 +485,15 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
         'evidence_truncated': evidence.elided > 0,
         'evidence_elided_bytes': evidence.elided,
         'evidence_error': evidence.error,
+        'evidence_kept_bytes': evidence.kept,
+        'evidence_kept_ranges': evidence.kept_ranges,
+        'evidence_kept_sha256': evidence.kept_sha.hexdigest(),
+        'evidence_lost_bytes': evidence.lost,
+        'error': '; '.join(errors) or None,
         'queued_after': left,
         'stop': outcome,
         'killed': killed,
+        'kill_note': kill_note,
         'unblocked': unblocked,
         'verified': verified,
         'verify_reason': verify_reason,
@@ -700,55 +549,122 @@ def preview(proc, record, min_age_seconds, confirm_interval, peek_bytes, verify,
 def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangdoctor',
         min_age_seconds=60, max_evidence_bytes=0, timeout=30.0, fallback='none', max_rounds=3,
         confirm_interval=1.0, peek_bytes=4096, check_mode=False, scan=None, verify=None,
-        engine=None, hostname=None, sleep=time.sleep, clock=time.time):
+        engine=None, hostname=None, sleep=time.sleep, clock=time.time,
+        lock_dir=_pipe_lock.DEFAULT_LOCK_DIR, evidence_retention_count=_evidence.RETENTION_COUNT,
+        evidence_retention_bytes=_evidence.RETENTION_BYTES, evidence_retention_days=_evidence.RETENTION_DAYS):
     """Drain every stuck exec among the targets: STUCK_EXECS (records), or a
     fresh scan of CONTAINER_IDS, or of the whole host.  After a round, look at
     the drained containers again: dockerd (before moby 24) starts the next
     queued exec as soon as the pipe is empty, and it deadlocks again while the
-    cause persists.  Such rounds skip min_age_seconds (the cause is known)."""
+    cause persists.  Such rounds skip min_age_seconds (the cause is known).
+    A record that fails is skipped with reason ``error``; the others go on."""
     if max_rounds < 1:
         raise DrainError('max_rounds must be at least 1')
-    if scan is None or verify is None:
-        if _stuck_exec is None:
-            raise DrainError('stuck exec diagnosis (_stuck_exec) is not available')
-        scan = scan or _stuck_exec.scan
-        verify = verify or _stuck_exec.verify
+    if fallback == 'kill':
+        # os.kill and pidfds take pids of this process's namespace, the
+        # records carry pids read through proc_root
+        same_ns, why = _procfs.own_pid_namespace(proc)
+        if not same_ns:
+            raise DrainError(
+                'fallback=kill refused: %s. A kill would reach another process or none; run with the '
+                "host's pid namespace (hostPID) and proc_root=/proc, or use fallback=none" % why)
+    for name, value in (('evidence_retention_count', evidence_retention_count),
+                        ('evidence_retention_bytes', evidence_retention_bytes),
+                        ('evidence_retention_days', evidence_retention_days)):
+        if value is None or value < 0:
+            raise DrainError('%s must not be negative, got %r' % (name, value))
+    scan = scan or _stuck_exec.scan
+    verify = verify or _stuck_exec.verify
 
     def rescan(ids):
         return scan(proc, container_ids=ids, confirm_interval=confirm_interval,
                     peek_bytes=peek_bytes, min_age_seconds=0)['stuck_execs']
 
-    result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0}
+    result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0,
+              'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0}}
     if stuck_execs is not None:
         for rec in stuck_execs:
-            check_record(rec)
+            try:
+                _records.check_record(rec)
+            except _records.RecordError as e:
+                raise DrainError(str(e))
         records = list(stuck_execs)
     else:
         records = rescan(list(container_ids) if container_ids else None)
 
     if check_mode:
         for rec in records:
-            kind, entry = preview(proc, rec, min_age_seconds, confirm_interval, peek_bytes, verify, clock)
+            try:
+                kind, entry = preview(proc, rec, min_age_seconds, confirm_interval, peek_bytes, verify, clock)
+            except RECORD_ERRORS as e:
+                kind, entry = _skip(rec, SKIP_ERROR, '%s: %s' % (type(e).__name__, e))
             result['would_drain' if kind == 'would_drain' else 'skipped_execs'].append(entry)
         result['changed'] = bool(result['would_drain'])
         return result
 
-    evidence_dir = prepare_evidence_dir(evidence_dir)
+    try:
+        evidence = _evidence.EvidenceDir(evidence_dir)
+    except _evidence.EvidenceError as e:
+        raise DrainError(str(e))
+    try:
+        try:
+            locks = _pipe_lock.LockDir(lock_dir)
+        except _pipe_lock.LockError as e:
+            raise DrainError(str(e))
+        try:
+            retention = dict(count=evidence_retention_count, max_bytes=evidence_retention_bytes,
+                             days=evidence_retention_days)
+            # first make room for this run's evidence, then bound what it added
+            _retain(result, evidence, locks, proc, retention, keep=())
+            _rounds(proc, records, result, evidence, locks, rescan, min_age_seconds, max_evidence_bytes, timeout,
+                    fallback, max_rounds, confirm_interval, verify, hostname, sleep, clock)
+            _retain(result, evidence, locks, proc, retention,
+                    keep=set(os.path.basename(e['evidence_path']) for e in result['drained'] if e['evidence_path']))
+        finally:
+            locks.close()
+    finally:
+        evidence.close()
+    _drain_verify.verify_containers(result, engine or _drain_verify.no_engine)
+    result['changed'] = bool(result['drained'])
+    return result
+
+
+def _retain(result, evidence, locks, proc, retention, keep):
+    try:
+        removed = _evidence.apply_retention(evidence, keep=keep, **retention)
+        result['retention']['evidence_removed'] += removed['removed']
+        result['retention']['evidence_removed_bytes'] += removed['removed_bytes']
+        result['retention']['locks_removed'] += locks.prune(proc)
+    except OSError as e:
+        result['errors'].append('retention: %s' % (e.strerror or e))
+
+
+def _rounds(proc, records, result, evidence, locks, rescan, min_age_seconds, max_evidence_bytes, timeout,
+            fallback, max_rounds, confirm_interval, verify, hostname, sleep, clock):
     round_no = 1
     min_age = min_age_seconds
     while records:
         result['rounds'] = round_no
         repaired = []
         for rec in records:
-            kind, entry = drain(proc, rec, evidence_dir, max_evidence_bytes, timeout, fallback, min_age,
-                                confirm_interval, verify, _not_yet, hostname, clock, round_no=round_no)
+            try:
+                kind, entry = drain(proc, rec, evidence, max_evidence_bytes, timeout, fallback, min_age,
+                                    confirm_interval, verify, _drain_verify.not_yet, hostname, clock,
+                                    round_no=round_no, lock_dir=locks)
+            except RECORD_ERRORS as e:
+                kind, entry = _skip(rec, SKIP_ERROR, '%s: %s' % (type(e).__name__, e))
             result['drained' if kind == 'drained' else 'skipped_execs'].append(entry)
             if kind == 'drained' and entry['unblocked'] and entry['container_id'] not in repaired:
                 repaired.append(entry['container_id'])
         if not repaired:
             break
         sleep(confirm_interval)
-        again = [r for r in rescan(repaired) if isinstance(r, dict) and r.get('container_id') in repaired]
+        try:
+            again = [r for r in rescan(repaired) if isinstance(r, dict) and r.get('container_id') in repaired]
+        except RECORD_ERRORS as e:
+            result['errors'].append('looking at %s again after round %d failed: %s: %s' % (
+                ', '.join(c[:12] for c in repaired), round_no, type(e).__name__, e))
+            break
         if not again:
             break
         if round_no >= max_rounds:
@@ -769,23 +685,15 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
         round_no += 1
         min_age = 0
         records = again
-    _verify_containers(result, engine or _no_engine)
-    result['changed'] = bool(result['drained'])
-    return result
-
-
-def _verify_containers(result, engine):
-    """One Engine check per drained container, after its last round: a drain
-    whose container deadlocked again at once has not repaired it."""
-    recurring = set(r['container_id'] for r in result['recurring'])
-    checked = {}
+    # a writer found blocked again after an earlier drain (this run or an
+    # earlier one): the deadlock came back, whatever that drain reported
+    listed = set(r['container_id'] for r in result['recurring'])
     for entry in result['drained']:
-        if not entry['unblocked']:
-            continue
-        cid = entry['container_id']
-        if cid in recurring:
-            entry['verified'], entry['verify_reason'] = False, 'the container deadlocked again (see recurring)'
-            continue
-        if cid not in checked:
-            checked[cid] = engine(cid)
-        entry['verified'], entry['verify_reason'] = checked[cid]
+        if entry.get('blocked_again') and entry['container_id'] not in listed:
+            listed.add(entry['container_id'])
+            result['recurring'].append({
+                'container_id': entry['container_id'],
+                'rounds': entry['round'],
+                'stuck_pids': [entry['pid']],
+                'hint': RECURRING_HINT,
+            })

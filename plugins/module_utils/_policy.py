@@ -20,7 +20,8 @@ import time
 MAX_LISTED = 50
 
 
-def _get(d, *path):
+def get_path(d, *path):
+    """d[path[0]][path[1]]..., or None where a level is missing or not a dict."""
     for key in path:
         if not isinstance(d, dict):
             return None
@@ -32,7 +33,7 @@ def record_age(record):
     """Seconds a stuck-exec record's writer has been stuck, or None."""
     a = record.get('age_seconds') if isinstance(record, dict) else None
     if a is None:
-        a = _get(record, 'runc_init', 'age_seconds')
+        a = get_path(record, 'runc_init', 'age_seconds')
     if isinstance(a, bool):
         return None
     try:
@@ -103,7 +104,7 @@ def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions
     """
     now = float(now) if now is not None else time.time()
     verdict = {'enabled': True, 'ran': False, 'node': node_name, 'ready': None,
-               'not_ready_seconds': None, 'pending_deletions': [], 'pending_count': 0,
+               'not_ready_seconds': None, 'unschedulable': None, 'pending_deletions': [], 'pending_count': 0,
                'blocked': False, 'reason': None, 'error': None}
     failed = error or (node_result or {}).get('failed') or (pods_result or {}).get('failed')
     nodes = (node_result or {}).get('resources')
@@ -116,14 +117,19 @@ def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions
         return verdict
     verdict['ran'] = True
     if not nodes:
-        verdict['reason'] = 'node %s not found in the cluster' % node_name
-    else:
-        for cond in _get(nodes[0], 'status', 'conditions') or []:
-            if cond.get('type') == 'Ready':
-                verdict['ready'] = cond.get('status') == 'True'
-                since = _parse_time(cond.get('lastTransitionTime'))
-                if not verdict['ready'] and since is not None:
-                    verdict['not_ready_seconds'] = int(max(0, now - since))
+        # The host is a Kubernetes node (a kubelet runs) but the API does not
+        # know it by that name: its pods cannot be judged either.
+        verdict['blocked'] = bool(fail_closed)
+        verdict['reason'] = ('node %s not found in the cluster (set hangdoctor_kube_node_name to its name)%s' % (
+            node_name, '; drain skipped (hangdoctor_kube_guard_fail_closed)' if fail_closed else '; drained anyway'))
+        return verdict
+    verdict['unschedulable'] = bool(get_path(nodes[0], 'spec', 'unschedulable'))
+    for cond in get_path(nodes[0], 'status', 'conditions') or []:
+        if cond.get('type') == 'Ready':
+            verdict['ready'] = cond.get('status') == 'True'
+            since = _parse_time(cond.get('lastTransitionTime'))
+            if not verdict['ready'] and since is not None:
+                verdict['not_ready_seconds'] = int(max(0, now - since))
     pending = []
     for pod in pods_result.get('resources') or []:
         meta = pod.get('metadata') or {}
@@ -141,6 +147,6 @@ def kube_guard(node_result, pods_result, node_name=None, allow_pending_deletions
     elif pending:
         verdict['reason'] = '%d pending pod deletion(s) on %s, drained anyway (hangdoctor_allow_pending_deletions)' % (
             len(pending), node_name)
-    elif verdict['reason'] is None:
+    else:
         verdict['reason'] = 'no pending pod deletions on %s' % node_name
     return verdict

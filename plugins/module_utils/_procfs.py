@@ -20,6 +20,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import signal as signal_mod
 import stat as stat_mod
 import struct
 import termios
@@ -210,6 +211,44 @@ class Proc(object):
     def syscall(self, pid):
         return parse_syscall(_read(self.path(pid, 'syscall')))
 
+    def tasks(self, pid):
+        """Thread ids of PID (``task/``), the leader first; [PID] when the
+        tree has no task folder (fixtures)."""
+        try:
+            names = os.listdir(self.path(pid, 'task'))
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ESRCH) and os.path.exists(self.path(pid, 'stat')):
+                return [pid]
+            if e.errno in (errno.ENOENT, errno.ESRCH):
+                raise ProcessGone(self.path(pid, 'task'))
+            raise ProcError('%s: %s' % (self.path(pid, 'task'), e.strerror or e))
+        tids = sorted(int(n) for n in names if n.isdigit())
+        if pid in tids:
+            tids.remove(pid)
+            tids.insert(0, pid)
+        return tids
+
+    def task_stat(self, pid, tid):
+        if tid == pid and not os.path.isdir(self.path(pid, 'task')):
+            return self.stat(pid)
+        return parse_stat(_read(self.path(pid, 'task', tid, 'stat')))
+
+    def task_syscall(self, pid, tid):
+        if tid == pid and not os.path.isdir(self.path(pid, 'task')):
+            return self.syscall(pid)
+        return parse_syscall(_read(self.path(pid, 'task', tid, 'syscall')))
+
+    def task_status(self, pid, tid):
+        if tid == pid and not os.path.isdir(self.path(pid, 'task')):
+            return self.status(pid)
+        return parse_status(_read(self.path(pid, 'task', tid, 'status')))
+
+    def task_wchan(self, pid, tid):
+        if tid == pid and not os.path.isdir(self.path(pid, 'task')):
+            return self.wchan(pid)
+        text = _read(self.path(pid, 'task', tid, 'wchan')).strip()
+        return '' if text == '0' else text
+
     def fd_link(self, pid, fd):
         try:
             return os.readlink(self.path(pid, 'fd', fd))
@@ -242,6 +281,28 @@ class Proc(object):
             return os.readlink(self.path(pid, 'cwd'))
         except OSError:
             return None
+
+    def exe(self, pid):
+        """The text of /proc/PID/exe (the path in the process's own view), or
+        None when it cannot be read."""
+        try:
+            return os.readlink(self.path(pid, 'exe'))
+        except OSError:
+            return None
+
+    def ns(self, pid, kind):
+        """``mnt:[4026531840]``-style identity of one of PID's namespaces, or
+        None when the tree has no such link."""
+        try:
+            return os.readlink(self.path(pid, 'ns', kind))
+        except OSError:
+            return None
+
+    def host_view(self, pid, path):
+        """PATH (absolute, as PID sees it) resolved under PID's root: for a
+        host process (a shim) that is the host's view of PATH, also when this
+        tree is the host's /proc mounted in a pod."""
+        return self.path(pid, 'root') + '/' + path.lstrip('/')
 
     def cmdline(self, pid, timeout=1.0):
         """argv of PID, read in a helper thread with a deadline.  Only call it
@@ -351,6 +412,181 @@ class Proc(object):
                     continue
                 out[pipe_inode_of(link)].append((pid, int(n), mode))
         return out
+
+
+def _bounded(func, timeout, what):
+    """FUNC() in a daemon thread, given up after TIMEOUT seconds: a read of a
+    file on a stuck mount (FUSE, NFS) must not hang the caller."""
+    result = {}
+
+    def run():
+        try:
+            result['value'] = func()
+        except Exception as e:  # handed to the caller below
+            result['error'] = e
+
+    t = threading.Thread(target=run, name='bounded-read')
+    t.daemon = True
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise Timeout('%s did not finish within %.1fs' % (what, timeout))
+    if 'error' in result:
+        raise result['error']
+    return result['value']
+
+
+def read_regular_file(path, max_bytes, timeout=1.0):
+    """The bytes of PATH when it is a regular file of at most MAX_BYTES.
+
+    For files a workload may control (a bundle's config.json, anything under
+    a container's root): opened with O_NONBLOCK (a FIFO planted there cannot
+    block the open), O_NOFOLLOW (its last component is never a symlink),
+    O_NOCTTY; fstat must say regular file; the whole read has a deadline.
+    Raises ProcError (ProcessGone when the file does not exist)."""
+    flags = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, 'O_NOCTTY', 0) |
+             getattr(os, 'O_CLOEXEC', 0))
+
+    def read():
+        try:
+            fd = os.open(path, flags)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise ProcessGone(path)
+            if e.errno == errno.ELOOP:
+                raise ProcError('%s is a symlink, not read' % path)
+            raise ProcError('%s: %s' % (path, e.strerror or e))
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise ProcError('%s is not a regular file, not read' % path)
+            if st.st_size > max_bytes:
+                raise ProcError('%s is larger than %d bytes, not read' % (path, max_bytes))
+            chunks = []
+            total = 0
+            while total <= max_bytes:
+                try:
+                    chunk = os.read(fd, min(65536, max_bytes + 1 - total))
+                except OSError as e:
+                    if e.errno == errno.EINTR:
+                        continue
+                    raise ProcError('%s: %s' % (path, e.strerror or e))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            if total > max_bytes:
+                raise ProcError('%s grew past %d bytes, not read' % (path, max_bytes))
+            return b''.join(chunks)
+        finally:
+            os.close(fd)
+
+    return _bounded(read, timeout, 'reading %s' % path)
+
+
+def same_file(a, b):
+    """True when paths A and B (followed) are the same inode on the same device."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def own_pid_namespace(proc, own_proc='/proc'):
+    """(True, '') when pids read from PROC are pids in this process's own pid
+    namespace, so ``os.kill(pid)`` reaches the process PROC described; else
+    (False, why).  Proof: PROC's ``self`` is our own pid, and its pid 1 lives
+    in the same pid namespace as we do (``NSpid`` of ``self`` has one entry
+    where the kernel shows it)."""
+    me = os.getpid()
+    try:
+        seen_as = os.readlink(proc.path('self'))
+    except OSError as e:
+        return False, '%s/self is unreadable (%s): not a procfs this process can prove is its own' % (
+            proc.root, e.strerror or e)
+    if seen_as != str(me):
+        return False, '%s shows this process as pid %s, not %d: another pid namespace' % (proc.root, seen_as, me)
+    try:
+        status = proc.status('self')
+    except ProcError:
+        status = {}
+    nspid = status.get('NSpid')
+    if nspid is not None and nspid != [me]:
+        return False, '%s numbers this process %s across pid namespaces: not its own' % (
+            proc.root, ' '.join(str(n) for n in nspid))
+    theirs = proc.ns(1, 'pid')
+    try:
+        ours = os.readlink(os.path.join(own_proc, 'self', 'ns', 'pid'))
+    except OSError:
+        ours = None
+    if theirs is None or ours is None:
+        if nspid is None:
+            return False, 'cannot read the pid namespace of %s/1 or of this process' % proc.root
+    elif theirs != ours:
+        return False, 'pid 1 of %s is in %s, this process in %s' % (proc.root, theirs, ours)
+    return True, ''
+
+
+# pidfd_open(2) and pidfd_send_signal(2) have one number on every architecture.
+_NR_PIDFD_SEND_SIGNAL = 424
+_NR_PIDFD_OPEN = 434
+_syscall_func = None
+
+
+def _syscall():
+    global _syscall_func
+    if _syscall_func is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _syscall_func = libc.syscall
+        _syscall_func.restype = ctypes.c_long
+    return _syscall_func
+
+
+def pidfd_open(pid):
+    """A pidfd for PID (Linux >= 5.3), or None when the kernel or libc has
+    none.  A pidfd names one process: a signal sent through it never reaches
+    a process that reused the pid.  os.pidfd_open is 3.9+, hence ctypes."""
+    if hasattr(os, 'pidfd_open'):
+        try:
+            return os.pidfd_open(pid)
+        except OSError as e:
+            if e.errno in (errno.ENOSYS, errno.EPERM):
+                return None
+            if e.errno == errno.ESRCH:
+                raise ProcessGone('pid %d' % pid)
+            raise ProcError('pidfd_open(%d): %s' % (pid, e.strerror or e))
+    try:
+        fd = _syscall()(ctypes.c_long(_NR_PIDFD_OPEN), ctypes.c_long(pid), ctypes.c_long(0))
+    except (AttributeError, OSError):
+        return None
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err == errno.ESRCH:
+            raise ProcessGone('pid %d' % pid)
+        if err in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
+            return None
+        raise ProcError('pidfd_open(%d): %s' % (pid, os.strerror(err)))
+    return fd
+
+
+def pidfd_kill(pidfd, sig):
+    """Send SIG through PIDFD; ProcessGone when that process has exited."""
+    if hasattr(signal_mod, 'pidfd_send_signal'):
+        try:
+            signal_mod.pidfd_send_signal(pidfd, sig)
+            return
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                raise ProcessGone('pidfd %d' % pidfd)
+            raise ProcError('pidfd_send_signal: %s' % (e.strerror or e))
+    rc = _syscall()(ctypes.c_long(_NR_PIDFD_SEND_SIGNAL), ctypes.c_long(pidfd), ctypes.c_long(sig),
+                    ctypes.c_void_p(None), ctypes.c_long(0))
+    if rc < 0:
+        err = ctypes.get_errno()
+        if err == errno.ESRCH:
+            raise ProcessGone('pidfd %d' % pidfd)
+        raise ProcError('pidfd_send_signal: %s' % os.strerror(err))
 
 
 def pipe_queued(f):

@@ -18,7 +18,11 @@ import json
 import os
 import re
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
+    ProcError,
+    read_regular_file,
+    same_file,
+)
 
 # comm is cut to 15 bytes: containerd-shim-runc-v2 and containerd-shim both
 # show "containerd-shim", docker-containerd-shim shows "docker-containe".
@@ -37,6 +41,9 @@ POD_KEYS = (
     ('io.kubernetes.pod.namespace', 'io.kubernetes.pod.name', 'io.kubernetes.container.name'),
 )
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# A config file on a healthy local disk reads in microseconds; a stuck mount
+# must not hold the scan.
+CONFIG_READ_TIMEOUT = 1.0
 
 
 class ProcessTable(object):
@@ -188,12 +195,11 @@ def exec_container_id(argv):
 
 
 def _read_json(path):
+    """The JSON of PATH, or None.  Never a blocking open: a FIFO, a device or
+    a symlink planted at PATH is refused, not opened or followed."""
     try:
-        with open(path, 'rb') as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except (IOError, OSError):
-        return None
-    if len(data) > MAX_CONFIG_BYTES:
+        data = read_regular_file(path, MAX_CONFIG_BYTES, CONFIG_READ_TIMEOUT)
+    except (ProcError, IOError, OSError):
         return None
     try:
         return json.loads(data.decode('utf-8', 'replace'))
@@ -240,13 +246,24 @@ class DockerRoots(object):
         opts = _options(argv[1:])
         base = self.proc.path(pid, 'root')
         conf = _read_json(base + (opts.get('--config-file') if isinstance(opts.get('--config-file'), str)
-                                  else '/etc/docker/daemon.json')) or {}
-        data_root = opts.get('--data-root') or opts.get('-g') or opts.get('--graph') or conf.get('data-root') or '/var/lib/docker'
-        exec_root = opts.get('--exec-root') or conf.get('exec-root') or '/var/run/docker'
-        return {'pid': pid, 'base': base, 'data_root': str(data_root), 'exec_root': str(exec_root).rstrip('/')}
+                                  else '/etc/docker/daemon.json'))
+        conf = conf if isinstance(conf, dict) else {}
 
-    def config(self, container_id, runc_root_dir=None):
-        daemons = self.daemons()
+        def text(*values):
+            for v in values:
+                if isinstance(v, str) and v:
+                    return v
+            return None
+        data_root = text(opts.get('--data-root'), opts.get('-g'), opts.get('--graph'), conf.get('data-root')) or '/var/lib/docker'
+        exec_root = text(opts.get('--exec-root'), conf.get('exec-root')) or '/var/run/docker'
+        return {'pid': pid, 'base': base, 'data_root': data_root, 'exec_root': exec_root.rstrip('/'),
+                'mnt_ns': self.proc.ns(pid, 'mnt')}
+
+    def config(self, container_id, runc_root_dir=None, mnt_ns=None):
+        """Docker's config.v2.json of CONTAINER_ID.  With MNT_NS (the runc
+        exec's mount namespace), only a dockerd in that namespace is asked: a
+        process in a container that calls itself dockerd is not."""
+        daemons = [d for d in self.daemons() if not mnt_ns or not d['mnt_ns'] or d['mnt_ns'] == mnt_ns]
         # Prefer the dockerd whose exec root holds this runc's state.
         if runc_root_dir:
             matching = [d for d in daemons if runc_root_dir.startswith(d['exec_root'] + '/')]
@@ -258,22 +275,82 @@ class DockerRoots(object):
         return None
 
 
-def pod_of(proc, runc_exec_pid, container_id, docker_roots=None, runc_exec_argv=None):
+def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None):
+    """Is EXEC_PID a ``runc exec`` the shim SHIM_PID started for CONTAINER_ID?
+
+    A process inside a container can name itself runc, carry the argv
+    ``runc exec <id>`` and be a child of the shim (every container's init
+    is).  What it cannot fake, all read in the host's view (through the
+    shim's root), never through the container's own symlinks:
+    - it shares the shim's mount and pid namespaces;
+    - its executable is the host's file at the path its exe link names;
+    - its working directory is the bundle ``<state>/<namespace>/<id>``: the
+      same directory as the host's path of that name, a sibling of the
+      shim's own bundle (one v2 shim serves a whole pod), named after the
+      container id, under the shim's ``-namespace``; or, under CRI, the pod
+      shim's own working directory (the sandbox's bundle), next to which
+      the container's bundle then lies.
+
+    Returns (bundle, reasons): BUNDLE is the host-view path of the verified
+    bundle directory (None unless every check passed), REASONS what failed."""
+    reasons = []
+    for kind in ('mnt', 'pid'):
+        mine, shims = proc.ns(exec_pid, kind), proc.ns(shim_pid, kind)
+        # the links exist on every kernel since 3.8; a tree without them
+        # (fixtures) leaves the other proofs to decide
+        if mine is not None and shims is not None and mine != shims:
+            reasons.append('runc exec is in another %s namespace than its shim' % kind)
+    exe = proc.exe(exec_pid)
+    if exe is not None and not exe.endswith(' (deleted)'):
+        # a runc upgraded while the exec hangs shows "(deleted)": not a proof either way
+        if not exe.startswith('/') or not same_file(proc.path(exec_pid, 'exe'), proc.host_view(shim_pid, exe)):
+            reasons.append('runc exec executable %s is not the host file of that name' % exe[:200])
+    cwd = proc.cwd(exec_pid)
+    shim_cwd = proc.cwd(shim_pid)
+    if not cwd or not cwd.startswith('/'):
+        reasons.append('runc exec working directory unreadable')
+        return None, reasons
+    host_bundle = proc.host_view(shim_pid, cwd)
+    if not same_file(proc.path(exec_pid, 'cwd'), host_bundle):
+        reasons.append('runc exec working directory %s is not the host directory of that name' % cwd[:200])
+    parent, name = os.path.split(cwd.rstrip('/'))
+    if container_id and name != container_id:
+        if shim_cwd and cwd.rstrip('/') == shim_cwd.rstrip('/') and CONTAINER_ID_RE.match(container_id):
+            # Under CRI one v2 shim serves the pod, and runc exec runs in the
+            # shim's own working directory, the sandbox's bundle: the
+            # container's bundle is its sibling named after the container.
+            sibling = proc.host_view(shim_pid, os.path.join(parent, container_id))
+            if os.path.isdir(sibling) and not os.path.islink(sibling):
+                host_bundle = sibling
+            else:
+                reasons.append('no bundle of %s next to its pod shim\'s bundle' % container_id[:12])
+        else:
+            reasons.append('runc exec working directory is not the bundle of %s' % container_id[:12])
+    if not shim_cwd or os.path.dirname(shim_cwd.rstrip('/')) != parent:
+        reasons.append('runc exec bundle is not next to its shim\'s bundle')
+    if isinstance(shim_namespace, str) and shim_namespace and os.path.basename(parent) != shim_namespace:
+        reasons.append('runc exec bundle is not under the shim\'s namespace %s' % shim_namespace[:64])
+    return (None if reasons else host_bundle), reasons
+
+
+def pod_of(proc, runc_exec_pid, container_id, docker_roots=None, runc_exec_argv=None, bundle=None):
     """Pod namespace/name/container of the container a ``runc exec`` runs in:
-    the bundle's ``config.json`` annotations (the runc exec's working
-    directory is the bundle), else Docker's ``config.v2.json`` labels."""
-    config = None
-    if container_id and CONTAINER_ID_RE.match(container_id):
-        # Under CRI one v2 shim serves the pod and runc exec runs in the shim's
-        # working directory, the sandbox's bundle: the container's bundle is its sibling.
-        config = _read_json(proc.path(runc_exec_pid, 'cwd', '..', container_id, 'config.json'))
-    if not isinstance(config, dict):
-        config = _read_json(proc.path(runc_exec_pid, 'cwd', 'config.json'))
+    the bundle's ``config.json`` annotations, else Docker's
+    ``config.v2.json`` labels.  BUNDLE is the host-view bundle directory
+    :func:`runc_exec_bundle` verified; without it, it is verified here
+    against the runc exec's parent.  An unverified bundle is never read."""
+    if bundle is None:
+        try:
+            shim_pid = proc.stat(runc_exec_pid)['ppid']
+            bundle, dummy = runc_exec_bundle(proc, runc_exec_pid, shim_pid, container_id)
+        except ProcError:
+            bundle = None
+    config = _read_json(os.path.join(bundle, 'config.json')) if bundle else None
     pod = pod_from_mapping((config if isinstance(config, dict) else {}).get('annotations'))
     if pod['name'] is None and docker_roots is not None and container_id:
-        cfg = docker_roots.config(container_id, runc_root(runc_exec_argv or []))
-        if isinstance(cfg, dict):
-            labels = (cfg.get('Config') or {}).get('Labels')
+        cfg = docker_roots.config(container_id, runc_root(runc_exec_argv or []), proc.ns(runc_exec_pid, 'mnt'))
+        if isinstance(cfg, dict) and isinstance(cfg.get('Config'), dict):
+            labels = cfg['Config'].get('Labels')
             found = pod_from_mapping(labels)
             for k, v in found.items():
                 if pod[k] is None:

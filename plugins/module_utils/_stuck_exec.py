@@ -27,10 +27,11 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     tee_peek,
     write_syscall_name,
 )
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree as tree
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_dump as crash_dump
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
 
-ROLES = ('runc_init', 'runc_exec')
 CLASSIFY_BYTES = 4096
 STDERR_FD = 2
 
@@ -62,13 +63,51 @@ def _default_peek(proc):
     return peek
 
 
-def _sample(proc, pid):
-    """The writer's own signals; none of these reads takes its mm lock."""
-    st = proc.stat(pid)
-    status = proc.status(pid)
-    sc = proc.syscall(pid)
+def _is_stderr_write(sc, machine):
+    return bool(_write_name(sc, machine)) and bool(sc['args']) and sc['args'][0] == STDERR_FD
+
+
+def _writing_thread(proc, pid, machine, leader_sc=None):
+    """(tid, syscall) of the thread of PID in write/writev on fd 2: the
+    leader when it is, else the first such thread of ``task/*`` (the thread
+    that crashed writes the dump, not necessarily the leader); (PID, the
+    leader's syscall) when none is."""
+    sc = leader_sc if leader_sc is not None else proc.syscall(pid)
+    if _is_stderr_write(sc, machine):
+        return pid, sc
     try:
-        wchan = proc.wchan(pid)
+        tids = proc.tasks(pid)
+    except ProcError:
+        return pid, sc
+    for tid in tids:
+        if tid == pid:
+            continue
+        try:
+            tsc = proc.task_syscall(pid, tid)
+        except ProcError:
+            continue
+        if _is_stderr_write(tsc, machine):
+            return tid, tsc
+    return pid, sc
+
+
+def _sample(proc, pid, machine):
+    """The writer's own signals, from its writing thread; none of these
+    reads takes its mm lock."""
+    st = proc.stat(pid)
+    tid, sc = _writing_thread(proc, pid, machine)
+    thread_st = st
+    if tid != pid:
+        try:
+            thread_st = proc.task_stat(pid, tid)
+            status = proc.task_status(pid, tid)
+        except ProcError:
+            tid, thread_st, sc = pid, st, proc.syscall(pid)
+            status = proc.status(pid)
+    else:
+        status = proc.status(pid)
+    try:
+        wchan = proc.task_wchan(pid, tid) if tid != pid else proc.wchan(pid)
     except ProcessGone:
         raise
     except ProcError:
@@ -80,8 +119,8 @@ def _sample(proc, pid):
             link = None  # fd 2 closed
         else:
             raise
-    return {'stat': st, 'vcs': status.get('voluntary_ctxt_switches'), 'syscall': sc,
-            'wchan': wchan, 'fd2': link}
+    return {'stat': st, 'state': thread_st['state'], 'tid': tid,
+            'vcs': status.get('voluntary_ctxt_switches'), 'syscall': sc, 'wchan': wchan, 'fd2': link}
 
 
 def _write_name(sc, machine):
@@ -91,12 +130,11 @@ def _write_name(sc, machine):
 
 
 def _writing_stderr(proc, pid, machine):
-    """Cheap first filter: is PID inside write/writev on fd 2 right now?"""
+    """Cheap first filter: is a thread of PID inside write/writev on fd 2 right now?"""
     try:
-        sc = proc.syscall(pid)
+        return _is_stderr_write(_writing_thread(proc, pid, machine)[1], machine)
     except ProcError:
         return False
-    return bool(_write_name(sc, machine)) and bool(sc['args']) and sc['args'][0] == STDERR_FD
 
 
 class _Context(object):
@@ -164,7 +202,7 @@ def _examine(ctx, pid, role, require_write=True):
     is gone or (with REQUIRE_WRITE) not writing its stderr at all."""
     proc = ctx.proc
     try:
-        s1 = _sample(proc, pid)
+        s1 = _sample(proc, pid, ctx.machine)
     except ProcessGone:
         return None
     st = s1['stat']
@@ -217,9 +255,14 @@ def _examine(ctx, pid, role, require_write=True):
         info = tree.shim_info(shim_argv)
         shim = {'pid': shim_pid, 'start_time': ctx.table.get(shim_pid)['starttime'],
                 'version': info['version'], 'argv': shim_argv, 'id': info['id']}
+        # what proves a real runc exec, not a container process named runc
+        # with a runc argv under the shim: namespaces, executable, bundle
+        bundle, why = tree.runc_exec_bundle(proc, exec_pid, shim_pid, container_id, info['namespace'])
+        runc_exec['bundle'] = bundle
+        reasons.extend(why)
 
-    if st['state'] != 'S':
-        reasons.append('state %s, not S' % st['state'])
+    if s1['state'] != 'S':
+        reasons.append('state %s, not S' % s1['state'])
     if not syscall:
         reasons.append('not in write(2)')
     elif not writing_stderr:
@@ -250,11 +293,13 @@ def _examine(ctx, pid, role, require_write=True):
             reasons.append('reader is not a shim')
 
     writer = {'role': role, 'pid': pid, 'start_time': st['starttime'], 'comm': st['comm'],
-              'state': st['state'], 'wchan': s1['wchan'], 'syscall': syscall}
+              'state': s1['state'], 'wchan': s1['wchan'], 'syscall': syscall}
+    if s1['tid'] != pid:
+        writer['tid'] = s1['tid']
     runc_init = None
     if role == 'runc_init':
         runc_init = {'pid': pid, 'start_time': st['starttime'], 'age_seconds': ctx.age(st['starttime']),
-                     'state': st['state'], 'wchan': s1['wchan'], 'syscall': syscall, 'comm': st['comm']}
+                     'state': s1['state'], 'wchan': s1['wchan'], 'syscall': syscall, 'comm': st['comm']}
     record = {
         'container_id': container_id,
         'writer': writer,
@@ -280,7 +325,7 @@ def _confirm(ctx, record, reasons, interval):
     pid = record['writer']['pid']
     proc = ctx.proc
     try:
-        s2 = _sample(proc, pid)
+        s2 = _sample(proc, pid, ctx.machine)
     except ProcessGone:
         return False
     if s2['stat']['starttime'] != record['writer']['start_time']:
@@ -398,11 +443,15 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
     stuck, suspects = [], []
     peek = pipe_peek or _default_peek(proc)
     for record, reasons in confirmed:
-        if record['age_seconds'] < min_age_seconds:
-            reasons.append('younger than min_age_seconds (%.1fs < %s)' % (record['age_seconds'], min_age_seconds))
+        young = _policy.too_young(record['age_seconds'], min_age_seconds)
+        if young:
+            reasons.append(young)
         if record['runc_exec'] and record['container_id']:
-            record['pod'] = tree.pod_of(proc, record['runc_exec']['pid'], record['container_id'], roots,
-                                        record['runc_exec']['argv'])
+            # only a bundle proven to be the host's is read; a suspect's is not
+            bundle = record['runc_exec'].get('bundle')
+            if bundle:
+                record['pod'] = tree.pod_of(proc, record['runc_exec']['pid'], record['container_id'], roots,
+                                            record['runc_exec']['argv'], bundle=bundle)
         _finish(record, peek_bytes, peek, oom_lines)
         if reasons:
             record['reason'] = '; '.join(reasons)
@@ -421,29 +470,10 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
 
 def _check_shape(record):
     """Raise DiagnosisError unless RECORD looks like one scan() produced."""
-    def need(cond, what):
-        if not cond:
-            raise DiagnosisError('malformed stuck exec record: %s' % what)
-
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-    need(isinstance(record, dict), 'not a dict')
-    need(isinstance(record.get('container_id'), str) and tree.CONTAINER_ID_RE.match(record['container_id']),
-         'container_id must be 64 hex digits')
-    writer = record.get('writer')
-    need(isinstance(writer, dict), 'writer missing')
-    need(writer.get('role') in ROLES, 'writer.role must be one of %s' % ', '.join(ROLES))
-    need(is_int(writer.get('pid')), 'writer.pid must be a positive integer')
-    need(is_int(writer.get('start_time')) or writer.get('start_time') == 0, 'writer.start_time must be an integer')
-    for part in ('runc_exec', 'shim'):
-        d = record.get(part)
-        need(isinstance(d, dict), '%s missing' % part)
-        need(is_int(d.get('pid')), '%s.pid must be a positive integer' % part)
-        need(isinstance(d.get('start_time'), int) and not isinstance(d.get('start_time'), bool),
-             '%s.start_time must be an integer' % part)
-    pipe = record.get('pipe')
-    need(isinstance(pipe, dict) and is_int(pipe.get('inode')), 'pipe.inode must be a positive integer')
+    try:
+        _records.check_record(record)
+    except _records.RecordError as e:
+        raise DiagnosisError('malformed stuck exec record: %s' % e)
 
 
 def verify(proc, record, confirm_interval=1.0, sleep=time.sleep, pipe_probe=None, machine=None,

@@ -16,6 +16,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_dump
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 
 # How much of a crash dump a summary shows per stuck exec: enough for the
 # "pthread_create failed" line and the signal, not the goroutine dump.
@@ -30,14 +31,6 @@ def _now(now=None):
 def iso_time(epoch=None):
     """UTC ISO 8601 of EPOCH (default: now)."""
     return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(_now(epoch)))
-
-
-def _get(d, *path):
-    for key in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(key)
-    return d
 
 
 def same_container(a, b):
@@ -102,13 +95,13 @@ def _compact_exec(rec, names):
         'writer': writer.get('role') or ('runc_init' if init else 'runc_exec'),
         'writer_pid': writer.get('pid') or init.get('pid'),
         'runc_init_pid': init.get('pid'),
-        'runc_exec_pid': _get(rec, 'runc_exec', 'pid'),
-        'shim_pid': _get(rec, 'shim', 'pid'),
-        'shim_version': _get(rec, 'shim', 'version'),
+        'runc_exec_pid': _policy.get_path(rec, 'runc_exec', 'pid'),
+        'shim_pid': _policy.get_path(rec, 'shim', 'pid'),
+        'shim_version': _policy.get_path(rec, 'shim', 'version'),
         'wchan': init.get('wchan'),
         'age_seconds': _round(rec.get('age_seconds', init.get('age_seconds'))),
-        'pipe_queued': _get(rec, 'pipe', 'queued'),
-        'pipe_capacity': _get(rec, 'pipe', 'capacity'),
+        'pipe_queued': _policy.get_path(rec, 'pipe', 'queued'),
+        'pipe_capacity': _policy.get_path(rec, 'pipe', 'capacity'),
         'cause': _cause(rec),
         'dump_head': _peek_head(rec.get('peek')),
     }

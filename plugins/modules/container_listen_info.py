@@ -17,15 +17,15 @@ description:
     C(/proc/<pid>/net/tcp) and C(/proc/<pid>/net/tcp6) on the node, and classifies each address as
     C(loopback) (127.0.0.0/8, C(::1), C(::ffff:127.x)), C(wildcard) (C(0.0.0.0), C(::)) or C(specific).
   - An exec probe runs inside the container, where C(localhost) is the container. The C(tcpSocket),
-    C(httpGet) and C(grpc) probes that M(hangdoctor.runtime.exec_probe_convert) puts in its place connect
+    C(httpGet) and C(grpc) probes that M(hangdoctor.runtime.exec_probe_swap) puts in its place connect
     from the node to the pod IP. A port served only on loopback passes the exec probe and fails the new
     one; this module finds such ports before the kubelet restarts the container for it.
   - Nothing is run in the container (no C(runc exec), which is the operation that deadlocks when
     C(runc init) blocks on its stderr pipe). The container's init pid comes from the Docker Engine API
     (C(GET /containers/<id>/json), C(State.Pid)), or is given with O(pids) on nodes without Docker
     (for example from C(crictl inspect)).
-  - With O(probes) (the RV(hangdoctor.runtime.exec_probe_convert#module:probes) of
-    M(hangdoctor.runtime.exec_probe_convert)), the running containers are listed and those that run a
+  - With O(probes) (the RV(hangdoctor.runtime.exec_probe_swap#module:probes) of
+    M(hangdoctor.runtime.exec_probe_swap)), the running containers are listed and those that run a
     converted probe's container (matched by the Kubernetes labels of dockershim or cri-dockerd, that is
     namespace, container name, and a pod name starting with the workload name) are checked on that
     probe's port.
@@ -51,7 +51,7 @@ options:
     default: []
   probes:
     description:
-      - Probe rows as RV(hangdoctor.runtime.exec_probe_convert#module:probes) returns them. Converted
+      - Probe rows as RV(hangdoctor.runtime.exec_probe_swap#module:probes) returns them. Converted
         C(httpGet), C(tcpSocket) and C(grpc) probes with a numeric port are checked on every running
         container that matches them; probes kept on C(host) 127.0.0.1 (host network) are not.
     type: list
@@ -83,7 +83,7 @@ notes:
     as reachable.
   - A port nothing listens on at the time of the check is reported as unknown (null), not as unreachable.
 seealso:
-  - module: hangdoctor.runtime.exec_probe_convert
+  - module: hangdoctor.runtime.exec_probe_swap
 '''
 
 EXAMPLES = r'''
@@ -283,11 +283,10 @@ def main():
     for c in result['containers']:
         if c['error']:
             module.warn('container %s: %s' % (c['container_id'] or c['pid'], c['error']))
+    where = ['%s:%d' % (x['pod_name'] or x['container_id'] or x['pid'], x['port']) for x in loopback[:10]]
     result['msg'] = '%d container(s) or process(es) checked; %s' % (
         len(result['containers']),
-        'ports served on loopback only: %s' % ', '.join('%s:%d' % ((x['pod_name'] or x['container_id'] or x['pid']), x['port'])
-                                                       for x in loopback[:10])
-        if loopback else 'no probe port is served on loopback only')
+        'ports served on loopback only: %s' % ', '.join(where) if where else 'no probe port is served on loopback only')
     module.exit_json(changed=False, loopback_only=loopback, **result)
 
 

@@ -25,7 +25,7 @@ description:
     confirmed stuck execs, O(mode=remediate) drains nothing until it is given the eviction guard's verdict
     in O(guard) (see O(require_guard)); the remediate role asks the Kubernetes API on the controller and
     calls the module a second time on those nodes only.
-  - A node without a Docker socket is a fact in the result (RV(ansible_facts.hangdoctor.engine.skipped)),
+  - A node without a Docker socket is a fact in the result (C(engine.skipped) in RV(ansible_facts.hangdoctor)),
     not a failure.
 extends_documentation_fragment:
   - hangdoctor.runtime.attributes
@@ -105,6 +105,27 @@ options:
       - Where the drained bytes are kept (mode C(0700), files C(0600)).
     type: path
     default: /var/log/hangdoctor
+  lock_dir:
+    description:
+      - Host-wide directory of the per-pipe locks and done markers, shared by every run on the host (see
+        M(hangdoctor.runtime.runc_pipe_drain)).
+    type: path
+    default: /run/hangdoctor
+  evidence_retention_count:
+    description:
+      - Keep at most this many evidence files in O(evidence_dir) (oldest removed first); V(0) lifts the bound.
+    type: int
+    default: 1000
+  evidence_retention_bytes:
+    description:
+      - Keep at most this many bytes of evidence files in O(evidence_dir); V(0) lifts the bound.
+    type: int
+    default: 1073741824
+  evidence_retention_days:
+    description:
+      - Remove evidence files older than this many days; V(0) lifts the bound.
+    type: int
+    default: 30
   max_evidence_bytes:
     description:
       - Keep at most this many bytes per drain (head and tail; every byte is still read). V(0) keeps all.
@@ -153,12 +174,11 @@ options:
     default: hangdoctor.prom
 notes:
   - Must run as root (it reads the fds of shims and C(runc) processes).
+  - The C(hangdoctor.runtime.detect) and C(hangdoctor.runtime.remediate) roles run this module once per host.
 seealso:
   - module: hangdoctor.runtime.runc_exec_info
   - module: hangdoctor.runtime.runc_pipe_drain
   - module: hangdoctor.runtime.hung_container_info
-  - role: hangdoctor.runtime.detect
-  - role: hangdoctor.runtime.remediate
 '''
 
 EXAMPLES = r'''
@@ -243,6 +263,10 @@ def main():
             drain_min_age_seconds=dict(type='float', default=60),
             max_drains=dict(type='int', default=5),
             evidence_dir=dict(type='path', default='/var/log/hangdoctor'),
+            lock_dir=dict(type='path', default='/run/hangdoctor'),
+            evidence_retention_count=dict(type='int', default=1000),
+            evidence_retention_bytes=dict(type='int', default=1024 * 1024 * 1024),
+            evidence_retention_days=dict(type='int', default=30),
             max_evidence_bytes=dict(type='int', default=16 * 1024 * 1024),
             drain_timeout=dict(type='float', default=30),
             fallback=dict(type='str', choices=['none', 'kill'], default='none'),
@@ -263,6 +287,7 @@ def main():
         if p['metrics_dir'] not in ('', 'auto') and not os.path.isabs(p['metrics_dir']):
             raise common.OptionError('metrics_dir must be an absolute path, auto or empty, got %r' % p['metrics_dir'])
         common.require_root('node_doctor')
+        common.require_fd_access(p['proc_root'], 'node_doctor')
     except common.OptionError as e:
         module.fail_json(msg=str(e))
     proc = _procfs.Proc(p['proc_root'])
@@ -276,7 +301,10 @@ def main():
             confirm_interval=p['confirm_interval'], peek_bytes=p['peek_bytes'], kernel_log=p['kernel_log'],
             cmdline_timeout=p['cmdline_timeout'], drain=p['drain'],
             drain_min_age_seconds=p['drain_min_age_seconds'], max_drains=p['max_drains'],
-            evidence_dir=p['evidence_dir'], max_evidence_bytes=p['max_evidence_bytes'],
+            evidence_dir=p['evidence_dir'], max_evidence_bytes=p['max_evidence_bytes'], lock_dir=p['lock_dir'],
+            evidence_retention_count=p['evidence_retention_count'],
+            evidence_retention_bytes=p['evidence_retention_bytes'],
+            evidence_retention_days=p['evidence_retention_days'],
             drain_timeout=p['drain_timeout'], fallback=p['fallback'], max_rounds=p['max_rounds'],
             require_guard=p['require_guard'], guard=p['guard'], metrics_dir=p['metrics_dir'],
             metrics_file=p['metrics_file'], check_mode=module.check_mode)

@@ -118,7 +118,10 @@ stuck_execs:
       type: str
       sample: bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5
     writer:
-      description: The blocked process; C(role) is C(runc_init), or C(runc_exec) when its runc init died and runc exec blocked writing its own error line.
+      description:
+        - The blocked process; C(role) is C(runc_init), or C(runc_exec) when its runc init died and runc exec
+          blocked writing its own error line.
+        - C(tid) is present when the thread in write(2) is not the thread-group leader (every thread is looked at).
       type: dict
       sample: {"role": "runc_init", "pid": 15638, "start_time": 61589, "comm": "runc:[2:INIT]", "state": "S", "wchan": "pipe_wait", "syscall": "write"}
     runc_init:
@@ -126,13 +129,19 @@ stuck_execs:
       type: dict
       sample: {"pid": 15638, "start_time": 61589, "age_seconds": 2591990.5, "state": "S", "wchan": "pipe_wait", "syscall": "write", "comm": "runc:[2:INIT]"}
     runc_exec:
-      description: The C(runc exec) that waits for it.
+      description:
+        - The C(runc exec) that waits for it.
+        - C(bundle) is the host's view of its bundle directory, set only when it is proven a real C(runc exec) of
+          that container - same mount and pid namespaces as its shim, the host's executable, its working directory
+          the host's bundle of that id next to the shim's. A look-alike (a container process named runc with a runc
+          argv) is a suspect, and its files are never opened.
       type: dict
       sample:
         pid: 15581
         start_time: 61589
         age_seconds: 2591990.6
         argv: [docker-runc, --root, /var/run/docker/runtime-runc/moby, exec, "...", bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5]
+        bundle: "/proc/11646/root/run/docker/containerd/daemon/io.containerd.runtime.v1.linux/moby/bbd5e4b5f9c1..."
     shim:
       description: The containerd shim above runc exec; C(id) is shim v2's C(-id) (the pod sandbox under CRI), null for v1.
       type: dict
@@ -225,6 +234,7 @@ def main():
         common.check_numbers(p)
         ids = common.container_ids(p['container_ids'])
         common.require_root('runc_exec_info')
+        common.require_fd_access(p['proc_root'], 'runc_exec_info')
     except common.OptionError as e:
         module.fail_json(msg=str(e))
     proc = Proc(p['proc_root'])

@@ -22,8 +22,14 @@ description:
   - Immediately before acting, every hard signal and the identity (pid and start time, pipe inode) of each
     stuck exec is checked again. Anything that no longer matches, is younger than O(min_age_seconds), or
     whose pipe reader is not a containerd shim is skipped with a reason in RV(skipped_execs).
-  - One drain per pipe at a time on a host, through an exclusive C(flock) under O(evidence_dir); a
-    concurrent run skips that pipe with the reason C(locked).
+  - A record whose drain fails (a vanished C(/proc) entry, C(EPERM), a lock that cannot be opened) is
+    reported with the reason C(error); the other records are still drained and reported.
+  - The workload is repaired even when its evidence cannot be written (a full disk, C(EFBIG)); the drain goes
+    on reading, and RV(drained[].evidence_kept_ranges), RV(drained[].evidence_kept_sha256) and
+    RV(drained[].evidence_lost_bytes) say exactly what the evidence file kept and what was lost.
+  - One drain per pipe at a time on a host, through an exclusive C(flock) per pipe in O(lock_dir), whatever
+    O(evidence_dir) each run uses and whether its record names the C(runc init) or the C(runc exec) of the
+    pipe; a concurrent run skips that pipe with the reason C(locked).
   - The drain opens C(/proc/PID/fd/2) read-only and non-blocking, checks with C(fstat) that it is the
     recorded pipe, and reads it with C(poll) into an evidence file until no writer is blocked on the pipe
     and it is empty, so that what C(runc exec) writes next (its C(read init-p) error line) still reaches
@@ -69,11 +75,42 @@ options:
   evidence_dir:
     description:
       - Absolute path of the directory that receives one evidence file per drained pipe, named
-        C(<container12>-<pid>-<starttime>-<utc stamp>.log), and the lock files (C(.locks/)).
-      - Created with mode 0700; evidence files are created 0600. A path that is a symlink owned by another
-        user is refused.
+        C(<container12>-<pid>-<starttime>-<utc stamp>.log).
+      - Created with mode 0700; evidence files are created 0600. Refused with a clear message when it is owned
+        by another user or writable by group or others, when a directory on its path is owned by another user or
+        writable by others (a sticky one such as C(/tmp) is fine), or when it is a symlink owned by another user.
+        Every component is opened without following symlinks, and files are created relative to the opened
+        directory.
+      - Bounded by O(evidence_retention_count), O(evidence_retention_bytes) and O(evidence_retention_days).
     type: path
     default: /var/log/hangdoctor
+  lock_dir:
+    description:
+      - Absolute path of the host-wide directory of the per-pipe lock files (C(pipe-<dev>-<inode>.lock)) and the
+        done markers, shared by every run on the host whatever its O(evidence_dir).
+      - Same ownership and symlink rules as O(evidence_dir). A lock file nobody holds is removed after an hour,
+        a done marker once its writer is gone.
+    type: path
+    default: /run/hangdoctor
+  evidence_retention_count:
+    description:
+      - After draining, keep at most this many evidence files in O(evidence_dir), removing the oldest first.
+        C(0) lifts this bound. Files written by this run, and files modified in the last hour (a concurrent run
+        may still be writing them), are never removed.
+      - Only files named as this module names them are counted or removed.
+    type: int
+    default: 1000
+  evidence_retention_bytes:
+    description:
+      - Keep at most this many bytes of evidence files in O(evidence_dir), removing the oldest first.
+        C(0) lifts this bound.
+    type: int
+    default: 1073741824
+  evidence_retention_days:
+    description:
+      - Remove evidence files older than this many days. C(0) lifts this bound.
+    type: int
+    default: 30
   max_evidence_bytes:
     description:
       - Keep at most this many bytes of pipe content per evidence file, the first half and the last half,
@@ -92,6 +129,11 @@ options:
       - V(none) leaves it and reports RV(drained[].unblocked=false).
       - V(kill) re-checks its identity, sends it SIGKILL and reads what is left in the pipe (kept as evidence), because
         killing alone does not repair the hang (C(runc exec) then blocks writing its own error line).
+        It kills only a writer still proven stuck at that moment (with reading paused, blocked in write(2) on the
+        same pipe, without progress), through a pidfd where the kernel has one; else it says why in
+        RV(drained[].kill_note).
+      - V(kill) is refused when O(proc_root) is not a procfs of the module's own pid namespace (for example the
+        host's C(/proc) mounted in a pod without hostPID), where its pids would name other processes.
     type: str
     choices: [none, kill]
     default: none
@@ -214,8 +256,36 @@ drained:
       sample: 0
     evidence_error:
       description: >-
-        Why the evidence file is incomplete (writing it failed, for example a full disk); the drain went on
-        and RV(drained[].bytes) and RV(drained[].sha256) still cover everything read. C(null) otherwise.
+        Why the evidence file is incomplete or missing (creating or writing it failed, for example a full disk);
+        the drain went on and RV(drained[].bytes) and RV(drained[].sha256) still cover everything read.
+        C(null) otherwise.
+      type: str
+      sample: null
+    evidence_kept_bytes:
+      description: How many of the bytes read the evidence file holds.
+      type: int
+      sample: 262144
+    evidence_kept_ranges:
+      description: >-
+        Which bytes the evidence file holds, as C([start, end)) offsets in what was read: the head, and past
+        O(max_evidence_bytes) the tail.
+      type: list
+      elements: list
+      sample: [[0, 262144]]
+    evidence_kept_sha256:
+      description: SHA-256 of the kept bytes, in order (the elided marker not included).
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    evidence_lost_bytes:
+      description: >-
+        Bytes read but not in the evidence file because writing it failed. Always
+        RV(drained[].bytes) = kept + elided + lost.
+      type: int
+      sample: 0
+    error:
+      description: >-
+        What failed after the pipe was read (the kill of O(fallback=kill), the done marker), or C(null); the
+        rest of the entry still holds.
       type: str
       sample: null
     queued_after:
@@ -224,12 +294,23 @@ drained:
       sample: 0
     stop:
       description: >-
-        Why the drain stopped: C(writer exited), C(writer settled) (no longer in write on the pipe for two
-        samples while it was empty), C(timeout), or C(killed, ...) after O(fallback=kill).
+        Why the drain stopped: C(writer exited), C(writer settled) (no thread of it in write on the pipe,
+        running or in a page fault, for half a second of samples while the pipe was empty), C(timeout), or
+        C(killed, ...) after O(fallback=kill).
       type: str
       sample: writer exited
     killed:
       description: Whether the writer was sent SIGKILL (O(fallback=kill)).
+      type: bool
+      sample: false
+    kill_note:
+      description: With O(fallback=kill) after a timeout, why the writer was or was not killed; else empty.
+      type: str
+      sample: ''
+    blocked_again:
+      description: >-
+        The writer had been drained before (a done marker exists) and was found blocked on the pipe again:
+        drained again and reported as recurring.
       type: bool
       sample: false
     unblocked:
@@ -288,7 +369,7 @@ skipped_execs:
   description:
     - Stuck execs that were not drained, with C(reason) one of C(locked), C(already drained),
       C(no longer matches), C(younger than min_age_seconds), C(pipe reader is not a shim),
-      C(malformed record), C(evidence file not writable), and a C(detail).
+      C(malformed record), C(error) (its drain failed; the others went on), and a C(detail).
     - Not named C(skipped), which Ansible reads as "the task was skipped".
   returned: always
   type: list
@@ -313,12 +394,22 @@ rounds:
   returned: always
   type: int
   sample: 1
+errors:
+  description: Failures of the run that belong to no single record (looking at drained containers again, retention).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+retention:
+  description: What retention removed in this run.
+  returned: always
+  type: dict
+  sample: {evidence_removed: 2, evidence_removed_bytes: 33554432, locks_removed: 5}
 '''
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
-
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
@@ -333,6 +424,10 @@ def main():
             container_ids=dict(type='list', elements='str'),
             min_age_seconds=dict(type='float', default=60),
             evidence_dir=dict(type='path', default='/var/log/hangdoctor'),
+            lock_dir=dict(type='path', default='/run/hangdoctor'),
+            evidence_retention_count=dict(type='int', default=1000),
+            evidence_retention_bytes=dict(type='int', default=1024 * 1024 * 1024),
+            evidence_retention_days=dict(type='int', default=30),
             max_evidence_bytes=dict(type='int', default=16 * 1024 * 1024),
             timeout=dict(type='float', default=30),
             fallback=dict(type='str', choices=['none', 'kill'], default='none'),
@@ -349,6 +444,7 @@ def main():
         common.check_numbers(p)
         ids = common.container_ids(p['container_ids']) if p['container_ids'] is not None else None
         common.require_root('runc_pipe_drain')
+        common.require_fd_access(p['proc_root'], 'runc_pipe_drain')
     except common.OptionError as e:
         module.fail_json(msg=str(e))
     proc = _procfs.Proc(p['proc_root'])
@@ -370,6 +466,10 @@ def main():
             check_mode=module.check_mode,
             engine=_engines.container_check(p['docker_host'], p['containerd_address'], p['inspect_timeout'],
                                             p['containerd_namespace']),
+            lock_dir=p['lock_dir'],
+            evidence_retention_count=p['evidence_retention_count'],
+            evidence_retention_bytes=p['evidence_retention_bytes'],
+            evidence_retention_days=p['evidence_retention_days'],
         )
     except (_pipe_drain.DrainError, _stuck_exec.DiagnosisError, _procfs.ProcError) as e:
         module.fail_json(msg=str(e))
@@ -380,13 +480,16 @@ def main():
 def _message(result, check_mode):
     parts = []
     for d in result['drained']:
-        parts.append('drained %s (%s bytes, unblocked %s, verified %s%s)' % (
+        parts.append('drained %s (%s bytes, unblocked %s, verified %s%s%s)' % (
             (d.get('container_id') or '-')[:12], d.get('bytes'), d.get('unblocked'), d.get('verified'),
-            ', recurring' if d.get('recurring') else ''))
+            ', recurring' if d.get('recurring') else '',
+            ', %s bytes not kept as evidence' % d['evidence_lost_bytes'] if d.get('evidence_lost_bytes') else ''))
     for d in result['would_drain']:
         parts.append('would drain %s (%s bytes queued)' % ((d.get('container_id') or '-')[:12], d.get('queued')))
     for k in result['skipped_execs']:
         parts.append('skipped %s: %s' % ((k.get('container_id') or '-')[:12], k.get('reason')))
+    for e in result.get('errors') or []:
+        parts.append('error: %s' % e)
     if not parts:
         return 'nothing to drain%s' % (' (check mode)' if check_mode else '')
     return '; '.join(parts)

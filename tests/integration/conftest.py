@@ -2,6 +2,7 @@
 fault runtime) per test session, brought up once and torn down at the end."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,22 @@ def harness():
     finally:
         errors = hz.down()
         assert not errors, errors
+
+
+@pytest.fixture
+def kubelet(tmp_path):
+    """A process whose comm is "kubelet" with a --hostname-override, as on a
+    Kubernetes node (a copy of sleep under that name)."""
+    exe = tmp_path / "kubelet"
+    # a script's comm is its file name; the shell keeps it while sleep runs
+    exe.write_text("#!/bin/sh\nsleep 600\n")
+    exe.chmod(0o755)
+    p = subprocess.Popen([str(exe), "--hostname-override=Node-17.Example"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(0.2)
+    yield p
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
 
 
 @pytest.fixture

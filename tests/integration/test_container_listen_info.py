@@ -134,9 +134,11 @@ def test_role_warns_for_the_loopback_only_probe(harness, tmp_path):
         manifest = tmp_path / "m" / "shop.yaml"
         manifest.write_text(MANIFEST)
         report = tmp_path / "report.json"
+        # the manifest declares no ports: without the allowance neither probe would be converted
         extra = {"exec_probe_swap_path": str(tmp_path / "m"), "exec_probe_swap_check_listeners": True,
+                 "exec_probe_swap_allow_undeclared_ports": True,
                  "exec_probe_swap_docker_host": harness.docker_host, "exec_probe_swap_report_path": str(report)}
-        cmd = ["ansible-playbook", "hangdoctor.runtime.swap_exec_probes", "-i", "localhost,", "-c", "local",
+        cmd = ["ansible-playbook", "hangdoctor.runtime.exec_probe_swap", "-i", "localhost,", "-c", "local",
                "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", json.dumps(extra), "--check"]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=ansible_env(), check=False)
         assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -16,7 +16,7 @@ from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.mani
 
 
 def playbook(extra_vars, *flags, env=None):
-    cmd = ["ansible-playbook", "hangdoctor.runtime.swap_exec_probes", "-i", "localhost,", "-c", "local",
+    cmd = ["ansible-playbook", "hangdoctor.runtime.exec_probe_swap", "-i", "localhost,", "-c", "local",
            "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", json.dumps(extra_vars)] + list(flags)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=ansible_env(env), check=False)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
@@ -41,7 +41,7 @@ def test_file_mode_check_diff_apply_idempotent(tmp_path):
     for line in (r"-\s+exec:$", r"\+\s+httpGet:$", r"\+\s+grpc:$", r"\+\s+tcpSocket:$",
                  r"\+\s+hangdoctor\.runtime/original-exec-probes: "):
         assert re.search("^" + line, out, re.M), line
-    assert "pipeline" in out and "kubelet grpc probes cannot use TLS" in out
+    assert "pipeline" in out and "kubelet grpc probes connect without TLS" in out
     assert "managed by Helm release web" in out
 
     out, recap = playbook(variables, "--diff")
@@ -113,3 +113,26 @@ def test_cluster_mode_reaches_the_patch_call(tmp_path):
     assert web["namespace"] == "shop" and web["patch"][0]["op"] == "test"
     assert "Pod probes cannot be changed in the API" in out
     assert "failed=0" in recap
+
+
+def test_old_names_still_work_and_say_they_are_deprecated(tmp_path):
+    """The module was exec_probe_convert and the playbook swap_exec_probes:
+    both still run, each with a deprecation warning naming the new name."""
+    tree = copy_manifests(tmp_path / "manifests")
+    before = {p: p.read_bytes() for p in tree.rglob("*.yaml")}
+    cmd = ["ansible-playbook", "hangdoctor.runtime.swap_exec_probes", "-i", "localhost,", "-c", "local", "--check",
+           "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", json.dumps({"exec_probe_swap_path": str(tree)})]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=ansible_env(), check=False)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "[DEPRECATION WARNING] the playbook hangdoctor.runtime.swap_exec_probes is renamed" in r.stdout
+    assert "Swap exec probes for tcpSocket" in r.stdout and "failed=0" in r.stdout
+    assert {p: p.read_bytes() for p in tree.rglob("*.yaml")} == before
+
+    cmd = ["ansible", "localhost", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
+           "-m", "hangdoctor.runtime.exec_probe_convert", "-a", json.dumps({"path": str(tree)}), "--check"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
+                       env=ansible_env({"ANSIBLE_DEPRECATION_WARNINGS": "1"}), check=False)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    out = " ".join((r.stdout + r.stderr).split())
+    assert "exec_probe_convert has been deprecated" in out and "renamed hangdoctor.runtime.exec_probe_swap" in out
+    assert '"changed": true' in r.stdout and {p: p.read_bytes() for p in tree.rglob("*.yaml")} == before

@@ -2,9 +2,6 @@
 the roles make.  Every test first proves the hang is real."""
 import hashlib
 import os
-import signal
-import subprocess
-import time
 
 import pytest
 
@@ -83,22 +80,6 @@ def test_check_mode_reports_what_it_would_drain_and_writes_nothing(harness, rele
     assert not (tmp_path / "metrics" / "hangdoctor.prom").exists()
     assert not (tmp_path / "evidence").exists() or not os.listdir(str(tmp_path / "evidence"))
     assert not harness.inspect_answers(cid, timeout=1.0)
-
-
-@pytest.fixture
-def kubelet(tmp_path):
-    """A process whose comm is "kubelet" with a --hostname-override, as on a
-    Kubernetes node (a copy of sleep under that name)."""
-    exe = tmp_path / "kubelet"
-    # a script's comm is its file name; the shell keeps it while sleep runs
-    exe.write_text("#!/bin/sh\nsleep 600\n")
-    exe.chmod(0o755)
-    p = subprocess.Popen([str(exe), "--hostname-override=Node-17.Example"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(0.2)
-    yield p
-    os.killpg(p.pid, signal.SIGKILL)
-    p.wait()
 
 
 def test_on_a_kubernetes_node_drains_wait_for_the_guard(harness, release, tmp_path, kubelet):

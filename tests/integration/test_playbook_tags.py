@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from conftest import ansible_env
-from test_node_doctor import kubelet  # noqa: F401  (fixture)
 from test_runc_pipe_drain import assert_stuck, new_container
 
 
@@ -100,7 +99,7 @@ def test_remediate_tags_that_drain(harness, tmp_path, stuck_exec, flags):
         assert rep["totals"]["drained"] == 1 and rep["hosts"][0]["verify"]["ok"] is True
 
 
-def test_kubernetes_node_without_a_reachable_api_is_not_drained(harness, tmp_path, stuck_exec, kubelet):  # noqa: F811
+def test_kubernetes_node_without_a_reachable_api_is_not_drained(harness, tmp_path, stuck_exec, kubelet):
     cid, pid = stuck_exec
     r, rep = play(harness, tmp_path, "remediate", cid,
                   env={"K8S_AUTH_KUBECONFIG": str(tmp_path / "no-kubeconfig")})

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -38,13 +39,13 @@ def _record(**over):
 # "{ev}" in a string argument is a fresh evidence directory of the case.
 CASES = [
     ("info-interval-type", "runc_exec_info", {"confirm_interval": "soon"}, "FAILED!", "confirm_interval"),
-    ("info-interval-negative", "runc_exec_info", {"confirm_interval": -1}, "FAILED!", "must not be negative"),
-    ("info-peek-negative", "runc_exec_info", {"peek_bytes": -5}, "FAILED!", "must not be negative"),
+    ("info-interval-negative", "runc_exec_info", {"confirm_interval": -1}, "FAILED!", "confirm_interval must be between 0 and"),
+    ("info-peek-negative", "runc_exec_info", {"peek_bytes": -5}, "FAILED!", "peek_bytes must be between 0 and"),
     ("info-ids-not-hex", "runc_exec_info", {"container_ids": ["web-1; rm -rf /"]}, "FAILED!", "hex container ids"),
     ("info-ids-wrong-type", "runc_exec_info", {"container_ids": {"a": 1}}, "FAILED!", "container_ids"),
     ("info-proc-root-etc", "runc_exec_info", {"proc_root": "/etc"}, "FAILED!", "not a procfs"),
     ("info-proc-root-missing", "runc_exec_info", {"proc_root": "/nonexistent/proc"}, "FAILED!", "not a procfs"),
-    ("info-cmdline-timeout-zero", "runc_exec_info", {"cmdline_timeout": 0}, "FAILED!", "must be positive"),
+    ("info-cmdline-timeout-zero", "runc_exec_info", {"cmdline_timeout": 0}, "FAILED!", "cmdline_timeout must be greater than 0"),
     ("info-unknown-option", "runc_exec_info", {"pid": 1}, "FAILED!", "Unsupported parameters"),
     ("info-unknown-container", "runc_exec_info", {"container_ids": [UNKNOWN_CID], "confirm_interval": 0.1},
      "SUCCESS", lambda r: r["stuck_execs"] == [] and r["suspects"] == []),
@@ -57,19 +58,35 @@ CASES = [
      "FAILED!", "cannot create evidence_dir"),
     ("drain-evidence-foreign-symlink", "runc_pipe_drain", {"evidence_dir": "{ev}/link"},
      "FAILED!", "symlink owned by uid %d" % NOBODY),
+    ("drain-evidence-foreign-owner", "runc_pipe_drain", {"evidence_dir": "{ev}/theirs"},
+     "FAILED!", "owned by uid %d" % NOBODY),
+    ("drain-evidence-under-a-foreign-dir", "runc_pipe_drain", {"evidence_dir": "{ev}/theirs/evidence"},
+     "FAILED!", "owned by uid %d" % NOBODY),
+    ("drain-evidence-world-writable", "runc_pipe_drain", {"evidence_dir": "{ev}/shared"},
+     "FAILED!", "writable by group or others (mode 0777)"),
+    ("drain-lock-dir-relative", "runc_pipe_drain", {"lock_dir": "run/hangdoctor", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", "lock_dir must be an absolute path"),
+    ("drain-lock-dir-foreign-symlink", "runc_pipe_drain", {"lock_dir": "{ev}/link", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", lambda r: r["msg"].startswith("lock_dir ") and "symlink owned by uid %d" % NOBODY in r["msg"]),
+    ("drain-lock-dir-world-writable", "runc_pipe_drain", {"lock_dir": "{ev}/shared", "evidence_dir": "{ev}/evidence"},
+     "FAILED!", lambda r: r["msg"].startswith("lock_dir ") and "writable by group or others" in r["msg"]),
+    ("drain-retention-count-negative", "runc_pipe_drain", {"evidence_retention_count": -1},
+     "FAILED!", "evidence_retention_count must be between 0 and"),
+    ("drain-retention-days-type", "runc_pipe_drain", {"evidence_retention_days": "forever"},
+     "FAILED!", "evidence_retention_days"),
     ("drain-timeout-negative", "runc_pipe_drain", {"timeout": -1}, "FAILED!", "timeout must be greater than 0"),
     ("drain-timeout-zero", "runc_pipe_drain", {"timeout": 0}, "FAILED!", "timeout must be greater than 0"),
     ("drain-inspect-timeout-negative", "runc_pipe_drain", {"inspect_timeout": -3}, "FAILED!", "greater than 0"),
-    ("drain-min-age-negative", "runc_pipe_drain", {"min_age_seconds": -1}, "FAILED!", "must not be negative"),
-    ("drain-max-evidence-negative", "runc_pipe_drain", {"max_evidence_bytes": -1}, "FAILED!", "must not be negative"),
-    ("drain-max-rounds-zero", "runc_pipe_drain", {"max_rounds": 0}, "FAILED!", "max_rounds must be at least 1"),
+    ("drain-min-age-negative", "runc_pipe_drain", {"min_age_seconds": -1}, "FAILED!", "min_age_seconds must be between 0 and"),
+    ("drain-max-evidence-negative", "runc_pipe_drain", {"max_evidence_bytes": -1}, "FAILED!", "max_evidence_bytes must be between 0 and"),
+    ("drain-max-rounds-zero", "runc_pipe_drain", {"max_rounds": 0}, "FAILED!", "max_rounds must be between 1 and"),
     ("drain-fallback-unknown", "runc_pipe_drain", {"fallback": "explode"}, "FAILED!", "fallback"),
     ("drain-proc-root-tmp", "runc_pipe_drain", {"proc_root": "/tmp"}, "FAILED!", "not a procfs"),
     ("drain-both-targets", "runc_pipe_drain", {"stuck_execs": [_record()], "container_ids": [UNKNOWN_CID]},
      "FAILED!", "mutually exclusive"),
     ("drain-record-not-a-dict", "runc_pipe_drain", {"stuck_execs": ["runc init 4242"]}, "FAILED!", "stuck_execs"),
     ("drain-record-no-writer", "runc_pipe_drain", {"stuck_execs": [{"container_id": UNKNOWN_CID}]},
-     "FAILED!", "has no writer"),
+     "FAILED!", "writer missing"),
     ("drain-record-pid-not-int", "runc_pipe_drain",
      {"stuck_execs": [_record(writer={"role": "runc_init", "pid": "4242x", "start_time": 1})]},
      "FAILED!", "writer.pid must be an integer"),
@@ -84,7 +101,7 @@ CASES = [
     ("drain-record-missing-runc-exec", "runc_pipe_drain",
      {"stuck_execs": [dict((k, v) for k, v in _record().items() if k != "runc_exec")],
       "evidence_dir": "{ev}/evidence", "confirm_interval": 0.1},
-     "SUCCESS", lambda r: not r["drained"] and [s["reason"] for s in r["skipped_execs"]] == ["malformed record"]),
+     "FAILED!", "runc_exec missing"),
     ("drain-unknown-container", "runc_pipe_drain",
      {"container_ids": [UNKNOWN_CID], "evidence_dir": "{ev}/evidence", "min_age_seconds": 0, "confirm_interval": 0.1},
      "SUCCESS", lambda r: r["changed"] is False and not r["drained"]),
@@ -97,14 +114,14 @@ CASES = [
     ("hung-concurrency-zero", "hung_container_info", {"concurrency": 0}, "FAILED!", "concurrency must be between"),
     ("hung-concurrency-type", "hung_container_info", {"concurrency": "many"}, "FAILED!", "concurrency"),
 
-    ("convert-nothing-given", "exec_probe_convert", {}, "FAILED!", "one of the following is required"),
-    ("convert-path-missing", "exec_probe_convert", {"path": "/nonexistent/manifests"}, "FAILED!",
+    ("convert-nothing-given", "exec_probe_swap", {}, "FAILED!", "one of the following is required"),
+    ("convert-path-missing", "exec_probe_swap", {"path": "/nonexistent/manifests"}, "FAILED!",
      "neither a file nor a directory"),
-    ("convert-definitions-not-dicts", "exec_probe_convert", {"definitions": ["livenessProbe"]}, "FAILED!",
+    ("convert-definitions-not-dicts", "exec_probe_swap", {"definitions": ["livenessProbe"]}, "FAILED!",
      "definitions"),
-    ("convert-min-timeout-zero", "exec_probe_convert", {"definitions": [], "min_timeout_seconds": 0}, "FAILED!",
+    ("convert-min-timeout-zero", "exec_probe_swap", {"definitions": [], "min_timeout_seconds": 0}, "FAILED!",
      "at least 1"),
-    ("convert-broken-yaml", "exec_probe_convert", {"path": "{ev}/broken.yaml"}, "FAILED!", "broken.yaml"),
+    ("convert-broken-yaml", "exec_probe_swap", {"path": "{ev}/broken.yaml"}, "FAILED!", "broken.yaml"),
 ]
 
 
@@ -116,6 +133,10 @@ def _prepare(case_dir):
     target.mkdir(exist_ok=True)
     os.symlink(str(target), str(case_dir / "link"))
     os.lchown(str(case_dir / "link"), NOBODY, NOBODY)
+    (case_dir / "theirs").mkdir(mode=0o700, exist_ok=True)
+    os.chown(str(case_dir / "theirs"), NOBODY, NOBODY)
+    (case_dir / "shared").mkdir(exist_ok=True)
+    (case_dir / "shared").chmod(0o777)
     (case_dir / "broken.yaml").write_text("kind: Pod\nspec: [containers:\n  - {name: x\n")
 
 
@@ -226,3 +247,60 @@ def test_no_module_needs_psutil():
                  if any(line.split()[:2] in (["import", "psutil"], ["from", "psutil"])
                         for line in p.read_text().splitlines())]
     assert importers == []
+
+
+# ---- hostile peers and namespaces --------------------------------------------
+ODD_LISTING = [{"Id": ["x"], "Names": ["/a"]}, {"Id": "odd-1", "Names": [1], "Labels": "x", "State": 3},
+               {"Id": "odd-2", "Names": "y", "Labels": {"io.kubernetes.pod.name": ["p"]}}, "junk", None]
+
+
+def test_hung_container_info_with_odd_json_from_a_non_docker_peer(tally):
+    from fake_engine import FakeDaemon, answer
+
+    def odd(conn, line, d):
+        path = line.split()[1]
+        if path == "/version":
+            return answer(conn, body={"ApiVersion": "1.41", "Version": {"odd": True}})
+        if path.startswith("/v1.41/containers/json"):
+            return answer(conn, body=ODD_LISTING)
+        return answer(conn, body={"Id": ["x"]})
+    peer = FakeDaemon(odd)
+    try:
+        res, dummy = run_module("hung_container_info", {"docker_host": peer.docker_host, "timeout": 2})
+        judge(tally, res, "SUCCESS",
+              lambda r: sorted(c["id"] for c in r["containers"]) == ["odd-1", "odd-2"] and r["hung"] == [])
+    finally:
+        peer.close()
+
+
+def test_kill_fallback_with_another_pid_namespaces_procfs(tally, tmp_path):
+    """proc_root pointing at the procfs of another pid namespace (here a
+    fresh one, as a pod without hostPID sees the host's): its pids are not
+    ours, so a kill would hit another process or none."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        pytest.skip("unshare missing")
+    p = subprocess.Popen([unshare, "--pid", "--fork", "--mount-proc", "sleep", "300"], start_new_session=True)
+    try:
+        proc_root = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc_root is None:
+            try:
+                with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                    kids = f.read().split()
+            except OSError:
+                kids = []
+            if kids and os.path.isfile("/proc/%s/root/proc/1/stat" % kids[0]):
+                proc_root = "/proc/%s/root/proc" % kids[0]
+            time.sleep(0.05)
+        assert proc_root, "no procfs of a new pid namespace"
+        args = {"proc_root": proc_root, "fallback": "kill", "min_age_seconds": 0, "confirm_interval": 0.1,
+                "evidence_dir": str(tmp_path / "evidence")}
+        res, dummy = run_module("runc_pipe_drain", args)
+        judge(tally, res, "FAILED!", "fallback=kill refused")
+        # fallback none works there: nothing is signalled
+        res, dummy = run_module("runc_pipe_drain", dict(args, fallback="none"))
+        judge(tally, res, "SUCCESS", lambda r: r["drained"] == [])
+    finally:
+        os.killpg(p.pid, 9)
+        p.wait(10)

@@ -50,3 +50,38 @@ def test_two_remediate_runs_at_once_drain_each_of_three_pipes_once(harness, rele
     for cid, pid, exec_proc in hung:
         exec_proc.wait(timeout=10)
         assert harness.inspect_answers(cid, timeout=2.0)
+
+
+def test_runs_with_different_evidence_dirs_drain_a_pipe_once(harness, release, tally, tmp_path):
+    """An AWX run and an ad hoc run, each with its own evidence_dir: the lock
+    is per pipe and host-wide (lock_dir), so one drains, the other skips."""
+    cid = harness.run_container("rel-conc-two-dirs")
+    exec_proc, pid = harness.hang(cid)
+    decoys.assert_stuck(harness, cid, pid)
+    base = {"container_ids": [cid], "min_age_seconds": 0, "confirm_interval": 0.3,
+            "docker_host": harness.docker_host, "max_rounds": 1}
+    dirs = [str(tmp_path / "awx"), str(tmp_path / "adhoc")]
+    results = [None, None]
+    start = threading.Barrier(2)
+
+    def one(i):
+        start.wait()
+        results[i] = run_module("runc_pipe_drain", dict(base, evidence_dir=dirs[i]))[0]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for res in results:
+        tally.add("faults", bad=res is None or not decoys.no_crash(res))
+        assert res is not None and res["_status"] in ("SUCCESS", "CHANGED") and decoys.no_crash(res), results
+        assert all(s["reason"] in ("locked", "already drained", "no longer matches")
+                   for s in res["skipped_execs"]), res
+    drained = [e for res in results for e in res["drained"]]
+    assert [e["pid"] for e in drained] == [pid], results
+    decoys.check_nothing_lost(harness, drained[0], pid, tally)
+    files = [n for d in dirs if os.path.isdir(d) for n in os.listdir(d)]
+    assert files == [os.path.basename(drained[0]["evidence_path"])], files
+    exec_proc.wait(timeout=10)
+    assert harness.inspect_answers(cid, timeout=2.0)

@@ -153,6 +153,41 @@ def test_runc_init_stopped_by_someone_else(harness, release, tally, drain_args):
         decoy.cleanup()
 
 
+def test_runc_exec_impostor_inside_a_container(harness, release, tally, drain_args):
+    """A container's init named runc, argv ``runc exec <a real container's
+    id>``, a child of the shim, working in a folder named like that
+    container's host bundle with a FIFO as config.json, blocked on a full
+    pipe.  Opening that FIFO blocks for ever: every module must still
+    return, and nothing may drain or kill the impostor."""
+    victim = harness.run_container("rel-decoy-victim")
+    decoy = decoys.impostor_runc_exec(harness, victim)
+    try:
+        assert hdharness.proc_comm(decoy.pid) == "runc"
+        assert hdharness.proc_cmdline(decoy.pid)[-2:] == ["exec", victim]
+        assert decoys.shim_of_process(decoy.pid)
+        assert os.readlink("/proc/%d/cwd" % decoy.pid) == decoy.bundle
+        assert decoys.blocked_on_full_pipe(decoy.pid)
+        fill = hdharness.pipe_fill(decoy.pid) + (2,)
+        preview, drain, info = run_against(decoy, drain_args)
+        tally.add("faults")  # the FIFO where a bundle file should be: no module may hang on it
+        # a hand-written record that claims the shim reads its pipe
+        forged = [r for r in info["suspects"] if r["writer"]["pid"] == decoy.pid]
+        assert len(forged) == 1, info["suspects"]
+        reasons = forged[0]["reasons"]
+        forged = copy.deepcopy(forged[0])
+        forged["readers"] = [{"pid": decoys.shim_of_process(decoy.pid), "fd": 9, "comm": "containerd-shim",
+                              "is_shim": True}]
+        res, dummy = run_module("runc_pipe_drain", dict(drain_args, stuck_execs=[forged]), timeout=60)
+        assert res["_status"] == "SUCCESS" and decoys.no_crash(res), res
+        merged = dict(drain, drained=(drain.get("drained") or []) + (res.get("drained") or []))
+        judge(tally, decoy, preview, merged, info, fill)
+        assert "runc exec is in another mnt namespace than its shim" in reasons, reasons
+        assert [s["reason"] for s in res["skipped_execs"]] == ["no longer matches"], res
+        assert forged["pod"] == {"namespace": None, "name": None, "container": None}
+    finally:
+        decoy.cleanup()
+
+
 def _record_for(cid, pid):
     info, dummy = run_module("runc_exec_info", {"container_ids": [cid], "confirm_interval": 0.3})
     recs = [r for r in info["stuck_execs"] if r["writer"]["pid"] == pid]

@@ -3,8 +3,11 @@ runc init or the shim killed in the middle of a drain, /proc entries
 vanishing during a scan: every module returns within its own time limit
 (timeout + 2 s, plus Ansible's start-up cost measured in the same run) with a
 clear result, and no byte read from a pipe is lost."""
+import errno
+import hashlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -220,3 +223,171 @@ def test_proc_entries_vanishing_during_the_scan(harness, release, tally, overhea
         for p in churn:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
+
+
+def _resets(conn, line, d):
+    """Reads the request and hangs up with a reset: EPIPE/ECONNRESET, no answer."""
+    import struct
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _banner(conn, line, d):
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+
+@pytest.mark.parametrize("peer", [_resets, _banner], ids=["resets", "non-http-banner"])
+def test_engine_peer_without_an_http_answer_never_verifies(harness, release, tally, overhead, tmp_path, peer):
+    """After a real drain, the Engine check talks to a peer that resets the
+    connection or speaks something other than HTTP: not an answer, so the
+    repair is not 'verified'."""
+    fake = FakeDaemon(peer)
+    try:
+        cid = harness.run_container("rel-fault-no-http-%s" % peer.__name__.strip("_"))
+        exec_proc, pid = harness.hang(cid)
+        decoys.assert_stuck(harness, cid, pid)
+        args = drain_args(harness, tmp_path, container_ids=[cid], docker_host=fake.docker_host, inspect_timeout=2)
+        res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+        (entry,) = res["drained"]
+        assert fake.requests, "the Engine check never reached the peer"
+        assert entry["unblocked"] is True and entry["verified"] is None, entry
+        assert "no HTTP answer" in entry["verify_reason"], entry
+        decoys.check_nothing_lost(harness, entry, pid, tally)
+        exec_proc.wait(timeout=10)
+    finally:
+        fake.close()
+
+
+def test_docker_socket_with_a_full_listen_backlog(tally, overhead, tmp_path):
+    """A daemon that stopped accepting: its backlog is full and a timed unix
+    connect fails with EAGAIN at once.  That is a daemon not answering (the
+    stuck engine), not one that is absent."""
+    path = str(tmp_path / "d.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    held = []
+    try:
+        for dummy in range(3):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except OSError:
+                pass
+            held.append(c)
+        res, dummy = timed(tally, overhead, 1 + 2, "hung_container_info", {"docker_host": "unix://" + path, "timeout": 1})
+        assert res["_status"] == "FAILED!" and "not accepting connections" in res["msg"], res
+        assert "Resource temporarily unavailable" not in res["msg"], res
+    finally:
+        for c in held:
+            c.close()
+        listener.close()
+
+
+def test_fallback_kill_kills_only_a_writer_still_stuck_at_that_moment(harness, release, tally, overhead, tmp_path):
+    """A dump that outlasts the drain's timeout (32 MiB through a one-page
+    pipe, 1 s): with fallback=kill the writer is killed only after it is seen,
+    with reading paused, blocked on its pipe without progress, through a
+    pidfd; what it wrote stays evidence and the container is repaired."""
+    cid = harness.run_container("rel-fault-kill-proven")
+    exec_proc, pid = harness.hang(cid, size=BIG_DUMP, pipe_size=ONE_PAGE)
+    decoys.assert_stuck(harness, cid, pid)
+    args = drain_args(harness, tmp_path, container_ids=[cid], timeout=1, fallback="kill")
+    res, dummy = timed(tally, overhead, drain_limit(args) + 5 + 1, "runc_pipe_drain", args)
+    (entry,) = res["drained"]
+    assert entry["pid"] == pid and entry["killed"] is True, entry
+    assert entry["kill_note"].startswith("writer pid %d killed (blocked in write on pipe" % pid), entry
+    assert "by pidfd" in entry["kill_note"], entry
+    assert entry["unblocked"] is True, entry
+    body = decoys.check_nothing_lost(harness, entry, pid, tally, complete=False)
+    assert len(body) < BIG_DUMP, "the dump ended before the timeout: nothing was killed"
+    exec_proc.wait(timeout=10)
+    assert harness.inspect_answers(cid, timeout=5)
+
+
+# ---- a full disk: the workload is repaired even when its evidence cannot be written
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A tmpfs of SIZE bytes: a disk that fills up for real."""
+    mounts = []
+
+    def make(size):
+        d = tmp_path / ("fs%d" % len(mounts))
+        d.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % size, "tmpfs", str(d)], check=True)
+        mounts.append(d)
+        return d
+    yield make
+    for d in mounts:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def kept_as_evidence(harness, entry, init_pid, tally):
+    """A drain's result says exactly what its evidence file kept: the kept
+    ranges are the file's body, their sha256 is stated, kept + elided + lost
+    is everything read, and everything read begins with what runc init wrote.
+    Counted in the tally as a drain (lost bytes here are an accounting error,
+    not the disk's)."""
+    length, sha, data = harness.record(init_pid)
+    kept = b"".join(data[a:b] for a, b in entry["evidence_kept_ranges"])
+    body = b""
+    if entry["evidence_path"]:
+        # a full disk may leave no room for the trailer: the result is the record
+        with open(entry["evidence_path"], "rb") as f:
+            head, sep, body = f.read().partition(b"----- hangdoctor: pipe bytes follow -----\n")
+        body = body[:body.rfind(b"\n----- hangdoctor: end of pipe bytes")] if b"end of pipe bytes" in body else body
+    wrong = (body != kept or entry["evidence_kept_bytes"] != len(kept)
+             or entry["evidence_kept_sha256"] != hashlib.sha256(kept).hexdigest()
+             or entry["evidence_kept_bytes"] + entry["evidence_elided_bytes"] + entry["evidence_lost_bytes"] != entry["bytes"]
+             or entry["bytes"] < length)
+    tally.add("drains", bad=wrong)
+    assert not wrong, entry
+    return kept
+
+
+def test_disk_full_in_the_middle_of_a_drain(harness, release, tally, overhead, tiny_fs):
+    fs = tiny_fs(64 * 1024)
+    cid = harness.run_container("rel-fault-disk-full")
+    exec_proc, pid = harness.hang(cid, size=1024 * 1024)
+    decoys.assert_stuck(harness, cid, pid)
+    args = drain_args(harness, fs, container_ids=[cid])
+    res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+    (entry,) = res["drained"]
+    assert entry["pid"] == pid and entry["unblocked"] is True and entry["verified"] is True, entry
+    assert "No space left" in entry["evidence_error"] and 0 < entry["evidence_kept_bytes"] < 1024 * 1024, entry
+    assert entry["evidence_kept_ranges"] == [[0, entry["evidence_kept_bytes"]]]
+    assert entry["evidence_lost_bytes"] == entry["bytes"] - entry["evidence_kept_bytes"]
+    assert "not kept as evidence" in res["msg"], res["msg"]
+    kept_as_evidence(harness, entry, pid, tally)
+    length, sha, data = harness.record(pid)
+    assert entry["sha256"] == hashlib.sha256(data + decoys.exec_error_line(harness, pid)[:entry["bytes"] - length]).hexdigest()
+    exec_proc.wait(timeout=10)
+    assert harness.inspect_answers(cid, timeout=5)
+
+
+def test_disk_full_before_the_drain_still_repairs_and_leaves_no_files(harness, release, tally, overhead, tiny_fs):
+    fs = tiny_fs(32 * 1024)
+    args = drain_args(harness, fs)
+    os.makedirs(args["evidence_dir"], mode=0o700)
+    fd = os.open(str(fs / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"f" * 512)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    cid = harness.run_container("rel-fault-disk-full-start")
+    for attempt in range(2):
+        exec_proc, pid = harness.hang(cid)
+        decoys.assert_stuck(harness, cid, pid)
+        res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", dict(args, container_ids=[cid]))
+        (entry,) = res["drained"]
+        assert entry["pid"] == pid and entry["unblocked"] is True and entry["verified"] is True, entry
+        assert entry["evidence_path"] is None and entry["evidence_kept_bytes"] == 0, entry
+        assert entry["evidence_lost_bytes"] == entry["bytes"] > 0 and "No space left" in entry["evidence_error"]
+        kept_as_evidence(harness, entry, pid, tally)
+        exec_proc.wait(timeout=10)
+        assert harness.inspect_answers(cid, timeout=5)
+    # retries on a full disk leave no pile of half-written files
+    assert os.listdir(args["evidence_dir"]) == []

@@ -108,6 +108,6 @@ def test_healthy_succeeded_and_cleanly_failed_execs_produce_nothing(harness, rel
 
 def test_bad_options_fail_clearly(harness):
     result, dummy = run_module("runc_exec_info", {"confirm_interval": -1})
-    assert result["_status"] == "FAILED!" and "must not be negative" in result["msg"]
+    assert result["_status"] == "FAILED!" and "confirm_interval must be between 0 and 60, got -1" in result["msg"]
     result, dummy = run_module("runc_exec_info", {"proc_root": "/etc"})
     assert result["_status"] == "FAILED!" and "not a procfs" in result["msg"]

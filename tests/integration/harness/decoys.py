@@ -161,6 +161,51 @@ def stopped_lookalike(harness, cid):
     return d
 
 
+def impostor_runc_exec(harness, victim_cid, name="rel-decoy-impostor"):
+    """A container whose init passes itself off as a stuck ``runc exec`` of
+    another, real container VICTIM_CID: a child of the shim named runc with
+    the argv ``runc exec VICTIM_CID``, working in a folder of its own rootfs
+    named like the victim's host bundle, a FIFO there as config.json, fd 2
+    a full pipe read by its own child.  See impostor_runc.c."""
+    out = harness.root / "impostor"
+    out.mkdir(exist_ok=True)
+    binary = out / "runc"
+    if not binary.exists():
+        r = subprocess.run(["cc", "-static", "-O2", "-Wall", "-o", str(binary), str(hdharness.HERE / "impostor_runc.c")],
+                           capture_output=True, text=True, timeout=120, check=False)
+        assert r.returncode == 0, "building the impostor failed:\n" + r.stderr
+    bundle = harness.ctd / "state" / "io.containerd.runtime.v2.task" / "moby" / victim_cid
+    assert (bundle / "config.json").is_file(), "no host bundle at %s" % bundle
+    if harness.container_id(name):
+        harness.docker("rm", "-f", name, timeout=30, check=True)
+    cid = harness.docker("run", "-d", "--name", name, "--network", "none", "--runtime", hdharness.FAULT_RUNTIME,
+                         "-v", "%s:/impostor:ro" % out, "-e", "IMPOSTOR_BUNDLE=%s" % bundle,
+                         hdharness.IMAGE, "/impostor/runc", "exec", victim_cid,
+                         timeout=60, check=True).stdout.strip()
+    pid = int(harness.docker("inspect", "-f", "{{.State.Pid}}", cid, timeout=30, check=True).stdout.strip())
+
+    fifo = "/proc/%d/root%s/config.json" % (pid, bundle)
+
+    def remove():
+        # free anything still blocked opening the FIFO (an older tool on this
+        # shared machine): a writer's non-blocking open lets its open return
+        for dummy in range(3):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                break
+        harness.docker("rm", "-f", cid, timeout=30)
+
+    d = Decoy("runc exec impostor inside a container", pid, on_cleanup=remove)
+    if not _wait_blocked(pid):
+        d.cleanup()
+        raise AssertionError("the impostor did not block on its full pipe")
+    d.container_id = victim_cid
+    d.own_container_id = cid
+    d.bundle = str(bundle)
+    return d
+
+
 def _cgroup(pid):
     try:
         with open("/proc/%d/cgroup" % pid) as f:
@@ -262,6 +307,13 @@ def shim_of(init_pid):
     comm = hdharness.proc_comm(shim) if shim else None
     assert comm and comm.startswith("containerd-shim"), (init_pid, rexec, shim, comm)
     return shim
+
+
+def shim_of_process(pid):
+    """The containerd shim that is PID's parent (a container's init), or None."""
+    parent = hdharness.proc_ppid(pid)
+    comm = hdharness.proc_comm(parent) if parent else None
+    return parent if comm and comm.startswith("containerd-shim") else None
 
 
 CONMON_C = r"""

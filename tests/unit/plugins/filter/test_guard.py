@@ -35,3 +35,28 @@ def test_kube_guard_verdicts_with_one_error_for_all():
 def test_kube_guard_verdicts_missing_answer_is_an_error():
     v = gd.kube_guard_verdicts([{"host": "a", "node": "na"}], nodes=[], pods=[])
     assert v["a"]["blocked"] and "no Kubernetes API answer for node na" in v["a"]["reason"]
+
+
+def test_cordon_only_schedulable_nodes_the_guard_lets_drain_and_uncordon_only_verified_ones():
+    targets = [{"host": "a", "node": "na"}, {"host": "b", "node": "nb"}, {"host": "c", "node": "nc"},
+               {"host": "d", "node": "nd"}]
+    verdicts = {"a": {"ran": True, "blocked": False, "unschedulable": False, "node": "na"},
+                "b": {"ran": True, "blocked": True, "unschedulable": False, "node": "nb"},
+                "c": {"ran": True, "blocked": False, "unschedulable": True, "node": "nc"},  # cordoned by someone else
+                "d": {"ran": False, "blocked": False, "unschedulable": None, "node": "nd"}}  # guard could not run
+    assert gd.cordon_targets(verdicts, targets) == [{"host": "a", "node": "na"}]
+    marked = gd.mark_cordoned(verdicts, [{"item": {"host": "a", "node": "na"}, "changed": True}])
+    assert [h for h, v in sorted(marked.items()) if v["cordoned"]] == ["a"]
+    assert gd.mark_cordoned(verdicts, [{"item": {"host": "a"}, "failed": True}])["a"]["cordoned"] is False
+    hv = {"a": {"hangdoctor": {"verify": {"ok": True}}}}
+    assert gd.uncordon_targets(hv, marked) == [{"host": "a", "node": "na"}]
+    hv = {"a": {"hangdoctor": {"verify": {"ok": False}}}}
+    assert gd.uncordon_targets(hv, marked) == []  # stays cordoned: the drain did not repair it
+
+
+def test_verdict_records_whether_the_node_was_schedulable():
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
+    n = node(True)
+    assert _policy.kube_guard(n, pods(), "n1", now=NOW)["unschedulable"] is False
+    n["resources"][0]["spec"] = {"unschedulable": True}
+    assert _policy.kube_guard(n, pods(), "n1", now=NOW)["unschedulable"] is True

@@ -1,5 +1,5 @@
 """The manifest fixture tree, shared by the unit and end-to-end tests of
-exec_probe_convert."""
+exec_probe_swap."""
 import shutil
 from pathlib import Path
 

@@ -2,7 +2,7 @@
 
 The trees under tests/unit/fixtures/proc are plain files so that git and
 collection builds carry them (dangling symlinks are not allowed there):
-``PID/fd/N``, ``PID/cwd`` and ``PID/root`` hold the link text.  ``materialize``
+``PID/fd/N``, ``PID/ns/KIND``, ``PID/cwd``, ``PID/root`` and ``PID/exe`` hold the link text.  ``materialize``
 copies a tree and turns those into the symlinks /proc has (``pipe:[INODE]``;
 ``tree:REL`` points into the copy)."""
 import os
@@ -17,8 +17,8 @@ def materialize(name, dest):
     shutil.copytree(str(FIXTURES / name), str(root))
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).parts
-        is_link = (len(rel) == 3 and rel[0].isdigit() and rel[1] == "fd") or \
-                  (len(rel) == 2 and rel[0].isdigit() and rel[1] in ("cwd", "root"))
+        is_link = (len(rel) == 3 and rel[0].isdigit() and rel[1] in ("fd", "ns")) or \
+                  (len(rel) == 2 and rel[0].isdigit() and rel[1] in ("cwd", "root", "exe"))
         if not is_link or not path.is_file():
             continue
         target = path.read_text()

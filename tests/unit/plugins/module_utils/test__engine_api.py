@@ -24,6 +24,8 @@ from ansible_collections.hangdoctor.runtime.tests.utils.fake_engine import VERSI
 def docker_like(conn, line, d):
     """/version, /containers/json and inspect; ids containing 'hung' never answer."""
     path = line.split()[1]
+    if path.startswith("/containers/"):
+        path = "/v1.41" + path  # unversioned: Docker serves its own version
     if path == "/version":
         return answer(conn, body=VERSION)
     if path.startswith("/v1.41/containers/json"):
@@ -307,3 +309,99 @@ def test_report_on_a_missing_socket(tmp_path):
     assert rep["engine"]["reachable"] is False
     assert "gone.sock" in rep["engine"]["error"]
     assert rep["elapsed_seconds"] < 0.5
+
+
+# ---- hostile or odd peers ----------------------------------------------------
+def closes_at_once(conn, line, d):
+    """Accepts, reads the request and hangs up with a reset: no answer."""
+    import struct
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def banner(conn, line, d):
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+
+def test_only_an_http_answer_counts_as_answered(daemon, tmp_path):
+    ok = daemon(docker_like)
+    assert api.inspect_answers(ok.docker_host, "abc", timeout=2.0) == (True, "")
+    verified, why = api.inspect_answers(ok.docker_host, "bad/../id", timeout=2.0)
+    assert verified is True and "HTTP 404" in why  # an error status is an answer: the lock is free
+    for handler in (closes_at_once, banner):
+        d = daemon(handler)
+        verified, why = api.inspect_answers(d.docker_host, "abc", timeout=2.0)
+        assert verified is None and "no HTTP answer" in why, (handler.__name__, why)
+    assert api.inspect_answers("unix://%s/gone.sock" % tmp_path, "abc", timeout=2.0)[0] is None
+
+
+def test_engine_check_has_one_deadline(daemon):
+    """A daemon that answers nothing: the whole check (no /version round trip
+    first) ends by its one timeout, not twice that."""
+    d = daemon(never)
+    t0 = time.monotonic()
+    verified, why = api.inspect_answers(d.docker_host, "abc", timeout=1.0)
+    assert time.monotonic() - t0 < 1.5
+    assert verified is False and "did not answer within 1.0s" in why
+    assert d.paths() == ["/containers/abc/json"]
+
+
+def test_full_listen_backlog_is_not_answering_not_unreachable():
+    path = os.path.join(tempfile.mkdtemp(prefix="hd-eng-", dir="/tmp"), "d.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)  # never accepted: the backlog fills at once
+    held = []
+    try:
+        for dummy in range(3):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except OSError:
+                pass
+            held.append(c)
+        client = api.EngineClient("unix://" + path, api_version="1.41", timeout=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(api.EngineTimeout, match="listen backlog full"):
+            client.inspect("abc")
+        assert 0.4 < time.monotonic() - t0 < 1.5
+        assert api.inspect_answers("unix://" + path, "abc", timeout=0.5)[0] is False
+        rep = api.hung_container_report("unix://" + path, timeout=0.5)
+        assert rep["engine"]["reachable"] is False and "not accepting" in rep["engine"]["error"]
+    finally:
+        for c in held:
+            c.close()
+        listener.close()
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+
+
+ODD = [
+    {"Id": ["x"], "Names": ["/n"]},
+    {"Id": "odd1", "Names": [1, None], "Labels": "x", "Image": {"a": 1}, "State": 3},
+    {"Id": "odd2", "Names": "not-a-list", "Labels": {"io.kubernetes.pod.name": 5}},
+    {"Id": "odd2", "Names": ["/dup"]},
+    "not a dict",
+    None,
+    {"Names": ["/no-id"]},
+]
+
+
+def test_report_survives_odd_json_from_a_non_docker_peer(daemon):
+    d = daemon(docker_like, listing=ODD)
+    rep = api.hung_container_report(d.docker_host, timeout=1.0)
+    by_id = dict((c["id"], c) for c in rep["containers"])
+    assert sorted(by_id) == ["odd1", "odd2"]
+    assert by_id["odd1"]["name"] is None and by_id["odd1"]["image"] is None and by_id["odd1"]["state"] is None
+    assert by_id["odd2"]["pod_name"] is None and by_id["odd2"]["name"] is None
+    assert rep["engine"]["skipped_entries"] == 5
+    json.dumps(rep)
+
+
+def test_odd_version_answer_is_not_a_crash(daemon):
+    def odd_version(conn, line, d):
+        if line.split()[1] == "/version":
+            return answer(conn, body={"ApiVersion": "1.41", "Version": ["20"]})
+        return docker_like(conn, line, d)
+    d = daemon(odd_version, listing=[])
+    rep = api.hung_container_report(d.docker_host, timeout=1.0)
+    assert rep["engine"]["reachable"] is True and rep["engine"]["version"] is None

@@ -1,7 +1,7 @@
 """_listen: /proc/PID/net/tcp and tcp6 as a 6.18 x86_64 kernel prints them
 (captured from listeners on 127.0.0.1, 0.0.0.0, 127.0.0.53, 192.0.2.2, ::1,
 ::, ::ffff:127.0.0.1 and fd00::2, with ESTABLISHED and TIME_WAIT rows), the
-node-reachability verdict, and the matching of exec_probe_convert rows."""
+node-reachability verdict, and the matching of exec_probe_swap rows."""
 import ipaddress
 import sys
 from pathlib import Path

@@ -5,149 +5,38 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain as pd
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lock
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
-
-PROC = _procfs.Proc('/proc')
-CID = 'c0ffee' + 'ab' * 29
-
-# Deterministic, no two lines alike: a lost or reordered chunk changes the sha256.
-WRITER = r'''
-import os, sys, time
-n, mode = int(sys.argv[1]), sys.argv[2]
-data = b"".join(b"goroutine %d [chan receive]: runc init crash dump line\n" % i for i in range(n // 40 + 1))[:n]
-if mode == "parent":
-    # like runc exec: a child (runc init) writes the dump, the parent then its error line
-    child = os.fork()
-    if child == 0:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(2, view):]
-        os._exit(2)
-    os.write(1, b"%d\n" % child)
-    os.waitpid(child, 0)
-    os.write(2, b"exec failed: read init-p: connection reset by peer\n")
-    sys.exit(1)
-view = memoryview(data)
-while view:
-    view = view[os.write(2, view):]
-if mode == "sleep":
-    time.sleep(120)
-elif mode == "forever":
-    while True:
-        os.write(2, b"x" * 4096)
-'''
-ERROR_LINE = b"exec failed: read init-p: connection reset by peer\n"
-
-
-def payload(n):
-    return b"".join(b"goroutine %d [chan receive]: runc init crash dump line\n" % i for i in range(n // 40 + 1))[:n]
-
-
-class Writer(object):
-    """A child blocked writing N bytes to fd 2, a pipe whose read end we hold."""
-
-    def __init__(self, n=256 * 1024, mode="exit"):
-        self.r, w = os.pipe()
-        self.inode = os.fstat(self.r).st_ino
-        out = subprocess.PIPE if mode == "parent" else subprocess.DEVNULL
-        self.p = subprocess.Popen([sys.executable, "-c", WRITER, str(n), mode], stderr=w, stdout=out,
-                                  stdin=subprocess.DEVNULL)
-        os.close(w)
-        self.pid = self.p.pid
-        self.exec_pid = None
-        if mode == "parent":
-            self.exec_pid = self.p.pid
-            self.pid = int(self.p.stdout.readline())
-        self.start_time = PROC.stat(self.pid)["starttime"]
-        self.data = payload(n)
-
-    def wait_blocked(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pd.writer_state(PROC, self.pid, self.start_time, self.inode) == pd.BLOCKED:
-                return
-            time.sleep(0.01)
-        raise AssertionError("writer %d never blocked on pipe:[%d]" % (self.pid, self.inode))
-
-    def queued(self):
-        return _procfs.pipe_queued(self.r)
-
-    def record(self, **over):
-        rec = {
-            "container_id": CID,
-            "writer": {"role": "runc_init", "pid": self.pid, "start_time": self.start_time},
-            "runc_init": {"pid": self.pid, "start_time": self.start_time, "comm": "runc:[2:INIT]"},
-            "runc_exec": ({"pid": self.exec_pid, "start_time": PROC.stat(self.exec_pid)["starttime"]}
-                          if self.exec_pid else None),
-            "shim": {"pid": os.getpid(), "start_time": 0, "version": "v2", "argv": [], "id": CID},
-            "pipe": {"inode": self.inode, "capacity": 65536, "queued": 65536, "fd": 2},
-            "readers": [{"pid": os.getpid(), "fd": self.r, "comm": "python", "is_shim": True}],
-            "peek": "",
-            "cause": {"kind": "pthread_create_eagain", "summary": "runtime/cgo: pthread_create failed"},
-            "pod": {"namespace": "default", "name": "web-0", "container": "app"},
-            "age_seconds": 0,
-        }
-        rec.update(over)
-        return rec
-
-    def close(self):
-        for pid in (self.pid, self.exec_pid):
-            if pid:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        self.p.wait(10)
-        if self.p.stdout:
-            self.p.stdout.close()
-        os.close(self.r)
-
-
-@pytest.fixture
-def writers():
-    made = []
-
-    def make(*args, **kwargs):
-        w = Writer(*args, **kwargs)
-        made.append(w)
-        return w
-    yield make
-    for w in made:
-        w.close()
-
-
-@pytest.fixture
-def evdir(tmp_path):
-    return pd.prepare_evidence_dir(str(tmp_path / "evidence"))
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.pipe_writers import CID, ERROR_LINE, PROC
 
 
 def ok_verify(proc, record, confirm_interval=1.0):
     return True, ""
 
 
-def run_drain(record, evdir, **kw):
+def run_drain(record, evdir, lockdir, **kw):
     kw.setdefault("verify", ok_verify)
     kw.setdefault("timeout", 10.0)
-    return pd.drain(PROC, record, evdir, hostname="node-1", **kw)
+    return pd.drain(PROC, record, evdir, hostname="node-1", lock_dir=lockdir, **kw)
 
 
 def body_of(path):
-    header, body, trailer = pd.read_evidence(path)
+    header, body, trailer = _evidence.read_evidence(path)
     return header, body, trailer
 
 
 # ---- the drain -------------------------------------------------------------
-def test_drain_keeps_every_byte_and_unblocks_the_writer(writers, evdir):
+def test_drain_keeps_every_byte_and_unblocks_the_writer(writers, evdir, lockdir):
     w = writers(256 * 1024)
     w.wait_blocked()
     assert w.queued() == _procfs.pipe_capacity(w.r)
-    kind, entry = run_drain(w.record(), evdir, engine=lambda cid: (True, ""))
+    kind, entry = run_drain(w.record(), evdir, lockdir, engine=lambda cid: (True, ""))
     assert kind == "drained", entry
     assert entry["bytes"] == len(w.data) == 256 * 1024
     assert entry["sha256"] == hashlib.sha256(w.data).hexdigest()
@@ -163,10 +52,10 @@ def test_drain_keeps_every_byte_and_unblocks_the_writer(writers, evdir):
     assert w.p.wait(5) == 0
 
 
-def test_drain_reads_the_runc_exec_error_line_or_leaves_the_pipe_room_for_it(writers, evdir):
+def test_drain_reads_the_runc_exec_error_line_or_leaves_the_pipe_room_for_it(writers, evdir, lockdir):
     w = writers(200 * 1024, mode="parent")
     w.wait_blocked()
-    kind, entry = run_drain(w.record(), evdir)
+    kind, entry = run_drain(w.record(), evdir, lockdir)
     assert kind == "drained", entry
     dummy, body, dummy2 = body_of(entry["evidence_path"])
     assert body[:len(w.data)] == w.data
@@ -181,11 +70,11 @@ def test_drain_reads_the_runc_exec_error_line_or_leaves_the_pipe_room_for_it(wri
     assert body[len(w.data):] + leftover == ERROR_LINE
 
 
-def test_drain_stops_when_the_writer_settles_without_exiting(writers, evdir):
+def test_drain_stops_when_the_writer_settles_without_exiting(writers, evdir, lockdir):
     w = writers(100 * 1024, mode="sleep")
     w.wait_blocked()
     t0 = time.monotonic()
-    kind, entry = run_drain(w.record(), evdir)
+    kind, entry = run_drain(w.record(), evdir, lockdir)
     assert kind == "drained"
     assert entry["stop"] == "writer settled" and entry["unblocked"]
     assert entry["bytes"] == len(w.data)
@@ -193,10 +82,10 @@ def test_drain_stops_when_the_writer_settles_without_exiting(writers, evdir):
     assert w.p.poll() is None
 
 
-def test_timeout_without_fallback_leaves_the_writer_and_says_so(writers, evdir):
+def test_timeout_without_fallback_leaves_the_writer_and_says_so(writers, evdir, lockdir):
     w = writers(70 * 1024, mode="forever")
     w.wait_blocked()
-    kind, entry = run_drain(w.record(), evdir, timeout=0.5, max_evidence_bytes=64 * 1024)
+    kind, entry = run_drain(w.record(), evdir, lockdir, timeout=0.5, max_evidence_bytes=64 * 1024)
     assert kind == "drained"
     assert entry["stop"] == "timeout" and entry["unblocked"] is False and entry["verified"] is False
     assert entry["killed"] is False and w.p.poll() is None
@@ -206,13 +95,13 @@ def test_timeout_without_fallback_leaves_the_writer_and_says_so(writers, evdir):
     assert ("%d bytes elided" % entry["evidence_elided_bytes"]).encode() in body
     assert "%d elided" % entry["evidence_elided_bytes"] in trailer
     # not marked done: a later run (with fallback: kill) may still repair it
-    assert run_drain(w.record(), evdir, timeout=0.2)[0] == "drained"
+    assert run_drain(w.record(), evdir, lockdir, timeout=0.2)[0] == "drained"
 
 
-def test_fallback_kill_kills_the_identified_writer_and_reads_what_is_left(writers, evdir):
+def test_fallback_kill_kills_the_identified_writer_and_reads_what_is_left(writers, evdir, lockdir):
     w = writers(70 * 1024, mode="forever")
     w.wait_blocked()
-    kind, entry = run_drain(w.record(), evdir, timeout=0.5, fallback="kill")
+    kind, entry = run_drain(w.record(), evdir, lockdir, timeout=0.5, fallback="kill")
     assert entry["killed"] is True and entry["unblocked"] is True
     assert entry["stop"].startswith("killed")
     assert w.p.wait(5) == -signal.SIGKILL
@@ -220,45 +109,24 @@ def test_fallback_kill_kills_the_identified_writer_and_reads_what_is_left(writer
     assert entry["bytes"] >= len(w.data)
 
 
-def test_evidence_head_and_tail_past_the_limit(tmp_path):
-    ev = pd.Evidence(str(tmp_path / "e.log"), ["h: 1"], limit=10)
-    data = bytes(range(100))
-    for i in range(0, 100, 7):
-        ev.add(data[i:i + 7])
-    ev.close()
-    assert ev.total == 100 and ev.elided == 90 and ev.truncated
-    dummy, body, trailer = pd.read_evidence(str(tmp_path / "e.log"))
-    assert body == data[:5] + pd.ELIDED_MARK % 90 + data[-5:]
-    assert hashlib.sha256(data).hexdigest() in trailer
-
-
-def test_evidence_file_never_overwrites(tmp_path):
-    target = tmp_path / "planted"
-    target.write_text("x")
-    os.symlink(str(target), str(tmp_path / "e.log"))
-    with pytest.raises(OSError):
-        pd.Evidence(str(tmp_path / "e.log"), [], 0)
-    assert target.read_text() == "x"
-
-
 # ---- refusals --------------------------------------------------------------
-def test_pid_reuse_or_other_inode_is_never_read(writers, evdir):
+def test_pid_reuse_or_other_inode_is_never_read(writers, evdir, lockdir):
     w = writers()
     w.wait_blocked()
     before = w.queued()
     rec = w.record()
     rec["writer"] = dict(rec["writer"], start_time=w.start_time + 1)
-    kind, entry = run_drain(rec, evdir)
+    kind, entry = run_drain(rec, evdir, lockdir)
     assert (kind, entry["reason"]) == ("skipped", pd.SKIP_STALE)
     rec = w.record(pipe={"inode": w.inode + 1, "fd": 2})
-    kind, entry = run_drain(rec, evdir)
+    kind, entry = run_drain(rec, evdir, lockdir)
     assert (kind, entry["reason"]) == ("skipped", pd.SKIP_STALE)
     assert "expected pipe:[%d]" % (w.inode + 1) in entry["detail"]
     assert w.queued() == before
     assert pd.writer_state(PROC, w.pid, w.start_time, w.inode) == pd.BLOCKED
 
 
-def test_reader_not_a_shim_or_verify_failing_is_skipped(writers, evdir):
+def test_reader_not_a_shim_or_verify_failing_is_skipped(writers, evdir, lockdir):
     w = writers()
     w.wait_blocked()
     before = w.queued()
@@ -268,68 +136,66 @@ def test_reader_not_a_shim_or_verify_failing_is_skipped(writers, evdir):
         called.append(record)
         return False, "reader pid 1 is not a containerd shim"
     rec = w.record(readers=[{"pid": os.getpid(), "fd": w.r, "comm": "python", "is_shim": False}])
-    kind, entry = run_drain(rec, evdir, verify=verify)
+    kind, entry = run_drain(rec, evdir, lockdir, verify=verify)
     assert (kind, entry["reason"]) == ("skipped", pd.SKIP_NO_SHIM) and not called
-    kind, entry = run_drain(w.record(), evdir, verify=verify)
+    kind, entry = run_drain(w.record(), evdir, lockdir, verify=verify)
     assert (kind, entry["reason"], entry["detail"]) == ("skipped", pd.SKIP_STALE, "reader pid 1 is not a containerd shim")
     assert w.queued() == before
 
 
-def test_younger_than_min_age_is_skipped(writers, evdir):
+def test_younger_than_min_age_is_skipped(writers, evdir, lockdir):
     w = writers()
     w.wait_blocked()
-    kind, entry = run_drain(w.record(), evdir, min_age_seconds=3600)
+    kind, entry = run_drain(w.record(), evdir, lockdir, min_age_seconds=3600)
     assert (kind, entry["reason"]) == ("skipped", pd.SKIP_YOUNG)
     assert pd.writer_state(PROC, w.pid, w.start_time, w.inode) == pd.BLOCKED
 
 
-def test_locked_and_already_drained(writers, evdir):
+def test_locked_and_already_drained(writers, evdir, lockdir):
     w = writers()
     w.wait_blocked()
     rec = w.record()
-    lock = pd.PipeLock(evdir, w.inode, w.pid, w.start_time)
+    lock = lockdir.lock(os.fstat(w.r).st_dev, w.inode, w.pid, w.start_time)
     assert lock.acquire()
     try:
-        kind, entry = run_drain(rec, evdir)
+        kind, entry = run_drain(rec, evdir, lockdir)
         assert (kind, entry["reason"]) == ("skipped", pd.SKIP_LOCKED)
     finally:
         lock.release()
-    assert run_drain(rec, evdir)[0] == "drained"
-    kind, entry = run_drain(rec, evdir)
+    assert run_drain(rec, evdir, lockdir)[0] == "drained"
+    kind, entry = run_drain(rec, evdir, lockdir)
     assert (kind, entry["reason"]) == ("skipped", pd.SKIP_DONE)
 
 
-def test_evidence_dir_rules(tmp_path):
-    with pytest.raises(pd.DrainError, match="absolute"):
-        pd.prepare_evidence_dir("relative/dir")
-    made = pd.prepare_evidence_dir(str(tmp_path / "a" / "b"))
-    assert os.stat(made).st_mode & 0o777 == 0o700
-    assert os.path.isdir(os.path.join(made, ".locks"))
-    os.symlink(made, str(tmp_path / "mine"))
-    assert pd.prepare_evidence_dir(str(tmp_path / "mine")) == made
-    if os.geteuid() == 0:
-        os.symlink(made, str(tmp_path / "theirs"))
-        os.lchown(str(tmp_path / "theirs"), 65534, 65534)
-        with pytest.raises(pd.DrainError, match="symlink owned by uid 65534"):
-            pd.prepare_evidence_dir(str(tmp_path / "theirs"))
+def test_one_lock_per_pipe_whatever_the_writer_and_evidence_dir(writers, tmp_path, lockdir):
+    # runc init blocked on the pipe, runc exec (its parent) holds the same pipe
+    w = writers(200 * 1024, mode="parent")
+    w.wait_blocked()
+    init_rec = w.record()
+    exec_rec = w.record(writer={"role": "runc_exec", "pid": w.exec_pid,
+                                "start_time": PROC.stat(w.exec_pid)["starttime"]})
+    # another run, with its own evidence_dir, holds the pipe through the runc exec record
+    other = _evidence.EvidenceDir(str(tmp_path / "other-evidence"))
+    held = lockdir.lock(os.fstat(w.r).st_dev, w.inode, w.exec_pid, exec_rec["writer"]["start_time"])
+    assert held.acquire()
+    try:
+        mine = _evidence.EvidenceDir(str(tmp_path / "mine"))
+        kind, entry = pd.drain(PROC, init_rec, mine, verify=ok_verify, lock_dir=lockdir)
+        assert (kind, entry["reason"]) == ("skipped", pd.SKIP_LOCKED), entry
+        mine.close()
+    finally:
+        held.release()
+    assert w.queued() > 0
+    kind, entry = pd.drain(PROC, exec_rec, other, verify=ok_verify, lock_dir=lockdir)
+    other.close()
+    assert kind == "drained" and entry["bytes"] >= len(w.data)
 
 
-def test_malformed_records_are_refused():
-    for bad in ({}, {"container_id": CID}, {"container_id": CID, "writer": {"role": "shim", "pid": 1, "start_time": 1}},
-                {"container_id": CID, "writer": {"role": "runc_init", "pid": "x", "start_time": 1},
-                 "pipe": {"inode": 1}, "readers": []}):
-        with pytest.raises(pd.DrainError):
-            pd.check_record(bad)
-    with pytest.raises(pd.DrainError):
-        pd.run(PROC, stuck_execs=[{"container_id": CID}], scan=lambda *a, **k: {}, verify=ok_verify)
-
-
-# ---- whole runs: check mode, recurrence ------------------------------------
 def test_check_mode_reads_nothing(writers, tmp_path):
     w = writers()
     w.wait_blocked()
     before = w.queued()
-    res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "ev"), min_age_seconds=0,
+    res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
                  check_mode=True, scan=lambda *a, **k: {}, verify=ok_verify, peek_bytes=64)
     assert res["changed"] is True and not res["drained"]
     (would,) = res["would_drain"]
@@ -356,7 +222,7 @@ def test_recurrence_drains_the_next_exec_in_a_later_round(writers, tmp_path):
     first.wait_blocked()
     second.wait_blocked()
     scan = Rescans(lambda: [first.record()], lambda: [second.record()], lambda: [])
-    res = pd.run(PROC, container_ids=[CID], evidence_dir=str(tmp_path / "ev"), min_age_seconds=3600,
+    res = pd.run(PROC, container_ids=[CID], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=3600,
                  max_rounds=3, confirm_interval=0.05, scan=scan, verify=ok_verify, sleep=time.sleep)
     # min_age_seconds held back round 1 only
     assert [(s["pid"], s["reason"]) for s in res["skipped_execs"]] == [(first.pid, pd.SKIP_YOUNG)]
@@ -368,7 +234,7 @@ def test_recurrence_drains_the_next_exec_in_a_later_round(writers, tmp_path):
     def engine(cid):
         asked.append(cid)
         return True, ""
-    res = pd.run(PROC, container_ids=[CID], evidence_dir=str(tmp_path / "ev"), min_age_seconds=0,
+    res = pd.run(PROC, container_ids=[CID], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
                  max_rounds=3, confirm_interval=0.05, scan=scan, verify=ok_verify, engine=engine)
     assert [(d["pid"], d["round"], d["bytes"]) for d in res["drained"]] == [
         (first.pid, 1, len(first.data)), (second.pid, 2, len(second.data))]
@@ -383,7 +249,7 @@ def test_recurrence_past_max_rounds_is_reported(writers, tmp_path):
     first.wait_blocked()
     second.wait_blocked()
     scan = Rescans(lambda: [second.record()])
-    res = pd.run(PROC, stuck_execs=[first.record()], evidence_dir=str(tmp_path / "ev"), min_age_seconds=0,
+    res = pd.run(PROC, stuck_execs=[first.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
                  max_rounds=1, confirm_interval=0.01, scan=scan, verify=ok_verify)
     assert [d["pid"] for d in res["drained"]] == [first.pid]
     assert res["drained"][0]["recurring"] is True and res["drained"][0]["verified"] is False
@@ -404,28 +270,240 @@ def test_writer_states(writers):
     assert pd.writer_state(PROC, w.pid, w.start_time, w.inode) == pd.GONE
 
 
-def test_a_failing_evidence_file_does_not_stop_the_repair(writers, evdir, monkeypatch):
-    w = writers()
-    w.wait_blocked()
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A tmpfs of SIZE bytes (root only): a disk that fills up for real."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounts = []
 
-    def full_disk(self, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(pd.Evidence, "_keep", full_disk)
-    kind, entry = run_drain(w.record(), evdir)
-    assert kind == "drained" and entry["unblocked"]
+    def make(size):
+        d = tmp_path / ("fs%d" % len(mounts))
+        d.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % size, "tmpfs", str(d)], check=True)
+        mounts.append(d)
+        return d
+    yield make
+    for d in mounts:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def fill(directory):
+    """Fill DIRECTORY's filesystem to the last byte."""
+    fd = os.open(str(directory / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"f" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    try:
+        while True:
+            os.write(fd, b"f")
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def kept_bytes(data, entry):
+    return b"".join(data[a:b] for a, b in entry["evidence_kept_ranges"])
+
+
+def test_disk_full_mid_drain_keeps_draining_and_says_what_was_kept(writers, tiny_fs, lockdir):
+    fs = tiny_fs(64 * 1024)
+    evdir = _evidence.EvidenceDir(str(fs / "evidence"))
+    w = writers(256 * 1024)
+    w.wait_blocked()
+    kind, entry = run_drain(w.record(), evdir, lockdir)
+    evdir.close()
+    assert kind == "drained" and entry["unblocked"] and entry["error"] is None, entry
     assert entry["bytes"] == len(w.data) and entry["sha256"] == hashlib.sha256(w.data).hexdigest()
+    kept = entry["evidence_kept_bytes"]
+    assert 0 < kept < len(w.data) and entry["evidence_kept_ranges"] == [[0, kept]]
+    assert entry["evidence_lost_bytes"] == len(w.data) - kept and entry["evidence_elided_bytes"] == 0
+    assert entry["evidence_kept_sha256"] == hashlib.sha256(w.data[:kept]).hexdigest()
     assert "No space left" in entry["evidence_error"]
+    dummy, body, dummy2 = _evidence.read_evidence(entry["evidence_path"])
+    assert body == w.data[:kept]
     assert w.p.wait(5) == 0
 
 
-def test_no_evidence_file_means_no_drain(writers, evdir, monkeypatch):
+def test_disk_full_with_a_size_limit_accounts_head_tail_and_loss(tiny_fs, tmp_path):
+    fs = tiny_fs(16 * 1024)
+    evdir = _evidence.EvidenceDir(str(fs / "evidence"))
+    data = os.urandom(1024 * 1024)
+    ev = _evidence.Evidence(evdir, "e.log", ["h: 1"], limit=24 * 1024)
+    for i in range(0, len(data), 5000):
+        ev.add(data[i:i + 5000])
+    ev.close()
+    evdir.close()
+    assert ev.total == len(data) and ev.kept + ev.elided + ev.lost == ev.total and ev.lost > 0
+    assert ev.kept_sha.hexdigest() == hashlib.sha256(b"".join(data[a:b] for a, b in ev.kept_ranges)).hexdigest()
+    assert ev.sha.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_disk_full_at_start_still_repairs_and_piles_up_no_files(writers, tiny_fs, lockdir):
+    fs = tiny_fs(32 * 1024)
+    evdir = _evidence.EvidenceDir(str(fs / "evidence"))
+    fill(fs)
+    for dummy in range(3):
+        w = writers(100 * 1024)
+        w.wait_blocked()
+        kind, entry = run_drain(w.record(), evdir, lockdir)
+        assert kind == "drained" and entry["unblocked"], entry
+        assert entry["bytes"] == len(w.data) and entry["sha256"] == hashlib.sha256(w.data).hexdigest()
+        assert entry["evidence_path"] is None and entry["evidence_kept_bytes"] == 0
+        assert entry["evidence_lost_bytes"] == len(w.data) and entry["evidence_kept_ranges"] == []
+        assert "No space left" in entry["evidence_error"]
+        assert w.p.wait(5) == 0
+    assert os.listdir(str(fs / "evidence")) == []
+    evdir.close()
+
+
+def test_file_size_limit_efbig_mid_drain(writers, evdir, lockdir):
+    import resource
+    w = writers(256 * 1024)
+    w.wait_blocked()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, hard))
+    try:
+        kind, entry = run_drain(w.record(), evdir, lockdir)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert kind == "drained" and entry["unblocked"], entry
+    assert "File too large" in entry["evidence_error"]
+    kept = entry["evidence_kept_bytes"]
+    assert 0 < kept < len(w.data) and entry["evidence_lost_bytes"] == len(w.data) - kept
+    dummy, body, dummy2 = _evidence.read_evidence(entry["evidence_path"])
+    assert body == w.data[:kept] and entry["evidence_kept_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_run_refuses_a_malformed_record_before_draining_anything(writers, tmp_path):
     w = writers()
     w.wait_blocked()
     before = w.queued()
+    with pytest.raises(pd.DrainError, match="writer missing"):
+        pd.run(PROC, stuck_execs=[w.record(), {"container_id": CID}], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"),
+               min_age_seconds=0, scan=lambda *a, **k: {}, verify=ok_verify)
+    assert w.queued() == before and not (tmp_path / "ev").exists()
 
-    def refuse(self, path, header_lines, limit=0):
+
+# ---- one failing record never aborts the run -------------------------------
+def test_an_unexpected_error_is_that_records_error_and_the_others_are_drained(writers, tmp_path):
+    bad, good = writers(), writers()
+    bad.wait_blocked()
+    good.wait_blocked()
+
+    def verify(proc, record, confirm_interval=1.0):
+        if record["writer"]["pid"] == bad.pid:
+            raise _procfs.ProcError("/proc/%d/fdinfo/2: Input/output error" % bad.pid)
+        return True, ""
+    res = pd.run(PROC, stuck_execs=[bad.record(), good.record()], evidence_dir=str(tmp_path / "ev"),
+                 lock_dir=str(tmp_path / "locks"), min_age_seconds=0, max_rounds=1, confirm_interval=0.01,
+                 scan=lambda *a, **k: {"stuck_execs": []}, verify=verify)
+    assert [(s["pid"], s["reason"]) for s in res["skipped_execs"]] == [(bad.pid, pd.SKIP_ERROR)]
+    assert "Input/output error" in res["skipped_execs"][0]["detail"]
+    assert [d["pid"] for d in res["drained"]] == [good.pid] and res["drained"][0]["unblocked"]
+
+
+def test_a_lock_that_cannot_be_opened_is_that_records_error(writers, tmp_path):
+    bad, good = writers(), writers()
+    bad.wait_blocked()
+    good.wait_blocked()
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    # ELOOP: a symlink planted where the lock of BAD's pipe goes
+    os.symlink("/etc/passwd", str(locks / ("pipe-%d-%d.lock" % (pd.pipefs_device(), bad.inode))))
+    res = pd.run(PROC, stuck_execs=[bad.record(), good.record()], evidence_dir=str(tmp_path / "ev"),
+                 lock_dir=str(locks), min_age_seconds=0, max_rounds=1, confirm_interval=0.01,
+                 scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify)
+    (skipped,) = res["skipped_execs"]
+    assert (skipped["pid"], skipped["reason"]) == (bad.pid, pd.SKIP_ERROR) and "symbolic links" in skipped["detail"]
+    assert [d["pid"] for d in res["drained"]] == [good.pid]
+    assert bad.queued() > 0
+
+
+def test_eperm_from_kill_keeps_the_drain_result(writers, evdir, lockdir, monkeypatch):
+    w = writers(70 * 1024, mode="forever")
+    w.wait_blocked()
+
+    def no_permission(*args):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+    monkeypatch.setattr(pd.os, "kill", no_permission)
+    # where the kill goes through a pidfd, that is refused too
+    monkeypatch.setattr(_procfs, "pidfd_kill", no_permission, raising=False)
+    kind, entry = run_drain(w.record(), evdir, lockdir, timeout=0.3, fallback="kill")
+    assert kind == "drained" and entry["killed"] is False and entry["unblocked"] is False
+    dummy, dummy2, trailer = _evidence.read_evidence(entry["evidence_path"])
+    # said in the entry or in the evidence trailer, never a traceback
+    assert "Operation not permitted" in (entry["error"] or "") + trailer, (entry, trailer)
+    assert entry["bytes"] >= len(w.data) and entry["evidence_kept_bytes"] == entry["bytes"]
+    assert w.p.poll() is None
+
+
+def test_a_done_marker_that_cannot_be_written_keeps_the_drain_result(writers, evdir, lockdir, monkeypatch):
+    w = writers()
+    w.wait_blocked()
+
+    def read_only(self, text):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-    monkeypatch.setattr(pd.Evidence, "__init__", refuse)
-    kind, entry = run_drain(w.record(), evdir)
-    assert (kind, entry["reason"]) == ("skipped", pd.SKIP_EVIDENCE)
-    assert w.queued() == before
+    monkeypatch.setattr(_pipe_lock.PipeLock, "mark_done", read_only)
+    kind, entry = run_drain(w.record(), evdir, lockdir)
+    assert kind == "drained" and entry["unblocked"] and "Read-only file system" in entry["error"]
+    assert entry["sha256"] == hashlib.sha256(w.data).hexdigest()
+
+
+def test_a_failing_rescan_keeps_the_drains_of_the_round(writers, tmp_path):
+    w = writers()
+    w.wait_blocked()
+
+    def scan(proc, container_ids=None, **kw):
+        raise _procfs.ProcError("/proc: Permission denied")
+    res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"),
+                 min_age_seconds=0, max_rounds=2, confirm_interval=0.01, scan=scan, verify=ok_verify)
+    assert [d["pid"] for d in res["drained"]] == [w.pid] and res["changed"]
+    (err,) = res["errors"]
+    assert "after round 1 failed" in err and "Permission denied" in err
+
+
+# ---- retention and the host-wide lock directory in a run ---------------------
+def test_a_run_bounds_the_evidence_it_keeps_and_never_removes_its_own(writers, tmp_path):
+    ev = tmp_path / "ev"
+    ev.mkdir(mode=0o700)
+    old = []
+    for i in range(3):
+        name = _evidence.evidence_name(CID, 1000 + i, 1, 1000000 + i)
+        (ev / name).write_bytes(b"old" * 100)
+        os.utime(str(ev / name), (1000000 + i, 1000000 + i))
+        old.append(name)
+    w = writers()
+    w.wait_blocked()
+    res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(ev), lock_dir=str(tmp_path / "locks"),
+                 min_age_seconds=0, max_rounds=1, confirm_interval=0.01, scan=lambda *a, **k: {"stuck_execs": []},
+                 verify=ok_verify, evidence_retention_count=1, evidence_retention_days=0)
+    (entry,) = res["drained"]
+    assert os.listdir(str(ev)) == [os.path.basename(entry["evidence_path"])]
+    assert res["retention"]["evidence_removed"] == 3 and res["retention"]["evidence_removed_bytes"] == 900
+
+
+def test_two_runs_with_different_evidence_dirs_share_the_host_lock(writers, tmp_path):
+    w = writers()
+    w.wait_blocked()
+    locks = str(tmp_path / "locks")
+    lockdir = _pipe_lock.LockDir(locks)
+    held = lockdir.lock(pd.pipefs_device(), w.inode, w.pid, w.start_time)
+    assert held.acquire()
+    try:
+        res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "adhoc"), lock_dir=locks,
+                     min_age_seconds=0, max_rounds=1, confirm_interval=0.01, verify=ok_verify,
+                     scan=lambda *a, **k: {"stuck_execs": []})
+    finally:
+        held.release()
+        lockdir.close()
+    assert not res["drained"] and [s["reason"] for s in res["skipped_execs"]] == [pd.SKIP_LOCKED]
+    assert w.queued() > 0
+
+
+def test_retention_options_must_not_be_negative(tmp_path):
+    with pytest.raises(pd.DrainError, match="evidence_retention_days must not be negative"):
+        pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev"), evidence_retention_days=-1)

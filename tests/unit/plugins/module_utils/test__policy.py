@@ -50,3 +50,9 @@ def test_kube_guard_without_api_says_it_could_not_run():
     assert g["reason"].startswith("eviction guard could not run")
     g = pol.kube_guard({"failed": True, "msg": "Connection refused"}, {}, "n1", fail_closed=False)
     assert not g["blocked"] and "Connection refused" in g["reason"] and "drained anyway" in g["reason"]
+
+
+def test_kube_guard_node_not_found_is_not_a_green_light():
+    g = pol.kube_guard({"resources": []}, {"resources": []}, "n1", now=NOW)
+    assert g["ran"] and g["blocked"] and "node n1 not found in the cluster" in g["reason"]
+    assert not pol.kube_guard({"resources": []}, {"resources": []}, "n1", fail_closed=False, now=NOW)["blocked"]

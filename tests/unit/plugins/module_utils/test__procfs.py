@@ -106,3 +106,48 @@ def test_empty_pipe_peek_and_open_fd_checks_inode():
     finally:
         os.close(r)
         os.close(w)
+
+
+# ---- files a workload controls -----------------------------------------------
+def test_read_regular_file_refuses_fifo_symlink_and_big_files(tmp_path):
+    good = tmp_path / "config.json"
+    good.write_bytes(b'{"a": 1}')
+    assert pf.read_regular_file(str(good), 100) == b'{"a": 1}'
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(str(fifo))
+    with pytest.raises(pf.ProcError, match="not a regular file"):
+        pf.read_regular_file(str(fifo), 100, timeout=5)  # a blocking open would never return
+    link = tmp_path / "link.json"
+    link.symlink_to(good)
+    with pytest.raises(pf.ProcError, match="symlink"):
+        pf.read_regular_file(str(link), 100)
+    with pytest.raises(pf.ProcError, match="larger than 4 bytes"):
+        pf.read_regular_file(str(good), 4)
+    with pytest.raises(pf.ProcessGone):
+        pf.read_regular_file(str(tmp_path / "missing"), 100)
+
+
+def test_own_pid_namespace(tmp_path):
+    assert pf.own_pid_namespace(pf.Proc("/proc")) == (True, "")
+    # another pid namespace's procfs: self is another number, pid 1 elsewhere
+    fake = tmp_path / "hostproc"
+    (fake / "1" / "ns").mkdir(parents=True)
+    (fake / "self").symlink_to("4242" if os.getpid() != 4242 else "4243")
+    ok, why = pf.own_pid_namespace(pf.Proc(str(fake)))
+    assert ok is False and "another pid namespace" in why
+    # same self number, but NSpid shows a second level
+    (fake / "self").unlink()
+    (fake / "me").mkdir()
+    (fake / "me" / "status").write_text("Name:\tx\nNSpid:\t%d\t7\n" % os.getpid())
+    (fake / "self").symlink_to(str(os.getpid()))
+    (fake / str(os.getpid())).symlink_to(fake / "me")
+    ok, why = pf.own_pid_namespace(pf.Proc(str(fake)))
+    assert ok is False and "across pid namespaces" in why
+    # no NSpid (old kernel): pid 1's namespace decides
+    (fake / "me" / "status").write_text("Name:\tx\n")
+    (fake / "1" / "ns" / "pid").symlink_to("pid:[1]")
+    ok, why = pf.own_pid_namespace(pf.Proc(str(fake)))
+    assert ok is False and "pid 1 of" in why
+    (fake / "1" / "ns" / "pid").unlink()
+    (fake / "1" / "ns" / "pid").symlink_to(os.readlink("/proc/self/ns/pid"))
+    assert pf.own_pid_namespace(pf.Proc(str(fake))) == (True, "")

@@ -80,3 +80,20 @@ def test_pod_from_docker_labels_via_dockerd_root(tmp_path):
 def test_pod_mapping_ignores_non_strings():
     assert tree.pod_from_mapping({"io.kubernetes.pod.name": 3}) == {"namespace": None, "name": None, "container": None}
     assert tree.pod_from_mapping(None)["name"] is None
+
+
+def test_a_dockerd_in_another_mount_namespace_is_not_asked(tmp_path):
+    """A process in a container named dockerd, with its own config.v2.json
+    under its own root, cannot lend a real container its labels."""
+    import os
+    root = materialize("kernel310_shim_v1", tmp_path)
+    for pid, ns in ((6600, "mnt:[4026532777]"), (15581, "mnt:[4026531840]")):
+        os.makedirs("%s/%d/ns" % (root, pid))
+        os.symlink(ns, "%s/%d/ns/mnt" % (root, pid))
+    proc = Proc(root)
+    roots = tree.DockerRoots(proc, tree.ProcessTable.snapshot(proc))
+    assert tree.pod_of(proc, 15581, CID, roots, INCIDENT_EXEC) == {"namespace": None, "name": None, "container": None}
+    os.unlink(root + "/6600/ns/mnt")
+    os.symlink("mnt:[4026531840]", root + "/6600/ns/mnt")
+    roots = tree.DockerRoots(proc, tree.ProcessTable.snapshot(proc))
+    assert tree.pod_of(proc, 15581, CID, roots, INCIDENT_EXEC)["name"] == "web-0"

@@ -256,20 +256,13 @@ def test_verify_pipe_changed(tmp_path):
                      machine="x86_64") == (False, "pipe changed")
 
 
-@pytest.mark.parametrize("mutate,msg", [
-    (lambda r: r.pop("writer"), "writer missing"),
-    (lambda r: r.update(container_id="web"), "container_id"),
-    (lambda r: r["writer"].update(role="dockerd"), "writer.role"),
-    (lambda r: r["writer"].update(pid="15638"), "writer.pid"),
-    (lambda r: r.update(shim=None), "shim missing"),
-    (lambda r: r["pipe"].pop("inode"), "pipe.inode"),
-])
-def test_verify_refuses_malformed_records(tmp_path, mutate, msg):
+def test_verify_refuses_malformed_records(tmp_path):
+    # the rules themselves are tested once, in test__records.py
     root, rec = scanned(tmp_path)
-    mutate(rec)
-    with pytest.raises(se.DiagnosisError, match=msg):
+    rec.pop("writer")
+    with pytest.raises(se.DiagnosisError, match="malformed stuck exec record: .*writer missing"):
         se.verify(Proc(root), rec, sleep=Sleeps())
-    with pytest.raises(se.DiagnosisError, match="not a dict"):
+    with pytest.raises(se.DiagnosisError, match="must be a dict"):
         se.verify(Proc(root), ["x"], sleep=Sleeps())
 
 
@@ -280,3 +273,140 @@ def test_pipe_is_full_allows_page_slack_only():
     assert se.pipe_is_full(4096, 4096) and se.pipe_is_full(4000, 4096)
     assert not se.pipe_is_full(2048, 4096)
     assert not se.pipe_is_full(0, 4096) and not se.pipe_is_full(10, 0)
+
+
+# ---- hostile workloads -------------------------------------------------------
+IMPOSTOR_CID = "9" * 64
+
+
+def scan_within(seconds, fifos, **kw):
+    """scan() in a thread: a scan that blocks (on a FIFO) fails the test
+    instead of hanging it; the FIFOs are then opened for writing, which lets
+    the blocked open return."""
+    import threading
+    box = {}
+
+    def go():
+        try:
+            box["res"] = se.scan(**kw)
+        except Exception as e:  # reported below
+            box["error"] = e
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        for path in fifos:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        t.join(5)
+        pytest.fail("scan blocked on a FIFO planted where a bundle file should be")
+    if "error" in box:
+        raise box["error"]
+    return box["res"]
+
+
+def test_fifo_config_json_in_a_bundle_never_blocks_the_scan(tmp_path):
+    root = materialize("kernel6_cri_shim_v2", tmp_path)
+    config = os.path.join(root, "host/run/containerd/io.containerd.runtime.v2.task/k8s.io", C_APP, "config.json")
+    os.unlink(config)
+    os.mkfifo(config)
+    res = scan_within(10, [config], proc=Proc(root), pipe_probe=probe_from({4001: (65536, 65536), 4100: (65536, 65536)}),
+                      pipe_peek=peek_of(), sleep=Sleeps(), kmsg=False)
+    app = [r for r in res["stuck_execs"] if r["container_id"] == C_APP][0]
+    # the FIFO is refused, not read: the pod stays unknown, the hang is still proven
+    assert app["pod"] == {"namespace": None, "name": None, "container": None}
+
+
+def add_impostor(root, tmp_path):
+    """Process 5000 inside a container, a child of shim 3000 (every
+    container's init is): named runc, argv ``runc exec <id>``, fd 2 a full
+    pipe read by its own child 5001, its working directory a folder of the
+    container holding a FIFO named config.json, in another mount namespace."""
+    import shutil
+    shutil.copytree(root + "/4100", root + "/5000", symlinks=True)
+    set_field(root, 5000, "stat", open(root + "/4100/stat").read().replace("4100", "5000").replace(" 8200 ", " 9000 "))
+    set_field(root, 5000, "cmdline", "runc\0exec\0%s\0" % IMPOSTOR_CID)
+    os.unlink(root + "/5000/fd/2")
+    os.symlink("pipe:[9501]", root + "/5000/fd/2")
+    inside = tmp_path / "container-root" / "run/containerd/io.containerd.runtime.v2.task/k8s.io" / IMPOSTOR_CID
+    inside.mkdir(parents=True)
+    fifo = str(inside / "config.json")
+    os.mkfifo(fifo)
+    os.unlink(root + "/5000/cwd")
+    os.symlink(str(inside), root + "/5000/cwd")
+    os.makedirs(root + "/5000/ns")
+    os.symlink("mnt:[4026532999]", root + "/5000/ns/mnt")
+    os.makedirs(root + "/3000/ns")
+    os.symlink("mnt:[4026531840]", root + "/3000/ns/mnt")
+    # its reader: a child holding the read end
+    shutil.copytree(root + "/3030", root + "/5001", symlinks=True)
+    set_field(root, 5001, "stat", open(root + "/3030/stat").read().replace("3030 (sleep) S 3000", "5001 (sleep) S 5000"))
+    for sub in ("fd", "fdinfo"):
+        os.makedirs(root + "/5001/" + sub)
+    os.symlink("pipe:[9501]", root + "/5001/fd/0")
+    set_field(root, 5001, "fdinfo/0", "flags:\t0100000\n")
+    return fifo
+
+
+def test_impostor_runc_exec_in_a_container_is_a_suspect_and_never_blocks(tmp_path):
+    root = materialize("kernel6_cri_shim_v2", tmp_path)
+    fifo = add_impostor(root, tmp_path)
+    probes = {4001: (65536, 65536), 4100: (65536, 65536), 5000: (65536, 65536)}
+    res = scan_within(10, [fifo], proc=Proc(root), pipe_probe=probe_from(probes), pipe_peek=peek_of(),
+                      sleep=Sleeps(), kmsg=False)
+    assert 5000 not in [r["writer"]["pid"] for r in res["stuck_execs"]]
+    assert sorted(r["container_id"] for r in res["stuck_execs"]) == sorted([C_APP, C_SIDE])
+    (sus,) = [r for r in res["suspects"] if r["writer"]["pid"] == 5000]
+    assert "runc exec is in another mnt namespace than its shim" in sus["reasons"]
+    assert "runc exec bundle is not next to its shim's bundle" in sus["reasons"]
+    assert "reader is not a shim" in sus["reasons"]
+    assert sus["runc_exec"]["bundle"] is None
+    # even verify() of a hand-written record claiming it stuck says no
+    rec = copy.deepcopy(sus)
+    rec["readers"] = [{"pid": 3000, "fd": 24, "comm": "containerd-shim", "is_shim": True}]
+    ok, why = se.verify(Proc(root), rec, sleep=Sleeps(), pipe_probe=probe_from(probes))
+    assert ok is False and "namespace" in why
+
+
+def test_impostor_whose_folder_has_the_bundle_name_is_still_refused(tmp_path):
+    """Namespace links hidden, the working directory named like a real bundle
+    in the container's view: the host has no such directory (on the real
+    runtime the name resolves to another one), so it is not the bundle."""
+    root = materialize("kernel6_cri_shim_v2", tmp_path)
+    add_impostor(root, tmp_path)
+    os.unlink(root + "/5000/ns/mnt")
+    os.unlink(root + "/3000/ns/mnt")
+    os.unlink(root + "/5000/cwd")
+    os.symlink("/run/containerd/io.containerd.runtime.v2.task/k8s.io/" + IMPOSTOR_CID, root + "/5000/cwd")
+    probes = {4001: (65536, 65536), 4100: (65536, 65536), 5000: (65536, 65536)}
+    res = scan_within(10, [], proc=Proc(root), pipe_probe=probe_from(probes), pipe_peek=peek_of(),
+                      sleep=Sleeps(), kmsg=False)
+    (sus,) = [r for r in res["suspects"] if r["writer"]["pid"] == 5000]
+    assert ("runc exec working directory /run/containerd/io.containerd.runtime.v2.task/k8s.io/%s "
+            "is not the host directory of that name" % IMPOSTOR_CID) in sus["reasons"], sus["reasons"]
+
+
+def test_the_blocked_writer_may_be_a_thread_other_than_the_leader(tmp_path):
+    """runc init's crash dump is written by the thread that crashed: the
+    leader may sleep in a futex while thread 4005 is the one in writev(2)."""
+    root = materialize("kernel6_cri_shim_v2", tmp_path)
+    leader_syscall = open(root + "/4001/syscall").read()
+    for tid in ("4001", "4005"):
+        os.makedirs(root + "/4001/task/" + tid)
+        for name in ("stat", "status", "wchan"):
+            text = open(root + "/4001/" + name).read()
+            set_field(root, 4001, "task/%s/%s" % (tid, name), text.replace("4001 (", tid + " (", 1))
+    set_field(root, 4001, "task/4001/syscall", "202 0xc000 0x80 0x0 0x0 0x0 0x0 0x7ffc 0x4567\n")
+    set_field(root, 4001, "task/4001/wchan", "futex_wait_queue")
+    set_field(root, 4001, "task/4005/syscall", leader_syscall)
+    set_field(root, 4001, "syscall", "202 0xc000 0x80 0x0 0x0 0x0 0x0 0x7ffc 0x4567\n")
+    set_field(root, 4001, "wchan", "futex_wait_queue")
+    res = se.scan(Proc(root), pipe_probe=probe_from({4001: (65536, 65536), 4100: (65536, 65536)}),
+                  pipe_peek=peek_of(), sleep=Sleeps(), kmsg=False)
+    app = [r for r in res["stuck_execs"] if r["container_id"] == C_APP]
+    assert len(app) == 1, res["suspects"]
+    assert app[0]["writer"]["pid"] == 4001 and app[0]["writer"]["tid"] == 4005
+    assert app[0]["runc_init"]["syscall"] == "writev" and app[0]["runc_init"]["wchan"] == "anon_pipe_write"

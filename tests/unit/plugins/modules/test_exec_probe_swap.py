@@ -1,4 +1,4 @@
-"""exec_probe_convert as Ansible runs it: argument spec, check and diff mode,
+"""exec_probe_swap as Ansible runs it: argument spec, check and diff mode,
 clear failures for bad input."""
 import copy
 import shutil
@@ -7,13 +7,13 @@ import jsonpatch
 import pytest
 import yaml
 
-from ansible_collections.hangdoctor.runtime.plugins.modules import exec_probe_convert
+from ansible_collections.hangdoctor.runtime.plugins.modules import exec_probe_swap
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.manifest_fixtures import FIXTURES, copy_manifests
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.modules.module_runner import run_main
 
 
 def run(args, capsys):
-    return run_main(exec_probe_convert, args, capsys)
+    return run_main(exec_probe_swap, args, capsys)
 
 
 def web_deployment():

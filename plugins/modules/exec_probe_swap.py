@@ -8,7 +8,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 ---
-module: exec_probe_convert
+module: exec_probe_swap
 short_description: Turn Kubernetes exec probes into tcpSocket, httpGet or grpc probes
 version_added: 0.1.0
 author: hangdoctor developers (!UNKNOWN)
@@ -37,9 +37,17 @@ description:
     the IANA service name format). An invalid result is never emitted; the probe is reported as skipped.
   - Objects owned by Helm, Argo CD, Flux or another field manager that owns the probe get a warning,
     because that tool puts the exec probe back at its next sync. Convert at the source instead.
-  - In file mode, documents that do not change are written back byte for byte. A changed document is
-    written back with PyYAML in its original key order, keeping the comment lines around it, but
-    comments inside it are lost.
+  - A probe whose port the container does not declare in C(ports) is not converted unless
+    O(allow_undeclared_ports) (or the rule's) allows it. Offline the module cannot see the listen address, and
+    a server that listens on 127.0.0.1 only (a sidecar, an agent) passes the exec probe and fails the converted
+    one, which connects to the pod IP; the kubelet would then restart a healthy container in a loop.
+  - Every converted probe carries the listen-address caveat (RV(probes[].caveat)); check it on the node with
+    M(hangdoctor.runtime.container_listen_info).
+  - In file mode, documents and lines that do not change are written back byte for byte. The converted
+    probe's lines are edited in place (comments, quoting and the layout of the rest of the file are kept).
+    When a probe cannot be edited line by line (a flow-style mapping, for example), the document is
+    rewritten with ruamel.yaml in round-trip mode if it is installed where the module runs, else with
+    PyYAML in its original key order, keeping the comment lines around it; RV(objects[].edit) says which.
 options:
   definitions:
     description:
@@ -114,6 +122,17 @@ options:
             into tcpSocket checks of their port. The database protocol is no longer checked.
         type: bool
         default: false
+      allow_undeclared_ports:
+        description: Overrides O(allow_undeclared_ports) for the probes this rule matches.
+        type: bool
+  allow_undeclared_ports:
+    description:
+      - Convert exec probes whose port the container does not declare in its C(ports), with a warning.
+      - Off by default, because such a port may listen on loopback only, where the converted probe would fail.
+      - A rule's O(rules[].allow_undeclared_ports) overrides this for the probes it matches. Rules with an
+        explicit action (V(tcp), V(http), V(grpc)) convert such probes with a warning.
+    type: bool
+    default: false
   min_timeout_seconds:
     description:
       - C(timeoutSeconds) for converted probes that had none. Exec probe timeouts were not enforced before
@@ -126,13 +145,20 @@ options:
       - Must not be inside a manifest directory, because the kubelet would run a backup of a static-pod manifest.
     type: path
 notes:
-  - "O(rules[].action=infer) converts C(curl) and C(wget) GETs of a literal loopback URL (C(-k) or https gives
-    C(scheme: HTTPS), C(-H 'Host: ...') a header, C(-m)/C(-T) a timeout), C(nc -z) and bash C(/dev/tcp) to a
-    loopback port, and C(grpc_health_probe -addr) without TLS flags; through C(sh -c) only when the script
-    is that single command."
-  - It refuses pipes, C(&&)/C(||), variables, command substitution, request methods and bodies (C(-X), C(-d)),
-    credentials (C(-u), Authorization headers, URL user info; secrets are never copied into a spec), unix
-    sockets and non-loopback hosts.
+  - "O(rules[].action=infer) converts C(curl) and C(wget) GETs of a literal URL on the container itself (loopback
+    in any spelling, or C(0.0.0.0); a URL without a scheme is http; C(-k) or https gives C(scheme: HTTPS),
+    C(-H 'Host: ...') a header, C(-m)/C(-T) a timeout), C(nc -z) and bash C(/dev/tcp) to such a port, and
+    C(grpc_health_probe)/C(grpc-health-probe -addr) without TLS flags."
+  - Through a shell only when the script is that single command, after what does not change the check
+    (C(sh -c -e), C(-ec), C(set -e;), a shebang or comment line, a trailing C(|| exit 1), C(exec), C(timeout N)).
+  - C($(VAR)) (expanded by the kubelet) and the shell's C($VAR) are resolved from the container's C(env) when
+    it gives a literal value; otherwise the probe is refused saying which variable and why.
+  - It refuses, saying the real reason (RV(probes[].reason_kind)), credentials (C(-u), credential headers such
+    as C(Authorization), C(apikey), C(X-Api-Key), tokens in the URL query, URL user info, passwords of database
+    pings; a credential is never copied into a spec), UDP, client certificates and TLS the kubelet cannot
+    speak, unix sockets, other hosts, script files, file, process and application-level checks, pipes and
+    command lists, and probes that can never fail (a shell line that is only C($0), C(|| true)), which are
+    also reported as warnings.
   - A converted httpGet or tcpSocket probe connects from the node to the pod IP. An application listening
     only on 127.0.0.1 passes the exec probe and fails the new one; the C(hangdoctor.runtime.exec_probe_swap)
     role can check that on the node.
@@ -152,6 +178,7 @@ attributes:
     support: full
 requirements:
   - PyYAML (a dependency of ansible-core) for O(path)
+  - ruamel.yaml (optional) to keep comments and quotes of documents that cannot be edited line by line
 seealso:
   - module: kubernetes.core.k8s_info
   - module: kubernetes.core.k8s_json_patch
@@ -166,7 +193,7 @@ EXAMPLES = r'''
   register: deployments
 
 - name: Plan the conversion of their exec probes
-  hangdoctor.runtime.exec_probe_convert:
+  hangdoctor.runtime.exec_probe_swap:
     definitions: "{{ deployments.resources }}"
     min_timeout_seconds: 5
     rules:
@@ -186,7 +213,7 @@ EXAMPLES = r'''
   loop: "{{ plan.objects | selectattr('patch') }}"
 
 - name: Rewrite static-pod manifests, backups outside the directory the kubelet reads
-  hangdoctor.runtime.exec_probe_convert:
+  hangdoctor.runtime.exec_probe_swap:
     path: /etc/kubernetes/manifests
     backup_dir: /var/backups/hangdoctor/manifests
 '''
@@ -222,6 +249,13 @@ objects:
       description: Index of the YAML document in RV(objects[].file) (file mode only).
       type: int
       sample: 0
+    edit:
+      description:
+        - How a changed document was written (file mode only, null when it did not change). V(line) replaced
+          only the converted probes' lines; V(ruamel) and V(pyyaml) rewrote the document.
+      type: str
+      choices: [line, ruamel, pyyaml]
+      sample: line
     patch:
       description: RFC 6902 JSON patch; empty when nothing is converted.
       type: list
@@ -233,13 +267,15 @@ objects:
         - {op: add, path: /spec/template/spec/containers/0/livenessProbe/httpGet, value: {path: /healthz, port: 8080}}
         - {op: add, path: /metadata/annotations, value: {"hangdoctor.runtime/original-exec-probes": "{...}"}}
     converted:
-      description: Converted probes with C(container), C(probe), C(command), C(action), C(handler), C(warnings).
+      description: Converted probes with C(container), C(probe), C(command), C(action), C(handler), C(warnings)
+        and C(caveat) (the listen-address caveat, null with host network).
       type: list
       elements: dict
       sample: [{container: web, probe: liveness, command: [curl, -f, "http://localhost:8080/healthz"], action: infer,
                 handler: {httpGet: {path: /healthz, port: 8080}}, warnings: []}]
     skipped:
-      description: Exec probes left as they are, with C(container), C(probe), C(command) and C(reason).
+      description: Exec probes left as they are, with C(container), C(probe), C(command), C(reason) and
+        C(reason_kind) (see RV(probes[].reason_kind)).
       type: list
       elements: dict
       sample: [{container: db, probe: readiness, command: [pg_isready], reason: "pg_isready checks the database protocol; ..."}]
@@ -258,8 +294,28 @@ probes:
   returned: always
   type: list
   elements: dict
+  contains:
+    result:
+      description: What happened to the probe.
+      type: str
+      choices: [converted, skipped, kept]
+    reason:
+      description: Why a probe was skipped or kept, for a person.
+      type: str
+    reason_kind:
+      description:
+        - Why a probe was skipped, in one word, for grouping. V(credential), V(udp), V(tls), V(unix-socket),
+          V(loopback-only) (the port is not declared), V(remote-host), V(script), V(app-check), V(file-check),
+          V(process-check), V(never-fails), V(lossy) (a database ping, see O(rules[].allow_lossy)), V(variable),
+          V(shell), V(unsupported), V(invalid), V(immutable).
+      type: str
+    caveat:
+      description: For a converted probe, the listen-address caveat; null otherwise and with host network.
+      type: str
   sample: [{kind: Deployment, namespace: shop, name: web, container: web, probe: liveness, result: converted,
-            command: [curl, -f, "http://localhost:8080/healthz"], handler: {httpGet: {path: /healthz, port: 8080}}, reason: null}]
+            command: [curl, -f, "http://localhost:8080/healthz"], handler: {httpGet: {path: /healthz, port: 8080}},
+            reason: null, reason_kind: null,
+            caveat: "the kubelet connects to the pod IP, not to loopback: the new probe passes only if port 8080 listens on ..."}]
 summary:
   description: Counts of exec probes by result and of objects with a patch.
   returned: always
@@ -271,6 +327,11 @@ files:
   type: list
   elements: str
   sample: [/srv/gitops/web.yaml]
+msg:
+  description: One line for a person.
+  returned: always
+  type: str
+  sample: "3 exec probes: 1 converted, 1 skipped, 1 kept; 1 objects to patch"
 backups:
   description: Backup copies made in O(backup_dir).
   returned: always
@@ -280,6 +341,9 @@ backups:
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_errors
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_manifest
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
 
 
@@ -291,13 +355,14 @@ def main():
         container=dict(type='str'),
         probe=dict(type='list', elements='str', choices=['liveness', 'readiness', 'startup']),
         command=dict(type='str'),
-        action=dict(type='str', default='infer', choices=list(_probes.ACTIONS)),
+        action=dict(type='str', default='infer', choices=list(_probe_rules.ACTIONS)),
         port=dict(type='raw'),
         path=dict(type='str'),
         scheme=dict(type='str', choices=['HTTP', 'HTTPS']),
         headers=dict(type='raw'),
         service=dict(type='str'),
         allow_lossy=dict(type='bool', default=False),
+        allow_undeclared_ports=dict(type='bool'),
     )
     module = AnsibleModule(
         argument_spec=dict(
@@ -305,6 +370,7 @@ def main():
             path=dict(type='path'),
             rules=dict(type='list', elements='dict', default=[], options=rule_spec),
             min_timeout_seconds=dict(type='int'),
+            allow_undeclared_ports=dict(type='bool', default=False),
             backup_dir=dict(type='path'),
         ),
         required_one_of=[('definitions', 'path')],
@@ -313,17 +379,18 @@ def main():
     p = module.params
     if p['min_timeout_seconds'] is not None and p['min_timeout_seconds'] < 1:
         module.fail_json(msg='min_timeout_seconds must be at least 1')
-    if p['path'] and not _probes.HAS_YAML:
-        module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probes.YAML_IMPORT_ERROR))
+    if p['path'] and not _probe_manifest.HAS_YAML:
+        module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probe_manifest.YAML_IMPORT_ERROR))
     reports, files, diffs, backups = [], [], [], []
     try:
         if p['definitions'] is not None:
-            reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds']))
+            reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
+                                           p['allow_undeclared_ports']))
         if p['path']:
-            file_reports, files, diffs, backups = _probes.convert_files(
-                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'])
+            file_reports, files, diffs, backups = _probe_manifest.convert_files(
+                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'], p['allow_undeclared_ports'])
             reports.extend(file_reports)
-    except _probes.ProbeError as e:
+    except _probe_errors.ProbeError as e:
         module.fail_json(msg=str(e))
     except (IOError, OSError) as e:
         module.fail_json(msg='cannot read or write manifests: %s' % e)
@@ -331,7 +398,11 @@ def main():
     summary = {'probes': len(probes), 'objects_to_patch': len([r for r in reports if r['patch']])}
     for result in ('converted', 'skipped', 'kept'):
         summary[result] = len([r for r in probes if r['result'] == result])
-    result = dict(changed=bool(files), objects=reports, probes=probes, summary=summary, files=files, backups=backups)
+    msg = '%d exec probes: %d converted, %d skipped, %d kept; %d %s' % (
+        summary['probes'], summary['converted'], summary['skipped'], summary['kept'],
+        len(files) if p['path'] else summary['objects_to_patch'],
+        ('files to rewrite' if module.check_mode else 'files rewritten') if p['path'] else 'objects to patch')
+    result = dict(changed=bool(files), msg=msg, objects=reports, probes=probes, summary=summary, files=files, backups=backups)
     if module._diff and diffs:
         result['diff'] = diffs
     module.exit_json(**result)

@@ -1,0 +1,410 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Evidence files of the drain (private module_utils): the directory, the
+file every drained byte goes through, its header and trailer, and reading
+one back.
+
+Target-side code: Python 3.6+ syntax and stdlib only.  Nothing here calls
+``fail_json``: an unusable directory raises :class:`EvidenceError`.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import hashlib
+import os
+import re
+import stat as stat_mod
+import time
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+
+HEADER_END = b'----- hangdoctor: pipe bytes follow -----\n'
+ELIDED_MARK = b'\n----- hangdoctor: %d bytes elided -----\n'
+TRAILER_MARK = b'\n----- hangdoctor: end of pipe bytes'
+
+
+# Retention defaults: what a node keeps at most (the documented option defaults).
+RETENTION_COUNT = 1000
+RETENTION_BYTES = 1024 * 1024 * 1024
+RETENTION_DAYS = 30
+# Never removed by retention: a file written in the last hour may still be
+# open in a concurrent run's drain, or be the evidence somebody is reading now.
+RETENTION_GRACE_SECONDS = 3600
+EVIDENCE_RE = re.compile(r'^[0-9a-f]{12}-\d+-\d+-\d{8}T\d{6}\.\d{6}Z\.log$')
+
+
+class EvidenceError(Exception):
+    """An unusable evidence directory or a file that is not evidence."""
+
+
+# ---- private directories ---------------------------------------------------
+O_CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
+DIR_FLAGS = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) | os.O_NOFOLLOW | O_CLOEXEC
+
+
+def _refuse_shared(st, path, what, final):
+    """A directory root writes into must be safe from everybody but root:
+    owned by root (or us), and nobody else may rename or plant entries in it.
+    On the way there, a sticky directory such as /tmp is fine, and so is a
+    root-owned one its group may write (Ubuntu's /var/log is root:syslog
+    0775): no component is ever followed as a symlink, and the last one
+    must be ours and private, so a swapped path is refused, not used."""
+    euid = os.geteuid()
+    if st.st_uid not in (0, euid) or (final and st.st_uid != euid):
+        raise EvidenceError('%s %s is owned by uid %d, not by uid %d: refusing it' % (what, path, st.st_uid, euid))
+    writable = st.st_mode & (0o022 if final else 0o002)
+    if writable and (final or not st.st_mode & stat_mod.S_ISVTX):
+        raise EvidenceError('%s %s is writable by %s (mode %04o): refusing it; make it %s or '
+                            'choose another directory' % (what, path, 'group or others' if final else 'others',
+                                                          stat_mod.S_IMODE(st.st_mode), '0700' if final else 'o-w'))
+
+
+def _why_not_a_dir(dir_fd, name, here, e):
+    try:
+        if stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            return '%s is a symlink, not followed' % here
+    except OSError:
+        pass
+    return e.strerror or str(e)
+
+
+def open_private_dir(path, what):
+    """Create (0700) or check directory PATH and return (real path, open
+    directory fd).  Every component is opened relative to its parent with
+    O_NOFOLLOW, so a component swapped for a symlink after the check is
+    refused, never followed; files are then created relative to the fd.
+    PATH itself may be a symlink owned by us (or root), never one owned by
+    another user.  WHAT names the option in messages."""
+    if not path or not os.path.isabs(path):
+        raise EvidenceError('%s must be an absolute path, got %r' % (what, path))
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        if e.errno not in (errno.ENOENT,):
+            raise EvidenceError('%s %s: %s' % (what, path, e.strerror))
+    else:
+        if stat_mod.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+            raise EvidenceError('%s %s is a symlink owned by uid %d, refusing it' % (what, path, st.st_uid))
+    real = os.path.realpath(path)
+    parts = [p for p in real.split('/') if p]
+    fd = os.open('/', DIR_FLAGS)
+    done = '/'
+    try:
+        for n, name in enumerate(parts):
+            final = n == len(parts) - 1
+            here = os.path.join(done, name)
+            try:
+                sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    raise EvidenceError('%s %s: %s' % (what, path, _why_not_a_dir(fd, name, here, e)))
+                try:
+                    os.mkdir(name, 0o700, dir_fd=fd)
+                except OSError as e2:
+                    if e2.errno != errno.EEXIST:
+                        raise EvidenceError('cannot create %s %s: %s' % (what, path, e2.strerror))
+                try:
+                    sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError as e2:
+                    raise EvidenceError('%s %s: %s' % (what, path, e2.strerror))
+            os.close(fd)
+            fd = sub
+            done = here
+            st = os.fstat(fd)
+            _refuse_shared(st, here, what, final)
+        if parts and st.st_mode & 0o077:
+            # readable by others: tighten (root's evidence is nobody else's business)
+            os.fchmod(fd, 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return real, fd
+
+
+class EvidenceDir(object):
+    """The evidence directory, open for one run (see :func:`open_private_dir`)."""
+
+    def __init__(self, path):
+        self.path, self.fd = open_private_dir(path, 'evidence_dir')
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
+                    keep=(), now=None, grace=RETENTION_GRACE_SECONDS):
+    """Remove the oldest evidence files of EVIDENCE_DIR (only names this
+    module gives them, only regular files) until at most COUNT files and
+    MAX_BYTES bytes are left and none is older than DAYS; 0 lifts a bound.
+    The files in KEEP (this run's) and those modified in the last GRACE
+    seconds are never removed but count.  Returns
+    {'removed': n, 'removed_bytes': b}."""
+    now = time.time() if now is None else now
+    files = []
+    for name in os.listdir(evidence_dir.fd):
+        if not EVIDENCE_RE.match(name):
+            continue
+        try:
+            st = os.stat(name, dir_fd=evidence_dir.fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat_mod.S_ISREG(st.st_mode):
+            files.append((st.st_mtime, name, st.st_size))
+    files.sort(reverse=True)
+    kept_n = kept_bytes = removed = removed_bytes = 0
+    for mtime, name, size in files:
+        old = (days and now - mtime > days * 86400) or (count and kept_n >= count) or (
+            max_bytes and kept_bytes + size > max_bytes)
+        if old and name not in keep and now - mtime > grace:
+            try:
+                os.unlink(name, dir_fd=evidence_dir.fd)
+            except OSError:
+                pass
+            else:
+                removed += 1
+                removed_bytes += size
+                continue
+        kept_n += 1
+        kept_bytes += size
+    if removed:
+        fsync_dir(evidence_dir.fd)
+    return {'removed': removed, 'removed_bytes': removed_bytes}
+
+
+def prepare_evidence_dir(path):
+    """Create (0700) or check the evidence directory; return its real path."""
+    d = EvidenceDir(path)
+    d.close()
+    return d.path
+
+
+def fsync_dir(dir_fd):
+    """Make created or removed names durable; a directory that cannot be
+    synced (some filesystems refuse) is no reason to fail."""
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+
+
+# ---- evidence file ---------------------------------------------------------
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def utc(epoch, fmt='%Y-%m-%dT%H:%M:%S'):
+    return '%s.%06dZ' % (time.strftime(fmt, time.gmtime(epoch)), int((epoch % 1) * 1000000))
+
+
+def evidence_name(container_id, pid, start_time, epoch):
+    return '%s-%d-%d-%s.log' % (container_id[:12], pid, start_time, utc(epoch, '%Y%m%dT%H%M%S'))
+
+
+def header(record, info, hostname, now, proc):
+    """The lines an evidence file starts with: who wrote the bytes, where,
+    and what the diagnosis said (INFO is ``_records.check_record(record)``)."""
+    pod = record.get('pod') or {}
+    cause = record.get('cause') or {}
+    shim = record.get('shim') or {}
+    rexec = record.get('runc_exec') or {}
+    try:
+        started = utc(proc.start_epoch(info['start_time']))
+    except _procfs.ProcError:
+        started = 'unknown'
+    pipe = record.get('pipe') or {}
+    return [
+        'hangdoctor.runtime.runc_pipe_drain evidence',
+        'host: %s' % hostname,
+        'container: %s' % info['container_id'],
+        'pod: %s/%s container %s' % (pod.get('namespace') or '-', pod.get('name') or '-', pod.get('container') or '-'),
+        'writer: %s pid %d start_time %d (started %s)' % (info['role'], info['pid'], info['start_time'], started),
+        'runc_exec: pid %s' % (rexec.get('pid') or '-'),
+        'shim: pid %s version %s' % (shim.get('pid') or '-', shim.get('version') or '-'),
+        'pipe: inode %d capacity %s queued %s (at diagnosis)' % (info['inode'], pipe.get('capacity'), pipe.get('queued')),
+        'cause: %s: %s' % (cause.get('kind') or 'unknown', cause.get('summary') or '-'),
+        'drained_at: %s' % utc(now),
+    ]
+
+
+class Evidence(object):
+    """Every byte read from the pipe goes through :meth:`add`: all are counted
+    and hashed; the file keeps them all, or past ``limit`` the head and the
+    tail with the elided count.  Created 0600 with O_EXCL|O_NOFOLLOW relative
+    to the evidence directory fd, so a planted file or symlink is never
+    written through.
+
+    A file that cannot be created or written (a full disk, EFBIG) never stops
+    the repair: the bytes go on being read, counted and hashed; the result
+    says which ones the file kept (``kept_ranges``, offsets in what was read,
+    and ``kept_sha``), how many were ``lost``, and a file that kept no pipe
+    byte is removed, so retries on a full disk leave no pile of headers.
+    Always ``kept + elided + lost == total``."""
+
+    def __init__(self, evidence_dir, name, header_lines, limit=0):
+        self.dir = evidence_dir
+        self.name = name
+        self.path = os.path.join(evidence_dir.path, name)
+        self.limit = max(0, int(limit or 0))
+        self.head_room = self.limit - self.limit // 2 if self.limit else None
+        self.tail_limit = self.limit // 2
+        self.tail = bytearray()
+        self.total = 0
+        self.kept_head = 0
+        self.kept_tail = 0
+        self.tail_start = None
+        self.sha = hashlib.sha256()
+        self.kept_sha = hashlib.sha256()
+        self.elided = 0
+        self.lost = 0
+        self.error = None
+        self.fd = None
+        try:
+            self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC, 0o600,
+                              dir_fd=evidence_dir.fd)
+        except OSError as e:
+            self.error = 'cannot create %s: %s' % (self.path, e.strerror or e)
+            self.path = None
+            return
+        try:
+            write_all(self.fd, ''.join('%s\n' % line for line in header_lines).encode('utf-8', 'replace') + HEADER_END)
+        except OSError as e:
+            self._failed(e)
+
+    def _failed(self, e):
+        if self.error is None:
+            self.error = 'writing %s failed after %d of %d bytes: %s' % (
+                self.path, self.kept_head, self.total, e.strerror or e)
+        self.lost += len(self.tail)
+        self.tail = bytearray()
+        self.head_room = 0
+        self.tail_limit = 0
+
+    def _write(self, data, head):
+        """Write DATA (to the HEAD or the tail part); count and hash exactly
+        what reached the file, also when a write fails half way (the rest is
+        lost, and the OSError raised)."""
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError:
+                self.lost += len(view)
+                raise
+            self.kept_sha.update(view[:n])
+            view = view[n:]
+            if not head:
+                self.kept_tail += n
+                continue
+            self.kept_head += n
+            if self.head_room is not None:
+                self.head_room -= n
+
+    def add(self, data):
+        if not data:
+            return
+        self.total += len(data)
+        self.sha.update(data)
+        if self.error is not None:
+            self.lost += len(data)
+            return
+        try:
+            if self.head_room is None or self.head_room > 0:
+                head = data if self.head_room is None else data[:self.head_room]
+                data = data[len(head):]
+                try:
+                    self._write(head, True)
+                except OSError:
+                    self.lost += len(data)
+                    raise
+            if data:
+                self.tail += data
+                over = len(self.tail) - self.tail_limit
+                if over > 0:
+                    del self.tail[:over]
+                    self.elided += over
+        except OSError as e:
+            # a full disk must not stop the repair: keep counting and hashing
+            self._failed(e)
+
+    @property
+    def truncated(self):
+        return self.elided > 0
+
+    @property
+    def kept(self):
+        return self.kept_head + self.kept_tail
+
+    @property
+    def kept_ranges(self):
+        ranges = [[0, self.kept_head]] if self.kept_head else []
+        if self.kept_tail:
+            ranges.append([self.tail_start, self.tail_start + self.kept_tail])
+        return ranges
+
+    def close(self, note=''):
+        if self.fd is None:
+            self.lost += len(self.tail)
+            self.tail = bytearray()
+            return
+        try:
+            if self.error is None and self.tail:
+                if self.elided > 0:
+                    write_all(self.fd, ELIDED_MARK % self.elided)
+                self.tail_start = self.total - len(self.tail)
+                tail, self.tail = bytes(self.tail), bytearray()
+                self._write(tail, False)
+        except OSError as e:
+            self._failed(e)
+        self.lost += len(self.tail)
+        self.tail = bytearray()
+        notes = [n for n in (note, self.error) if n]
+        if self.lost:
+            notes.append('%d bytes lost' % self.lost)
+        trailer = ': %d bytes read, sha256 %s, %d elided%s -----\n' % (
+            self.total, self.sha.hexdigest(), self.elided, ('; ' + '; '.join(notes)) if notes else '')
+        try:
+            write_all(self.fd, TRAILER_MARK + trailer.encode('utf-8'))
+        except OSError as e:
+            if self.error is None:
+                self.error = 'writing the trailer of %s failed: %s' % (self.path, e.strerror or e)
+        try:
+            os.fsync(self.fd)
+        except OSError as e:
+            if self.error is None:
+                self.error = 'fsync of %s failed: %s' % (self.path, e.strerror or e)
+        os.close(self.fd)
+        self.fd = None
+        if self.error is not None and not self.kept:
+            # a header without a single pipe byte is no evidence: do not pile them up
+            try:
+                os.unlink(self.name, dir_fd=self.dir.fd)
+            except OSError:
+                pass
+            self.path = None
+        fsync_dir(self.dir.fd)
+
+    def abort(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def read_evidence(path):
+    """(header text, kept body bytes, trailer text) of an evidence file."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    head, sep, rest = data.partition(HEADER_END)
+    if not sep:
+        raise EvidenceError('%s is not a hangdoctor evidence file' % path)
+    cut = rest.rfind(TRAILER_MARK)
+    if cut < 0:
+        return head.decode('utf-8', 'replace'), rest, ''
+    return head.decode('utf-8', 'replace'), rest[:cut], rest[cut + 1:].decode('utf-8', 'replace')

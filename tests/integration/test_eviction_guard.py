@@ -1,0 +1,81 @@
+"""The eviction guard on a Kubernetes node, end to end: a real stuck exec on
+the harness, a stand-in kubelet (so node_doctor knows it is a Kubernetes node
+and which node name the kubelet uses), the real kubernetes.core modules and
+Python client on the controller, and an HTTPS endpoint that serves the Node
+and Pod objects a real API server returns (fake_kube_api.py)."""
+import pytest
+
+import fake_kube_api as fk
+from test_playbook_tags import ok, play, still_stuck
+
+NODE = "node-17.example"  # what the stand-in kubelet's --hostname-override gives, lower-cased
+
+
+@pytest.fixture
+def kube_api(tmp_path):
+    d = tmp_path / "kube"
+    d.mkdir()
+    api = fk.FakeKubeAPI(d)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def stuck(harness, release):
+    from test_runc_pipe_drain import assert_stuck, new_container
+    cid = new_container(harness)
+    exec_proc, pid = harness.hang(cid)
+    assert_stuck(harness, cid, pid)
+    return cid
+
+
+def run(harness, tmp_path, cid, api, **extra):
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    return play(harness, tmp_path, "remediate", cid, extra=dict(extra, hangdoctor_kubeconfig=str(kubeconfig)))
+
+
+def test_pending_deletions_on_a_not_ready_node_block_the_drain(harness, tmp_path, stuck, kubelet, kube_api):
+    kube_api.nodes[NODE] = fk.node(NODE, ready=False, since="2026-11-27T08:00:00Z")
+    kube_api.pods = [fk.pod("shop", "web-0", NODE, deleting=True), fk.pod("shop", "cart-1", NODE, deleting=True),
+                     fk.pod("shop", "ok-2", NODE), fk.pod("other", "elsewhere-0", "node-2", deleting=True)]
+    r, rep = run(harness, tmp_path, stuck, kube_api)
+    ok(r)
+    assert still_stuck(harness, stuck)
+    host = rep["hosts"][0]
+    (skip,) = host["skipped"]
+    assert "2 pod(s) bound to %s carry a deletionTimestamp (node NotReady for " % NODE in skip["reason"], skip
+    assert host["guard"]["pending_deletions"] == ["shop/cart-1", "shop/web-0"]
+    assert rep["totals"]["guard_blocked_hosts"] == 1 and rep["totals"]["drained"] == 0
+    calls = [(m, p, q) for m, p, q in kube_api.requests if p.startswith("/api/v1/")]
+    assert ("GET", "/api/v1/nodes/" + NODE, {}) in calls
+    assert ("GET", "/api/v1/pods", {"fieldSelector": "spec.nodeName=" + NODE}) in calls
+    assert not kube_api.patches
+
+
+def test_no_pending_deletions_cordon_drain_verify_uncordon(harness, tmp_path, stuck, kubelet, kube_api):
+    kube_api.nodes[NODE] = fk.node(NODE, ready=False)
+    kube_api.pods = [fk.pod("shop", "ok-2", NODE)]
+    r, rep = run(harness, tmp_path, stuck, kube_api, hangdoctor_kube_cordon=True)
+    ok(r)
+    assert harness.inspect_answers(stuck, timeout=2.0)
+    host = rep["hosts"][0]
+    assert host["drained"][0]["verified"] is True and host["verify"]["ok"] is True
+    assert host["guard"]["cordoned"] is True and host["guard"]["blocked"] is False
+    assert [p[2] for p in kube_api.patches] == [{"spec": {"unschedulable": True}}, {"spec": {"unschedulable": False}}]
+    assert kube_api.nodes[NODE]["spec"]["unschedulable"] is False
+
+
+def test_a_node_someone_else_cordoned_is_left_as_it_is(harness, tmp_path, stuck, kubelet, kube_api):
+    kube_api.nodes[NODE] = fk.node(NODE, ready=True, unschedulable=True)
+    r, rep = run(harness, tmp_path, stuck, kube_api, hangdoctor_kube_cordon=True)
+    ok(r)
+    assert harness.inspect_answers(stuck, timeout=2.0)
+    assert rep["hosts"][0]["guard"]["cordoned"] is False
+    assert not kube_api.patches and kube_api.nodes[NODE]["spec"]["unschedulable"] is True
+
+
+def test_node_unknown_to_the_api_is_not_drained(harness, tmp_path, stuck, kubelet, kube_api):
+    r, rep = run(harness, tmp_path, stuck, kube_api)
+    ok(r)
+    assert still_stuck(harness, stuck)
+    assert "node %s not found in the cluster" % NODE in rep["hosts"][0]["skipped"][0]["reason"]
