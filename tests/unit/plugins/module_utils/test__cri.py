@@ -189,8 +189,8 @@ def test_a_shim_that_never_answers_or_trickles_is_cut_off_at_the_deadline(shim, 
 def test_a_shim_with_only_the_v3_task_api_is_asked_again(shim):
     s = shim("v3only")
     assert _cri.task_pids(s.path, "c" * 64, 2.0) == [42, 43]
-    assert [dict((n, v) for n, w, v in r)[1] for r in s.requests] == [b"containerd.task.v2.Task",
-                                                                       b"containerd.task.v3.Task"]
+    services = [dict((n, v) for n, w, v in r)[1] for r in s.requests]
+    assert services == [b"containerd.task.v2.Task", b"containerd.task.v3.Task"]
 
 
 def test_abstract_shim_sockets_of_old_containerd(tmp_path):
