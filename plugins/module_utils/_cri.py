@@ -70,6 +70,8 @@ TTRPC_HEADER = struct.Struct('>IIBB')
 TTRPC_REQUEST = 1
 TTRPC_RESPONSE = 2
 MAX_TTRPC_MESSAGE = 4 << 20
+# containers of one pod probed at the same moment; a pod has a handful
+MAX_PER_SHIM = 64
 CONTAINER_TYPE_KEY = 'io.kubernetes.cri.container-type'
 SANDBOX_ID_KEY = 'io.kubernetes.cri.sandbox-id'
 
@@ -486,19 +488,33 @@ def _ms(t0):
 
 
 def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None):
-    """Ask each task's shim for its pids, up to CONCURRENCY calls at once.
-    {id: {'responsive', 'latency_ms', 'error'}}: False when the call used its
-    whole TIMEOUT (the stuck shim's sign), None when undecided (no socket, the
-    overall DEADLINE).  Returns by DEADLINE; stuck calls are daemon threads,
-    each bounded by its own deadline."""
+    """Ask each task's shim for its pids.  {id: {'responsive', 'latency_ms',
+    'error'}}: False when the call used its whole TIMEOUT (the stuck shim's
+    sign), None when undecided (no socket, the overall DEADLINE).
+
+    Work goes by shim: up to CONCURRENCY shims at once, and all the
+    containers of one shim (a pod) at the same moment.  Once one call to a
+    stuck pod shim is pending, it stops answering for the pod's other
+    containers too; asked together, before that, each container answers for
+    itself, and a sick pod holds one slot for TIMEOUT, not one per container.
+    Returns by DEADLINE; stuck calls are daemon threads, each bounded by its
+    own deadline."""
     call = call or task_pids
     timeout = float(timeout)
     if deadline is None:
         deadline = time.monotonic() + timeout + 1.0
     tasks = list(tasks)
+    groups = []
+    by_shim = {}
+    for t in tasks:
+        key = t.get('shim_address')
+        if key not in by_shim:
+            by_shim[key] = []
+            groups.append(by_shim[key])
+        by_shim[key].append(t)
     results = {}
     cond = threading.Condition()
-    pending = list(reversed(tasks))
+    pending = list(reversed(groups))
 
     def probe(t):
         left = deadline - time.monotonic()
@@ -522,22 +538,34 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None):
             # an error status (task gone since the listing) is still an answer
             return {'responsive': True, 'latency_ms': _ms(t0), 'error': str(e)}
 
+    def one(t):
+        try:
+            res = probe(t)
+        except Exception as e:  # never lose a result to a surprise
+            res = {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
+        with cond:
+            results[t['id']] = res
+            cond.notify_all()
+
     def worker():
         while True:
             with cond:
                 if not pending:
                     return
-                t = pending.pop()
-            try:
-                res = probe(t)
-            except Exception as e:  # never lose a result to a surprise
-                res = {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
-            with cond:
-                results[t['id']] = res
-                cond.notify_all()
+                group = pending.pop()
+            threads = []
+            for t in group[:MAX_PER_SHIM]:
+                th = threading.Thread(target=one, args=(t,), name='shim-probe')
+                th.daemon = True
+                th.start()
+                threads.append(th)
+            for t in group[MAX_PER_SHIM:]:
+                one(t)
+            for th in threads:
+                th.join(max(0.0, deadline + 0.1 - time.monotonic()))
 
-    for i in range(max(1, min(int(concurrency), len(tasks)))):
-        th = threading.Thread(target=worker, name='shim-probe-%d' % i)
+    for i in range(max(1, min(int(concurrency), len(groups)))):
+        th = threading.Thread(target=worker, name='shim-worker-%d' % i)
         th.daemon = True
         th.start()
     wait_until = deadline + 0.25

@@ -228,3 +228,22 @@ def test_missing_containerd_is_a_fact(tmp_path):
     rep = _cri.hung_task_report(address=str(tmp_path / "nothing.sock"), timeout=1)
     assert rep["engine"]["present"] is False and rep["engine"]["checked"] is False
     assert "ENOENT" in rep["engine"]["error"] and rep["containers"] == [] and rep["hung"] == []
+
+
+def test_a_sick_pod_holds_one_slot_not_one_per_container(shim, tmp_path):
+    """One shim serves a pod: its containers are asked together, so a pod of
+    eight stuck containers costs one timeout and one of the two slots."""
+    never = shim("never")
+    healthy = [FakeShim(tmp_path / ("ok-%d.sock" % i), "ok") for i in range(6)]
+    try:
+        tasks = [{"id": "stuck-%d" % i, "shim_address": never.path} for i in range(8)]
+        tasks += [{"id": "ok-%d-%d" % (i, j), "shim_address": h.path} for i, h in enumerate(healthy) for j in range(3)]
+        t0 = time.monotonic()
+        res = _cri.probe_tasks(tasks, timeout=1.0, concurrency=2)
+        assert time.monotonic() - t0 < 2.3
+        assert [res["stuck-%d" % i]["responsive"] for i in range(8)] == [False] * 8, res
+        assert all(r["responsive"] is True for k, r in res.items() if k.startswith("ok-")), res
+        assert len(never.requests) == 8
+    finally:
+        for h in healthy:
+            h.close()
