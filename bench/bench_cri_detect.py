@@ -88,7 +88,8 @@ def main():
                                      timeout=a.timeout, concurrency=a.concurrency)
         detect = time.monotonic() - t1
         hung = set(res["hung"])
-        assert set(stuck) <= hung, (stuck, res["hung"])
+        by_id = {c["id"]: c for c in res["containers"]}
+        assert set(stuck) <= hung, [by_id.get(c) for c in stuck]
         assert hung <= sick_ids, "flagged outside the sick pods: %s" % (hung - sick_ids)
         assert len(res["containers"]) == n, len(res["containers"])
 

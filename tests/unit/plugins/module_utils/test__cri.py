@@ -132,6 +132,8 @@ class FakeShim(object):
         if self.mode == "never":
             time.sleep(60)
             return
+        if self.mode == "slow":
+            time.sleep(0.6)
         service = dict((n, v) for n, w, v in self.requests[-1]).get(1)
         if self.mode == "error":
             resp = _cri._field_bytes(1, _cri._field_varint(1, 5) + _cri._field_bytes(2, "task not found"))
@@ -148,7 +150,10 @@ class FakeShim(object):
             except OSError:
                 pass  # the test closed the socket
             return
-        conn.sendall(data)
+        try:
+            conn.sendall(data)
+        except OSError:
+            pass  # the client gave up first (its deadline)
 
     def close(self):
         self.sock.close()
@@ -246,4 +251,21 @@ def test_a_sick_pod_holds_one_slot_not_one_per_container(shim, tmp_path):
         assert len(never.requests) == 8
     finally:
         for h in healthy:
+            h.close()
+
+
+def test_busy_shims_are_asked_first_and_get_their_whole_timeout(shim, tmp_path):
+    """Healthy shims that take long (runc ps per call) must not eat a sick
+    pod's timeout: shims with an exec in flight go first."""
+    never = shim("never")
+    slow = [FakeShim(tmp_path / ("slow-%d.sock" % i), "slow") for i in range(3)]
+    try:
+        tasks = [{"id": "slow-%d" % i, "shim_address": h.path} for i, h in enumerate(slow)]
+        tasks.append({"id": "stuck", "shim_address": never.path})
+        late = _cri.probe_tasks(tasks, timeout=1.0, concurrency=1)
+        assert late["stuck"]["responsive"] is None and "cut short" in late["stuck"]["error"], late
+        early = _cri.probe_tasks(tasks, timeout=1.0, concurrency=1, first={never.path})
+        assert early["stuck"]["responsive"] is False, early
+    finally:
+        for h in slow:
             h.close()
