@@ -385,13 +385,6 @@ class EngineClient(object):
         resp = self.request('GET', path, timeout=timeout, query=query)
         return _decode(resp, 'GET %s' % path)
 
-    def ping(self, timeout=None):
-        """True when /_ping answers OK (raises otherwise)."""
-        resp = self.request('GET', '/_ping', timeout=timeout)
-        if resp.status != 200:
-            raise EngineError('GET /_ping: HTTP %d %s' % (resp.status, resp.reason), status=resp.status)
-        return True
-
     def version(self, timeout=None):
         """GET /version (unversioned), once; settles the API version when
         none was given: the daemon's own, so old daemons are spoken to in

@@ -335,10 +335,6 @@ class Evidence(object):
             self._failed(e)
 
     @property
-    def truncated(self):
-        return self.elided > 0
-
-    @property
     def kept(self):
         return self.kept_head + self.kept_tail
 
@@ -390,12 +386,6 @@ class Evidence(object):
                 pass
             self.path = None
         fsync_dir(self.dir.fd)
-
-    def abort(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
 
 def read_evidence(path):
     """(header text, kept body bytes, trailer text) of an evidence file."""

@@ -195,7 +195,7 @@ def _line_edit(segment, report):
             edits.append((first, end, new))
             continue
         if op['op'] == 'add' and parts == ['metadata', 'annotations']:
-            meta_key, meta = _lookup(root, 'metadata')
+            dummy, meta = _lookup(root, 'metadata')
             if meta is None or not isinstance(meta, yaml.MappingNode) or meta.flow_style or not meta.value:
                 raise _NoLineEdit('metadata is not a block mapping')
             col = meta.value[0][0].start_mark.column

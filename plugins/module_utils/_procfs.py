@@ -257,22 +257,6 @@ class Proc(object):
                 raise ProcessGone(self.path(pid, 'fd', fd))
             raise ProcError('%s: %s' % (self.path(pid, 'fd', fd), e.strerror or e))
 
-    def fds(self, pid):
-        """{fd: link} of every open fd (links that vanish while listing are left out)."""
-        try:
-            names = os.listdir(self.path(pid, 'fd'))
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ESRCH):
-                raise ProcessGone(self.path(pid, 'fd'))
-            raise ProcError('%s: %s' % (self.path(pid, 'fd'), e.strerror or e))
-        out = {}
-        for n in names:
-            try:
-                out[int(n)] = os.readlink(self.path(pid, 'fd', n))
-            except (OSError, ValueError):
-                continue
-        return out
-
     def fdinfo(self, pid, fd):
         return parse_fdinfo(_read(self.path(pid, 'fdinfo', fd)))
 
@@ -347,10 +331,6 @@ class Proc(object):
         """Seconds since the epoch at which a process with stat field 22 =
         ``starttime`` started."""
         return self.boot_time() + starttime / float(self.clock_ticks())
-
-    def identity(self, pid):
-        """(pid, starttime): pids are reused, this pair is not."""
-        return (pid, self.stat(pid)['starttime'])
 
     def same_process(self, pid, starttime):
         try:

@@ -6,7 +6,9 @@
 A stuck exec is a ``runc init`` (or, once its runc init died, the ``runc
 exec`` itself) blocked in write(2) on fd 2, a pipe that is full because the
 only reader, the containerd shim, reads it only after ``runc exec`` returns.
-``scan()`` finds every one and proves it with every signal of DESIGN.md §1;
+``scan()`` finds every one and proves it from /proc alone (syscall, wchan,
+pipe fill against its capacity, the shim as reader, no progress between two
+samples, the process tree);
 ``verify()`` re-checks one record right before somebody acts on it.  Nothing
 here changes anything: the crash dump is peeked with tee(2), not read.
 

@@ -4,7 +4,6 @@ dockerd, and sockets served by this test that never answer or trickle."""
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import tempfile
 import time
 
 import pytest
+
+import hdharness
 
 from conftest import ansible_env, collections_path, run_module
 from fake_engine import VERSION, FakeDaemon, answer, never, trickle
@@ -122,8 +123,7 @@ def test_finds_exactly_the_two_hung_containers(harness, release, fleet):
 def test_stopped_dockerd_is_a_clear_engine_error_on_time(harness):
     pid = int((harness.dkr / "d.pid").read_text())
     timeout = 2.0
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with hdharness.frozen(pid):
         # the daemon really is stopped: even /_ping no longer answers
         with pytest.raises((socket.timeout, TimeoutError)):
             harness.api("/_ping", timeout=1)
@@ -144,8 +144,6 @@ def test_stopped_dockerd_is_a_clear_engine_error_on_time(harness):
         assert ok["engine"]["reachable"] is False and "no answer" in ok["engine"]["error"]
         assert ok["containers"] == [] and ok["hung"] == []
         assert wall <= timeout + 2 + ANSIBLE_SLACK, wall
-    finally:
-        os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

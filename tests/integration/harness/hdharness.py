@@ -9,6 +9,7 @@ Controller-side test code: modern Python is fine here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import http.client
@@ -94,6 +95,40 @@ def proc_stat_starttime(pid):
 def proc_state(pid):
     fields = _stat_fields(pid)
     return fields[0] if fields else None
+
+
+def thread_states(pid):
+    """State letter of every thread of PID."""
+    states = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return states
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                data = f.read()
+            states.append(data[data.rindex(")") + 2:].split()[0])
+        except (OSError, ValueError):
+            continue
+    return states
+
+
+@contextlib.contextmanager
+def frozen(pid, timeout=5.0):
+    """PID SIGSTOPped for a with-block, and really stopped: SIGSTOP is
+    asynchronous, and a thread of a busy daemon may still answer a request
+    unless we wait until every thread shows T."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(s in ("T", "t") for s in thread_states(pid) or ["?"]):
+            time.sleep(0.02)
+        states = thread_states(pid)
+        assert states and all(s in ("T", "t") for s in states), states
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def proc_cmdline(pid):

@@ -139,7 +139,7 @@ def test_socket_nobody_listens_on_is_unreachable():
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(os.path.join(d, "dead.sock"))  # bound, never listening: a daemon that died
         with pytest.raises(api.EngineUnreachable) as e:
-            api.EngineClient("unix://%s/dead.sock" % d).ping(timeout=2)
+            api.EngineClient("unix://%s/dead.sock" % d).version(timeout=2)
         assert "ECONNREFUSED" in str(e.value)
         s.close()
     finally:

@@ -75,7 +75,7 @@ def test_lock_dir_that_is_a_symlink_or_a_file_is_refused(tmp_path):
 
 
 def test_prune_removes_stale_markers_and_unheld_old_locks_only(lockdir):
-    me = PROC.identity(os.getpid())
+    me = (os.getpid(), PROC.stat(os.getpid())["starttime"])
     alive = lockdir.lock(9, 42, me[0], me[1])
     alive.mark_done("a\n")
     gone = lockdir.lock(9, 43, 4194300, 1)

@@ -60,10 +60,10 @@ def test_proc_on_a_fixture_tree(tmp_path):
     assert proc.comm(15638) == "runc:[2:INIT]" and proc.wchan(15638) == "pipe_wait"
     assert proc.wchan(1) == ""  # "0": not sleeping in the kernel
     assert proc.fd_link(15638, 2) == "pipe:[1070361747]"
-    assert proc.fds(11646)[26] == "pipe:[1070361747]"
+    assert proc.fd_link(11646, 26) == "pipe:[1070361747]"
     assert proc.fdinfo(11646, 26)["flags"] == 0o100000
     assert proc.cmdline(11646)[0] == "docker-containerd-shim"
-    assert proc.identity(15638) == (15638, 5001)
+    assert proc.stat(15638)["starttime"] == 5001
     assert proc.same_process(15638, 5001) and not proc.same_process(15638, 1) and not proc.same_process(4242, 1)
     assert proc.boot_time() == 1589000000
     holders = proc.pipe_holders([1070361747])
