@@ -287,7 +287,9 @@ def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None
     - its working directory is the bundle ``<state>/<namespace>/<id>``: the
       same directory as the host's path of that name, a sibling of the
       shim's own bundle (one v2 shim serves a whole pod), named after the
-      container id, under the shim's ``-namespace``.
+      container id, under the shim's ``-namespace``; or, under CRI, the pod
+      shim's own working directory (the sandbox's bundle), next to which
+      the container's bundle then lies.
 
     Returns (bundle, reasons): BUNDLE is the host-view path of the verified
     bundle directory (None unless every check passed), REASONS what failed."""
@@ -313,7 +315,17 @@ def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None
         reasons.append('runc exec working directory %s is not the host directory of that name' % cwd[:200])
     parent, name = os.path.split(cwd.rstrip('/'))
     if container_id and name != container_id:
-        reasons.append('runc exec working directory is not the bundle of %s' % container_id[:12])
+        if shim_cwd and cwd.rstrip('/') == shim_cwd.rstrip('/') and CONTAINER_ID_RE.match(container_id):
+            # Under CRI one v2 shim serves the pod, and runc exec runs in the
+            # shim's own working directory, the sandbox's bundle: the
+            # container's bundle is its sibling named after the container.
+            sibling = proc.host_view(shim_pid, os.path.join(parent, container_id))
+            if os.path.isdir(sibling) and not os.path.islink(sibling):
+                host_bundle = sibling
+            else:
+                reasons.append('no bundle of %s next to its pod shim\'s bundle' % container_id[:12])
+        else:
+            reasons.append('runc exec working directory is not the bundle of %s' % container_id[:12])
     if not shim_cwd or os.path.dirname(shim_cwd.rstrip('/')) != parent:
         reasons.append('runc exec bundle is not next to its shim\'s bundle')
     if isinstance(shim_namespace, str) and shim_namespace and os.path.basename(parent) != shim_namespace:

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: hung_container_info
-short_description: Find the containers whose Docker Engine API inspect no longer answers
+short_description: Find the containers whose engine (dockerd or containerd/CRI) no longer answers for them
 version_added: 0.1.0
 author: hangdoctor developers (!UNKNOWN)
 description:
@@ -29,6 +29,16 @@ description:
     client certificates), C(ssh://), C(npipe://) and C(fd://) are not supported; forward such a daemon
     to a local unix socket (C(ssh -L /tmp/docker.sock:/var/run/docker.sock host)) instead.
   - Uses only the Python standard library on the target (no docker SDK, no requests).
+  - On containerd (CRI) nodes, the module lists the running tasks from the bundles of the shims of
+    containerd at O(containerd_address) in O(containerd_namespace), and asks each container's shim for
+    its processes (the call behind C(ctr task ps)) straight over the shim's ttrpc socket, each call under
+    the same hard deadline. A pod whose exec is stuck makes its shim stop answering that call (and
+    C(ctr task metrics), the CRI stats path) while C(ctr task ls) and the CRI container status still
+    answer. Under CRI one shim serves a whole pod, so every container of that pod shows as hung; the
+    stuck exec itself is named by M(hangdoctor.runtime.runc_exec_info).
+  - With O(engines=auto) every engine present on the node is checked (dockerd when its socket exists,
+    containerd when its socket exists). An engine that is not on the node is reported in RV(engines)
+    with C(present=false); it is never an error, so the same task runs on Docker, CRI and mixed nodes.
   - To find and drain the stuck C(runc init) behind a hung container, use
     M(hangdoctor.runtime.runc_exec_info) and M(hangdoctor.runtime.runc_pipe_drain).
 extends_documentation_fragment:
@@ -40,12 +50,33 @@ attributes:
     platforms: posix
     support: full
     details:
-      - Needs access to the Docker daemon's socket (usually root or the C(docker) group).
+      - Needs access to the Docker daemon's socket (usually root or the C(docker) group), and for
+        containerd to the shims' sockets and C(/proc) (root).
 options:
+  engines:
+    description:
+      - Which engines to check. V(auto) checks every engine present on the node.
+      - A list of V(docker) and V(containerd) checks those; one that is not on the node is reported
+        with C(present=false) in RV(engines), not as a failure.
+    type: list
+    elements: str
+    default: [auto]
+  containerd_address:
+    description:
+      - containerd's gRPC socket, as a path or C(unix:///path). Only the shims of this containerd are probed.
+      - When not given, the E(CONTAINERD_ADDRESS) environment variable of the target is used if set.
+    type: str
+    default: /run/containerd/containerd.sock
+  containerd_namespace:
+    description:
+      - containerd namespace whose containers are checked. Kubernetes (CRI) uses V(k8s.io).
+      - When not given, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if set.
+    type: str
+    default: k8s.io
   inspect_timeout:
     description:
-      - Seconds each request (the version check, the list, and each container's inspect) may take in
-        total, not per read. An inspect that gets no whole answer in that time marks the container as hung.
+      - Seconds each request (the version check, the list, and each container's inspect or shim call) may
+        take in total, not per read. A probe that gets no whole answer in that time marks the container as hung.
       - A finite number greater than 0 and at most 600.
       - Called O(timeout) in version 0.1.0; that name stays an alias.
     aliases: [timeout]
@@ -74,8 +105,12 @@ options:
     default: false
   fail_on_unreachable:
     description:
-      - Fail the task when the daemon does not answer the version check or the container list (no socket,
-        connection refused, a stopped daemon). The result still carries RV(engine) with the reason.
+      - Fail the task when an engine that is present on the node (its socket exists) does not answer the
+        version check or the container list (connection refused, a stopped daemon). The result still
+        carries RV(engines) with the reason.
+      - An engine that is not on the node at all never fails the task, unless its address was set
+        (O(docker_host), O(containerd_address) or their environment variables) to something other
+        than the default, because a mistyped socket path must not pass as "no engine on this node".
       - When V(false), an unreachable daemon is a normal result with RV(engine.reachable=false).
     type: bool
     default: true
@@ -107,6 +142,13 @@ EXAMPLES = r'''
     fail_on_unreachable: false
   register: scan
 
+- name: Check only containerd on Kubernetes nodes with a non-default socket
+  hangdoctor.runtime.hung_container_info:
+    engines: [containerd]
+    containerd_address: /run/k3s/containerd/containerd.sock
+    inspect_timeout: 3
+  register: cri
+
 - name: Fail the play when a container is hung
   ansible.builtin.assert:
     that: scan.hung | length == 0
@@ -118,13 +160,25 @@ msg:
   description: One line that says what was found or done.
   returned: always
   type: str
-  sample: "1 of 42 container(s) do not answer inspect: k8s_web_web-7d9f_shop_0b1c_0"
+  sample: "1 of 12 containers hung (shop/web-7d9f/app); checked containerd; not on this node: docker"
 containers:
   description: Every listed container with the outcome of its inspect probe, in the daemon's list order.
   returned: always
   type: list
   elements: dict
   contains:
+    engine:
+      description: The engine the container belongs to (V(docker) or V(containerd)).
+      type: str
+      sample: containerd
+    container_name:
+      description: Kubernetes container name (from the labels, or on containerd the CRI annotations).
+      type: str
+      sample: web
+    pod_sandbox_id:
+      description: On containerd, the pod sandbox the container belongs to (its shim serves the whole pod).
+      type: str
+      sample: 394c0062490665cddaaf787164414b76b50311ca6f28f88589f62d0b97a3a6db
     id:
       description: Full container id.
       type: str
@@ -182,8 +236,44 @@ unchecked:
   type: list
   elements: str
   sample: []
+engines:
+  description: Every engine looked for, whether it is on the node, and whether it was checked.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: V(docker) or V(containerd).
+      type: str
+      sample: containerd
+    address:
+      description: The socket or address used.
+      type: str
+      sample: /run/containerd/containerd.sock
+    present:
+      description: Whether the engine is on the node (its socket exists).
+      type: bool
+      sample: true
+    checked:
+      description: Whether its containers were probed.
+      type: bool
+      sample: true
+    reachable:
+      description: Whether it answered.
+      type: bool
+      sample: true
+    version:
+      description: Its version, when known.
+      type: str
+      sample: 1.6.20~ds1
+    error:
+      description: Why it was not checked, null when it was.
+      type: str
+      sample: "no socket at /var/run/docker.sock: No such file or directory (ENOENT)"
 engine:
-  description: Whether and how the daemon answered.
+  description:
+    - Whether and how the Docker daemon answered (kept for playbooks written for Docker-only nodes);
+      on a node without dockerd, the containerd entry of RV(engines).
   returned: always
   type: dict
   contains:
@@ -218,19 +308,30 @@ elapsed_seconds:
   sample: 3.04
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+import time
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
-    EngineClient,
-    EngineError,
-    hung_container_report,
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import EngineClient, EngineError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import (
+    DEFAULT_CONTAINERD_ADDRESS,
+    DEFAULT_CONTAINERD_NAMESPACE,
+    EnginesError,
+    check_engines,
+    parse_engines,
+    summary_msg,
 )
 
 
 def main():
     spec = common.argument_spec(
         common.ENGINE_ARGS,
+        engines=dict(type='list', elements='str', default=['auto']),
+        containerd_address=dict(type='str', default=DEFAULT_CONTAINERD_ADDRESS,
+                                fallback=(env_fallback, ['CONTAINERD_ADDRESS'])),
+        containerd_namespace=dict(type='str', default=DEFAULT_CONTAINERD_NAMESPACE,
+                                  fallback=(env_fallback, ['CONTAINERD_NAMESPACE'])),
         total_timeout=dict(type='float'),
         concurrency=dict(type='int', default=16),
         api_version=dict(type='str', default='auto'),
@@ -241,39 +342,54 @@ def main():
     spec['inspect_timeout']['aliases'] = ['timeout']
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
+    if not p['docker_host']:
+        # an empty DOCKER_HOST in the environment means the default, as for the docker CLI
+        p['docker_host'] = common.DEFAULT_DOCKER_HOST
     try:
         common.check_numbers(p)
-    except common.OptionError as e:
+        if not p['containerd_namespace'] or '/' in p['containerd_namespace']:
+            raise common.OptionError('containerd_namespace must be a containerd namespace such as k8s.io, got %r'
+                                     % p['containerd_namespace'])
+        engines = p['engines'] if p['engines'] != ['auto'] else 'auto'
+        parse_engines(engines)
+    except (common.OptionError, EnginesError) as e:
         module.fail_json(msg=str(e))
     timeout = p['inspect_timeout']
     try:
-        client = EngineClient(p['docker_host'], api_version=p['api_version'], timeout=timeout)
+        # checks docker_host and api_version before any engine is asked
+        EngineClient(p['docker_host'], api_version=p['api_version'], timeout=timeout)
     except EngineError as e:
         module.fail_json(msg=str(e))
 
-    report = hung_container_report(
-        docker_host=p['docker_host'], timeout=timeout, concurrency=p['concurrency'],
-        all_states=p['include_stopped'], total_timeout=p['total_timeout'], client=client)
+    t0 = time.monotonic()
+    total = timeout + 1.0 if p['total_timeout'] is None else p['total_timeout']
+    try:
+        result = check_engines(
+            engines=engines, docker_host=p['docker_host'], containerd_address=p['containerd_address'],
+            containerd_namespace=p['containerd_namespace'], timeout=timeout, concurrency=p['concurrency'],
+            deadline=t0 + total, api_version=p['api_version'], include_stopped=p['include_stopped'])
+    except EnginesError as e:
+        module.fail_json(msg=str(e))
+    result['elapsed_seconds'] = round(time.monotonic() - t0, 3)
+    by_name = dict((e['name'], e) for e in result['engines'])
+    docker = by_name.get('docker')
+    if docker is not None and (docker.get('present') or 'containerd' not in by_name
+                               or not by_name['containerd'].get('present')):
+        result['engine'] = dict(docker, docker_host=p['docker_host'])
+    else:
+        result['engine'] = by_name.get('containerd') or {}
+    result['msg'] = summary_msg(result)
 
-    engine = report['engine']
-    if engine['error'] and p['fail_on_unreachable']:
-        module.fail_json(msg='Docker daemon at %s not usable: %s' % (p['docker_host'], engine['error']),
-                         changed=False, **report)
-    report['msg'] = _message(report)
-    module.exit_json(changed=False, **report)
-
-
-def _message(report):
-    engine = report['engine']
-    if engine['error']:
-        return 'Docker daemon at %s not usable: %s' % (engine.get('docker_host'), engine['error'])
-    line = '%d of %d container(s) do not answer inspect' % (len(report['hung']), len(report['containers']))
-    if report['hung']:
-        names = dict((c['id'], c.get('name') or c['id'][:12]) for c in report['containers'])
-        line += ': ' + ', '.join(names.get(h, h[:12]) for h in report['hung'][:10])
-    if report['unchecked']:
-        line += '; %d not decided' % len(report['unchecked'])
-    return line
+    # An engine on the node that does not answer is a failure; one that is not on the node is not,
+    # unless its address was set by hand (a typo must not pass as "no engine here").
+    explicit = {'docker': p['docker_host'] != common.DEFAULT_DOCKER_HOST,
+                'containerd': p['containerd_address'] != DEFAULT_CONTAINERD_ADDRESS}
+    unusable = [e for e in result['engines'] if e.get('error') and not e.get('checked')
+                and (e.get('present') or explicit.get(e['name']))]
+    if unusable and p['fail_on_unreachable']:
+        result['msg'] = '; '.join('%s at %s not usable: %s' % (e['name'], e.get('address'), e['error']) for e in unusable)
+        module.fail_json(changed=False, **result)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == '__main__':

@@ -142,6 +142,20 @@ options:
       - How many rounds of drains a container may get in one run (see the description).
     type: int
     default: 3
+  containerd_address:
+    description:
+      - containerd to ask, after a drain, whether the container's shim answers again (the task pids call that
+        a stuck exec blocks), for containers dockerd does not know, such as on CRI nodes.
+      - When neither engine knows the container, RV(drained[].verified) is C(null).
+      - When not given, the E(CONTAINERD_ADDRESS) environment variable of the target is used if set.
+    type: str
+    default: /run/containerd/containerd.sock
+  containerd_namespace:
+    description:
+      - containerd namespace of the containers (Kubernetes CRI uses V(k8s.io)).
+      - When not given, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if set.
+    type: str
+    default: k8s.io
 notes:
   - Needs root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to open another process's C(/proc/PID/fd/2).
   - Only the Python standard library is used on the target.
@@ -305,8 +319,9 @@ drained:
       sample: true
     verified:
       description: >-
-        Whether the container's Docker Engine inspect answered within O(inspect_timeout) after the drain;
-        C(null) when the Engine could not be asked (see RV(drained[].verify_reason)).
+        Whether the engine running the container answered for it within O(inspect_timeout) after the drain
+        (Docker's inspect, or on containerd the pod shim's task pids); C(null) when no engine could be asked
+        (see RV(drained[].verify_reason)).
       type: bool
       sample: true
     verify_reason:
@@ -392,13 +407,14 @@ retention:
   sample: {evidence_removed: 2, evidence_removed_bytes: 33554432, locks_removed: 5}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
+
 
 def main():
     module = AnsibleModule(
@@ -416,6 +432,9 @@ def main():
             timeout=dict(type='float', default=30),
             fallback=dict(type='str', choices=['none', 'kill'], default='none'),
             max_rounds=dict(type='int', default=3),
+            containerd_address=dict(type='str', default='/run/containerd/containerd.sock',
+                                    fallback=(env_fallback, ['CONTAINERD_ADDRESS'])),
+            containerd_namespace=dict(type='str', default='k8s.io', fallback=(env_fallback, ['CONTAINERD_NAMESPACE'])),
         ),
         mutually_exclusive=[('stuck_execs', 'container_ids')],
         supports_check_mode=True,
@@ -445,7 +464,8 @@ def main():
             confirm_interval=p['confirm_interval'],
             peek_bytes=p['peek_bytes'],
             check_mode=module.check_mode,
-            engine=_drain_verify.engine_check(p['docker_host'], p['inspect_timeout']),
+            engine=_engines.container_check(p['docker_host'], p['containerd_address'], p['inspect_timeout'],
+                                            p['containerd_namespace']),
             lock_dir=p['lock_dir'],
             evidence_retention_count=p['evidence_retention_count'],
             evidence_retention_bytes=p['evidence_retention_bytes'],

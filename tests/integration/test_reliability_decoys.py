@@ -238,3 +238,22 @@ def test_pid_reused_between_diagnosis_and_drain(harness, release, tally, drain_a
     finally:
         other.kill()
         other.wait(10)
+
+
+def test_cri_o_conmon_tree_is_never_drained(harness, release, tally, drain_args):
+    """CRI-O: conmon, not a containerd shim, reads the stuck runc init's pipe
+    (and, like the shim, only after runc exec returns).  Not ours to drain:
+    at most a suspect, with the reason."""
+    decoy = decoys.conmon_exec_tree(harness)
+    try:
+        assert hdharness.proc_comm(decoy.conmon) == "conmon"
+        assert decoys.blocked_on_full_pipe(decoy.pid)
+        readers = hdharness.evidence(decoy.pid)["readers"]
+        assert [p for p, dummy in readers] == [decoy.conmon], readers
+        fill = hdharness.pipe_fill(decoy.pid) + (2,)
+        preview, drain, info = run_against(decoy, drain_args)
+        judge(tally, decoy, preview, drain, info, fill)
+        suspects = [r for r in info["suspects"] if r["writer"]["pid"] == decoy.pid]
+        assert suspects and "not a shim" in suspects[0]["reason"], info["suspects"]
+    finally:
+        decoy.cleanup()

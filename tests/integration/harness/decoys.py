@@ -314,3 +314,64 @@ def shim_of_process(pid):
     parent = hdharness.proc_ppid(pid)
     comm = hdharness.proc_comm(parent) if parent else None
     return parent if comm and comm.startswith("containerd-shim") else None
+
+
+CONMON_C = r"""
+/* A stand-in for CRI-O's conmon running an exec (conmon --exec): it makes the
+ * stderr pipe, forks the runtime's `exec ... -d <id>` with the write end as
+ * fd 2, keeps the read end, and waitpid()s the runtime before reading it, as
+ * conmon does.  Built only by the reliability tests. */
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    int fds[2];
+    if (argc < 2 || pipe(fds) < 0)
+        return 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[1], argv + 1);
+        _exit(127);
+    }
+    close(fds[1]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        ;
+    return 0;
+}
+"""
+
+
+def conmon_exec_tree(harness, size=256 * 1024):
+    """CRI-O's layout: conmon -> runc exec -> runc:[2:INIT] blocked writing a
+    full stderr pipe whose only reader is conmon (no containerd shim).  What
+    the deadlock looks like under CRI-O; hangdoctor must not drain it."""
+    binary = harness.root / "bin" / "conmon"
+    if not binary.exists():
+        src = harness.root / "conmon.c"
+        src.write_text(CONMON_C)
+        subprocess.run(["cc", "-O2", "-o", str(binary), str(src)], check=True, capture_output=True, timeout=120)
+    fake_cid = uuid.uuid4().hex + uuid.uuid4().hex
+    harness.arm(fake_cid, size, 1)
+    conmon = subprocess.Popen([str(binary), str(harness.fault_runc), "--root", str(harness.root / "decoy-root"),
+                               "exec", "--pid-file", "/dev/null", "--process", "/dev/null", "-d", fake_cid],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.monotonic() + 10
+    child = None
+    while time.monotonic() < deadline and child is None:
+        for pid in hdharness.pids():
+            if hdharness.proc_comm(pid) == "runc:[2:INIT]":
+                rexec = hdharness.proc_ppid(pid)
+                if rexec and hdharness.proc_ppid(rexec) == conmon.pid:
+                    child = pid
+        time.sleep(0.05)
+    assert child and _wait_blocked(child), "conmon decoy's runc init did not block"
+    d = Decoy("runc init under conmon (CRI-O layout)", child, procs=[conmon])
+    d.container_id = fake_cid
+    d.conmon = conmon.pid
+    return d

@@ -1,0 +1,638 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""containerd (CRI) nodes: which containers' shims no longer answer (private module_utils).
+
+Measured on containerd 1.6 with a pod whose exec is stuck behind a full
+stderr pipe (tests/integration/harness/cri, docs/cri.md): ``ctr task ps``
+of that container never answers (the shim's Pids waits on the stuck exec's
+pid), and once one call to the pod's shim is pending, ``task ps`` /
+``task metrics`` of every container of the pod stop answering too (the CRI
+stats path, and kubelet's ExecSync of the pod's other containers);
+``task ls``, ``containers info`` and the CRI ContainerStatus/ListContainers
+calls answer at once, so they prove nothing.
+
+So each container is probed with the shim call behind ``ctr task ps``
+(``containerd.task.v2.Task/Pids``), sent straight to the pod shim's ttrpc
+socket by a small stdlib client, each call under a hard deadline on the
+monotonic clock.  Why not drive ``ctr``: one process per container costs
+about 20 ms of CPU (measured), so 200 containers need seconds of CPU before
+the last hung one even starts its deadline; a socket call costs well under a
+millisecond.  ``ctr`` is used once, for the daemon's version, and only when
+it is installed.
+
+The tasks, their shim addresses and their pods come from the shims'
+bundles (``<state>/io.containerd.runtime.v2.task/<namespace>/<id>/``:
+``address`` and the ``config.json`` annotations containerd's CRI plugin
+writes, ``io.kubernetes.cri.sandbox-namespace`` and friends).  The state
+folder is found from the running shims themselves (their working directory is
+their bundle), so a containerd with a non-default ``state`` works too.  The
+bundle is written by containerd, not by the workload; it is still read
+bounded and without following symlinks.
+
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import json
+import os
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import threading
+import time
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc, ProcError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import (
+    ProcessTable,
+    is_runc_comm,
+    is_shim_comm,
+    pod_from_mapping,
+    shim_info,
+)
+
+DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock'
+DEFAULT_NAMESPACE = 'k8s.io'
+DEFAULT_STATE = '/run/containerd'
+TASK_DIR = 'io.containerd.runtime.v2.task'
+TASK_SERVICE = 'containerd.task.v2.Task'
+# containerd 2.x shims may serve only the v3 task API (same Pids messages).
+TASK_SERVICE_V3 = 'containerd.task.v3.Task'
+GRPC_UNIMPLEMENTED = 12
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_ADDRESS_BYTES = 4096
+# ttrpc: a 10-byte header (length, stream id, type, flags), then a protobuf message.
+TTRPC_HEADER = struct.Struct('>IIBB')
+TTRPC_REQUEST = 1
+TTRPC_RESPONSE = 2
+MAX_TTRPC_MESSAGE = 4 << 20
+# containers of one pod probed at the same moment; a pod has a handful
+MAX_PER_SHIM = 64
+CONTAINER_TYPE_KEY = 'io.kubernetes.cri.container-type'
+SANDBOX_ID_KEY = 'io.kubernetes.cri.sandbox-id'
+
+
+class CriError(Exception):
+    """containerd or a shim did not give a usable answer."""
+
+
+class ShimTimeout(CriError):
+    pass
+
+
+class ShimStatus(CriError):
+    """The shim answered with an error status (``code``: a gRPC status code)."""
+
+    def __init__(self, msg, code):
+        super(ShimStatus, self).__init__(msg)
+        self.code = code
+
+
+class ShimUnreachable(CriError):
+    pass
+
+
+# ---- a minimal protobuf + ttrpc client ------------------------------------
+
+def _varint(n):
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field_bytes(num, data):
+    if not isinstance(data, bytes):
+        data = data.encode('utf-8')
+    return _varint((num << 3) | 2) + _varint(len(data)) + data
+
+
+def _field_varint(num, value):
+    return _varint(num << 3) + _varint(value)
+
+
+def _read_varint(buf, i):
+    shift = 0
+    result = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise CriError('malformed protobuf varint')
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7f) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def parse_fields(buf):
+    """[(field number, wire type, value)] of one protobuf message (varint and
+    length-delimited values; fixed32/64 are skipped)."""
+    out = []
+    i = 0
+    buf = bytes(buf)
+    while i < len(buf):
+        key, i = _read_varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            val, i = _read_varint(buf, i)
+        elif wt == 2:
+            n, i = _read_varint(buf, i)
+            if i + n > len(buf):
+                raise CriError('malformed protobuf: field %d overruns the message' % num)
+            val = buf[i:i + n]
+            i += n
+        elif wt == 1:
+            val, i = buf[i:i + 8], i + 8
+        elif wt == 5:
+            val, i = buf[i:i + 4], i + 4
+        else:
+            raise CriError('malformed protobuf: wire type %d' % wt)
+        out.append((num, wt, val))
+    return out
+
+
+def encode_request(service, method, payload, timeout_nano):
+    """ttrpc's Request{service=1, method=2, payload=3, timeout_nano=4}."""
+    return (_field_bytes(1, service) + _field_bytes(2, method) + _field_bytes(3, payload)
+            + _field_varint(4, max(0, int(timeout_nano))))
+
+
+def decode_response(data):
+    """(status code, status message, payload) of a ttrpc Response{status=1, payload=2}."""
+    code, msg, payload = 0, '', b''
+    for num, wt, val in parse_fields(data):
+        if num == 1 and wt == 2:
+            for n2, w2, v2 in parse_fields(val):
+                if n2 == 1 and w2 == 0:
+                    code = v2
+                elif n2 == 2 and w2 == 2:
+                    msg = v2.decode('utf-8', 'replace')
+        elif num == 2 and wt == 2:
+            payload = val
+    return code, msg, payload
+
+
+def shim_socket_path(address):
+    """The filesystem or abstract socket of a shim ``address`` file's content."""
+    address = address.strip()
+    if address.startswith('unix://'):
+        address = address[len('unix://'):]
+    if address.startswith('@'):
+        return '\0' + address[1:]
+    if not address.startswith('/') and not address.startswith('\0'):
+        raise CriError('unsupported shim address %r' % address[:200])
+    return address
+
+
+def _remaining(deadline, what):
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ShimTimeout('%s did not answer in time' % what)
+    return left
+
+
+def ttrpc_call(address, method, payload, timeout, service=TASK_SERVICE):
+    """One unary ttrpc call on its own connection; the whole call (connect,
+    send, every read) ends by TIMEOUT seconds from now.  Returns the response
+    payload; raises ShimTimeout, ShimUnreachable or CriError (an error status)."""
+    deadline = time.monotonic() + float(timeout)
+    what = '%s/%s' % (service, method)
+    sock = _connect(shim_socket_path(address), deadline, what, timeout)
+    try:
+        body = encode_request(service, method, payload, int(float(timeout) * 1e9))
+        sock.settimeout(_remaining(deadline, what))
+        try:
+            sock.sendall(TTRPC_HEADER.pack(len(body), 1, TTRPC_REQUEST, 0) + body)
+            while True:
+                header = _recv_exact(sock, TTRPC_HEADER.size, deadline, what)
+                length, stream, mtype, dummy = TTRPC_HEADER.unpack(header)
+                if length > MAX_TTRPC_MESSAGE:
+                    raise CriError('%s: answer of %d bytes is too large' % (what, length))
+                data = _recv_exact(sock, length, deadline, what)
+                if stream == 1 and mtype == TTRPC_RESPONSE:
+                    break
+        except socket.timeout:
+            raise ShimTimeout('%s did not answer within %.1fs' % (what, timeout))
+        except (IOError, OSError) as e:
+            raise ShimUnreachable('%s: %s' % (what, e))
+        code, msg, payload = decode_response(data)
+        if code:
+            raise ShimStatus('%s: status %d: %s' % (what, code, msg[:500]), code)
+        return payload
+    finally:
+        sock.close()
+
+
+def _connect(path, deadline, what, timeout):
+    """A connected socket to PATH.  containerd 1.2-1.4 shims listen on
+    abstract sockets whose address file reads like a path
+    (``unix:///containerd-shim/<ns>/<id>/shim.sock``): when no such file
+    exists, the abstract name is tried too."""
+    candidates = [path]
+    if path.startswith('/') and not os.path.exists(path):
+        candidates.append('\0' + path)
+    err = None
+    for cand in candidates:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(_remaining(deadline, what))
+            sock.connect(cand)
+            return sock
+        except socket.timeout:
+            sock.close()
+            raise ShimTimeout('%s: connect did not finish within %.1fs' % (what, timeout))
+        except (IOError, OSError) as e:
+            sock.close()
+            # the path's own error says more than the abstract fallback's
+            err = err or e
+    raise ShimUnreachable('%s: cannot connect to %s: %s (%s)' % (
+        what, path.replace('\0', '@'), os.strerror(err.errno) if err.errno else err,
+        errno.errorcode.get(err.errno, err.errno)))
+
+
+def _recv_exact(sock, n, deadline, what):
+    buf = bytearray()
+    while len(buf) < n:
+        sock.settimeout(_remaining(deadline, what))
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ShimUnreachable('%s: the shim closed the connection' % what)
+        buf += chunk
+    return bytes(buf)
+
+
+def task_pids(address, container_id, timeout):
+    """The pids of CONTAINER_ID's task, from its shim (what ``ctr task ps`` asks)."""
+    deadline = time.monotonic() + float(timeout)
+    try:
+        payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id), timeout)
+    except ShimStatus as e:
+        if e.code != GRPC_UNIMPLEMENTED:
+            raise
+        # an unknown service is answered at once, stuck or not: ask the v3 API
+        payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id),
+                             max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3)
+    pids = []
+    for num, wt, val in parse_fields(payload):
+        if num == 1 and wt == 2:
+            for n2, w2, v2 in parse_fields(val):
+                if n2 == 1 and w2 == 0:
+                    pids.append(v2)
+    return pids
+
+
+# ---- tasks from the shims' bundles ------------------------------------------
+
+def _read_bounded(path, limit):
+    """Bytes of PATH, at most LIMIT, without following a symlink; None if absent or larger."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0)
+                     | getattr(os, 'O_CLOEXEC', 0))
+    except (IOError, OSError):
+        return None
+    try:
+        chunks = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            return None
+        return b''.join(chunks)
+    except (IOError, OSError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def socket_path(address):
+    address = address or DEFAULT_CONTAINERD_ADDRESS
+    if address.startswith('unix://'):
+        address = address[len('unix://'):]
+    return address
+
+
+def task_roots(address, namespace, proc_root='/proc', cmdline_timeout=1.0):
+    """Folders holding the v2 task bundles of containerd at ADDRESS in NAMESPACE,
+    found from the working directory of its running shims (their bundle), then
+    the default state folder."""
+    return scan_shims(address, namespace, proc_root, cmdline_timeout)['roots']
+
+
+def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0):
+    """{'roots': task folders (see task_roots), 'busy': bundles of the shims
+    that have a runc child now (an exec or another runtime call in flight)}.
+    Only the order of the probes uses 'busy': those shims are asked first."""
+    sock = os.path.realpath(socket_path(address))
+    proc = Proc(proc_root)
+    table = ProcessTable.snapshot(proc)
+    roots = []
+    busy = set()
+    for pid in sorted(table.stats):
+        st = table.stats.get(pid)
+        if not st or not is_shim_comm(st.get('comm')):
+            continue
+        try:
+            argv = proc.cmdline(pid, cmdline_timeout)
+        except ProcError:
+            continue
+        info = shim_info(argv)
+        opts_addr = _option(argv, '-address')
+        if info['version'] != 'v2' or info['namespace'] != namespace or not opts_addr:
+            continue
+        if os.path.realpath(socket_path(opts_addr)) != sock:
+            continue
+        try:
+            cwd = os.readlink(proc.path(pid, 'cwd'))
+        except (IOError, OSError):
+            continue
+        root = os.path.dirname(cwd.rstrip('/'))
+        bundle = cwd.rstrip('/')
+        if proc_root != '/proc':
+            root = proc.path(pid, 'root') + root
+            bundle = proc.path(pid, 'root') + bundle
+        if os.path.basename(root) == namespace and root not in roots:
+            roots.append(root)
+        if any(is_runc_comm(table.comm(child)) for child in table.children(pid)):
+            busy.add(bundle)
+    # Only the default containerd keeps its state in the default folder: another
+    # one's tasks must not be listed under this address.
+    default = os.path.join(DEFAULT_STATE, TASK_DIR, namespace)
+    if not roots and sock == os.path.realpath(DEFAULT_CONTAINERD_ADDRESS) and os.path.isdir(default):
+        roots.append(default)
+    return {'roots': roots, 'busy': busy}
+
+
+def _option(argv, name):
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + '='):
+            return a[len(name) + 1:]
+    return None
+
+
+def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, proc_root='/proc', roots=None):
+    """[{'id', 'shim_address', 'type', 'pod_sandbox_id', 'pod_namespace', 'pod_name',
+    'container_name', 'bundle'}] of the v2 tasks of that containerd and namespace."""
+    out = []
+    seen = set()
+    for root in (roots if roots is not None else task_roots(address, namespace, proc_root)):
+        try:
+            names = sorted(os.listdir(root))
+        except (IOError, OSError):
+            continue
+        for cid in names:
+            if cid in seen:
+                continue
+            bundle = os.path.join(root, cid)
+            raw = _read_bounded(os.path.join(bundle, 'address'), MAX_ADDRESS_BYTES)
+            if not raw:
+                continue
+            seen.add(cid)
+            try:
+                cfg = json.loads((_read_bounded(os.path.join(bundle, 'config.json'), MAX_CONFIG_BYTES)
+                                  or b'{}').decode('utf-8', 'replace'))
+            except ValueError:
+                cfg = {}
+            ann = cfg.get('annotations') if isinstance(cfg, dict) else None
+            ann = ann if isinstance(ann, dict) else {}
+            pod = pod_from_mapping(ann)
+            ctype = ann.get(CONTAINER_TYPE_KEY)
+            out.append({
+                'id': cid,
+                'bundle': bundle,
+                'shim_address': raw.decode('utf-8', 'replace').strip(),
+                'type': ctype if isinstance(ctype, str) else None,
+                'pod_sandbox_id': ann.get(SANDBOX_ID_KEY) if isinstance(ann.get(SANDBOX_ID_KEY), str) else None,
+                'pod_namespace': pod['namespace'],
+                'pod_name': pod['name'],
+                'container_name': pod['container'],
+            })
+    return out
+
+
+# ---- the daemon -------------------------------------------------------------
+
+def _run_bounded(argv, timeout):
+    """(rc, stdout) of ARGV, killed with its process group at TIMEOUT."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        p.communicate()
+        raise ShimTimeout('%s did not return within %.1fs' % (' '.join(argv[:1] + argv[-2:]), timeout))
+    return p.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+
+
+def find_ctr():
+    for d in os.environ.get('PATH', '').split(os.pathsep) + ['/usr/bin', '/usr/local/bin', '/bin']:
+        cand = os.path.join(d, 'ctr')
+        if d and os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def engine_status(address=DEFAULT_CONTAINERD_ADDRESS, timeout=5.0):
+    """{'present', 'reachable', 'version', 'error'} of the containerd at ADDRESS:
+    present when its socket exists, reachable when it accepts a connection;
+    the version from ``ctr version`` when ctr is installed."""
+    path = socket_path(address)
+    out = {'present': False, 'reachable': False, 'version': None, 'error': None}
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            out['error'] = '%s is not a socket' % path
+            return out
+    except (IOError, OSError) as e:
+        out['error'] = 'no socket at %s: %s (%s)' % (path, os.strerror(e.errno) if e.errno else e,
+                                                     errno.errorcode.get(e.errno, e.errno))
+        return out
+    out['present'] = True
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(path)
+        out['reachable'] = True
+    except (IOError, OSError, socket.timeout) as e:
+        out['reachable'] = False
+        out['error'] = 'cannot connect to %s: %s' % (path, e)
+        return out
+    finally:
+        s.close()
+    ctr = find_ctr()
+    if ctr:
+        try:
+            rc, stdout, stderr = _run_bounded([ctr, '--address', path, 'version'], timeout)
+            if rc == 0:
+                server = stdout.split('Server:', 1)[-1]
+                for line in server.splitlines():
+                    if line.strip().startswith('Version:'):
+                        out['version'] = line.split(':', 1)[1].strip()
+                        break
+        except (CriError, OSError):
+            pass  # the version is a nicety; reachability was decided above
+    return out
+
+
+# ---- the probe --------------------------------------------------------------
+
+def _ms(t0):
+    return int(round((time.monotonic() - t0) * 1000))
+
+
+def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=()):
+    """Ask each task's shim for its pids.  {id: {'responsive', 'latency_ms',
+    'error'}}: False when the call used its whole TIMEOUT (the stuck shim's
+    sign), None when undecided (no socket, the overall DEADLINE).
+
+    Work goes by shim: up to CONCURRENCY shims at once, and all the
+    containers of one shim (a pod) at the same moment.  Once one call to a
+    stuck pod shim is pending, it stops answering for the pod's other
+    containers too; asked together, before that, each container answers for
+    itself, and a sick pod holds one slot for TIMEOUT, not one per container.
+    Shims whose address is in FIRST are asked first, so that a sick pod gets
+    its whole TIMEOUT however long the healthy ones take (each Pids makes
+    the shim run ``runc ps``: about 8 ms of CPU per container).
+    Returns by DEADLINE; stuck calls are daemon threads, each bounded by its
+    own deadline."""
+    call = call or task_pids
+    timeout = float(timeout)
+    if deadline is None:
+        deadline = time.monotonic() + timeout + 1.0
+    tasks = list(tasks)
+    groups = []
+    by_shim = {}
+    for t in tasks:
+        key = t.get('shim_address')
+        if key not in by_shim:
+            by_shim[key] = []
+            groups.append(by_shim[key])
+        by_shim[key].append(t)
+    first = set(first or ())
+    groups.sort(key=lambda g: 0 if g[0].get('shim_address') in first else 1)
+    results = {}
+    cond = threading.Condition()
+    pending = list(reversed(groups))
+
+    def probe(t):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {'responsive': None, 'latency_ms': None,
+                    'error': 'not probed: the overall deadline passed first (raise concurrency or the deadline)'}
+        budget = min(timeout, left)
+        t0 = time.monotonic()
+        try:
+            call(t['shim_address'], t['id'], budget)
+            return {'responsive': True, 'latency_ms': _ms(t0), 'error': None}
+        except ShimTimeout:
+            if budget < timeout:
+                return {'responsive': None, 'latency_ms': _ms(t0),
+                        'error': 'probe cut short by the overall deadline after %.1fs' % budget}
+            return {'responsive': False, 'latency_ms': _ms(t0),
+                    'error': 'shim did not answer task pids within %.1fs' % timeout}
+        except ShimUnreachable as e:
+            return {'responsive': None, 'latency_ms': _ms(t0), 'error': str(e)}
+        except CriError as e:
+            # an error status (task gone since the listing) is still an answer
+            return {'responsive': True, 'latency_ms': _ms(t0), 'error': str(e)}
+
+    def one(t):
+        try:
+            res = probe(t)
+        except Exception as e:  # never lose a result to a surprise
+            res = {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
+        with cond:
+            results[t['id']] = res
+            cond.notify_all()
+
+    def worker():
+        while True:
+            with cond:
+                if not pending:
+                    return
+                group = pending.pop()
+            threads = []
+            for t in group[:MAX_PER_SHIM]:
+                th = threading.Thread(target=one, args=(t,), name='shim-probe')
+                th.daemon = True
+                th.start()
+                threads.append(th)
+            for t in group[MAX_PER_SHIM:]:
+                one(t)
+            for th in threads:
+                th.join(max(0.0, deadline + 0.1 - time.monotonic()))
+
+    for i in range(max(1, min(int(concurrency), len(groups)))):
+        th = threading.Thread(target=worker, name='shim-worker-%d' % i)
+        th.daemon = True
+        th.start()
+    wait_until = deadline + 0.25
+    with cond:
+        while len(results) < len(tasks):
+            left = wait_until - time.monotonic()
+            if left <= 0:
+                break
+            cond.wait(left)
+        out = dict(results)
+    for t in tasks:
+        if t['id'] not in out:
+            out[t['id']] = {'responsive': None, 'latency_ms': None, 'error': 'no result by the overall deadline'}
+    return out
+
+
+def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, timeout=5.0,
+                     concurrency=16, container_ids=None, deadline=None, include_sandboxes=False,
+                     proc_root='/proc'):
+    """Which containers' shims do not answer: {'engine', 'containers', 'hung', 'unchecked'}.
+    A containerd that is not there is a result (engine.present false), not an exception."""
+    t0 = time.monotonic()
+    timeout = float(timeout)
+    if deadline is None:
+        deadline = t0 + timeout + 1.0
+    engine = {'name': 'containerd', 'address': socket_path(address), 'namespace': namespace,
+              'present': False, 'checked': False, 'reachable': None, 'version': None, 'error': None}
+    report = {'engine': engine, 'containers': [], 'hung': [], 'unchecked': []}
+    engine.update(engine_status(address, timeout=max(0.001, min(timeout, deadline - time.monotonic()))))
+    if not engine['present'] or not engine['reachable']:
+        return report
+    shims = scan_shims(address, namespace, proc_root)
+    tasks = list_tasks(address, namespace, proc_root, roots=shims['roots'])
+    busy = set(t['shim_address'] for t in tasks if t['bundle'] in shims['busy'])
+    if not include_sandboxes:
+        tasks = [t for t in tasks if t['type'] != 'sandbox']
+    if container_ids:
+        wanted = set(container_ids)
+        tasks = [t for t in tasks if t['id'] in wanted or any(t['id'].startswith(w) for w in wanted)]
+    engine['checked'] = True
+    probes = probe_tasks(tasks, timeout, concurrency, deadline, first=busy)
+    for t in tasks:
+        c = {'id': t['id'], 'name': t['container_name'] or t['id'][:12], 'engine': 'containerd',
+             'pod_namespace': t['pod_namespace'], 'pod_name': t['pod_name'], 'container_name': t['container_name'],
+             'pod_sandbox_id': t['pod_sandbox_id']}
+        c.update(probes[t['id']])
+        report['containers'].append(c)
+        if c['responsive'] is False:
+            report['hung'].append(c['id'])
+        elif c['responsive'] is None:
+            report['unchecked'].append(c['id'])
+    return report

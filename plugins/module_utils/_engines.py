@@ -1,0 +1,259 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which container engines a node has, and which of their containers no
+longer answer (private module_utils).
+
+Docker nodes are checked through the Engine API (``_engine_api``: inspect of
+each container); containerd/CRI nodes through the pod shims (``_cri``: the
+shim call behind ``ctr task ps``).  Both engines are checked at the same
+time, under one overall deadline.  An engine that is not on the node is a
+fact in the result (``present: false``), never an error: since Kubernetes
+1.24 most nodes have containerd and no dockerd, and a mixed fleet has both.
+
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import math
+import os
+import stat
+import threading
+import time
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
+    DEFAULT_DOCKER_HOST,
+    EngineClient,
+    EngineError,
+    hung_container_report,
+    inspect_answers,
+    parse_docker_host,
+)
+
+ENGINES = ('docker', 'containerd')
+DEFAULT_CONTAINERD_ADDRESS = _cri.DEFAULT_CONTAINERD_ADDRESS
+DEFAULT_CONTAINERD_NAMESPACE = _cri.DEFAULT_NAMESPACE
+
+
+class EnginesError(Exception):
+    """Options that cannot work (an unknown engine name, a malformed address)."""
+
+
+def parse_engines(engines):
+    """'auto' -> None (every engine present); a list or comma-separated string
+    of engine names -> a tuple in ENGINES order; EnginesError otherwise."""
+    if engines is None or engines == 'auto' or engines == ['auto']:
+        return None
+    if isinstance(engines, str):
+        engines = [e.strip() for e in engines.split(',') if e.strip()]
+    if not isinstance(engines, (list, tuple)) or not engines:
+        raise EnginesError("engines must be 'auto' or a list of %s, got %r" % (', '.join(ENGINES), engines))
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        raise EnginesError("unknown engine(s) %s: engines must be 'auto' or a list of %s"
+                           % (', '.join(repr(b) for b in bad), ', '.join(ENGINES)))
+    return tuple(e for e in ENGINES if e in engines)
+
+
+def socket_missing(path):
+    """None when PATH is a socket, else why not (with the errno name)."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            return None
+        return '%s is not a socket' % path
+    except (IOError, OSError) as e:
+        return 'no socket at %s: %s (%s)' % (path, os.strerror(e.errno) if e.errno else e,
+                                             errno.errorcode.get(e.errno, e.errno))
+
+
+def docker_present(docker_host):
+    """(present, error): a unix socket that exists, or any tcp address (only a connection tells)."""
+    target = parse_docker_host(docker_host)
+    if target[0] == 'unix':
+        why = socket_missing(target[1])
+        return why is None, why
+    return True, None
+
+
+def _docker(docker_host, timeout, concurrency, container_ids, deadline, api_version=None, include_stopped=False):
+    entry = {'name': 'docker', 'address': docker_host, 'present': False, 'checked': False,
+             'reachable': None, 'version': None, 'error': None}
+    present, why = docker_present(docker_host)
+    entry['present'] = present
+    if not present:
+        entry['error'] = why
+        entry['reachable'] = False
+        return entry, [], [], []
+    total = max(0.001, deadline - time.monotonic())
+    client = EngineClient(docker_host, api_version=api_version, timeout=timeout)
+    rep = hung_container_report(docker_host=docker_host, timeout=timeout, concurrency=concurrency,
+                                all_states=include_stopped, total_timeout=total, client=client)
+    eng = rep['engine']
+    entry.update({'reachable': eng['reachable'], 'version': eng['version'], 'error': eng['error'],
+                  'checked': eng['reachable'] is True, 'api_version': eng.get('api_version'),
+                  'docker_host': docker_host, 'list_latency_ms': eng.get('list_latency_ms')})
+    containers = []
+    wanted = set(container_ids or ())
+    for c in rep['containers']:
+        if wanted and c['id'] not in wanted and not any(c['id'].startswith(w) for w in wanted):
+            continue
+        c = dict(c)
+        c['engine'] = 'docker'
+        c['container_name'] = c.get('pod_container')
+        containers.append(c)
+    ids = set(c['id'] for c in containers)
+    return entry, containers, [h for h in rep['hung'] if h in ids], [u for u in rep['unchecked'] if u in ids]
+
+
+def _containerd(address, namespace, timeout, concurrency, container_ids, deadline, proc_root):
+    rep = _cri.hung_task_report(address=address, namespace=namespace, timeout=timeout, concurrency=concurrency,
+                                container_ids=container_ids, deadline=deadline, proc_root=proc_root)
+    return rep['engine'], rep['containers'], rep['hung'], rep['unchecked']
+
+
+def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_CONTAINERD_ADDRESS,
+                  timeout=5.0, concurrency=16, container_ids=None, deadline=None,
+                  containerd_namespace=DEFAULT_CONTAINERD_NAMESPACE, proc_root='/proc', api_version=None,
+                  include_stopped=False):
+    """Check every engine asked for (``auto``: every engine present on the node).
+
+    Returns {'engines': [{'name', 'address', 'present', 'checked', 'reachable',
+    'version', 'error'}], 'containers': [{'id', 'name', 'engine', 'pod_namespace',
+    'pod_name', 'container_name', 'responsive', 'latency_ms', 'error', ...}],
+    'hung': [ids], 'unchecked': [ids]}.  Returns by DEADLINE (default now +
+    timeout + 1); raises EnginesError only for options that cannot work.
+    """
+    wanted = parse_engines(engines)
+    timeout = float(timeout)
+    if math.isnan(timeout) or timeout <= 0:
+        raise EnginesError('timeout must be greater than 0, got %s' % timeout)
+    if deadline is None:
+        deadline = time.monotonic() + timeout + 1.0
+    try:
+        parse_docker_host(docker_host)
+    except EngineError as e:
+        raise EnginesError(str(e))
+    if not containerd_address or not isinstance(containerd_address, str):
+        raise EnginesError('containerd_address must be a socket path such as %s' % DEFAULT_CONTAINERD_ADDRESS)
+    if not _cri.socket_path(containerd_address).startswith('/'):
+        raise EnginesError('containerd_address %r: use an absolute socket path (unix:// optional)' % containerd_address)
+
+    jobs = {
+        'docker': lambda: _docker(docker_host, timeout, concurrency, container_ids, deadline,
+                                  api_version, include_stopped),
+        'containerd': lambda: _containerd(containerd_address, containerd_namespace, timeout, concurrency,
+                                          container_ids, deadline, proc_root),
+    }
+    results = {}
+
+    def run(name):
+        try:
+            results[name] = jobs[name]()
+        except Exception as e:  # an engine's surprise must not hide the other engine's answer
+            entry = {'name': name, 'address': docker_host if name == 'docker' else containerd_address,
+                     'present': None, 'checked': False, 'reachable': None, 'version': None,
+                     'error': 'check failed: %r' % (e,)}
+            results[name] = (entry, [], [], [])
+
+    threads = []
+    for name in ENGINES:
+        if wanted is None or name in wanted:
+            th = threading.Thread(target=run, args=(name,), name='engine-%s' % name)
+            th.daemon = True
+            th.start()
+            threads.append((name, th))
+    for name, th in threads:
+        th.join(max(0.0, deadline + 0.5 - time.monotonic()))
+
+    out = {'engines': [], 'containers': [], 'hung': [], 'unchecked': []}
+    for name in ENGINES:
+        if wanted is not None and name not in wanted:
+            continue
+        entry, containers, hung, unchecked = results.get(name) or (
+            {'name': name, 'address': docker_host if name == 'docker' else containerd_address,
+             'present': None, 'checked': False, 'reachable': None, 'version': None,
+             'error': 'no answer by the overall deadline'}, [], [], [])
+        if wanted is not None and name in wanted and entry.get('present') is False and not entry.get('error'):
+            entry['error'] = 'not found on this node'
+        out['engines'].append(entry)
+        out['containers'].extend(containers)
+        out['hung'].extend(hung)
+        out['unchecked'].extend(unchecked)
+    return out
+
+
+def summary_msg(result):
+    """One line an operator can read at 3 a.m."""
+    checked = [e['name'] for e in result['engines'] if e.get('checked')]
+    missing = [e['name'] for e in result['engines'] if e.get('present') is False]
+    broken = [e['name'] for e in result['engines'] if e.get('present') and not e.get('checked')]
+    if not checked:
+        if broken:
+            return 'engine(s) %s present but not usable: %s' % (', '.join(broken), '; '.join(
+                '%s: %s' % (e['name'], e.get('error')) for e in result['engines'] if e['name'] in broken))
+        return 'no container engine found on this node (looked for %s)' % ', '.join(e['name'] for e in result['engines'])
+    hung = result['hung']
+    parts = ['%d of %d containers hung' % (len(hung), len(result['containers']))]
+    if hung:
+        names = []
+        for c in result['containers']:
+            if c['id'] in hung:
+                if c.get('pod_name'):
+                    names.append('%s/%s/%s' % (c.get('pod_namespace'), c.get('pod_name'), c.get('container_name')))
+                else:
+                    names.append(c.get('name') or c['id'][:12])
+        parts[0] += ' (%s)' % ', '.join(names[:10] + (['...'] if len(names) > 10 else []))
+    if result['unchecked']:
+        parts.append('%d undecided' % len(result['unchecked']))
+    parts.append('checked %s' % ', '.join(checked))
+    if missing:
+        parts.append('not on this node: %s' % ', '.join(missing))
+    if broken:
+        parts.append('not usable: %s' % ', '.join(broken))
+    return '; '.join(parts)
+
+
+def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_CONTAINERD_ADDRESS,
+                    timeout=5.0, containerd_namespace=DEFAULT_CONTAINERD_NAMESPACE, proc_root='/proc'):
+    """A function (container id) -> (verified, reason) for after a drain: does
+    the engine that runs the container answer for it again within TIMEOUT?
+    Docker: an inspect of it; containerd: its pod shim's task pids (the call a
+    stuck exec blocks).  ``None`` when no engine on the node knows it."""
+    def docker(cid):
+        if docker_present(docker_host)[0] is not True:
+            return None, 'no dockerd socket'
+        # one request under one deadline; only an HTTP answer counts as answered
+        verified, why = inspect_answers(docker_host, cid, timeout)
+        if verified is True and why.startswith('engine answered HTTP 404'):
+            return None, 'dockerd does not know %s' % cid[:12]
+        return verified, why or 'dockerd answered inspect'
+
+    def containerd(cid):
+        if socket_missing(_cri.socket_path(containerd_address)):
+            return None, 'no containerd socket'
+        tasks = [t for t in _cri.list_tasks(containerd_address, containerd_namespace, proc_root) if t['id'] == cid]
+        if not tasks:
+            return None, 'containerd (namespace %s) has no task %s' % (containerd_namespace, cid[:12])
+        try:
+            _cri.task_pids(tasks[0]['shim_address'], cid, timeout)
+        except _cri.ShimTimeout:
+            return False, 'the shim of %s did not answer task pids within %ss' % (cid[:12], timeout)
+        except _cri.ShimUnreachable as e:
+            return None, 'shim unreachable: %s' % e
+        except _cri.CriError as e:
+            return True, 'the shim answered: %s' % e
+        return True, 'the containerd shim answered task pids'
+
+    def check(cid):
+        reasons = []
+        for probe in (docker, containerd):
+            verified, reason = probe(cid)
+            if verified is not None:
+                return verified, reason
+            reasons.append(reason)
+        return None, '; '.join(reasons)
+    return check

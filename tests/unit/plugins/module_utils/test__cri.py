@@ -1,0 +1,271 @@
+"""_cri: the protobuf/ttrpc encoding, the bundle reader, and the per-call
+deadline against a fake shim on a real unix socket (the real shims are
+exercised in tests/integration/test_cri.py)."""
+import json
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+
+
+def test_varints_and_fields_round_trip():
+    for n in (0, 1, 127, 128, 300, 2 ** 35, 2 ** 63):
+        enc = _cri._varint(n)
+        assert _cri._read_varint(enc, 0) == (n, len(enc))
+    msg = _cri._field_bytes(1, "abc") + _cri._field_varint(4, 150) + _cri._field_bytes(3, b"\x00\xff")
+    assert _cri.parse_fields(msg) == [(1, 2, b"abc"), (4, 0, 150), (3, 2, b"\x00\xff")]
+
+
+def test_request_has_upstream_field_numbers():
+    req = _cri.encode_request("containerd.task.v2.Task", "Pids", b"\x0a\x01x", 2 * 10 ** 9)
+    fields = _cri.parse_fields(req)
+    assert fields == [(1, 2, b"containerd.task.v2.Task"), (2, 2, b"Pids"), (3, 2, b"\x0a\x01x"), (4, 0, 2 * 10 ** 9)]
+
+
+@pytest.mark.parametrize("bad", [b"\x0a\x05ab", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"\x0b"])
+def test_malformed_protobuf_is_an_error_not_a_crash(bad):
+    with pytest.raises(_cri.CriError):
+        _cri.parse_fields(bad)
+
+
+def test_response_status_and_payload():
+    status = _cri._field_varint(1, 5) + _cri._field_bytes(2, "not found")
+    assert _cri.decode_response(_cri._field_bytes(1, status)) == (5, "not found", b"")
+    assert _cri.decode_response(_cri._field_bytes(2, b"payload")) == (0, "", b"payload")
+
+
+@pytest.mark.parametrize("addr,path", [
+    ("unix:///run/containerd/s/abc", "/run/containerd/s/abc"),
+    ("/run/containerd/s/abc\n", "/run/containerd/s/abc"),
+    ("unix://@/containerd-shim/k8s.io/x/shim.sock", "\0/containerd-shim/k8s.io/x/shim.sock"),
+])
+def test_shim_addresses(addr, path):
+    assert _cri.shim_socket_path(addr) == path
+
+
+def test_relative_shim_address_is_refused():
+    with pytest.raises(_cri.CriError):
+        _cri.shim_socket_path("unix://relative/sock")
+
+
+def make_bundle(root, cid, annotations=None, address="unix:///run/containerd/s/" + "a" * 64, config=None):
+    d = root / cid
+    d.mkdir(parents=True)
+    (d / "address").write_text(address)
+    (d / "config.json").write_text(config if config is not None else json.dumps({"annotations": annotations or {}}))
+    return d
+
+
+def test_list_tasks_reads_pods_from_cri_annotations(tmp_path):
+    root = tmp_path / "k8s.io"
+    sandbox, app = "1" * 64, "2" * 64
+    make_bundle(root, sandbox, {"io.kubernetes.cri.container-type": "sandbox",
+                                "io.kubernetes.cri.sandbox-name": "web", "io.kubernetes.cri.sandbox-namespace": "shop"})
+    make_bundle(root, app, {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": sandbox,
+                            "io.kubernetes.cri.sandbox-name": "web", "io.kubernetes.cri.sandbox-namespace": "shop",
+                            "io.kubernetes.cri.container-name": "app"})
+    make_bundle(root, "3" * 64, config="{not json")                 # garbage config: a task without a pod
+    (root / ("4" * 64)).mkdir()                                       # no address: not a running task
+    os.symlink("/etc/passwd", str(make_bundle(root, "5" * 64, {}) / "evil"))
+    # a config.json that is a symlink is not followed
+    d6 = root / ("6" * 64)
+    d6.mkdir()
+    (d6 / "address").write_text("unix:///run/containerd/s/" + "b" * 64)
+    os.symlink(str(root / app / "config.json"), str(d6 / "config.json"))
+    tasks = {t["id"]: t for t in _cri.list_tasks(roots=[str(root)])}
+    assert set(tasks) == {sandbox, app, "3" * 64, "5" * 64, "6" * 64}
+    assert tasks[app]["type"] == "container" and tasks[app]["pod_sandbox_id"] == sandbox
+    assert (tasks[app]["pod_namespace"], tasks[app]["pod_name"], tasks[app]["container_name"]) == ("shop", "web", "app")
+    assert tasks[sandbox]["type"] == "sandbox"
+    assert tasks["3" * 64]["pod_name"] is None and tasks["6" * 64]["pod_name"] is None
+    assert tasks[app]["shim_address"].endswith("a" * 64)
+
+
+def test_oversized_config_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cri, "MAX_CONFIG_BYTES", 100)
+    root = tmp_path / "k8s.io"
+    make_bundle(root, "7" * 64, {"io.kubernetes.cri.sandbox-name": "x" * 200})
+    (t,) = _cri.list_tasks(roots=[str(root)])
+    assert t["pod_name"] is None
+
+
+def process_info(pid):
+    return _cri._field_bytes(1, _cri._field_varint(1, pid))
+
+
+class FakeShim(object):
+    """A unix socket that answers ttrpc like a shim: 'ok' answers Pids with
+    two pids, 'never' accepts and never answers, 'trickle' sends one byte a
+    second, 'error' answers with a NotFound status."""
+
+    def __init__(self, path, mode):
+        self.path, self.mode = str(path), mode
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path.replace("@", "\0", 1) if self.path.startswith("@") else self.path)
+        self.sock.listen(16)
+        self.requests = []
+        self.conns = []
+        t = threading.Thread(target=self.serve, daemon=True)
+        t.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, dummy = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        header = conn.recv(10)
+        length, stream, mtype, flags = struct.unpack(">IIBB", header)
+        body = b""
+        while len(body) < length:
+            body += conn.recv(length - len(body))
+        self.requests.append(_cri.parse_fields(body))
+        if self.mode == "never":
+            time.sleep(60)
+            return
+        if self.mode == "slow":
+            time.sleep(0.6)
+        service = dict((n, v) for n, w, v in self.requests[-1]).get(1)
+        if self.mode == "error":
+            resp = _cri._field_bytes(1, _cri._field_varint(1, 5) + _cri._field_bytes(2, "task not found"))
+        elif self.mode == "v3only" and service != b"containerd.task.v3.Task":
+            resp = _cri._field_bytes(1, _cri._field_varint(1, 12) + _cri._field_bytes(2, "service %s" % service.decode()))
+        else:
+            resp = _cri._field_bytes(2, process_info(42) + process_info(43))
+        data = struct.pack(">IIBB", len(resp), stream, 2, 0) + resp
+        if self.mode == "trickle":
+            try:
+                for b in data:
+                    conn.sendall(bytes([b]))
+                    time.sleep(1.0)
+            except OSError:
+                pass  # the test closed the socket
+            return
+        try:
+            conn.sendall(data)
+        except OSError:
+            pass  # the client gave up first (its deadline)
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.fixture
+def shim(tmp_path):
+    made = []
+
+    def make(mode):
+        s = FakeShim(tmp_path / ("%s.sock" % mode), mode)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()
+
+
+def test_task_pids_speaks_ttrpc(shim):
+    s = shim("ok")
+    assert _cri.task_pids("unix://" + s.path, "c" * 64, 2.0) == [42, 43]
+    (req,) = s.requests
+    assert req[0] == (1, 2, b"containerd.task.v2.Task") and req[1] == (2, 2, b"Pids")
+    assert _cri.parse_fields(req[2][2]) == [(1, 2, b"c" * 64)]
+
+
+@pytest.mark.parametrize("mode", ["never", "trickle"])
+def test_a_shim_that_never_answers_or_trickles_is_cut_off_at_the_deadline(shim, mode):
+    s = shim(mode)
+    t0 = time.monotonic()
+    with pytest.raises(_cri.ShimTimeout):
+        _cri.task_pids(s.path, "c" * 64, 1.5)
+    assert 1.4 <= time.monotonic() - t0 < 2.0
+
+
+def test_a_shim_with_only_the_v3_task_api_is_asked_again(shim):
+    s = shim("v3only")
+    assert _cri.task_pids(s.path, "c" * 64, 2.0) == [42, 43]
+    services = [dict((n, v) for n, w, v in r)[1] for r in s.requests]
+    assert services == [b"containerd.task.v2.Task", b"containerd.task.v3.Task"]
+
+
+def test_abstract_shim_sockets_of_old_containerd(tmp_path):
+    name = "/hd-test-%d-%d/shim.sock" % (os.getpid(), time.monotonic_ns())
+    s = FakeShim("@" + name, "ok")
+    try:
+        # containerd 1.2-1.4 wrote the abstract name as if it were a path
+        assert _cri.task_pids("unix://" + name, "c" * 64, 2.0) == [42, 43]
+    finally:
+        s.close()
+
+
+def test_error_status_is_an_answer(shim):
+    s = shim("error")
+    with pytest.raises(_cri.CriError) as e:
+        _cri.task_pids(s.path, "c" * 64, 2.0)
+    assert not isinstance(e.value, (_cri.ShimTimeout, _cri.ShimUnreachable)) and "task not found" in str(e.value)
+
+
+def test_probe_tasks_is_concurrent_and_bounded(shim, tmp_path):
+    ok, never, err = shim("ok"), shim("never"), shim("error")
+    tasks = [{"id": "ok-%d" % i, "shim_address": ok.path} for i in range(20)]
+    tasks += [{"id": "never-%d" % i, "shim_address": never.path} for i in range(5)]
+    tasks += [{"id": "gone", "shim_address": err.path}, {"id": "nosock", "shim_address": str(tmp_path / "none.sock")}]
+    t0 = time.monotonic()
+    res = _cri.probe_tasks(tasks, timeout=1.0, concurrency=8)
+    assert time.monotonic() - t0 < 2.0
+    assert all(res["ok-%d" % i]["responsive"] is True for i in range(20))
+    assert all(res["never-%d" % i]["responsive"] is False for i in range(5))
+    assert res["gone"]["responsive"] is True and "task not found" in res["gone"]["error"]
+    assert res["nosock"]["responsive"] is None and "ENOENT" in res["nosock"]["error"]
+
+
+def test_missing_containerd_is_a_fact(tmp_path):
+    rep = _cri.hung_task_report(address=str(tmp_path / "nothing.sock"), timeout=1)
+    assert rep["engine"]["present"] is False and rep["engine"]["checked"] is False
+    assert "ENOENT" in rep["engine"]["error"] and rep["containers"] == [] and rep["hung"] == []
+
+
+def test_a_sick_pod_holds_one_slot_not_one_per_container(shim, tmp_path):
+    """One shim serves a pod: its containers are asked together, so a pod of
+    eight stuck containers costs one timeout and one of the two slots."""
+    never = shim("never")
+    healthy = [FakeShim(tmp_path / ("ok-%d.sock" % i), "ok") for i in range(6)]
+    try:
+        tasks = [{"id": "stuck-%d" % i, "shim_address": never.path} for i in range(8)]
+        tasks += [{"id": "ok-%d-%d" % (i, j), "shim_address": h.path} for i, h in enumerate(healthy) for j in range(3)]
+        t0 = time.monotonic()
+        res = _cri.probe_tasks(tasks, timeout=1.0, concurrency=2)
+        assert time.monotonic() - t0 < 2.3
+        assert [res["stuck-%d" % i]["responsive"] for i in range(8)] == [False] * 8, res
+        assert all(r["responsive"] is True for k, r in res.items() if k.startswith("ok-")), res
+        assert len(never.requests) == 8
+    finally:
+        for h in healthy:
+            h.close()
+
+
+def test_busy_shims_are_asked_first_and_get_their_whole_timeout(shim, tmp_path):
+    """Healthy shims that take long (runc ps per call) must not eat a sick
+    pod's timeout: shims with an exec in flight go first."""
+    never = shim("never")
+    slow = [FakeShim(tmp_path / ("slow-%d.sock" % i), "slow") for i in range(3)]
+    try:
+        tasks = [{"id": "slow-%d" % i, "shim_address": h.path} for i, h in enumerate(slow)]
+        tasks.append({"id": "stuck", "shim_address": never.path})
+        late = _cri.probe_tasks(tasks, timeout=1.0, concurrency=1)
+        assert late["stuck"]["responsive"] is None and "cut short" in late["stuck"]["error"], late
+        early = _cri.probe_tasks(tasks, timeout=1.0, concurrency=1, first={never.path})
+        assert early["stuck"]["responsive"] is False, early
+    finally:
+        for h in slow:
+            h.close()
