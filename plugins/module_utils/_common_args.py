@@ -25,12 +25,23 @@ import os
 from ansible.module_utils.basic import env_fallback
 
 DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
+DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock'
+DEFAULT_CONTAINERD_NAMESPACE = 'k8s.io'
 
 # Options of modules that ask a container engine (doc fragment hangdoctor.runtime.engine).
 # The task's docker_host wins, then $DOCKER_HOST of the target, then the default.
 ENGINE_ARGS = dict(
     docker_host=dict(type='str', default=DEFAULT_DOCKER_HOST, fallback=(env_fallback, ['DOCKER_HOST'])),
     inspect_timeout=dict(type='float', default=5.0),
+)
+
+# Options of modules that also ask containerd's pod shims (doc fragment
+# hangdoctor.runtime.containerd): a containerd-CRI node has no dockerd.
+CONTAINERD_ARGS = dict(
+    containerd_address=dict(type='str', default=DEFAULT_CONTAINERD_ADDRESS,
+                            fallback=(env_fallback, ['CONTAINERD_ADDRESS'])),
+    containerd_namespace=dict(type='str', default=DEFAULT_CONTAINERD_NAMESPACE,
+                              fallback=(env_fallback, ['CONTAINERD_NAMESPACE'])),
 )
 
 # Options of modules that read /proc (doc fragment hangdoctor.runtime.proc).
@@ -144,3 +155,8 @@ def require_fd_access(proc_root, what):
         if e.errno in (errno.EACCES, errno.EPERM):
             raise OptionError('%s cannot read %s (%s): it needs CAP_SYS_PTRACE (in a pod: securityContext '
                               'capabilities add SYS_PTRACE) to see which process holds which pipe' % (what, path, e.strerror))
+
+
+def check_containerd_namespace(namespace):
+    if not namespace or '/' in namespace:
+        raise OptionError('containerd_namespace must be a containerd namespace such as k8s.io, got %r' % (namespace,))

@@ -35,26 +35,30 @@ class NodeDoctorError(Exception):
     was refused as a whole (the drain's own error text)."""
 
 
-def docker_socket_missing(docker_host):
-    """Why the Docker engine is not asked, or '' when it is: a unix socket
-    that does not exist means no dockerd on this node, which is a fact of the
-    node, not a failure (a containerd-CRI node has none)."""
-    host = docker_host or ''
-    path = host[len('unix://'):] if host.startswith('unix://') else (host if host.startswith('/') else None)
-    if path is not None and not os.path.exists(path):
-        return 'no Docker socket at %s' % path
-    return ''
-
-
-def check_engine(docker_host, timeout, concurrency, check=True, required=False):
-    """(report, skipped reason).  The report has hung_container_info's shape."""
+def check_engines(engines, docker_host, containerd_address, containerd_namespace, timeout, concurrency,
+                  container_ids, proc_root, check=True, required=False):
+    """(report, skipped reason).  The report has hung_container_info's shape
+    (``engines``, ``containers``, ``hung``); an engine that is not on this node
+    is a fact in it, not a failure (a containerd-CRI node has no dockerd)."""
     if not check:
         return None, 'engine check turned off'
-    missing = docker_socket_missing(docker_host)
-    if missing and not required:
-        return None, missing
-    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
-    report = _engine_api.hung_container_report(docker_host=docker_host, timeout=timeout, concurrency=concurrency)
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
+    try:
+        report = _engines.check_engines(
+            engines=engines, docker_host=docker_host, containerd_address=containerd_address,
+            containerd_namespace=containerd_namespace, timeout=timeout, concurrency=concurrency,
+            container_ids=container_ids or None, proc_root=proc_root)
+    except _engines.EnginesError as e:
+        raise NodeDoctorError(str(e))
+    present = [e for e in report['engines'] if e.get('present')]
+    checked = [e for e in present if e.get('checked')]
+    if required and not any(e.get('reachable') for e in checked):
+        raise NodeDoctorError('no container engine answers on this node: %s' % _engines.summary_msg(report))
+    docker = [e for e in present if e['name'] == 'docker']
+    report['engine'] = dict((docker or present or [{}])[0])
+    if not present:
+        return report, 'no container engine on this node (%s)' % ', '.join(
+            '%s: %s' % (e['name'], e.get('error') or 'not present') for e in report['engines'])
     return report, ''
 
 
@@ -114,7 +118,8 @@ def write_metrics(summary, metrics_dir, metrics_file, now=None):
 
 
 def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_timeout=5.0,
-        inspect_concurrency=16, ask_engine=True, engine_required=False, container_ids=None,
+        inspect_concurrency=16, ask_engine=True, engines='auto', containerd_address='/run/containerd/containerd.sock',
+        containerd_namespace='k8s.io', engine_required=False, container_ids=None,
         min_age_seconds=0, confirm_interval=1.0, peek_bytes=4096, kernel_log=True, cmdline_timeout=1.0,
         drain=True, drain_min_age_seconds=60, max_drains=5, evidence_dir='/var/log/hangdoctor',
         max_evidence_bytes=16 * 1024 * 1024, drain_timeout=30.0, fallback='none', max_rounds=3,
@@ -129,10 +134,9 @@ def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_
     if mode not in ('detect', 'remediate'):
         raise NodeDoctorError('mode must be detect or remediate, got %r' % (mode,))
     host = hostname or socket.gethostname()
-    engine_report, engine_skipped = check_engine(docker_host, inspect_timeout, inspect_concurrency,
-                                                 ask_engine, engine_required)
-    if engine_report is not None and engine_required and engine_report['engine'].get('error'):
-        raise NodeDoctorError('Docker daemon at %s not usable: %s' % (docker_host, engine_report['engine']['error']))
+    engine_report, engine_skipped = check_engines(
+        engines, docker_host, containerd_address, containerd_namespace, inspect_timeout, inspect_concurrency,
+        container_ids, proc.root, ask_engine, engine_required)
     try:
         scan = _stuck_exec.scan(proc, container_ids=container_ids, confirm_interval=confirm_interval,
                                 peek_bytes=peek_bytes, min_age_seconds=min_age_seconds,
@@ -159,10 +163,11 @@ def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_
         elif plan['targets']:
             # Imported here: a node without stuck execs (nearly every node of a
             # fleet run) does not pay for loading the drain.
-            from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify, _pipe_drain
+            from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines, _pipe_drain
             engine = None
-            if engine_report is not None and not engine_report['engine'].get('error'):
-                engine = _drain_verify.engine_check(docker_host, inspect_timeout)
+            if engine_report is not None and not engine_skipped:
+                engine = _engines.container_check(docker_host, containerd_address, inspect_timeout,
+                                                  containerd_namespace, proc.root)
             try:
                 drain_result = _pipe_drain.run(
                     proc, stuck_execs=plan['targets'], evidence_dir=evidence_dir,

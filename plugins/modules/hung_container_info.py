@@ -45,6 +45,7 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes
   - hangdoctor.runtime.attributes.INFO_MODULE
   - hangdoctor.runtime.engine
+  - hangdoctor.runtime.containerd
 attributes:
   platform:
     platforms: posix
@@ -61,18 +62,6 @@ options:
     type: list
     elements: str
     default: [auto]
-  containerd_address:
-    description:
-      - containerd's gRPC socket, as a path or C(unix:///path). Only the shims of this containerd are probed.
-      - When not given, the E(CONTAINERD_ADDRESS) environment variable of the target is used if set.
-    type: str
-    default: /run/containerd/containerd.sock
-  containerd_namespace:
-    description:
-      - containerd namespace whose containers are checked. Kubernetes (CRI) uses V(k8s.io).
-      - When not given, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if set.
-    type: str
-    default: k8s.io
   inspect_timeout:
     description:
       - Seconds each request (the version check, the list, and each container's inspect or shim call) may
@@ -310,13 +299,11 @@ elapsed_seconds:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import EngineClient, EngineError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import (
-    DEFAULT_CONTAINERD_ADDRESS,
-    DEFAULT_CONTAINERD_NAMESPACE,
     EnginesError,
     check_engines,
     parse_engines,
@@ -326,12 +313,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import
 
 def main():
     spec = common.argument_spec(
-        common.ENGINE_ARGS,
+        common.ENGINE_ARGS, common.CONTAINERD_ARGS,
         engines=dict(type='list', elements='str', default=['auto']),
-        containerd_address=dict(type='str', default=DEFAULT_CONTAINERD_ADDRESS,
-                                fallback=(env_fallback, ['CONTAINERD_ADDRESS'])),
-        containerd_namespace=dict(type='str', default=DEFAULT_CONTAINERD_NAMESPACE,
-                                  fallback=(env_fallback, ['CONTAINERD_NAMESPACE'])),
         total_timeout=dict(type='float'),
         concurrency=dict(type='int', default=16),
         api_version=dict(type='str', default='auto'),
@@ -347,9 +330,7 @@ def main():
         p['docker_host'] = common.DEFAULT_DOCKER_HOST
     try:
         common.check_numbers(p)
-        if not p['containerd_namespace'] or '/' in p['containerd_namespace']:
-            raise common.OptionError('containerd_namespace must be a containerd namespace such as k8s.io, got %r'
-                                     % p['containerd_namespace'])
+        common.check_containerd_namespace(p['containerd_namespace'])
         engines = p['engines'] if p['engines'] != ['auto'] else 'auto'
         parse_engines(engines)
     except (common.OptionError, EnginesError) as e:
@@ -383,7 +364,7 @@ def main():
     # An engine on the node that does not answer is a failure; one that is not on the node is not,
     # unless its address was set by hand (a typo must not pass as "no engine here").
     explicit = {'docker': p['docker_host'] != common.DEFAULT_DOCKER_HOST,
-                'containerd': p['containerd_address'] != DEFAULT_CONTAINERD_ADDRESS}
+                'containerd': p['containerd_address'] != common.DEFAULT_CONTAINERD_ADDRESS}
     unusable = [e for e in result['engines'] if e.get('error') and not e.get('checked')
                 and (e.get('present') or explicit.get(e['name']))]
     if unusable and p['fail_on_unreachable']:

@@ -25,12 +25,13 @@ description:
     confirmed stuck execs, O(mode=remediate) drains nothing until it is given the eviction guard's verdict
     in O(guard) (see O(require_guard)); the remediate role asks the Kubernetes API on the controller and
     calls the module a second time on those nodes only.
-  - A node without a Docker socket is a fact in the result (C(engine.skipped) in RV(ansible_facts.hangdoctor)),
-    not a failure.
+  - Docker nodes and containerd-CRI Kubernetes nodes without dockerd alike; which engines were asked is in
+    C(engines) of RV(ansible_facts.hangdoctor). A node without any engine is a fact in the result, not a failure.
 extends_documentation_fragment:
   - hangdoctor.runtime.attributes
   - hangdoctor.runtime.attributes.LINUX
   - hangdoctor.runtime.engine
+  - hangdoctor.runtime.containerd
   - hangdoctor.runtime.proc
 attributes:
   check_mode:
@@ -49,13 +50,20 @@ options:
     default: detect
   check_engine:
     description:
-      - Ask the container engine which containers no longer answer. A missing unix socket skips the check
-        and says so in the result.
+      - Ask the container engines which containers no longer answer (Docker's inspect; containerd's pod
+        shims, the calls a stuck exec blocks). An engine that is not on the node is skipped and said so.
     type: bool
     default: true
+  engines:
+    description:
+      - Which engines to ask. V(auto) asks every engine present on the node; a list of V(docker) and
+        V(containerd) asks those.
+    type: list
+    elements: str
+    default: [auto]
   engine_required:
     description:
-      - Fail when the Docker daemon does not answer (or has no socket). By default an unreachable engine is
+      - Fail when no container engine on the node answers. By default an unreachable or absent engine is
         a fact in the result.
     type: bool
     default: false
@@ -249,7 +257,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 def main():
     module = AnsibleModule(
         argument_spec=common.argument_spec(
-            common.ENGINE_ARGS, common.PROC_ARGS,
+            common.ENGINE_ARGS, common.CONTAINERD_ARGS, common.PROC_ARGS,
+            engines=dict(type='list', elements='str', default=['auto']),
             mode=dict(type='str', choices=['detect', 'remediate'], default='detect'),
             check_engine=dict(type='bool', default=True),
             engine_required=dict(type='bool', default=False),
@@ -280,6 +289,7 @@ def main():
     p = module.params
     try:
         common.check_numbers(p)
+        common.check_containerd_namespace(p['containerd_namespace'])
         ids = common.container_ids(p['container_ids'])
         if '/' in p['metrics_file'] or p['metrics_file'] in ('', '.', '..'):
             raise common.OptionError('metrics_file must be a file name, not a path: %r' % p['metrics_file'])
@@ -296,6 +306,8 @@ def main():
         result = _node_doctor.run(
             proc, mode=p['mode'], docker_host=p['docker_host'], inspect_timeout=p['inspect_timeout'],
             inspect_concurrency=p['inspect_concurrency'], ask_engine=p['check_engine'],
+            engines=p['engines'] if p['engines'] != ['auto'] else 'auto',
+            containerd_address=p['containerd_address'], containerd_namespace=p['containerd_namespace'],
             engine_required=p['engine_required'], container_ids=ids, min_age_seconds=p['min_age_seconds'],
             confirm_interval=p['confirm_interval'], peek_bytes=p['peek_bytes'], kernel_log=p['kernel_log'],
             cmdline_timeout=p['cmdline_timeout'], drain=p['drain'],

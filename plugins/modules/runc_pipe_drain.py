@@ -45,6 +45,7 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes.LINUX
   - hangdoctor.runtime.engine
   - hangdoctor.runtime.proc
+  - hangdoctor.runtime.containerd
 attributes:
   check_mode:
     support: full
@@ -142,20 +143,6 @@ options:
       - How many rounds of drains a container may get in one run (see the description).
     type: int
     default: 3
-  containerd_address:
-    description:
-      - containerd to ask, after a drain, whether the container's shim answers again (the task pids call that
-        a stuck exec blocks), for containers dockerd does not know, such as on CRI nodes.
-      - When neither engine knows the container, RV(drained[].verified) is C(null).
-      - When not given, the E(CONTAINERD_ADDRESS) environment variable of the target is used if set.
-    type: str
-    default: /run/containerd/containerd.sock
-  containerd_namespace:
-    description:
-      - containerd namespace of the containers (Kubernetes CRI uses V(k8s.io)).
-      - When not given, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if set.
-    type: str
-    default: k8s.io
 notes:
   - Needs root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to open another process's C(/proc/PID/fd/2).
   - Only the Python standard library is used on the target.
@@ -407,7 +394,7 @@ retention:
   sample: {evidence_removed: 2, evidence_removed_bytes: 33554432, locks_removed: 5}
 '''
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
@@ -419,7 +406,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_e
 def main():
     module = AnsibleModule(
         argument_spec=common.argument_spec(
-            common.ENGINE_ARGS, common.PROC_ARGS,
+            common.ENGINE_ARGS, common.CONTAINERD_ARGS, common.PROC_ARGS,
             stuck_execs=dict(type='list', elements='dict'),
             container_ids=dict(type='list', elements='str'),
             min_age_seconds=dict(type='float', default=60),
@@ -432,9 +419,6 @@ def main():
             timeout=dict(type='float', default=30),
             fallback=dict(type='str', choices=['none', 'kill'], default='none'),
             max_rounds=dict(type='int', default=3),
-            containerd_address=dict(type='str', default='/run/containerd/containerd.sock',
-                                    fallback=(env_fallback, ['CONTAINERD_ADDRESS'])),
-            containerd_namespace=dict(type='str', default='k8s.io', fallback=(env_fallback, ['CONTAINERD_NAMESPACE'])),
         ),
         mutually_exclusive=[('stuck_execs', 'container_ids')],
         supports_check_mode=True,

@@ -264,6 +264,10 @@ def test_node_doctor_detects_and_remediates_a_cri_pod(cri, cri_release, tmp_path
     (rec,) = [s for s in fact["stuck_execs"] if s["container_id"] == app]
     assert rec["pod"] == "shop/nd-0" and rec["pod_container"] == "app" and rec["writer_pid"] == pid, rec
     assert rec["shim_pid"] == cri.shim_of(pod["id"]) and rec["shim_version"] == "v2"
+    # containerd was asked (CONTAINERD_ADDRESS of the target), only about the container asked for
+    (ctr,) = [e for e in fact["engines"] if e["name"] == "containerd"]
+    assert ctr["present"] and ctr["checked"], fact["engines"]
+    assert fact["hung"] == [app], fact["hung"]
 
     # require_guard never: another test on this machine may run a process named kubelet
     res, dummy = run_module("node_doctor", dict(base, mode="remediate", drain_min_age_seconds=0, require_guard="never",
@@ -271,6 +275,7 @@ def test_node_doctor_detects_and_remediates_a_cri_pod(cri, cri_release, tmp_path
     assert res["_status"] == "CHANGED", res
     (entry,) = res["ansible_facts"]["hangdoctor"]["drained"]
     assert entry["container_id"] == app and entry["pid"] == pid and entry["unblocked"] is True, entry
+    assert entry["verified"] is True, entry  # the pod shim answered again
     length, sha, dummy = cri.record(pid)
     header, body = evidence_body(entry["evidence_path"])
     assert hashlib.sha256(body[:length]).hexdigest() == sha
@@ -296,7 +301,7 @@ def test_detect_and_remediate_playbooks_on_a_cri_only_node(cri, cri_release, tmp
                  "hangdoctor_container_ids": [app], "hangdoctor_report_dir": str(reports),
                  "hangdoctor_metrics_dir": "", "hangdoctor_evidence_dir": str(tmp_path / "evidence"),
                  "hangdoctor_inspect_timeout": 2, "hangdoctor_confirm_interval": 0.3,
-                 "hangdoctor_drain_min_age_seconds": 0,
+                 "hangdoctor_drain_min_age_seconds": 0, "hangdoctor_containerd_address": str(cri.cri_sock),
                  # a test elsewhere on this machine may run a process named kubelet, which makes
                  # this a "Kubernetes node" whose drains wait for the eviction guard: not tested here
                  "hangdoctor_kube_guard": "never"}
@@ -307,11 +312,13 @@ def test_detect_and_remediate_playbooks_on_a_cri_only_node(cri, cri_release, tmp
         return json.loads((reports / ("hangdoctor-%s.json" % book)).read_text())
 
     rep = play("detect")
-    assert rep["totals"]["stuck_execs"] == 1, rep["totals"]
+    assert rep["totals"]["stuck_execs"] == 1 and rep["totals"]["hung_containers"] == 1, rep["totals"]
+    assert [e["checked"] for e in rep["hosts"][0]["engines"] if e["name"] == "containerd"] == [True]
     assert not fut.done()
     rep = play("remediate")
     assert rep["totals"]["drained"] == 1 and rep["totals"]["drained_bytes"] >= cri.record(pid)[0], json.dumps(rep)[:3000]
     assert rep["totals"]["verify_failed_hosts"] == 0, rep["totals"]
+    assert rep["hosts"][0]["drained"][0]["verified"] is True, rep["hosts"][0]["drained"]
     with pytest.raises(grpc.RpcError) as e:
         fut.result(timeout=10)
     assert e.value.code() != grpc.StatusCode.DEADLINE_EXCEEDED

@@ -114,14 +114,14 @@ def test_on_a_kubernetes_node_drains_wait_for_the_guard(harness, release, tmp_pa
     exec_proc.wait(timeout=10)
 
 
-def test_a_node_without_docker_is_a_fact_not_a_failure(harness, tmp_path):
-    res, dummy = run_module("node_doctor", opts(harness, tmp_path, docker_host="unix://%s/none.sock" % tmp_path,
-                                                container_ids=["0" * 12]))
+def test_a_node_without_engines_is_a_fact_not_a_failure(harness, tmp_path):
+    none = {"docker_host": "unix://%s/none.sock" % tmp_path, "containerd_address": str(tmp_path / "none-ctr.sock")}
+    res, dummy = run_module("node_doctor", opts(harness, tmp_path, container_ids=["0" * 12], **none))
     assert res["_status"] == "SUCCESS", res
     fact = res["ansible_facts"]["hangdoctor"]
-    assert fact["engine"]["skipped"].startswith("no Docker socket at")
-    assert fact["engines"][0]["checked"] is False
-    assert "engine not checked: no Docker socket" in res["msg"]
-    res, dummy = run_module("node_doctor", opts(harness, tmp_path, docker_host="unix://%s/none.sock" % tmp_path,
-                                                engine_required=True))
-    assert res["_status"] == "FAILED!" and "not usable" in res["msg"], res
+    assert fact["engine"]["skipped"].startswith("no container engine on this node")
+    assert sorted((e["name"], e["present"], e["checked"]) for e in fact["engines"]) == [
+        ("containerd", False, False), ("docker", False, False)]
+    assert "engine not checked: no container engine on this node" in res["msg"]
+    res, dummy = run_module("node_doctor", opts(harness, tmp_path, engine_required=True, **none))
+    assert res["_status"] == "FAILED!" and "no container engine answers on this node" in res["msg"], res

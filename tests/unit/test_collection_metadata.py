@@ -71,7 +71,8 @@ def test_old_filter_names_redirect_to_existing_filters():
 def test_action_groups_name_modules_that_take_the_group_options():
     import importlib
     meta = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())
-    groups = {"engine": ("docker_host", "inspect_timeout"), "proc": ("proc_root", "confirm_interval", "peek_bytes")}
+    groups = {"engine": ("docker_host", "inspect_timeout"), "proc": ("proc_root", "confirm_interval", "peek_bytes"),
+              "containerd": ("containerd_address", "containerd_namespace")}
     assert set(meta["action_groups"]) == set(groups)
     for group, options in groups.items():
         for module in meta["action_groups"][group]:
