@@ -65,3 +65,33 @@ hd_log "the report"
 cat "$D/report/"*remediate*.md
 hd_log "the metrics (Prometheus textfile)"
 cat "$D/metrics/"*.prom
+
+# ---- the same failure on a containerd-CRI Kubernetes node (no dockerd) --------
+CRI=$(mktemp -d /tmp/hd-demo-cri-XXXXXX)
+CH() { "$H" cri --root "$CRI" "$@"; }
+trap '"$H" down >/dev/null 2>&1 || true; CH down >/dev/null 2>&1 || true; rm -rf "$TREE"' EXIT
+hd_log "a containerd-CRI node: containerd with its CRI plugin (no dockerd), a pod of two containers served by one shim"
+CH up
+CH hang web-0 --hold 600 | tail -n 1
+eval "$(CH env | grep CONTAINERD_ADDRESS)"
+CH status | head -n 2
+APP=$(CH status | awk '$2 == "app" {print $3; exit}')
+APP_ID=$(ctr --address "$CONTAINERD_ADDRESS" -n k8s.io containers ls -q | grep "^$APP")
+hd_log "kubelet's exec probe (CRI ExecSync) is stuck; ctr task ls answers, ctr task ps of the container hangs"
+time timeout 5 ctr --address "$CONTAINERD_ADDRESS" -n k8s.io task ls >/dev/null && echo ">>> task ls answers"
+rc=0; time timeout 5 ctr --address "$CONTAINERD_ADDRESS" -n k8s.io task ps "$APP_ID" >/dev/null || rc=$?
+[ $rc -eq 124 ] && echo ">>> ctr task ps did not answer within 5 s (exit $rc): the pod shim is stuck"
+
+CRI_COMMON=(-i localhost, -c local -e "ansible_python_interpreter=$HD_PY"
+            -e "hangdoctor_containerd_address=$CONTAINERD_ADDRESS" -e "{\"hangdoctor_container_ids\": [\"$APP_ID\"]}"
+            -e "hangdoctor_report_dir=$CRI/report" -e "hangdoctor_metrics_dir="
+            -e "hangdoctor_evidence_dir=$CRI/evidence" -e hangdoctor_inspect_timeout=2
+            -e hangdoctor_drain_min_age_seconds=0)
+hd_log "detect on the CRI node names the pod"
+ansible-playbook "${CRI_COMMON[@]}" hangdoctor.runtime.detect
+hd_log "remediate on the CRI node: drain, keep the evidence, verify through the pod shim"
+ansible-playbook "${CRI_COMMON[@]}" hangdoctor.runtime.remediate
+hd_log "after: ctr task ps answers again"
+time timeout 5 ctr --address "$CONTAINERD_ADDRESS" -n k8s.io task ps "$APP_ID"
+ls -l "$CRI/evidence/"
+

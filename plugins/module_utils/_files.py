@@ -55,12 +55,15 @@ def _fsync_dir(directory):
         pass
 
 
-def write_atomic(path, data, mode=0o644, create_dir=True, keep_owner=False):
+def write_atomic(path, data, mode=0o644, create_dir=True, keep_owner=False, durable=True):
     """Write DATA (bytes) to PATH through a synced temporary file in the same
     directory and rename(2), so a reader sees the old file or the new one,
     never a part.  The temporary name is ``.<name>.<random>.tmp``: collectors
     that read ``*.prom`` never pick it up.  ``keep_owner`` gives the new file
-    the owner of the file it replaces (a manifest in someone's checkout)."""
+    the owner of the file it replaces (a manifest in someone's checkout).
+    ``durable=False`` skips the fsyncs: for a file that the next run rewrites
+    anyway (node metrics), the rename alone keeps readers from a partial file,
+    and a fleet run should not wait for the disk on every node."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         if not create_dir:
@@ -85,7 +88,8 @@ def write_atomic(path, data, mode=0o644, create_dir=True, keep_owner=False):
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         if owner is not None:
             try:
@@ -99,7 +103,8 @@ def write_atomic(path, data, mode=0o644, create_dir=True, keep_owner=False):
         except OSError:
             pass
         raise WriteError('cannot write %s: %s' % (path, e))
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
 
 
 def read_small(path, limit=1024 * 1024):

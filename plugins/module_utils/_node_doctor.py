@@ -111,7 +111,7 @@ def write_metrics(summary, metrics_dir, metrics_file, now=None):
     try:
         previous = _files.read_small(path)
         text = _metrics.render(summary, previous, now)
-        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=False)
+        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=False, durable=False)
     except _files.WriteError as e:
         return {'path': path, 'written': False, 'error': str(e)}
     return {'path': path, 'written': True, 'error': None}
