@@ -74,8 +74,9 @@ hd_log "a containerd-CRI node: containerd with its CRI plugin (no dockerd), a po
 CH up
 CH hang web-0 --hold 600 | tail -n 1
 eval "$(CH env | grep CONTAINERD_ADDRESS)"
-CH status | head -n 2
-APP=$(CH status | awk '$2 == "app" {print $3; exit}')
+ST=$(CH status)
+grep -v '^{' <<<"$ST"
+APP=$(awk '$2 == "app" {print $3; exit}' <<<"$ST")
 APP_ID=$(ctr --address "$CONTAINERD_ADDRESS" -n k8s.io containers ls -q | grep "^$APP")
 hd_log "kubelet's exec probe (CRI ExecSync) is stuck; ctr task ls answers, ctr task ps of the container hangs"
 time timeout 5 ctr --address "$CONTAINERD_ADDRESS" -n k8s.io task ls >/dev/null && echo ">>> task ls answers"

@@ -100,6 +100,8 @@ def guard_required(policy, kube):
 def write_metrics(summary, metrics_dir, metrics_file, now=None):
     """{'path', 'written', 'error'} for the node's textfile; counters go on
     from the previous file.  A metrics failure never hides the findings."""
+    # a directory named by the user is created; auto only uses one that exists
+    create_dir = metrics_dir != 'auto'
     if metrics_dir == 'auto':
         metrics_dir = _metrics.find_textfile_dir()
         if not metrics_dir:
@@ -111,7 +113,7 @@ def write_metrics(summary, metrics_dir, metrics_file, now=None):
     try:
         previous = _files.read_small(path)
         text = _metrics.render(summary, previous, now)
-        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=False, durable=False)
+        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=create_dir, durable=False)
     except _files.WriteError as e:
         return {'path': path, 'written': False, 'error': str(e)}
     return {'path': path, 'written': True, 'error': None}

@@ -172,7 +172,7 @@ options:
       - The node_exporter textfile-collector directory to write O(metrics_file) in. V(auto) uses the first
         existing one of C(/var/lib/node_exporter/textfile_collector), C(/var/lib/prometheus/node-exporter),
         C(/var/lib/node-exporter/textfile-collector), and writes nothing when none exists. An empty string
-        turns metrics off.
+        turns metrics off. A directory given by path is created (mode 0755) when it does not exist.
     type: str
     default: auto
   metrics_file:
