@@ -387,6 +387,7 @@ class Evidence(object):
             self.path = None
         fsync_dir(self.dir.fd)
 
+
 def read_evidence(path):
     """(header text, kept body bytes, trailer text) of an evidence file."""
     with open(path, 'rb') as f:
