@@ -24,9 +24,11 @@ import os
 
 from ansible.module_utils.basic import env_fallback
 
-DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
-DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock'
-DEFAULT_CONTAINERD_NAMESPACE = 'k8s.io'
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+
+DEFAULT_DOCKER_HOST = _defaults.DEFAULT_DOCKER_HOST
+DEFAULT_CONTAINERD_ADDRESS = _defaults.DEFAULT_CONTAINERD_ADDRESS
+DEFAULT_CONTAINERD_NAMESPACE = _defaults.DEFAULT_CONTAINERD_NAMESPACE
 
 # Options of modules that ask a container engine (doc fragment hangdoctor.runtime.engine).
 # The task's docker_host wins, then $DOCKER_HOST of the target, then the default.

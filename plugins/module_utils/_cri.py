@@ -47,7 +47,7 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc, ProcError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import (
     ProcessTable,
@@ -57,8 +57,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree i
     shim_info,
 )
 
-DEFAULT_CONTAINERD_ADDRESS = _common_args.DEFAULT_CONTAINERD_ADDRESS
-DEFAULT_NAMESPACE = _common_args.DEFAULT_CONTAINERD_NAMESPACE
+DEFAULT_CONTAINERD_ADDRESS = _defaults.DEFAULT_CONTAINERD_ADDRESS
+DEFAULT_NAMESPACE = _defaults.DEFAULT_CONTAINERD_NAMESPACE
 DEFAULT_STATE = '/run/containerd'
 TASK_DIR = 'io.containerd.runtime.v2.task'
 TASK_SERVICE = 'containerd.task.v2.Task'

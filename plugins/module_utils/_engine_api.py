@@ -32,12 +32,14 @@ import socket
 import threading
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+
 try:
     from urllib.parse import quote, urlencode
 except ImportError:  # pragma: no cover - Python 2 is not a target, kept for sanity's compile test
     from urllib import quote, urlencode
 
-DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
+DEFAULT_DOCKER_HOST = _defaults.DEFAULT_DOCKER_HOST
 DEFAULT_TIMEOUT = 5.0
 MAX_HEADER_BYTES = 64 * 1024
 # A list of a few thousand containers is a few MiB; this only stops a runaway peer.
