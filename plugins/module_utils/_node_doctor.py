@@ -62,17 +62,34 @@ def check_engines(engines, docker_host, containerd_address, containerd_namespace
     return report, ''
 
 
+def _mount_ns(proc, pid):
+    try:
+        return os.readlink(proc.path(pid, 'ns', 'mnt'))
+    except OSError:
+        return None
+
+
 def kube_node(proc, cmdline_timeout=1.0):
     """{'kubelet_pid', 'node_name'} when a kubelet runs on this node, else None.
 
     The node's name is the kubelet's ``--hostname-override`` when it has one,
-    else the lower-cased host name, as the kubelet itself decides.  Only the
-    kubelet's cmdline is read (not a workload's), with a deadline."""
+    else the lower-cased host name, as the kubelet itself decides.  A
+    workload can name itself "kubelet": only a process in the host's mount
+    namespace counts (that of PID 1, or where PID 1's cannot be read, this
+    module's own), and only its cmdline is read, with a deadline."""
+    host_mnt = _mount_ns(proc, 1)
+    if host_mnt is None:
+        try:
+            host_mnt = os.readlink('/proc/self/ns/mnt')
+        except OSError:
+            host_mnt = None
     for pid in proc.pids():
         try:
             if proc.comm(pid) not in KUBELET_COMMS:
                 continue
         except _procfs.ProcError:
+            continue
+        if host_mnt is None or _mount_ns(proc, pid) != host_mnt:
             continue
         name = None
         try:

@@ -1,0 +1,57 @@
+"""Which process is the node's kubelet (module_utils/_node_doctor.py), with
+real processes: a workload in its own mount namespace that names itself
+"kubelet" must not make the node a Kubernetes node or name it."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor, _procfs
+
+
+def start(tmp_path, name, *prefix):
+    exe = tmp_path / name
+    exe.write_text("#!/bin/sh\nsleep 600\n")
+    exe.chmod(0o755)
+    p = subprocess.Popen(list(prefix) + [str(exe), "--hostname-override=%s" % name.upper()],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if any(open("/proc/%d/comm" % q).read().strip() == "kubelet" for q in [p.pid] + _children(p.pid)):
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return p
+
+
+def _children(pid):
+    try:
+        return [int(x) for x in open("/proc/%d/task/%d/children" % (pid, pid)).read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1)")
+def test_a_kubelet_in_its_own_mount_namespace_is_not_the_node_s(tmp_path):
+    d = tmp_path / "ns"
+    d.mkdir()
+    impostor = start(d, "kubelet", "unshare", "--mount", "--fork")
+    try:
+        assert _node_doctor.kube_node(_procfs.Proc("/proc")) is None
+        real_dir = tmp_path / "host"
+        real_dir.mkdir()
+        real = start(real_dir, "kubelet")
+        try:
+            found = _node_doctor.kube_node(_procfs.Proc("/proc"))
+            assert found is not None and found["kubelet_pid"] == real.pid and found["node_name"] == "kubelet"
+        finally:
+            os.killpg(real.pid, signal.SIGKILL)
+            real.wait()
+    finally:
+        os.killpg(impostor.pid, signal.SIGKILL)
+        impostor.wait()
