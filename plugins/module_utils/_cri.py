@@ -41,13 +41,16 @@ import json
 import os
 import signal
 import socket
-import stat
 import struct
 import subprocess
 import threading
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._addresses import (
+    containerd_socket_path as socket_path,
+    socket_missing,
+)
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc, ProcError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import (
     ProcessTable,
@@ -321,13 +324,6 @@ def _read_bounded(path, limit):
         os.close(fd)
 
 
-def socket_path(address):
-    address = address or DEFAULT_CONTAINERD_ADDRESS
-    if address.startswith('unix://'):
-        address = address[len('unix://'):]
-    return address
-
-
 def task_roots(address, namespace, proc_root='/proc', cmdline_timeout=1.0):
     """Folders holding the v2 task bundles of containerd at ADDRESS in NAMESPACE,
     found from the working directory of its running shims (their bundle), then
@@ -459,14 +455,8 @@ def engine_status(address=DEFAULT_CONTAINERD_ADDRESS, timeout=5.0):
     present when its socket exists, reachable when it accepts a connection;
     the version from ``ctr version`` when ctr is installed."""
     path = socket_path(address)
-    out = {'present': False, 'reachable': False, 'version': None, 'error': None}
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            out['error'] = '%s is not a socket' % path
-            return out
-    except (IOError, OSError) as e:
-        out['error'] = 'no socket at %s: %s (%s)' % (path, os.strerror(e.errno) if e.errno else e,
-                                                     errno.errorcode.get(e.errno, e.errno))
+    out = {'present': False, 'reachable': False, 'version': None, 'error': socket_missing(path)}
+    if out['error']:
         return out
     out['present'] = True
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 
 try:
@@ -71,48 +72,10 @@ class EngineUnreachable(EngineError):
 
 def parse_docker_host(docker_host):
     """('unix', path) or ('tcp', host, port); EngineError for a form we do not speak."""
-    if not docker_host or not isinstance(docker_host, str):
-        raise EngineError('docker_host must be a non-empty string such as %s' % DEFAULT_DOCKER_HOST)
-    h = docker_host.strip()
-    if h.startswith('/'):
-        return ('unix', h)
-    if '://' not in h:
-        raise EngineError('docker_host %r has no scheme: use unix:///path/to/docker.sock or tcp://host:port' % docker_host)
-    scheme, rest = h.split('://', 1)
-    scheme = scheme.lower()
-    if scheme == 'unix':
-        if not rest.startswith('/'):
-            raise EngineError('docker_host %r: a unix socket needs an absolute path (unix:///var/run/docker.sock)' % docker_host)
-        return ('unix', rest)
-    if scheme in ('tcp', 'http'):
-        hostport = rest.split('/', 1)[0]
-        if hostport.startswith('['):
-            end = hostport.find(']')
-            if end < 0:
-                raise EngineError('docker_host %r: unbalanced [ in IPv6 address' % docker_host)
-            host, tail = hostport[1:end], hostport[end + 1:]
-            port_text = tail[1:] if tail.startswith(':') else ''
-        elif ':' in hostport:
-            host, port_text = hostport.rsplit(':', 1)
-        else:
-            host, port_text = hostport, ''
-        if not host:
-            raise EngineError('docker_host %r has no host' % docker_host)
-        if not port_text:
-            port_text = '2375'
-        try:
-            port = int(port_text)
-        except ValueError:
-            port = -1
-        if not 0 < port < 65536:
-            raise EngineError('docker_host %r: bad port %r' % (docker_host, port_text))
-        return ('tcp', host, port)
-    if scheme in ('https', 'ssh', 'npipe', 'fd'):
-        raise EngineError(
-            'docker_host %r: %s:// is not supported (no TLS, ssh, named pipes or socket activation); '
-            'use a unix socket or plain tcp://, e.g. forward the daemon with '
-            'ssh -L /tmp/docker.sock:/var/run/docker.sock HOST and use unix:///tmp/docker.sock' % (docker_host, scheme))
-    raise EngineError('docker_host %r: unknown scheme %r' % (docker_host, scheme))
+    try:
+        return _addresses.parse_docker_host(docker_host)
+    except _addresses.AddressError as e:
+        raise EngineError(str(e))
 
 
 def _remaining(deadline, what):

@@ -17,26 +17,22 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import errno
 import math
-import os
-import stat
 import threading
 import time
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
-    DEFAULT_DOCKER_HOST,
-    EngineClient,
-    EngineError,
-    hung_container_report,
-    inspect_answers,
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._addresses import (
+    AddressError,
+    containerd_socket_path,
     parse_docker_host,
+    socket_missing,
 )
 
 ENGINES = ('docker', 'containerd')
-DEFAULT_CONTAINERD_ADDRESS = _cri.DEFAULT_CONTAINERD_ADDRESS
-DEFAULT_CONTAINERD_NAMESPACE = _cri.DEFAULT_NAMESPACE
+DEFAULT_DOCKER_HOST = _defaults.DEFAULT_DOCKER_HOST
+DEFAULT_CONTAINERD_ADDRESS = _defaults.DEFAULT_CONTAINERD_ADDRESS
+DEFAULT_CONTAINERD_NAMESPACE = _defaults.DEFAULT_CONTAINERD_NAMESPACE
 
 
 class EnginesError(Exception):
@@ -59,17 +55,6 @@ def parse_engines(engines):
     return tuple(e for e in ENGINES if e in engines)
 
 
-def socket_missing(path):
-    """None when PATH is a socket, else why not (with the errno name)."""
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            return None
-        return '%s is not a socket' % path
-    except (IOError, OSError) as e:
-        return 'no socket at %s: %s (%s)' % (path, os.strerror(e.errno) if e.errno else e,
-                                             errno.errorcode.get(e.errno, e.errno))
-
-
 def docker_present(docker_host):
     """(present, error): a unix socket that exists, or any tcp address (only a connection tells)."""
     target = parse_docker_host(docker_host)
@@ -88,6 +73,11 @@ def _docker(docker_host, timeout, concurrency, container_ids, deadline, api_vers
         entry['error'] = why
         entry['reachable'] = False
         return entry, [], [], []
+    # Loaded only where a dockerd may listen: a node without one does not pay for it.
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
+        EngineClient,
+        hung_container_report,
+    )
     total = max(0.001, deadline - time.monotonic())
     client = EngineClient(docker_host, api_version=api_version, timeout=timeout)
     rep = hung_container_report(docker_host=docker_host, timeout=timeout, concurrency=concurrency,
@@ -109,7 +99,22 @@ def _docker(docker_host, timeout, concurrency, container_ids, deadline, api_vers
     return entry, containers, [h for h in rep['hung'] if h in ids], [u for u in rep['unchecked'] if u in ids]
 
 
+def _containerd_absent(address, namespace):
+    """The engine entry of a containerd whose socket is not there, else None."""
+    path = containerd_socket_path(address)
+    why = socket_missing(path)
+    if why is None:
+        return None
+    return {'name': 'containerd', 'address': path, 'namespace': namespace, 'present': False, 'checked': False,
+            'reachable': False, 'version': None, 'error': why}
+
+
 def _containerd(address, namespace, timeout, concurrency, container_ids, deadline, proc_root):
+    absent = _containerd_absent(address, namespace)
+    if absent:
+        return absent, [], [], []
+    # Loaded only where a containerd socket is: a Docker-only node does not pay for it.
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
     rep = _cri.hung_task_report(address=address, namespace=namespace, timeout=timeout, concurrency=concurrency,
                                 container_ids=container_ids, deadline=deadline, proc_root=proc_root)
     return rep['engine'], rep['containers'], rep['hung'], rep['unchecked']
@@ -135,11 +140,11 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
         deadline = time.monotonic() + timeout + 1.0
     try:
         parse_docker_host(docker_host)
-    except EngineError as e:
+    except AddressError as e:
         raise EnginesError(str(e))
     if not containerd_address or not isinstance(containerd_address, str):
         raise EnginesError('containerd_address must be a socket path such as %s' % DEFAULT_CONTAINERD_ADDRESS)
-    if not _cri.socket_path(containerd_address).startswith('/'):
+    if not containerd_socket_path(containerd_address).startswith('/'):
         raise EnginesError('containerd_address %r: use an absolute socket path (unix:// optional)' % containerd_address)
 
     jobs = {
@@ -159,9 +164,15 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
                      'error': 'check failed: %r' % (e,)}
             results[name] = (entry, [], [], [])
 
+    # A missing socket is one stat: only an engine that is there gets a thread.
+    present = {'docker': docker_present(docker_host)[0],
+               'containerd': socket_missing(containerd_socket_path(containerd_address)) is None}
     threads = []
     for name in ENGINES:
         if wanted is None or name in wanted:
+            if not present[name]:
+                run(name)
+                continue
             th = threading.Thread(target=run, args=(name,), name='engine-%s' % name)
             th.daemon = True
             th.start()
@@ -226,6 +237,7 @@ def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_
     def docker(cid):
         if docker_present(docker_host)[0] is not True:
             return None, 'no dockerd socket'
+        from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import inspect_answers
         # one request under one deadline; only an HTTP answer counts as answered
         verified, why = inspect_answers(docker_host, cid, timeout)
         if verified is True and why.startswith('engine answered HTTP 404'):
@@ -233,8 +245,9 @@ def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_
         return verified, why or 'dockerd answered inspect'
 
     def containerd(cid):
-        if socket_missing(_cri.socket_path(containerd_address)):
+        if socket_missing(containerd_socket_path(containerd_address)):
             return None, 'no containerd socket'
+        from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
         tasks = [t for t in _cri.list_tasks(containerd_address, containerd_namespace, proc_root) if t['id'] == cid]
         if not tasks:
             return None, 'containerd (namespace %s) has no task %s' % (containerd_namespace, cid[:12])
