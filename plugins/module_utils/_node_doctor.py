@@ -19,11 +19,10 @@ import os
 import socket
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary
 
 WAITING_FOR_GUARD = 'waiting for the eviction guard (Kubernetes node)'
@@ -157,10 +156,18 @@ def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_
         engines, docker_host, containerd_address, containerd_namespace, inspect_timeout, inspect_concurrency,
         container_ids, proc.root, ask_engine, engine_required)
     try:
-        scan = _stuck_exec.scan(proc, container_ids=container_ids, confirm_interval=confirm_interval,
-                                peek_bytes=peek_bytes, min_age_seconds=min_age_seconds,
-                                kmsg=kernel_log, cmdline_timeout=cmdline_timeout)
-    except _stuck_exec.DiagnosisError as e:
+        found = _exec_candidates.find(proc, confirm_interval=confirm_interval, peek_bytes=peek_bytes,
+                                      min_age_seconds=min_age_seconds)
+        if found['candidates']:
+            # Loaded only here: a node without a possible stuck exec (nearly
+            # every node of a fleet run) does not pay for the diagnosis.
+            from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
+            scan = _stuck_exec.scan(proc, container_ids=container_ids, confirm_interval=confirm_interval,
+                                    peek_bytes=peek_bytes, min_age_seconds=min_age_seconds,
+                                    kmsg=kernel_log, cmdline_timeout=cmdline_timeout, first_pass=found)
+        else:
+            scan = _exec_candidates.result(found)
+    except _exec_candidates.DiagnosisError as e:
         raise NodeDoctorError('diagnosis failed: %s' % e)
     summary = _summary.host_summary(scan, engine_report, host, now, engine_skipped or None)
     summary['mode'] = mode
@@ -168,6 +175,7 @@ def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_
               'scanned_processes': scan['scanned_processes'], 'drain': None}
 
     if mode == 'remediate':
+        from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
         kube = kube_node(proc, cmdline_timeout) if scan['stuck_execs'] else None
         summary['kubernetes'] = kube
         plan = _policy.drain_plan(scan['stuck_execs'], drain_min_age_seconds, max_drains, guard, allow=drain)

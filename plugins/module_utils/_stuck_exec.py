@@ -27,7 +27,13 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     ProcessGone,
     pipe_inode_of,
     tee_peek,
-    write_syscall_name,
+)
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._exec_candidates import (
+    STDERR_FD,
+    DiagnosisError,
+    writing_thread as _writing_thread,
+    write_name as _write_name,
 )
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree as tree
@@ -35,11 +41,6 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_d
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
 
 CLASSIFY_BYTES = 4096
-STDERR_FD = 2
-
-
-class DiagnosisError(Exception):
-    """The scan cannot run (not a procfs, no privilege) or a record is malformed."""
 
 
 def pipe_is_full(queued, capacity):
@@ -63,34 +64,6 @@ def _default_peek(proc):
         finally:
             os.close(f)
     return peek
-
-
-def _is_stderr_write(sc, machine):
-    return bool(_write_name(sc, machine)) and bool(sc['args']) and sc['args'][0] == STDERR_FD
-
-
-def _writing_thread(proc, pid, machine, leader_sc=None):
-    """(tid, syscall) of the thread of PID in write/writev on fd 2: the
-    leader when it is, else the first such thread of ``task/*`` (the thread
-    that crashed writes the dump, not necessarily the leader); (PID, the
-    leader's syscall) when none is."""
-    sc = leader_sc if leader_sc is not None else proc.syscall(pid)
-    if _is_stderr_write(sc, machine):
-        return pid, sc
-    try:
-        tids = proc.tasks(pid)
-    except ProcError:
-        return pid, sc
-    for tid in tids:
-        if tid == pid:
-            continue
-        try:
-            tsc = proc.task_syscall(pid, tid)
-        except ProcError:
-            continue
-        if _is_stderr_write(tsc, machine):
-            return tid, tsc
-    return pid, sc
 
 
 def _sample(proc, pid, machine):
@@ -123,20 +96,6 @@ def _sample(proc, pid, machine):
             raise
     return {'stat': st, 'state': thread_st['state'], 'tid': tid,
             'vcs': status.get('voluntary_ctxt_switches'), 'syscall': sc, 'wchan': wchan, 'fd2': link}
-
-
-def _write_name(sc, machine):
-    if sc['nr'] is None:
-        return None
-    return write_syscall_name(sc['nr'], machine)
-
-
-def _writing_stderr(proc, pid, machine):
-    """Cheap first filter: is a thread of PID inside write/writev on fd 2 right now?"""
-    try:
-        return _is_stderr_write(_writing_thread(proc, pid, machine)[1], machine)
-    except ProcError:
-        return False
 
 
 class _Context(object):
@@ -377,39 +336,25 @@ def _finish(record, peek_bytes, pipe_peek, oom_lines):
 
 def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_age_seconds=0,
          kmsg=True, sleep=time.sleep, pipe_probe=None, pipe_peek=None, machine=None,
-         cmdline_timeout=1.0, docker_roots=True, now=None):
+         cmdline_timeout=1.0, docker_roots=True, now=None, first_pass=None):
     """Find every stuck exec under PROC (a ``_procfs.Proc``).
 
     Returns {'stuck_execs': [record], 'suspects': [record + 'reason'],
     'scanned_processes': int, 'scan_seconds': float, 'confirm_seconds': float}.
     ``kmsg``: True reads /dev/kmsg, a path reads that file, False skips.
     ``pipe_probe(pid, fd, inode) -> (queued, capacity)`` and
-    ``pipe_peek(pid, fd, inode, n) -> bytes`` default to the real pipe."""
-    t0 = time.monotonic()
-    for name, value in (('confirm_interval', confirm_interval), ('peek_bytes', peek_bytes),
-                        ('min_age_seconds', min_age_seconds)):
-        if value is None or value < 0:
-            raise DiagnosisError('%s must not be negative (got %r)' % (name, value))
-    if not proc.is_procfs():
-        raise DiagnosisError('%s is not a procfs (no self/stat or stat in it)' % proc.root)
-    try:
-        proc.boot_time()
-    except ProcError as e:
-        raise DiagnosisError('%s: %s' % (proc.root, e))
-    try:
-        table = tree.ProcessTable.snapshot(proc)
-    except ProcError as e:
-        raise DiagnosisError(str(e))
-    machine = machine or proc.machine()
+    ``pipe_peek(pid, fd, inode, n) -> bytes`` default to the real pipe.
+    ``first_pass``: what ``_exec_candidates.find`` already returned for PROC."""
+    first = first_pass or _exec_candidates.find(proc, confirm_interval, peek_bytes, min_age_seconds, machine)
+    if not first['candidates']:
+        return _exec_candidates.result(first)
+    table, machine = first['table'], first['machine']
     ctx = _Context(proc, table, machine, pipe_probe or _default_probe(proc), cmdline_timeout,
                    time.time() if now is None else now, shims=tree.shim_pids(table))
     wanted = [c for c in (container_ids or []) if c]
 
-    # Cheap filter first: only processes in write(2) on fd 2 get a closer look.
-    candidates = [(pid, role) for pid, role in tree.exec_candidates(table)
-                  if _writing_stderr(proc, pid, machine)]
     looked = []
-    for pid, role in candidates:
+    for pid, role in first['candidates']:
         found = _examine(ctx, pid, role)
         if found is None:
             continue
@@ -461,13 +406,7 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
             suspects.append(record)
         else:
             stuck.append(record)
-    return {
-        'stuck_execs': stuck,
-        'suspects': suspects,
-        'scanned_processes': len(table),
-        'scan_seconds': round(time.monotonic() - t0, 4),
-        'confirm_seconds': round(confirm_seconds, 4),
-    }
+    return _exec_candidates.result(first, stuck, suspects, confirm_seconds)
 
 
 def _check_shape(record):

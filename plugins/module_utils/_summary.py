@@ -15,8 +15,6 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_dump
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 
 # How much of a crash dump a summary shows per stuck exec: enough for the
 # "pthread_create failed" line and the signal, not the goroutine dump.
@@ -65,6 +63,8 @@ def advice_for(cause):
         kind = cause.get('kind')
     else:
         kind = cause
+    # Imported here (as _policy below): a node with nothing stuck never needs them.
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_dump
     return _crash_dump.HINTS.get(str(kind or 'unknown'), _crash_dump.HINTS['unknown'])
 
 
@@ -83,6 +83,7 @@ def _cause(rec):
 def _compact_exec(rec, names):
     """The parts of a stuck-exec record a person acts on (the full record,
     with readers and syscall args, stays in the module result)."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
     cid = rec.get('container_id') or ''
     init = rec.get('runc_init') or {}
     writer = rec.get('writer') or {}

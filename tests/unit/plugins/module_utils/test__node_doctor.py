@@ -55,3 +55,30 @@ def test_a_kubelet_in_its_own_mount_namespace_is_not_the_node_s(tmp_path):
     finally:
         os.killpg(impostor.pid, signal.SIGKILL)
         impostor.wait()
+
+
+def test_a_healthy_node_loads_neither_the_diagnosis_nor_the_engine_clients(tmp_path):
+    """Nearly every node of a fleet run has nothing stuck and maybe one engine:
+    its single module execution compiles only the code that node needs (the
+    AnsiballZ payload is compiled on the target, every run)."""
+    import json
+    import sys
+    from colltree import collections_path
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "stat").write_text(open("/proc/stat").read())
+    code = "\n".join([
+        "import json, sys",
+        "sys.path.insert(0, %r)" % collections_path(),
+        "from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor, _procfs",
+        "r = _node_doctor.run(_procfs.Proc(%r), docker_host='unix://%s/d.sock', containerd_address='%s/c.sock',"
+        " kernel_log=False, metrics_dir='')" % (str(proc), tmp_path, tmp_path),
+        "prefix = 'ansible_collections.hangdoctor.runtime.plugins.module_utils.'",
+        "print(json.dumps({'msg': r['msg'], 'loaded': sorted(m[len(prefix):] for m in sys.modules"
+        " if m.startswith(prefix))}))",
+    ])
+    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    assert "no stuck exec" in out["msg"]
+    assert not {"_stuck_exec", "_policy", "_crash_dump", "_records", "_engine_api", "_cri",
+                "_pipe_drain", "_evidence"} & set(out["loaded"]), out["loaded"]
+    assert {"_exec_candidates", "_summary", "_metrics", "_engines"} <= set(out["loaded"])

@@ -410,3 +410,38 @@ def test_the_blocked_writer_may_be_a_thread_other_than_the_leader(tmp_path):
     assert len(app) == 1, res["suspects"]
     assert app[0]["writer"]["pid"] == 4001 and app[0]["writer"]["tid"] == 4005
     assert app[0]["runc_init"]["syscall"] == "writev" and app[0]["runc_init"]["wchan"] == "anon_pipe_write"
+
+
+def test_the_first_pass_alone_decides_a_node_without_candidates(tmp_path):
+    """_exec_candidates.find is the scan's first pass: where it finds the stuck
+    exec, the scan given that pass reports exactly what a whole scan does;
+    where it finds nothing, its result is the scan's result."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
+    root = materialize("kernel310_shim_v1", tmp_path)
+    first = _exec_candidates.find(Proc(root), machine="x86_64")
+    assert [pid for pid, dummy in first["candidates"]] == [15638]
+    def kw():
+        return dict(pipe_probe=probe_from({15638: (65536, 65536)}), pipe_peek=peek_of(), sleep=Sleeps(), kmsg=False,
+                    machine="x86_64", now=2000000000.0)
+    whole = se.scan(Proc(root), **kw())
+    given = se.scan(Proc(root), first_pass=first, **kw())
+    for res in (whole, given):
+        res.pop("scan_seconds")
+    assert given == whole and len(given["stuck_execs"]) == 1
+
+    # the same node once the writer left write(2): no candidate, nothing to diagnose
+    set_field(root, 15638, "syscall", "7 0x0 0x0 0x0 0x0 0x0 0x0 0x7ffd 0x7f51")
+    first = _exec_candidates.find(Proc(root), machine="x86_64")
+    assert first["candidates"] == []
+    res = _exec_candidates.result(first)
+    assert res["stuck_execs"] == [] and res["suspects"] == [] and res["scanned_processes"] == 7
+    assert res["confirm_seconds"] == 0.0
+
+
+@pytest.mark.parametrize("option", ["confirm_interval", "peek_bytes", "min_age_seconds"])
+def test_the_first_pass_refuses_negative_options(tmp_path, option):
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
+    root = materialize("kernel310_shim_v1", tmp_path)
+    with pytest.raises(se.DiagnosisError) as e:
+        _exec_candidates.find(Proc(root), **{option: -1})
+    assert "%s must not be negative" % option in str(e.value)

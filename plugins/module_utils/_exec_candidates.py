@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cheap first pass of the stuck-exec scan (private module_utils): one
+snapshot of the process table, and the few processes that could be a stuck
+exec (a ``runc init`` or ``runc exec`` with a thread in write(2) on fd 2 right
+now).  Nearly every node of a fleet run has none; there the diagnosis proper
+(``_stuck_exec``) is never loaded.
+
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import time
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
+    ProcError,
+    write_syscall_name,
+)
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree as tree
+
+STDERR_FD = 2
+
+
+class DiagnosisError(Exception):
+    """The scan cannot run (not a procfs, no privilege) or a record is malformed."""
+
+
+def write_name(sc, machine):
+    if sc['nr'] is None:
+        return None
+    return write_syscall_name(sc['nr'], machine)
+
+
+def writing_stderr(proc, pid, machine):
+    """Cheap first filter: is a thread of PID inside write/writev on fd 2 right now?"""
+    try:
+        return is_stderr_write(writing_thread(proc, pid, machine)[1], machine)
+    except ProcError:
+        return False
+
+
+def is_stderr_write(sc, machine):
+    return bool(write_name(sc, machine)) and bool(sc['args']) and sc['args'][0] == STDERR_FD
+
+
+def writing_thread(proc, pid, machine, leader_sc=None):
+    """(tid, syscall) of the thread of PID in write/writev on fd 2: the
+    leader when it is, else the first such thread of ``task/*`` (the thread
+    that crashed writes the dump, not necessarily the leader); (PID, the
+    leader's syscall) when none is."""
+    sc = leader_sc if leader_sc is not None else proc.syscall(pid)
+    if is_stderr_write(sc, machine):
+        return pid, sc
+    try:
+        tids = proc.tasks(pid)
+    except ProcError:
+        return pid, sc
+    for tid in tids:
+        if tid == pid:
+            continue
+        try:
+            tsc = proc.task_syscall(pid, tid)
+        except ProcError:
+            continue
+        if is_stderr_write(tsc, machine):
+            return tid, tsc
+    return pid, sc
+
+
+def find(proc, confirm_interval=1.0, peek_bytes=4096, min_age_seconds=0, machine=None):
+    """The first pass: {'table', 'machine', 'candidates': [(pid, role)], 'started'}.
+    Raises DiagnosisError when the options or PROC (a ``_procfs.Proc``) cannot work."""
+    started = time.monotonic()
+    for name, value in (('confirm_interval', confirm_interval), ('peek_bytes', peek_bytes),
+                        ('min_age_seconds', min_age_seconds)):
+        if value is None or value < 0:
+            raise DiagnosisError('%s must not be negative (got %r)' % (name, value))
+    if not proc.is_procfs():
+        raise DiagnosisError('%s is not a procfs (no self/stat or stat in it)' % proc.root)
+    try:
+        proc.boot_time()
+    except ProcError as e:
+        raise DiagnosisError('%s: %s' % (proc.root, e))
+    try:
+        table = tree.ProcessTable.snapshot(proc)
+    except ProcError as e:
+        raise DiagnosisError(str(e))
+    machine = machine or proc.machine()
+    # Cheap filter: only processes in write(2) on fd 2 get a closer look.
+    candidates = [(pid, role) for pid, role in tree.exec_candidates(table)
+                  if writing_stderr(proc, pid, machine)]
+    return {'table': table, 'machine': machine, 'candidates': candidates, 'started': started}
+
+
+def result(found, stuck=(), suspects=(), confirm_seconds=0.0):
+    """The scan's result (see ``_stuck_exec.scan``) for the first pass FOUND."""
+    return {
+        'stuck_execs': list(stuck),
+        'suspects': list(suspects),
+        'scanned_processes': len(found['table']),
+        'scan_seconds': round(time.monotonic() - found['started'], 4),
+        'confirm_seconds': round(confirm_seconds, 4),
+    }
