@@ -34,13 +34,22 @@ options:
   path:
     description:
       - The file to write.
+      - Required unless O(files) is given; mutually exclusive with it.
     type: path
-    required: true
   content:
     description:
       - The text to write (UTF-8).
+      - Required with O(path).
     type: str
-    required: true
+  files:
+    description:
+      - Several files to write in one module execution (one Python start on the host instead of one per
+        file), each a dictionary with the keys C(path) and C(content) as in O(path) and O(content).
+      - O(mode) and O(create_dir) apply to each. Each file is written atomically on its own; they are
+        written in the order given, and the first that fails stops the rest.
+    type: list
+    elements: dict
+    version_added: 0.2.0
   mode:
     description:
       - Permissions of the written file.
@@ -63,7 +72,17 @@ EXAMPLES = r'''
 - name: Write the run report on the controller
   hangdoctor.runtime.report_write:
     path: /var/tmp/hangdoctor-reports/report.md
-    content: "{{ report | hangdoctor.runtime.hangdoctor_report_markdown }}"
+    content: "{{ report | hangdoctor.runtime.report_markdown }}"
+  delegate_to: localhost
+
+- name: Write the JSON and the Markdown report in one module execution
+  hangdoctor.runtime.report_write:
+    files:
+      - path: /var/tmp/hangdoctor-reports/report.json
+        content: "{{ report | to_nice_json }}"
+      - path: /var/tmp/hangdoctor-reports/report.md
+        content: "{{ report | hangdoctor.runtime.report_markdown }}"
+    mode: "0640"
   delegate_to: localhost
 '''
 
@@ -74,20 +93,42 @@ msg:
   type: str
   sample: wrote /var/tmp/hangdoctor-reports/hangdoctor-detect.md (1342 bytes)
 path:
-  description: The file written.
-  returned: always
+  description: The file written (with O(path)).
+  returned: when O(path) is given
   type: str
   sample: /var/lib/node_exporter/textfile_collector/hangdoctor.prom
 size:
   description: Bytes of O(content) (UTF-8).
-  returned: always
+  returned: when O(path) is given
   type: int
   sample: 1342
 sha256:
   description: SHA-256 of O(content).
-  returned: always
+  returned: when O(path) is given
   type: str
   sample: 0f343b0931126a20f133d67c2b018a3b1e3b1f1b0c1f2e9a1d7b0c8e2f1a6b3c
+files:
+  description: One entry per file of O(files), in their order, with the keys of the single-file result.
+  returned: when O(files) is given
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The file.
+      type: str
+      sample: /var/tmp/hangdoctor-reports/report.json
+    changed:
+      description: Whether it was (or in check mode would be) written.
+      type: bool
+      sample: true
+    size:
+      description: Bytes of its content (UTF-8).
+      type: int
+      sample: 2210
+    sha256:
+      description: SHA-256 of its content.
+      type: str
+      sample: 5e1a0b3c9d2f4e6a8b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a
 '''
 
 import hashlib
@@ -104,32 +145,75 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._files import (
 )
 
 
+def _write(module, path, content, mode):
+    """The single-file result for PATH; WriteError when it cannot be written."""
+    data = to_bytes(content, errors='surrogate_or_strict')
+    result = dict(changed=False, path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    if os.path.isdir(path):
+        raise WriteError('%s is a directory' % path)
+    if not same_file(path, data, mode):
+        result['changed'] = True
+        if not module.check_mode:
+            write_atomic(path, data, mode, module.params['create_dir'])
+    return result
+
+
+def _files(module):
+    """[(path, content)] of O(files); fail_json for an entry that is not a path and a text."""
+    out = []
+    for i, entry in enumerate(module.params['files']):
+        extra = sorted(set(entry) - set(['path', 'content']))
+        path, content = entry.get('path'), entry.get('content')
+        if extra or not isinstance(path, str) or not path or not isinstance(content, str):
+            module.fail_json(msg='files[%d] must be a dictionary with a path and a content (text)%s' % (
+                i, ', not %s' % ', '.join(extra) if extra else ''))
+        out.append((os.path.expanduser(os.path.expandvars(path)), content))  # as type=path does
+    if not out:
+        module.fail_json(msg='files must name at least one file')
+    return out
+
+
+def _verb(module, changed):
+    return ('would write' if module.check_mode else 'wrote') if changed else 'unchanged'
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            path=dict(type='path', required=True),
-            content=dict(type='str', required=True),
+            path=dict(type='path'),
+            content=dict(type='str'),
+            files=dict(type='list', elements='dict'),
             mode=dict(type='raw', default='0644'),
             create_dir=dict(type='bool', default=True),
         ),
+        mutually_exclusive=[('files', 'path'), ('files', 'content')],
+        required_one_of=[('files', 'path')],
+        required_together=[('path', 'content')],
         supports_check_mode=True,
     )
-    path = module.params['path']
-    data = to_bytes(module.params['content'], errors='surrogate_or_strict')
-    result = dict(changed=False, path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
     try:
         mode = parse_mode(module.params['mode'])
-        if os.path.isdir(path):
-            raise WriteError('%s is a directory' % path)
-        if not same_file(path, data, mode):
-            result['changed'] = True
-            if not module.check_mode:
-                write_atomic(path, data, mode, module.params['create_dir'])
     except WriteError as e:
-        module.fail_json(msg=str(e), **result)
-    result['msg'] = '%s %s (%d bytes)' % (
-        ('would write' if module.check_mode else 'wrote') if result['changed'] else 'unchanged', path, len(data))
-    module.exit_json(**result)
+        module.fail_json(msg=str(e))
+    if module.params['files'] is None:
+        path = module.params['path']
+        try:
+            result = _write(module, path, module.params['content'], mode)
+        except WriteError as e:
+            module.fail_json(msg=str(e), path=path)
+        result['msg'] = '%s %s (%d bytes)' % (_verb(module, result['changed']), path, result['size'])
+        module.exit_json(**result)
+    written = []
+    for path, content in _files(module):
+        try:
+            written.append(_write(module, path, content, mode))
+        except WriteError as e:
+            module.fail_json(msg='%s (%d of the files before it done)' % (e, len(written)), files=written,
+                             changed=any(f['changed'] for f in written))
+    changed = [f for f in written if f['changed']]
+    module.exit_json(changed=bool(changed), files=written, msg='%s %d of %d files (%s)' % (
+        _verb(module, True), len(changed), len(written), ', '.join(f['path'] for f in written)) if changed
+        else 'unchanged %d files (%s)' % (len(written), ', '.join(f['path'] for f in written)))
 
 
 if __name__ == '__main__':
