@@ -42,10 +42,11 @@ def _recurring(host, summary):
     return [out[k] for k in sorted(out)]
 
 
-def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=None):
+def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=None, pending=None):
     """One report over all hosts.  ``summaries`` is a list of host facts (or a
     dict host -> fact); ``hosts`` lists every host of the play so the ones
-    that left no fact (unreachable, failed) are named."""
+    that left no fact (unreachable, failed) are named; ``pending`` lists the
+    hosts of later serial batches, not reached yet (not missing)."""
     if hosts is not None and not isinstance(summaries, (list, tuple, dict)) and hasattr(summaries, '__getitem__'):
         # hostvars: with serial batches the hosts of later batches have no
         # fact yet, and reading a missing key of their vars raises.
@@ -64,8 +65,10 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
     recurring = []
     for s in summaries:
         recurring.extend(_recurring(s['host'], s))
+    waiting = set(pending or ()) - have
     totals = {
         'hosts': len(hosts) if hosts is not None else len(summaries),
+        'hosts_pending': len([h for h in (hosts or []) if h in waiting]),
         'hosts_reported': len(summaries),
         'hosts_with_stuck_execs': sum(1 for s in summaries if s.get('stuck_execs')),
         'hung_containers': sum(len(s.get('hung') or []) for s in summaries),
@@ -89,7 +92,8 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
         'check_mode': bool(check_mode),
         'totals': totals,
         'recurring': recurring,
-        'missing_hosts': sorted(h for h in (hosts or []) if h not in have),
+        'missing_hosts': sorted(h for h in (hosts or []) if h not in have and h not in waiting),
+        'pending_hosts': sorted(h for h in (hosts or []) if h in waiting),
         'hosts': sorted(summaries, key=weight),
     }
 
@@ -117,6 +121,8 @@ def report_markdown(report):
         lines.append('')
     if report.get('missing_hosts'):
         lines += ['Hosts without a result (unreachable or failed): %s' % ', '.join(report['missing_hosts']), '']
+    if report.get('pending_hosts'):
+        lines += ['Hosts of later serial batches, not reached yet: %s' % ', '.join(report['pending_hosts']), '']
     quiet = []
     for s in report.get('hosts') or []:
         busy = s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped') or s.get('suspects') \
@@ -209,6 +215,8 @@ def report_lines(report, report_dir=''):
             lines.append('%s: %s' % (s['host'], _summary.host_line(s)))
     if report.get('missing_hosts'):
         lines.append('no result (unreachable or failed): %s' % ', '.join(report['missing_hosts']))
+    if report.get('pending_hosts'):
+        lines.append('%d host(s) in later serial batches, not reached yet' % len(report['pending_hosts']))
     if report_dir:
         lines.append('Report: %s/hangdoctor-%s.md' % (report_dir, report.get('mode')))
     return lines

@@ -79,3 +79,34 @@ def test_node_unknown_to_the_api_is_not_drained(harness, tmp_path, stuck, kubele
     ok(r)
     assert still_stuck(harness, stuck)
     assert "node %s not found in the cluster" % NODE in rep["hosts"][0]["skipped"][0]["reason"]
+
+
+def test_serial_batches_ask_the_api_only_about_their_own_nodes(tmp_path, kube_api):
+    """With serial batches the hosts of later batches have no node check yet:
+    they are neither guard targets of this batch (an API round trip per node
+    per batch) nor hosts "without a result" in its summary.  Nothing is stuck on
+    these three nodes (an empty /proc), so the API is never asked."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    from conftest import ansible_env
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "stat").write_text(Path("/proc/stat").read_text())
+    evars = {"ansible_python_interpreter": sys.executable, "ansible_connection": "local", "hangdoctor_become": False,
+             "hangdoctor_serial": 1, "hangdoctor_proc_root": str(proc), "hangdoctor_kube_guard": "always",
+             "hangdoctor_docker_host": "unix://%s/none.sock" % tmp_path, "hangdoctor_metrics_dir": "",
+             "hangdoctor_report_dir": str(tmp_path / "reports"),
+             "hangdoctor_kubeconfig": str(kube_api.kubeconfig(tmp_path / "kubeconfig"))}
+    r = subprocess.run(["ansible-playbook", "-i", "node-a,node-b,node-c,", "hangdoctor.runtime.remediate",
+                        "-e", json.dumps(evars)], capture_output=True, text=True, timeout=300, env=ansible_env(),
+                       check=False)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert not [p for m, p, q in kube_api.requests if p.startswith("/api/v1/")], kube_api.requests
+    assert r.stdout.count("PLAY [") == 3  # one play run per batch
+    assert "2 host(s) in later serial batches, not reached yet" in r.stdout
+    assert "1 host(s) in later serial batches, not reached yet" in r.stdout
+    assert "no result (unreachable or failed)" not in r.stdout
+    rep = json.loads((tmp_path / "reports" / "hangdoctor-remediate.json").read_text())
+    assert rep["totals"]["hosts_reported"] == 3 and rep["pending_hosts"] == [] and rep["missing_hosts"] == []

@@ -79,3 +79,16 @@ def test_fleet_report_from_hostvars_names_hosts_by_inventory_name():
     assert rep["totals"]["hosts_reported"] == 1 and rep["totals"]["stuck_execs"] == 1
     assert rep["hosts"][0]["host"] == "n1"
     assert rep["missing_hosts"] == ["n2", "n3"]
+
+
+def test_hosts_of_later_serial_batches_are_pending_not_missing():
+    s = sm.host_summary({"stuck_execs": []}, None, host="n1")
+    rep = rp.fleet_report(FakeHostvars({"n1": {"hangdoctor": s}, "n2": {}, "n3": {}, "n4": {}}),
+                          hosts=["n1", "n2", "n3", "n4"], pending=["n3", "n4", "n1"])
+    assert rep["missing_hosts"] == ["n2"]  # in this batch, no fact: failed or unreachable
+    assert rep["pending_hosts"] == ["n3", "n4"]  # a reported host is never pending
+    assert rep["totals"]["hosts_pending"] == 2 and rep["totals"]["hosts"] == 4
+    lines = rp.report_lines(rep)
+    assert "no result (unreachable or failed): n2" in lines
+    assert "2 host(s) in later serial batches, not reached yet" in lines
+    assert "Hosts of later serial batches, not reached yet: n3, n4" in rp.report_markdown(rep)
