@@ -44,12 +44,23 @@ options:
   files:
     description:
       - Several files to write in one module execution (one Python start on the host instead of one per
-        file), each a dictionary with the keys C(path) and C(content) as in O(path) and O(content).
+        file).
       - O(mode) and O(create_dir) apply to each. Each file is written atomically on its own; they are
         written in the order given, and the first that fails stops the rest.
     type: list
     elements: dict
     version_added: 0.2.0
+    suboptions:
+      path:
+        description:
+          - The file to write.
+        type: path
+        required: true
+      content:
+        description:
+          - The text to write (UTF-8).
+        type: str
+        required: true
   mode:
     description:
       - Permissions of the written file.
@@ -158,21 +169,6 @@ def _write(module, path, content, mode):
     return result
 
 
-def _files(module):
-    """[(path, content)] of O(files); fail_json for an entry that is not a path and a text."""
-    out = []
-    for i, entry in enumerate(module.params['files']):
-        extra = sorted(set(entry) - set(['path', 'content']))
-        path, content = entry.get('path'), entry.get('content')
-        if extra or not isinstance(path, str) or not path or not isinstance(content, str):
-            module.fail_json(msg='files[%d] must be a dictionary with a path and a content (text)%s' % (
-                i, ', not %s' % ', '.join(extra) if extra else ''))
-        out.append((os.path.expanduser(os.path.expandvars(path)), content))  # as type=path does
-    if not out:
-        module.fail_json(msg='files must name at least one file')
-    return out
-
-
 def _verb(module, changed):
     return ('would write' if module.check_mode else 'wrote') if changed else 'unchanged'
 
@@ -182,7 +178,10 @@ def main():
         argument_spec=dict(
             path=dict(type='path'),
             content=dict(type='str'),
-            files=dict(type='list', elements='dict'),
+            files=dict(type='list', elements='dict', options=dict(
+                path=dict(type='path', required=True),
+                content=dict(type='str', required=True),
+            )),
             mode=dict(type='raw', default='0644'),
             create_dir=dict(type='bool', default=True),
         ),
@@ -203,10 +202,12 @@ def main():
             module.fail_json(msg=str(e), path=path)
         result['msg'] = '%s %s (%d bytes)' % (_verb(module, result['changed']), path, result['size'])
         module.exit_json(**result)
+    if not module.params['files']:
+        module.fail_json(msg='files must name at least one file')
     written = []
-    for path, content in _files(module):
+    for entry in module.params['files']:
         try:
-            written.append(_write(module, path, content, mode))
+            written.append(_write(module, entry['path'], entry['content'], mode))
         except WriteError as e:
             module.fail_json(msg='%s (%d of the files before it done)' % (e, len(written)), files=written,
                              changed=any(f['changed'] for f in written))

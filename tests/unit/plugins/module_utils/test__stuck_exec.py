@@ -420,6 +420,7 @@ def test_the_first_pass_alone_decides_a_node_without_candidates(tmp_path):
     root = materialize("kernel310_shim_v1", tmp_path)
     first = _exec_candidates.find(Proc(root), machine="x86_64")
     assert [pid for pid, dummy in first["candidates"]] == [15638]
+
     def kw():
         return dict(pipe_probe=probe_from({15638: (65536, 65536)}), pipe_peek=peek_of(), sleep=Sleeps(), kmsg=False,
                     machine="x86_64", now=2000000000.0)
