@@ -66,9 +66,10 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
     for s in summaries:
         recurring.extend(_recurring(s['host'], s))
     waiting = set(pending or ()) - have
+    pending_hosts = sorted(h for h in (hosts or []) if h in waiting)
     totals = {
         'hosts': len(hosts) if hosts is not None else len(summaries),
-        'hosts_pending': len([h for h in (hosts or []) if h in waiting]),
+        'hosts_pending': len(pending_hosts),
         'hosts_reported': len(summaries),
         'hosts_with_stuck_execs': sum(1 for s in summaries if s.get('stuck_execs')),
         'hung_containers': sum(len(s.get('hung') or []) for s in summaries),
@@ -93,7 +94,7 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
         'totals': totals,
         'recurring': recurring,
         'missing_hosts': sorted(h for h in (hosts or []) if h not in have and h not in waiting),
-        'pending_hosts': sorted(h for h in (hosts or []) if h in waiting),
+        'pending_hosts': pending_hosts,
         'hosts': sorted(summaries, key=weight),
     }
 

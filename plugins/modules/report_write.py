@@ -212,9 +212,12 @@ def main():
             module.fail_json(msg='%s (%d of the files before it done)' % (e, len(written)), files=written,
                              changed=any(f['changed'] for f in written))
     changed = [f for f in written if f['changed']]
-    module.exit_json(changed=bool(changed), files=written, msg='%s %d of %d files (%s)' % (
-        _verb(module, True), len(changed), len(written), ', '.join(f['path'] for f in written)) if changed
-        else 'unchanged %d files (%s)' % (len(written), ', '.join(f['path'] for f in written)))
+    paths = ', '.join(f['path'] for f in written)
+    if changed:
+        msg = '%s %d of %d files (%s)' % (_verb(module, True), len(changed), len(written), paths)
+    else:
+        msg = 'unchanged %d files (%s)' % (len(written), paths)
+    module.exit_json(changed=bool(changed), files=written, msg=msg)
 
 
 if __name__ == '__main__':
