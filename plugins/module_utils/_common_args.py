@@ -25,6 +25,7 @@ import os
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 DEFAULT_DOCKER_HOST = _defaults.DEFAULT_DOCKER_HOST
 DEFAULT_CONTAINERD_ADDRESS = _defaults.DEFAULT_CONTAINERD_ADDRESS
@@ -92,7 +93,7 @@ BOUNDS = {
 }
 
 
-class OptionError(Exception):
+class OptionError(HangdoctorError):
     """An option value the module must refuse; the text names the option."""
 
 

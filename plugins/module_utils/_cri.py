@@ -46,6 +46,7 @@ import subprocess
 import threading
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._addresses import (
     containerd_socket_path as socket_path,
@@ -81,7 +82,7 @@ CONTAINER_TYPE_KEY = 'io.kubernetes.cri.container-type'
 SANDBOX_ID_KEY = 'io.kubernetes.cri.sandbox-id'
 
 
-class CriError(Exception):
+class CriError(HangdoctorError):
     """containerd or a shim did not give a usable answer."""
 
 

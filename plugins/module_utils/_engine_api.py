@@ -34,6 +34,7 @@ import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 try:
     from urllib.parse import quote, urlencode
@@ -53,7 +54,7 @@ K8S_POD_LABEL = 'io.kubernetes.pod.name'
 K8S_CONTAINER_LABEL = 'io.kubernetes.container.name'
 
 
-class EngineError(Exception):
+class EngineError(HangdoctorError):
     """The Engine API did not give a usable answer.  ``status`` is the HTTP
     status when the daemon answered with an error."""
 

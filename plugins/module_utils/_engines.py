@@ -21,6 +21,7 @@ import math
 import threading
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._addresses import (
     AddressError,
@@ -35,7 +36,7 @@ DEFAULT_CONTAINERD_ADDRESS = _defaults.DEFAULT_CONTAINERD_ADDRESS
 DEFAULT_CONTAINERD_NAMESPACE = _defaults.DEFAULT_CONTAINERD_NAMESPACE
 
 
-class EnginesError(Exception):
+class EnginesError(HangdoctorError):
     """Options that cannot work (an unknown engine name, a malformed address)."""
 
 
@@ -53,6 +54,18 @@ def parse_engines(engines):
         raise EnginesError("unknown engine(s) %s: engines must be 'auto' or a list of %s"
                            % (', '.join(repr(b) for b in bad), ', '.join(ENGINES)))
     return tuple(e for e in ENGINES if e in engines)
+
+
+def check_addresses(docker_host, containerd_address):
+    """Raise EnginesError unless both addresses have a form the clients speak."""
+    try:
+        parse_docker_host(docker_host)
+    except AddressError as e:
+        raise EnginesError(str(e))
+    if not containerd_address or not isinstance(containerd_address, str):
+        raise EnginesError('containerd_address must be a socket path such as %s' % DEFAULT_CONTAINERD_ADDRESS)
+    if not containerd_socket_path(containerd_address).startswith('/'):
+        raise EnginesError('containerd_address %r: use an absolute socket path (unix:// optional)' % containerd_address)
 
 
 def docker_present(docker_host):
@@ -138,14 +151,7 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
         raise EnginesError('timeout must be greater than 0, got %s' % timeout)
     if deadline is None:
         deadline = time.monotonic() + timeout + 1.0
-    try:
-        parse_docker_host(docker_host)
-    except AddressError as e:
-        raise EnginesError(str(e))
-    if not containerd_address or not isinstance(containerd_address, str):
-        raise EnginesError('containerd_address must be a socket path such as %s' % DEFAULT_CONTAINERD_ADDRESS)
-    if not containerd_socket_path(containerd_address).startswith('/'):
-        raise EnginesError('containerd_address %r: use an absolute socket path (unix:// optional)' % containerd_address)
+    check_addresses(docker_host, containerd_address)
 
     jobs = {
         'docker': lambda: _docker(docker_host, timeout, concurrency, container_ids, deadline,
@@ -233,7 +239,10 @@ def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_
     """A function (container id) -> (verified, reason) for after a drain: does
     the engine that runs the container answer for it again within TIMEOUT?
     Docker: an inspect of it; containerd: its pod shim's task pids (the call a
-    stuck exec blocks).  ``None`` when no engine on the node knows it."""
+    stuck exec blocks).  ``None`` when no engine on the node knows it.
+    Raises EnginesError at once for an address the clients cannot use."""
+    check_addresses(docker_host, containerd_address)
+
     def docker(cid):
         if docker_present(docker_host)[0] is not True:
             return None, 'no dockerd socket'

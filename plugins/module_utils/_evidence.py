@@ -20,6 +20,7 @@ import stat as stat_mod
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 HEADER_END = b'----- hangdoctor: pipe bytes follow -----\n'
 ELIDED_MARK = b'\n----- hangdoctor: %d bytes elided -----\n'
@@ -36,7 +37,7 @@ RETENTION_GRACE_SECONDS = 3600
 EVIDENCE_RE = re.compile(r'^[0-9a-f]{12}-\d+-\d+-\d{8}T\d{6}\.\d{6}Z\.log$')
 
 
-class EvidenceError(Exception):
+class EvidenceError(HangdoctorError):
     """An unusable evidence directory or a file that is not evidence."""
 
 

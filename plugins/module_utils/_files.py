@@ -16,8 +16,10 @@ import os
 import stat
 import tempfile
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
-class WriteError(Exception):
+
+class WriteError(HangdoctorError):
     """A file could not be written; the text names it and says why."""
 
 

@@ -27,6 +27,7 @@ import time
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _netaddr
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 TCP_LISTEN = '0A'
 FAMILIES = (('tcp', 'ipv4'), ('tcp6', 'ipv6'))
@@ -39,7 +40,7 @@ SCOPE_WILDCARD = 'wildcard'
 SCOPE_SPECIFIC = 'specific'
 
 
-class ListenError(Exception):
+class ListenError(HangdoctorError):
     """The listening sockets could not be read."""
 
 

@@ -27,6 +27,8 @@ import os
 import re
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
+
 # The textfile directories that node_exporter packages, roles and guides use;
 # the first one that exists on the node wins.
 TEXTFILE_DIRS = (
@@ -79,7 +81,7 @@ _CONTROL = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029]')
 _NAME_CHARS = re.compile(r'[^a-z0-9_]')
 
 
-class MetricsError(Exception):
+class MetricsError(HangdoctorError):
     """Bad input to render (the caller turns it into a module message)."""
 
 

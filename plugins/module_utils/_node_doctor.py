@@ -24,12 +24,13 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 WAITING_FOR_GUARD = 'waiting for the eviction guard (Kubernetes node)'
 KUBELET_COMMS = ('kubelet',)
 
 
-class NodeDoctorError(Exception):
+class NodeDoctorError(HangdoctorError):
     """The node cannot be checked at all (bad options, no procfs), or a drain
     was refused as a whole (the drain's own error text)."""
 

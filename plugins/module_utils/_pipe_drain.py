@@ -40,12 +40,13 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lo
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 
 RECURRING_HINT = (
     'the container deadlocked again after its pipe was drained: the cause persists '
     '(usually its memory cgroup at its limit). Raise the memory limit, restart the '
-    'container, or move its exec probes off exec (hangdoctor.runtime.exec_probe_convert).')
+    'container, or move its exec probes off exec (hangdoctor.runtime.exec_probe_swap).')
 
 SKIP_LOCKED = 'locked'
 SKIP_DONE = 'already drained'
@@ -70,7 +71,7 @@ KILL_PROOF_SECONDS = 0.3
 KILL_GRACE_SECONDS = 5.0
 
 
-class DrainError(Exception):
+class DrainError(HangdoctorError):
     """Bad input or an unusable evidence or lock directory."""
 
 

@@ -26,6 +26,7 @@ import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 DEFAULT_LOCK_DIR = '/run/hangdoctor'
 # A lock file nobody holds is removed after this long: a drain lasts its
@@ -35,7 +36,7 @@ LOCK_RE = re.compile(r'^pipe-(\d+)-(\d+)\.lock$')
 DONE_RE = re.compile(r'^pipe-(\d+)-(\d+)-(\d+)-(\d+)\.done$')
 
 
-class LockError(Exception):
+class LockError(HangdoctorError):
     """The lock directory cannot be used."""
 
 

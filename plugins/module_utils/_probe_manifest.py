@@ -39,6 +39,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_patch
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._probe_errors import ProbeError
 
 MARKER = re.compile(r'^---(\s|$)')
@@ -112,7 +113,7 @@ def _redump(segment, doc):
 
 # ---- line-level edit: change only the lines of the converted probes -----------
 
-class _NoLineEdit(Exception):
+class _NoLineEdit(HangdoctorError):
     """The change cannot be made line by line; rewrite the document instead."""
 
 

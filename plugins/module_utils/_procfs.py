@@ -26,6 +26,8 @@ import struct
 import termios
 import threading
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
+
 F_SETPIPE_SZ = 1031
 F_GETPIPE_SZ = 1032
 SPLICE_F_NONBLOCK = 2
@@ -41,7 +43,7 @@ WRITE_SYSCALLS = {
 PIPE_WRITE_WCHANS = ('pipe_wait', 'pipe_write', 'anon_pipe_write')
 
 
-class ProcError(Exception):
+class ProcError(HangdoctorError):
     """A /proc read failed in a way the caller should report."""
 
 

@@ -218,6 +218,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
@@ -234,59 +235,51 @@ def main():
     spec['inspect_timeout']['aliases'] = ['timeout']
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    ids = [c.strip() for c in p['container_ids'] if c and c.strip()]
-    if not ids and not p['pids'] and p['probes'] is None:
-        module.fail_json(msg='give container_ids, pids or probes')
-    try:
+    with reported(module):
+        ids = [c.strip() for c in p['container_ids'] if c and c.strip()]
+        if not ids and not p['pids'] and p['probes'] is None:
+            module.fail_json(msg='give container_ids, pids or probes')
         common.check_numbers(p)
-    except common.OptionError as e:
-        module.fail_json(msg=str(e))
-    bad = [str(x) for x in p['pids'] if x < 1]
-    if bad:
-        module.fail_json(msg='pids must be positive process ids: %s' % ', '.join(bad))
-    bad = [str(x) for x in (p['ports'] or []) if not 0 < x < 65536]
-    if bad:
-        module.fail_json(msg='ports must be between 1 and 65535: %s' % ', '.join(bad))
-    bad = [c for c in ids if '/' in c]
-    if bad:
-        module.fail_json(msg='container_ids must be ids, id prefixes or names: %s' % ', '.join(bad))
-    if os.geteuid() != 0:
-        # Unprivileged, other users' net/tcp tables and the Docker socket are
-        # out of reach: the check would pass without having looked.
-        module.fail_json(msg='container_listen_info must run as root: it reads /proc/PID/net/tcp of container processes')
-    proc = _procfs.Proc(p['proc_root'])
-    if not proc.is_procfs():
-        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
+        bad = [str(x) for x in p['pids'] if x < 1]
+        if bad:
+            module.fail_json(msg='pids must be positive process ids: %s' % ', '.join(bad))
+        bad = [str(x) for x in (p['ports'] or []) if not 0 < x < 65536]
+        if bad:
+            module.fail_json(msg='ports must be between 1 and 65535: %s' % ', '.join(bad))
+        bad = [c for c in ids if '/' in c]
+        if bad:
+            module.fail_json(msg='container_ids must be ids, id prefixes or names: %s' % ', '.join(bad))
+        if os.geteuid() != 0:
+            # Unprivileged, other users' net/tcp tables and the Docker socket are
+            # out of reach: the check would pass without having looked.
+            module.fail_json(msg='container_listen_info must run as root: it reads /proc/PID/net/tcp of container processes')
+        proc = _procfs.Proc(p['proc_root'])
+        if not proc.is_procfs():
+            module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
 
-    client = None
-    if ids or p['probes']:
-        try:
+        client = None
+        if ids or p['probes']:
             client = _engine_api.EngineClient(p['docker_host'], timeout=p['inspect_timeout'])
-        except _engine_api.EngineError as e:
-            module.fail_json(msg=str(e))
-    try:
         result = _listen.report(proc, client, container_ids=ids, pids=p['pids'], probes=p['probes'],
                                 ports=p['ports'], timeout=p['inspect_timeout'])
-    except (_listen.ListenError, _engine_api.EngineError, _procfs.ProcError) as e:
-        module.fail_json(msg=str(e))
 
-    loopback = []
-    for c in result['containers']:
-        for port in c['loopback_only']:
-            addresses = c['ports'][str(port)]['addresses']
-            loopback.append({'container_id': c['container_id'], 'pod_name': c['pod_name'], 'pid': c['pid'],
-                             'port': port, 'addresses': addresses})
-            who = ('container %s (pid %d)' % (c['name'] or c['container_id'], c['pid'])
-                   if c['container_id'] else 'process %d' % c['pid'])
-            module.warn('%s serves port %d only on %s: a tcpSocket/httpGet/grpc probe from the node cannot reach it'
-                        % (who, port, ', '.join(addresses)))
-    for c in result['containers']:
-        if c['error']:
-            module.warn('container %s: %s' % (c['container_id'] or c['pid'], c['error']))
-    where = ['%s:%d' % (x['pod_name'] or x['container_id'] or x['pid'], x['port']) for x in loopback[:10]]
-    result['msg'] = '%d container(s) or process(es) checked; %s' % (
-        len(result['containers']),
-        'ports served on loopback only: %s' % ', '.join(where) if where else 'no probe port is served on loopback only')
+        loopback = []
+        for c in result['containers']:
+            for port in c['loopback_only']:
+                addresses = c['ports'][str(port)]['addresses']
+                loopback.append({'container_id': c['container_id'], 'pod_name': c['pod_name'], 'pid': c['pid'],
+                                 'port': port, 'addresses': addresses})
+                who = ('container %s (pid %d)' % (c['name'] or c['container_id'], c['pid'])
+                       if c['container_id'] else 'process %d' % c['pid'])
+                module.warn('%s serves port %d only on %s: a tcpSocket/httpGet/grpc probe from the node cannot reach it'
+                            % (who, port, ', '.join(addresses)))
+        for c in result['containers']:
+            if c['error']:
+                module.warn('container %s: %s' % (c['container_id'] or c['pid'], c['error']))
+        where = ['%s:%d' % (x['pod_name'] or x['container_id'] or x['pid'], x['port']) for x in loopback[:10]]
+        result['msg'] = '%d container(s) or process(es) checked; %s' % (
+            len(result['containers']),
+            'ports served on loopback only: %s' % ', '.join(where) if where else 'no probe port is served on loopback only')
     module.exit_json(changed=False, loopback_only=loopback, **result)
 
 

@@ -341,7 +341,7 @@ backups:
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_errors
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_manifest
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
@@ -382,18 +382,18 @@ def main():
     if p['path'] and not _probe_manifest.HAS_YAML:
         module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probe_manifest.YAML_IMPORT_ERROR))
     reports, files, diffs, backups = [], [], [], []
-    try:
-        if p['definitions'] is not None:
-            reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
-                                           p['allow_undeclared_ports']))
-        if p['path']:
-            file_reports, files, diffs, backups = _probe_manifest.convert_files(
-                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'], p['allow_undeclared_ports'])
-            reports.extend(file_reports)
-    except _probe_errors.ProbeError as e:
-        module.fail_json(msg=str(e))
-    except (IOError, OSError) as e:
-        module.fail_json(msg='cannot read or write manifests: %s' % e)
+    with reported(module):
+        try:
+            if p['definitions'] is not None:
+                reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
+                                               allow_undeclared_ports=p['allow_undeclared_ports']))
+            if p['path']:
+                file_reports, files, diffs, backups = _probe_manifest.convert_files(
+                    p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode,
+                    backup_dir=p['backup_dir'], allow_undeclared_ports=p['allow_undeclared_ports'])
+                reports.extend(file_reports)
+        except (IOError, OSError) as e:
+            module.fail_json(msg='cannot read or write manifests: %s' % e)
     probes = _probes.flat_report(reports)
     summary = {'probes': len(probes), 'objects_to_patch': len([r for r in reports if r['patch']])}
     for result in ('converted', 'skipped', 'kept'):

@@ -287,7 +287,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
+    with reported(module):
         common.check_numbers(p)
         common.check_containerd_namespace(p['containerd_namespace'])
         ids = common.container_ids(p['container_ids'])
@@ -297,12 +297,9 @@ def main():
             raise common.OptionError('metrics_dir must be an absolute path, auto or empty, got %r' % p['metrics_dir'])
         common.require_root('node_doctor')
         common.require_fd_access(p['proc_root'], 'node_doctor')
-    except common.OptionError as e:
-        module.fail_json(msg=str(e))
-    proc = _procfs.Proc(p['proc_root'])
-    if not proc.is_procfs():
-        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
-    try:
+        proc = _procfs.Proc(p['proc_root'])
+        if not proc.is_procfs():
+            module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
         result = _node_doctor.run(
             proc, mode=p['mode'], docker_host=p['docker_host'], inspect_timeout=p['inspect_timeout'],
             inspect_concurrency=p['inspect_concurrency'], ask_engine=p['check_engine'],
@@ -319,8 +316,6 @@ def main():
             drain_timeout=p['drain_timeout'], fallback=p['fallback'], max_rounds=p['max_rounds'],
             require_guard=p['require_guard'], guard=p['guard'], metrics_dir=p['metrics_dir'],
             metrics_file=p['metrics_file'], check_mode=module.check_mode)
-    except (_node_doctor.NodeDoctorError, _procfs.ProcError) as e:
-        module.fail_json(msg=str(e))
     module.exit_json(**result)
 
 

@@ -214,6 +214,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import DiagnosisError, scan
 
@@ -230,23 +231,21 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
+    with reported(module):
         common.check_numbers(p)
         ids = common.container_ids(p['container_ids'])
         common.require_root('runc_exec_info')
         common.require_fd_access(p['proc_root'], 'runc_exec_info')
-    except common.OptionError as e:
-        module.fail_json(msg=str(e))
-    proc = Proc(p['proc_root'])
-    if not proc.is_procfs():
-        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
-    try:
-        result = scan(proc, container_ids=ids, confirm_interval=p['confirm_interval'],
-                      peek_bytes=p['peek_bytes'], min_age_seconds=p['min_age_seconds'],
-                      kmsg=p['kernel_log'], cmdline_timeout=p['cmdline_timeout'])
-    except DiagnosisError as e:
-        module.fail_json(msg='diagnosis failed: %s' % e)
-    result['msg'] = _message(result)
+        proc = Proc(p['proc_root'])
+        if not proc.is_procfs():
+            module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
+        try:
+            result = scan(proc, container_ids=ids, confirm_interval=p['confirm_interval'],
+                          peek_bytes=p['peek_bytes'], min_age_seconds=p['min_age_seconds'],
+                          kmsg=p['kernel_log'], cmdline_timeout=p['cmdline_timeout'])
+        except DiagnosisError as e:
+            module.fail_json(msg='diagnosis failed: %s' % e)
+        result['msg'] = _message(result)
     module.exit_json(changed=False, **result)
 
 

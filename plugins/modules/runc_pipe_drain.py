@@ -400,7 +400,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 
 
 def main():
@@ -424,17 +424,19 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
+    with reported(module):
         common.check_numbers(p)
         ids = common.container_ids(p['container_ids']) if p['container_ids'] is not None else None
+        common.check_containerd_namespace(p['containerd_namespace'])
         common.require_root('runc_pipe_drain')
         common.require_fd_access(p['proc_root'], 'runc_pipe_drain')
-    except common.OptionError as e:
-        module.fail_json(msg=str(e))
-    proc = _procfs.Proc(p['proc_root'])
-    if not proc.is_procfs():
-        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
-    try:
+        proc = _procfs.Proc(p['proc_root'])
+        if not proc.is_procfs():
+            module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
+        # built (and its addresses checked) before anything is drained: a bad
+        # docker_host must fail here, not after the drain with its result lost
+        engine = _engines.container_check(p['docker_host'], p['containerd_address'], p['inspect_timeout'],
+                                          p['containerd_namespace'], proc.root)
         result = _pipe_drain.run(
             proc,
             stuck_execs=p['stuck_execs'],
@@ -448,15 +450,12 @@ def main():
             confirm_interval=p['confirm_interval'],
             peek_bytes=p['peek_bytes'],
             check_mode=module.check_mode,
-            engine=_engines.container_check(p['docker_host'], p['containerd_address'], p['inspect_timeout'],
-                                            p['containerd_namespace']),
+            engine=engine,
             lock_dir=p['lock_dir'],
             evidence_retention_count=p['evidence_retention_count'],
             evidence_retention_bytes=p['evidence_retention_bytes'],
             evidence_retention_days=p['evidence_retention_days'],
         )
-    except (_pipe_drain.DrainError, _stuck_exec.DiagnosisError, _procfs.ProcError) as e:
-        module.fail_json(msg=str(e))
     result['msg'] = _message(result, module.check_mode)
     module.exit_json(**result)
 
