@@ -216,7 +216,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen
@@ -224,8 +224,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 
 def main():
-    spec = common.argument_spec(
-        common.ENGINE_ARGS,
+    spec = _options.argument_spec(
+        _options.ENGINE,
         container_ids=dict(type='list', elements='str', default=[]),
         pids=dict(type='list', elements='int', default=[]),
         probes=dict(type='list', elements='dict'),
@@ -239,7 +239,7 @@ def main():
         ids = [c.strip() for c in p['container_ids'] if c and c.strip()]
         if not ids and not p['pids'] and p['probes'] is None:
             module.fail_json(msg='give container_ids, pids or probes')
-        common.check_numbers(p)
+        _options.ENGINE.values(p)
         bad = [str(x) for x in p['pids'] if x < 1]
         if bad:
             module.fail_json(msg='pids must be positive process ids: %s' % ', '.join(bad))

@@ -302,6 +302,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import EngineClient
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import (
@@ -312,8 +314,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import
 
 
 def main():
-    spec = common.argument_spec(
-        common.ENGINE_ARGS, common.CONTAINERD_ARGS,
+    spec = _options.argument_spec(
+        _options.ENGINE, _options.CONTAINERD,
         engines=dict(type='list', elements='str', default=['auto']),
         total_timeout=dict(type='float'),
         concurrency=dict(type='int', default=16),
@@ -327,10 +329,11 @@ def main():
     p = module.params
     if not p['docker_host']:
         # an empty DOCKER_HOST in the environment means the default, as for the docker CLI
-        p['docker_host'] = common.DEFAULT_DOCKER_HOST
+        p['docker_host'] = _defaults.DEFAULT_DOCKER_HOST
     with reported(module):
         common.check_numbers(p)
-        common.check_containerd_namespace(p['containerd_namespace'])
+        _options.ENGINE.values(p)
+        _options.CONTAINERD.values(p)
         engines = p['engines'] if p['engines'] != ['auto'] else 'auto'
         parse_engines(engines)
         timeout = p['inspect_timeout']
@@ -355,8 +358,8 @@ def main():
 
         # An engine on the node that does not answer is a failure; one that is not on the node is not,
         # unless its address was set by hand (a typo must not pass as "no engine here").
-        explicit = {'docker': p['docker_host'] != common.DEFAULT_DOCKER_HOST,
-                    'containerd': p['containerd_address'] != common.DEFAULT_CONTAINERD_ADDRESS}
+        explicit = {'docker': p['docker_host'] != _defaults.DEFAULT_DOCKER_HOST,
+                    'containerd': p['containerd_address'] != _defaults.DEFAULT_CONTAINERD_ADDRESS}
         unusable = [e for e in result['engines'] if e.get('error') and not e.get('checked')
                     and (e.get('present') or explicit.get(e['name']))]
         if unusable and p['fail_on_unreachable']:

@@ -71,8 +71,8 @@ def test_a_healthy_node_loads_neither_the_diagnosis_nor_the_engine_clients(tmp_p
         "import json, sys",
         "sys.path.insert(0, %r)" % collections_path(),
         "from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor, _procfs",
-        "r = _node_doctor.run(_procfs.Proc(%r), docker_host='unix://%s/d.sock', containerd_address='%s/c.sock',"
-        " kernel_log=False, metrics_dir='')" % (str(proc), tmp_path, tmp_path),
+        "r = _node_doctor.run(_procfs.Proc(%r), _node_doctor.options(dict(docker_host='unix://%s/d.sock',"
+        " containerd_address='%s/c.sock', kernel_log=False, metrics_dir='')))" % (str(proc), tmp_path, tmp_path),
         "prefix = 'ansible_collections.hangdoctor.runtime.plugins.module_utils.'",
         "print(json.dumps({'msg': r['msg'], 'loaded': sorted(m[len(prefix):] for m in sys.modules"
         " if m.startswith(prefix))}))",
