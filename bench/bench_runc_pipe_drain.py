@@ -39,7 +39,7 @@ def cycle_ours(hz, proc, cid, evidence_dir, lock_dir):
     exec_proc, pid = hz.hang(cid)
     assert pid is not None, "no deadlock"
     assert not hz.inspect_answers(cid, timeout=0.5), "inspect answers: not a hang"
-    (record,) = [r for r in _stuck_exec.scan(proc, container_ids=[cid], confirm_interval=0.2)["stuck_execs"]
+    (record,) = [r for r in _stuck_exec.scan(proc, _stuck_exec.ScanOptions(container_ids=[cid], confirm_interval=0.2))["stuck_execs"]
                  if r["writer"]["pid"] == pid]
     marks = {}
 

@@ -592,7 +592,7 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
             continue
         seen.add(summary['id'])
         containers.append(summary)
-    probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline)
+    probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline=deadline)
     for c in containers:
         c.update(probes[c['id']])
         if c['responsive'] is False:

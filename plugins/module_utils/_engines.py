@@ -20,6 +20,7 @@ __metaclass__ = type
 import math
 import threading
 import time
+from collections import namedtuple
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
@@ -133,11 +134,21 @@ def _containerd(address, namespace, timeout, concurrency, container_ids, deadlin
     return rep['engine'], rep['containers'], rep['hung'], rep['unchecked']
 
 
-def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_CONTAINERD_ADDRESS,
-                  timeout=5.0, concurrency=16, container_ids=None, deadline=None,
-                  containerd_namespace=DEFAULT_CONTAINERD_NAMESPACE, proc_root='/proc', api_version=None,
-                  include_stopped=False):
-    """Check every engine asked for (``auto``: every engine present on the node).
+class EngineQuery(namedtuple('EngineQuery', ['engines', 'docker_host', 'containerd_address', 'containerd_namespace',
+                                             'timeout', 'concurrency', 'container_ids', 'proc_root', 'api_version',
+                                             'include_stopped'])):
+    """Which engines to ask, where, and how: ENGINES (``auto``: every engine
+    present on the node), the addresses, the per-request TIMEOUT, how many
+    requests at once, only CONTAINER_IDS (None: every one), the procfs the
+    shims are read through, Docker's API_VERSION, and stopped containers too."""
+
+
+EngineQuery.__new__.__defaults__ = ('auto', DEFAULT_DOCKER_HOST, DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE,
+                                    5.0, 16, None, '/proc', None, False)
+
+
+def check_engines(query=None, deadline=None):
+    """Check every engine the EngineQuery asks for.
 
     Returns {'engines': [{'name', 'address', 'present', 'checked', 'reachable',
     'version', 'error'}], 'containers': [{'id', 'name', 'engine', 'pod_namespace',
@@ -145,6 +156,9 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
     'hung': [ids], 'unchecked': [ids]}.  Returns by DEADLINE (default now +
     timeout + 1); raises EnginesError only for options that cannot work.
     """
+    q = query or EngineQuery()
+    engines, docker_host, containerd_address, containerd_namespace = q[:4]
+    timeout, concurrency, container_ids, proc_root, api_version, include_stopped = q[4:]
     wanted = parse_engines(engines)
     timeout = float(timeout)
     if math.isnan(timeout) or timeout <= 0:
@@ -154,10 +168,10 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
     check_addresses(docker_host, containerd_address)
 
     jobs = {
-        'docker': lambda: _docker(docker_host, timeout, concurrency, container_ids, deadline,
-                                  api_version, include_stopped),
+        'docker': lambda: _docker(docker_host, timeout, concurrency, container_ids, deadline=deadline,
+                                  api_version=api_version, include_stopped=include_stopped),
         'containerd': lambda: _containerd(containerd_address, containerd_namespace, timeout, concurrency,
-                                          container_ids, deadline, proc_root),
+                                          container_ids=container_ids, deadline=deadline, proc_root=proc_root),
     }
     results = {}
 

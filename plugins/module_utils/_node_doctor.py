@@ -70,11 +70,11 @@ def check_engines(opts, proc_root):
         return None, 'engine check turned off'
     from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
     try:
-        report = _engines.check_engines(
+        report = _engines.check_engines(_engines.EngineQuery(
             engines=ask.engines, docker_host=opts.engine.docker_host,
             containerd_address=opts.containerd.containerd_address,
             containerd_namespace=opts.containerd.containerd_namespace, timeout=opts.engine.inspect_timeout,
-            concurrency=ask.inspect_concurrency, container_ids=opts.scan.container_ids or None, proc_root=proc_root)
+            concurrency=ask.inspect_concurrency, container_ids=opts.scan.container_ids or None, proc_root=proc_root))
     except _engines.EnginesError as e:
         raise NodeDoctorError(str(e))
     present = [e for e in report['engines'] if e.get('present')]
@@ -182,20 +182,18 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
             # Loaded only here: a node without a possible stuck exec (nearly
             # every node of a fleet run) does not pay for the diagnosis.
             from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
-            scan = _stuck_exec.scan(proc, container_ids=sc.container_ids, confirm_interval=po.confirm_interval,
-                                    peek_bytes=po.peek_bytes, min_age_seconds=sc.min_age_seconds,
-                                    kmsg=sc.kernel_log, cmdline_timeout=sc.cmdline_timeout, first_pass=found)
+            scan = _stuck_exec.scan(proc, _stuck_exec.scan_options(sc, po), first_pass=found)
         else:
             scan = _exec_candidates.result(found)
     except _exec_candidates.DiagnosisError as e:
         raise NodeDoctorError('diagnosis failed: %s' % e)
-    summary = _summary.host_summary(scan, engine_report, host, now, engine_skipped or None)
+    summary = _summary.host_summary(scan, engine_report, host, now, engine_skipped=engine_skipped or None)
     summary['mode'] = opts.mode
     result = {'changed': False, 'stuck_execs': scan['stuck_execs'], 'suspects': scan['suspects'],
               'scanned_processes': scan['scanned_processes'], 'drain': None}
 
     if opts.mode == 'remediate':
-        summary, result['drain'] = _remediate(proc, opts, scan, summary, dict(
+        summary, result['drain'] = _remediate(proc, opts, scan, summary, run_state=dict(
             engine_report=engine_report, engine_skipped=engine_skipped, check_mode=check_mode, host=host))
         result['changed'] = bool(result['drain'] and result['drain'].get('changed'))
 

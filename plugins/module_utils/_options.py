@@ -55,7 +55,7 @@ class Option(namedtuple('Option', ['name', 'spec', 'bounds', 'check', 'doc'])):
 
 
 def option(name, doc, bounds=None, check=None, **spec):
-    return Option(name, spec, bounds, check, tuple(doc))
+    return Option(name, spec, bounds, check, doc=tuple(doc))
 
 
 def _fmt(v):

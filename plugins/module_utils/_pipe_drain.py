@@ -142,7 +142,7 @@ def thread_states(proc, pid, start_time, inode, machine=None):
     except _procfs.ProcError:
         tids = [pid]
     machine = machine or proc.machine()
-    return dict((tid, _thread_state(proc, pid, tid, inode, machine)) for tid in tids)
+    return dict((tid, _thread_state(proc, pid, tid, inode, machine=machine)) for tid in tids)
 
 
 def writer_state(proc, pid, start_time, inode, machine=None):
@@ -151,7 +151,7 @@ def writer_state(proc, pid, start_time, inode, machine=None):
     INODE), ``runnable`` (a thread running, woken inside write(2), or in a
     page fault: not yet settled), or ``settled`` (every thread asleep
     somewhere else)."""
-    states = [s for s in thread_states(proc, pid, start_time, inode, machine).values() if s != GONE]
+    states = [s for s in thread_states(proc, pid, start_time, inode, machine=machine).values() if s != GONE]
     if not states:
         return GONE
     for state in (BLOCKED, RUNNABLE):
@@ -178,7 +178,7 @@ def _read_available(f, evidence, chunk=65536):
         got += len(data)
 
 
-def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, sample_interval=0.02, machine=None):
+def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, sample_interval=0.02):
     """Read pipe F into EVIDENCE until the writer is no longer blocked on it
     and it is empty, or DEADLINE (``clock()`` time).  WATCH: [(pid,
     start_time)], the stuck writer first, then runc exec (which must not be
@@ -190,6 +190,7 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
     empty) or ``timeout``.  Both halves of the stop rule matter: bytes a
     dead runc init wrote stay in the pipe until read, and a still-full pipe
     blocks runc exec's own error line next."""
+    machine = proc.machine()
     poller = select.poll()
     poller.register(f, select.POLLIN)
     quiet = 0
@@ -200,7 +201,7 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
             return 'timeout', states
         if _read_available(f, evidence):
             quiet = 0
-        states = [writer_state(proc, pid, st, inode, machine) for pid, st in watch]
+        states = [writer_state(proc, pid, st, inode, machine=machine) for pid, st in watch]
         # the pipe may have filled again between the read and the sample
         if _read_available(f, evidence):
             quiet = 0
@@ -229,7 +230,7 @@ def _blocked_switches(proc, pid, start_time, inode, machine):
     """{tid: voluntary context switches} of the threads of PID blocked in
     write(2) on pipe INODE."""
     out = {}
-    for tid, state in thread_states(proc, pid, start_time, inode, machine).items():
+    for tid, state in thread_states(proc, pid, start_time, inode, machine=machine).items():
         if state != BLOCKED:
             continue
         try:
@@ -249,17 +250,17 @@ def still_stuck(proc, f, pid, start_time, inode, machine=None, interval=KILL_PRO
     block with a little room left; an empty pipe, though, blocks nobody."""
     machine = machine or proc.machine()
     sleep(interval)  # give a writer we just read for time to fill the pipe again
-    first = _blocked_switches(proc, pid, start_time, inode, machine)
+    first = _blocked_switches(proc, pid, start_time, inode, machine=machine)
     if not first:
         return False, 'not blocked in write(2) on pipe:[%d] (%s)' % (
-            inode, writer_state(proc, pid, start_time, inode, machine))
+            inode, writer_state(proc, pid, start_time, inode, machine=machine))
     try:
         queued1 = _procfs.pipe_queued(f)
         sleep(interval)
         queued2, capacity = _procfs.pipe_queued(f), _procfs.pipe_capacity(f)
     except (IOError, OSError) as e:
         return False, 'pipe:[%d] unreadable: %s' % (inode, e)
-    second = _blocked_switches(proc, pid, start_time, inode, machine)
+    second = _blocked_switches(proc, pid, start_time, inode, machine=machine)
     if second != first:
         return False, 'making progress (blocked threads and their context switches changed)'
     if queued2 != queued1:
@@ -288,7 +289,7 @@ def kill_if_still_stuck(proc, f, info, machine=None, interval=KILL_PROOF_SECONDS
     try:
         if not proc.same_process(pid, start_time):
             return False, 'writer pid %d exited or was reused: not killed' % pid
-        stuck, why = still_stuck(proc, f, pid, start_time, inode, machine, interval, sleep)
+        stuck, why = still_stuck(proc, f, pid, start_time, inode=inode, machine=machine, interval=interval, sleep=sleep)
         if not stuck:
             return False, 'writer pid %d not killed: %s' % (pid, why)
         try:
@@ -432,7 +433,7 @@ def drain(proc, record, drainer, round_no=1, min_age_seconds=None):
         except _procfs.ProcessGone as e:
             return _skip(info, SKIP_STALE, str(e))
         try:
-            kind, entry = _drain_open(proc, record, info, f, lock, drainer, round_no)
+            kind, entry = _drain_open(proc, record, info, f, lock=lock, drainer=drainer, round_no=round_no)
             if blocked_again and kind == 'drained':
                 entry['recurring'] = True
                 entry['blocked_again'] = True
@@ -587,8 +588,8 @@ def run(proc, options, stuck_execs=None, container_ids=None, check_mode=False, e
                 "host's pid namespace (hostPID) and proc_root=/proc, or use fallback=none" % why)
 
     def rescan(ids):
-        return hks.scan(proc, container_ids=ids, confirm_interval=options.proc.confirm_interval,
-                        peek_bytes=options.proc.peek_bytes, min_age_seconds=0)['stuck_execs']
+        return hks.scan(proc, _stuck_exec.ScanOptions(container_ids=ids, confirm_interval=options.proc.confirm_interval,
+                                                      peek_bytes=options.proc.peek_bytes, min_age_seconds=0))['stuck_execs']
 
     result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0,
               'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0}}
@@ -627,7 +628,7 @@ def run(proc, options, stuck_execs=None, container_ids=None, check_mode=False, e
             drainer = Drainer(options, open_evidence_dir, open_lock_dir, hks._replace(engine=_drain_verify.not_yet))
             # first make room for this run's evidence, then bound what it added
             _retain(result, drainer, proc, keep=())
-            _rounds(proc, records, result, drainer, rescan)
+            _rounds(proc, records, result, drainer, rescan=rescan)
             _retain(result, drainer, proc,
                     keep=set(os.path.basename(e['evidence_path']) for e in result['drained'] if e['evidence_path']))
         finally:

@@ -55,7 +55,7 @@ class LockDir(object):
             self.fd = None
 
     def lock(self, dev, inode, pid, start_time):
-        return PipeLock(self, dev, inode, pid, start_time)
+        return PipeLock(self, dev, inode, pid, start_time=start_time)
 
     def prune(self, proc, now=None):
         """Remove done markers whose writer is gone (pid and start time are

@@ -332,7 +332,7 @@ def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backu
         for i, doc in enumerate(docs):
             if not isinstance(doc, dict):
                 continue
-            report = _probes.convert_object(doc, rules, 'files', min_timeout_seconds, allow_undeclared_ports)
+            report = _probes.convert_object(doc, rules, 'files', min_timeout_seconds, allow_undeclared_ports=allow_undeclared_ports)
             if report is None:
                 continue
             report['file'] = f

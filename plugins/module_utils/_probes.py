@@ -265,7 +265,7 @@ def convert(objects, rules, mode='definitions', min_timeout_seconds=None, allow_
     for obj in objects:
         if not isinstance(obj, dict):
             raise ProbeError('a definition is not an object: %r' % (obj,))
-        report = convert_object(obj, rules, mode, min_timeout_seconds, allow_undeclared_ports)
+        report = convert_object(obj, rules, mode, min_timeout_seconds, allow_undeclared_ports=allow_undeclared_ports)
         if report is not None:
             out.append(report)
     return out

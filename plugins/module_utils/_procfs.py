@@ -562,8 +562,10 @@ def pidfd_kill(pidfd, sig):
             if e.errno == errno.ESRCH:
                 raise ProcessGone('pidfd %d' % pidfd)
             raise ProcError('pidfd_send_signal: %s' % (e.strerror or e))
-    rc = _syscall()(ctypes.c_long(_NR_PIDFD_SEND_SIGNAL), ctypes.c_long(pidfd), ctypes.c_long(sig),
-                    ctypes.c_void_p(None), ctypes.c_long(0))
+    # syscall(2) takes its arguments by position only
+    args = (ctypes.c_long(_NR_PIDFD_SEND_SIGNAL), ctypes.c_long(pidfd), ctypes.c_long(sig), ctypes.c_void_p(None),
+            ctypes.c_long(0))
+    rc = _syscall()(*args)
     if rc < 0:
         err = ctypes.get_errno()
         if err == errno.ESRCH:

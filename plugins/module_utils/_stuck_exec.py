@@ -20,6 +20,7 @@ __metaclass__ = type
 
 import os
 import time
+from collections import namedtuple
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
     PIPE_WRITE_WCHANS,
@@ -218,7 +219,7 @@ def _examine(ctx, pid, role, require_write=True):
                 'version': info['version'], 'argv': shim_argv, 'id': info['id']}
         # what proves a real runc exec, not a container process named runc
         # with a runc argv under the shim: namespaces, executable, bundle
-        bundle, why = tree.runc_exec_bundle(proc, exec_pid, shim_pid, container_id, info['namespace'])
+        bundle, why = tree.runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=info['namespace'])
         runc_exec['bundle'] = bundle
         reasons.extend(why)
 
@@ -334,23 +335,52 @@ def _finish(record, peek_bytes, pipe_peek, oom_lines):
     return record
 
 
-def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_age_seconds=0,
-         kmsg=True, sleep=time.sleep, pipe_probe=None, pipe_peek=None, machine=None,
-         cmdline_timeout=1.0, docker_roots=True, now=None, first_pass=None):
-    """Find every stuck exec under PROC (a ``_procfs.Proc``).
+class ScanOptions(namedtuple('ScanOptions', ['container_ids', 'confirm_interval', 'peek_bytes', 'min_age_seconds',
+                                             'kmsg', 'cmdline_timeout'])):
+    """What one scan looks for: CONTAINER_IDS (None: every one), the seconds
+    between the two progress samples, the bytes to peek, the age below which
+    a stuck exec is a suspect, ``kmsg`` (True reads /dev/kmsg, a path reads
+    that file, False skips) and the deadline of one cmdline read."""
+
+
+ScanOptions.__new__.__defaults__ = (None, 1.0, 4096, 0, True, 1.0)
+
+
+def scan_options(scan_group, proc_group, **replaced):
+    """ScanOptions from a module's option objects (``_options.SCAN`` and
+    ``_options.PROC`` values), with REPLACED fields."""
+    return ScanOptions(container_ids=scan_group.container_ids, confirm_interval=proc_group.confirm_interval,
+                       peek_bytes=proc_group.peek_bytes, min_age_seconds=scan_group.min_age_seconds,
+                       kmsg=scan_group.kernel_log, cmdline_timeout=scan_group.cmdline_timeout)._replace(**replaced)
+
+
+class Seams(namedtuple('Seams', ['sleep', 'pipe_probe', 'pipe_peek', 'machine', 'docker_roots', 'now'])):
+    """What a scan asks the world, replaceable in tests:
+    ``pipe_probe(pid, fd, inode) -> (queued, capacity)`` and
+    ``pipe_peek(pid, fd, inode, n) -> bytes`` default to the real pipe."""
+
+
+Seams.__new__.__defaults__ = (time.sleep, None, None, None, True, None)
+
+
+def scan(proc, options=None, first_pass=None, seams=None):
+    """Find every stuck exec under PROC (a ``_procfs.Proc``) with OPTIONS
+    (ScanOptions).
 
     Returns {'stuck_execs': [record], 'suspects': [record + 'reason'],
     'scanned_processes': int, 'scan_seconds': float, 'confirm_seconds': float}.
-    ``kmsg``: True reads /dev/kmsg, a path reads that file, False skips.
-    ``pipe_probe(pid, fd, inode) -> (queued, capacity)`` and
-    ``pipe_peek(pid, fd, inode, n) -> bytes`` default to the real pipe.
     ``first_pass``: what ``_exec_candidates.find`` already returned for PROC."""
-    first = first_pass or _exec_candidates.find(proc, confirm_interval, peek_bytes, min_age_seconds, machine)
+    o = options or ScanOptions()
+    w = seams or Seams()
+    container_ids, confirm_interval, peek_bytes = o.container_ids, o.confirm_interval, o.peek_bytes
+    min_age_seconds, kmsg, cmdline_timeout = o.min_age_seconds, o.kmsg, o.cmdline_timeout
+    sleep, pipe_probe, pipe_peek, machine, docker_roots, now = w
+    first = first_pass or _exec_candidates.find(proc, confirm_interval, peek_bytes, min_age_seconds, machine=machine)
     if not first['candidates']:
         return _exec_candidates.result(first)
     table, machine = first['table'], first['machine']
-    ctx = _Context(proc, table, machine, pipe_probe or _default_probe(proc), cmdline_timeout,
-                   time.time() if now is None else now, shims=tree.shim_pids(table))
+    ctx = _Context(proc, table, machine, pipe_probe or _default_probe(proc), cmdline_timeout=cmdline_timeout,
+                   now=time.time() if now is None else now, shims=tree.shim_pids(table))
     wanted = [c for c in (container_ids or []) if c]
 
     looked = []
@@ -398,7 +428,7 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
             bundle = record['runc_exec'].get('bundle')
             if bundle:
                 record['pod'] = tree.pod_of(proc, record['runc_exec']['pid'], record['container_id'], roots,
-                                            record['runc_exec']['argv'], bundle=bundle)
+                                            runc_exec_argv=record['runc_exec']['argv'], bundle=bundle)
         _finish(record, peek_bytes, peek, oom_lines)
         if reasons:
             record['reason'] = '; '.join(reasons)
@@ -435,7 +465,7 @@ def verify(proc, record, confirm_interval=1.0, sleep=time.sleep, pipe_probe=None
         return False, 'pid reused'
     table = tree.ProcessTable(proc)
     ctx = _Context(proc, table, machine or proc.machine(), pipe_probe or _default_probe(proc),
-                   cmdline_timeout, time.time())
+                   cmdline_timeout=cmdline_timeout, now=time.time())
     found = _examine(ctx, writer['pid'], writer['role'], require_write=False)
     if found is None:
         return False, 'writer exited'

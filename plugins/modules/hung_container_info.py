@@ -307,6 +307,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import EngineClient
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import (
+    EngineQuery,
     check_engines,
     parse_engines,
     summary_msg,
@@ -342,10 +343,10 @@ def main():
 
         t0 = time.monotonic()
         total = timeout + 1.0 if p['total_timeout'] is None else p['total_timeout']
-        result = check_engines(
+        result = check_engines(EngineQuery(
             engines=engines, docker_host=p['docker_host'], containerd_address=p['containerd_address'],
             containerd_namespace=p['containerd_namespace'], timeout=timeout, concurrency=p['concurrency'],
-            deadline=t0 + total, api_version=p['api_version'], include_stopped=p['include_stopped'])
+            api_version=p['api_version'], include_stopped=p['include_stopped']), deadline=t0 + total)
         result['elapsed_seconds'] = round(time.monotonic() - t0, 3)
         by_name = dict((e['name'], e) for e in result['engines'])
         docker = by_name.get('docker')

@@ -191,7 +191,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import DiagnosisError, scan
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import DiagnosisError, scan, scan_options
 
 
 def main():
@@ -207,9 +207,7 @@ def main():
         if not proc.is_procfs():
             module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % po.proc_root)
         try:
-            result = scan(proc, container_ids=sc.container_ids, confirm_interval=po.confirm_interval,
-                          peek_bytes=po.peek_bytes, min_age_seconds=sc.min_age_seconds,
-                          kmsg=sc.kernel_log, cmdline_timeout=sc.cmdline_timeout)
+            result = scan(proc, scan_options(sc, po))
         except DiagnosisError as e:
             module.fail_json(msg='diagnosis failed: %s' % e)
         result['msg'] = _message(result)

@@ -21,8 +21,8 @@ def test_unknown_engines_are_refused_clearly(bad):
 
 
 def test_node_without_engines_is_a_result(tmp_path):
-    r = _engines.check_engines(docker_host="unix://%s/d.sock" % tmp_path, containerd_address=str(tmp_path / "c.sock"),
-                               timeout=1)
+    r = _engines.check_engines(_engines.EngineQuery(docker_host="unix://%s/d.sock" % tmp_path,
+                                                    containerd_address=str(tmp_path / "c.sock"), timeout=1))
     assert [(e["name"], e["present"], e["checked"]) for e in r["engines"]] == [
         ("docker", False, False), ("containerd", False, False)]
     assert r["containers"] == [] and r["hung"] == []
@@ -30,7 +30,8 @@ def test_node_without_engines_is_a_result(tmp_path):
 
 
 def test_only_the_engines_asked_for_are_listed(tmp_path):
-    r = _engines.check_engines(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"), timeout=1)
+    r = _engines.check_engines(_engines.EngineQuery(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"),
+                                                    timeout=1))
     assert [e["name"] for e in r["engines"]] == ["containerd"]
     assert r["engines"][0]["error"].startswith("no socket at")
 
@@ -42,7 +43,7 @@ def test_only_the_engines_asked_for_are_listed(tmp_path):
 ])
 def test_bad_options_raise(kwargs, word):
     with pytest.raises(_engines.EnginesError) as e:
-        _engines.check_engines(**kwargs)
+        _engines.check_engines(_engines.EngineQuery(**kwargs))
     assert word in str(e.value)
 
 

@@ -214,8 +214,8 @@ class Rescans(object):
         self.batches = list(batches)
         self.calls = []
 
-    def __call__(self, proc, container_ids=None, **kw):
-        self.calls.append(container_ids)
+    def __call__(self, proc, options, **kw):
+        self.calls.append(options.container_ids)
         return {"stuck_execs": self.batches.pop(0)() if self.batches else []}
 
 
@@ -459,7 +459,7 @@ def test_a_failing_rescan_keeps_the_drains_of_the_round(writers, tmp_path):
     w = writers()
     w.wait_blocked()
 
-    def scan(proc, container_ids=None, **kw):
+    def scan(proc, options, **kw):
         raise _procfs.ProcError("/proc: Permission denied")
     res = dh.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"),
                  min_age_seconds=0, max_rounds=2, confirm_interval=0.01, scan=scan, verify=ok_verify)
