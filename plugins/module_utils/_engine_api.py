@@ -71,14 +71,6 @@ class EngineUnreachable(EngineError):
     """Nothing listens there: no socket file, connection refused, no permission."""
 
 
-def parse_docker_host(docker_host):
-    """('unix', path) or ('tcp', host, port); EngineError for a form we do not speak."""
-    try:
-        return _addresses.parse_docker_host(docker_host)
-    except _addresses.AddressError as e:
-        raise EngineError(str(e))
-
-
 def _remaining(deadline, what):
     left = deadline - time.monotonic()
     if left <= 0:
@@ -184,7 +176,10 @@ class EngineClient(object):
     def __init__(self, docker_host=DEFAULT_DOCKER_HOST, api_version=None, timeout=DEFAULT_TIMEOUT,
                  max_body_bytes=MAX_BODY_BYTES):
         self.docker_host = docker_host
-        self.address = parse_docker_host(docker_host)
+        try:
+            self.address = _addresses.parse_docker_host(docker_host)
+        except _addresses.AddressError as e:
+            raise EngineError(str(e))
         if api_version in ('auto', ''):
             api_version = None
         if api_version is not None:

@@ -137,9 +137,9 @@ class EvidenceDir(object):
             self.fd = None
 
 
-def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
+def apply_retention(open_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
                     keep=(), now=None, grace=RETENTION_GRACE_SECONDS):
-    """Remove the oldest evidence files of EVIDENCE_DIR (only names this
+    """Remove the oldest evidence files of OPEN_DIR (an EvidenceDir) (only names this
     module gives them, only regular files) until at most COUNT files and
     MAX_BYTES bytes are left and none is older than DAYS; 0 lifts a bound.
     The files in KEEP (this run's) and those modified in the last GRACE
@@ -147,11 +147,11 @@ def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYT
     {'removed': n, 'removed_bytes': b}."""
     now = time.time() if now is None else now
     files = []
-    for name in os.listdir(evidence_dir.fd):
+    for name in os.listdir(open_dir.fd):
         if not EVIDENCE_RE.match(name):
             continue
         try:
-            st = os.stat(name, dir_fd=evidence_dir.fd, follow_symlinks=False)
+            st = os.stat(name, dir_fd=open_dir.fd, follow_symlinks=False)
         except OSError:
             continue
         if stat_mod.S_ISREG(st.st_mode):
@@ -163,7 +163,7 @@ def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYT
             max_bytes and kept_bytes + size > max_bytes)
         if old and name not in keep and now - mtime > grace:
             try:
-                os.unlink(name, dir_fd=evidence_dir.fd)
+                os.unlink(name, dir_fd=open_dir.fd)
             except OSError:
                 pass
             else:
@@ -173,7 +173,7 @@ def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYT
         kept_n += 1
         kept_bytes += size
     if removed:
-        fsync_dir(evidence_dir.fd)
+        fsync_dir(open_dir.fd)
     return {'removed': removed, 'removed_bytes': removed_bytes}
 
 
@@ -249,10 +249,10 @@ class Evidence(object):
     byte is removed, so retries on a full disk leave no pile of headers.
     Always ``kept + elided + lost == total``."""
 
-    def __init__(self, evidence_dir, name, header_lines, limit=0):
-        self.dir = evidence_dir
+    def __init__(self, open_dir, name, header_lines, limit=0):
+        self.dir = open_dir
         self.name = name
-        self.path = os.path.join(evidence_dir.path, name)
+        self.path = os.path.join(open_dir.path, name)
         self.limit = max(0, int(limit or 0))
         self.head_room = self.limit - self.limit // 2 if self.limit else None
         self.tail_limit = self.limit // 2
@@ -269,7 +269,7 @@ class Evidence(object):
         self.fd = None
         try:
             self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC, 0o600,
-                              dir_fd=evidence_dir.fd)
+                              dir_fd=open_dir.fd)
         except OSError as e:
             self.error = 'cannot create %s: %s' % (self.path, e.strerror or e)
             self.path = None

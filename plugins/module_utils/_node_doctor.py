@@ -60,7 +60,7 @@ def options(params=None):
         metrics=_options.METRICS.values(params))
 
 
-def check_engines(opts, proc_root):
+def ask_engines(opts, proc_root):
     """(report, skipped reason) for the node options OPTS.  The report has
     hung_container_info's shape (``engines``, ``containers``, ``hung``); an
     engine that is not on this node is a fact in it, not a failure (a
@@ -173,7 +173,7 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     t0 = time.monotonic()
     opts = opts or options()
     host = hostname or socket.gethostname()
-    engine_report, engine_skipped = check_engines(opts, proc.root)
+    engine_report, engine_skipped = ask_engines(opts, proc.root)
     sc, po = opts.scan, opts.proc
     try:
         found = _exec_candidates.find(proc, confirm_interval=po.confirm_interval, peek_bytes=po.peek_bytes,

@@ -147,6 +147,23 @@ def hex_ids(name, values):
     return ids
 
 
+def docker_address(name, value):
+    """A docker_host the Engine client speaks (_addresses' rule); empty (an
+    empty DOCKER_HOST) means the default, as for the docker CLI."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses
+    if value == '':
+        return _defaults.DEFAULT_DOCKER_HOST
+    _addresses.parse_docker_host(value)
+    return value
+
+
+def containerd_address(name, value):
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses
+    if not value or not isinstance(value, str) or not _addresses.containerd_socket_path(value).startswith('/'):
+        raise OptionError('%s %r: use an absolute socket path (unix:// optional)' % (name, value))
+    return value
+
+
 def containerd_namespace(name, namespace):
     if not namespace or '/' in namespace:
         raise OptionError('%s must be a containerd namespace such as k8s.io, got %r' % (name, namespace))
@@ -192,7 +209,8 @@ def absolute_path(name, value):
 # ---- the groups --------------------------------------------------------------
 ENGINE = Group('engine', [
     # The task's docker_host wins, then $DOCKER_HOST of the target, then the default.
-    option('docker_host', type='str', default=_defaults.DEFAULT_DOCKER_HOST, fallback=['DOCKER_HOST'], doc=[
+    option('docker_host', type='str', default=_defaults.DEFAULT_DOCKER_HOST, fallback=['DOCKER_HOST'],
+           check=docker_address, doc=[
         'Where the Docker daemon listens, as C(unix:///path/to/docker.sock), a bare absolute socket path, or '
         'C(tcp://host:port) / C(http://host:port) without TLS.',
         'When the task does not set it, the E(DOCKER_HOST) environment variable of the target is used if set.',
@@ -204,7 +222,7 @@ ENGINE = Group('engine', [
 
 CONTAINERD = Group('containerd', [
     option('containerd_address', type='str', default=_defaults.DEFAULT_CONTAINERD_ADDRESS,
-           fallback=['CONTAINERD_ADDRESS'], doc=[
+           fallback=['CONTAINERD_ADDRESS'], check=containerd_address, doc=[
                'containerd\'s gRPC socket, as a path or C(unix:///path). Only the shims of this containerd are asked.',
                'When the task does not set it, the E(CONTAINERD_ADDRESS) environment variable of the target is used '
                'if set.',

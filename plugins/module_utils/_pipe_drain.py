@@ -452,7 +452,7 @@ def _drain_open(proc, record, info, f, lock, drainer, round_no):
     name = _evidence.evidence_name(info['container_id'], info['pid'], info['start_time'], t0)
     # never raises: a workload is repaired even when its evidence cannot be written
     header = _evidence.header(record, info, hk.hostname, t0, proc=proc)
-    evidence = _evidence.Evidence(drainer.open_evidence_dir, name, header, opts.evidence.max_evidence_bytes)
+    evidence_file = _evidence.Evidence(drainer.open_evidence_dir, name, header, opts.evidence.max_evidence_bytes)
     killed = False
     kill_note = ''
     errors = []
@@ -460,14 +460,14 @@ def _drain_open(proc, record, info, f, lock, drainer, round_no):
     try:
         # deadlines on the monotonic clock: a wall-clock step must not cut a
         # drain short or stretch it past its timeout
-        outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence=evidence,
+        outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence=evidence_file,
                                      deadline=mono0 + timeout, clock=time.monotonic, sample_interval=sample_interval)
         if outcome == 'timeout' and fallback == 'kill':
             killed, kill_note = kill_if_still_stuck(proc, f, info)
             if killed:
                 kill_note = '%s after %ss' % (kill_note, timeout)
             # what is left stays evidence, and must be read or runc exec blocks on it
-            outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence=evidence,
+            outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence=evidence_file,
                                          deadline=time.monotonic() + KILL_GRACE_SECONDS, clock=time.monotonic,
                                          sample_interval=sample_interval)
             if killed:
@@ -476,7 +476,7 @@ def _drain_open(proc, record, info, f, lock, drainer, round_no):
         # what was read so far is still counted, hashed and reported
         errors.append('drain of pipe:[%d] failed: %s: %s' % (info['inode'], type(e).__name__, e))
     finally:
-        evidence.close(kill_note)
+        evidence_file.close(kill_note)
     seconds = round(time.monotonic() - mono0, 3)
     # a few bytes may be queued again (runc exec's error line): that is for the
     # shim, which reads it once runc exec returns
@@ -485,7 +485,7 @@ def _drain_open(proc, record, info, f, lock, drainer, round_no):
     unblocked = not outcome.endswith(('timeout', 'error')) and BLOCKED not in after
     if unblocked:
         try:
-            lock.mark_done('%s\n' % (evidence.path or '-'))
+            lock.mark_done('%s\n' % (evidence_file.path or '-'))
         except OSError as e:
             errors.append('writing %s failed: %s' % (lock.done_path, e.strerror or e))
         verified, verify_reason = hk.engine(info['container_id'])
@@ -498,16 +498,16 @@ def _drain_open(proc, record, info, f, lock, drainer, round_no):
         'start_time': info['start_time'],
         'writer': info['role'],
         'pipe_inode': info['inode'],
-        'bytes': evidence.total,
-        'sha256': evidence.sha.hexdigest(),
-        'evidence_path': evidence.path,
-        'evidence_truncated': evidence.elided > 0,
-        'evidence_elided_bytes': evidence.elided,
-        'evidence_error': evidence.error,
-        'evidence_kept_bytes': evidence.kept,
-        'evidence_kept_ranges': evidence.kept_ranges,
-        'evidence_kept_sha256': evidence.kept_sha.hexdigest(),
-        'evidence_lost_bytes': evidence.lost,
+        'bytes': evidence_file.total,
+        'sha256': evidence_file.sha.hexdigest(),
+        'evidence_path': evidence_file.path,
+        'evidence_truncated': evidence_file.elided > 0,
+        'evidence_elided_bytes': evidence_file.elided,
+        'evidence_error': evidence_file.error,
+        'evidence_kept_bytes': evidence_file.kept,
+        'evidence_kept_ranges': evidence_file.kept_ranges,
+        'evidence_kept_sha256': evidence_file.kept_sha.hexdigest(),
+        'evidence_lost_bytes': evidence_file.lost,
         'error': '; '.join(errors) or None,
         'queued_after': left,
         'stop': outcome,

@@ -466,7 +466,7 @@ def read_regular_file(path, max_bytes, timeout=1.0):
     return _bounded(read, timeout, 'reading %s' % path)
 
 
-def same_file(a, b):
+def same_inode(a, b):
     """True when paths A and B (followed) are the same inode on the same device."""
     try:
         sa, sb = os.stat(a), os.stat(b)

@@ -21,7 +21,7 @@ import re
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
     ProcError,
     read_regular_file,
-    same_file,
+    same_inode,
 )
 
 # comm is cut to 15 bytes: containerd-shim-runc-v2 and containerd-shim both
@@ -303,7 +303,7 @@ def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None
     exe = proc.exe(exec_pid)
     if exe is not None and not exe.endswith(' (deleted)'):
         # a runc upgraded while the exec hangs shows "(deleted)": not a proof either way
-        if not exe.startswith('/') or not same_file(proc.path(exec_pid, 'exe'), proc.host_view(shim_pid, exe)):
+        if not exe.startswith('/') or not same_inode(proc.path(exec_pid, 'exe'), proc.host_view(shim_pid, exe)):
             reasons.append('runc exec executable %s is not the host file of that name' % exe[:200])
     cwd = proc.cwd(exec_pid)
     shim_cwd = proc.cwd(shim_pid)
@@ -311,7 +311,7 @@ def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None
         reasons.append('runc exec working directory unreadable')
         return None, reasons
     host_bundle = proc.host_view(shim_pid, cwd)
-    if not same_file(proc.path(exec_pid, 'cwd'), host_bundle):
+    if not same_inode(proc.path(exec_pid, 'cwd'), host_bundle):
         reasons.append('runc exec working directory %s is not the host directory of that name' % cwd[:200])
     parent, name = os.path.split(cwd.rstrip('/'))
     if container_id and name != container_id:

@@ -204,3 +204,65 @@ def test_role_options_have_the_module_option_type_and_default(role):
                 assert arg_opts[var]["type"] == want["type"], (role, var, arg_opts[var]["type"], want["type"])
             for key in ("choices", "elements"):
                 assert arg_opts[var].get(key) == want.get(key), (role, var, key)
+
+
+# Each documented role option fed a bad value: Ansible's role validation (the
+# validator the roles' "Check the role options" task runs) refuses a wrong type
+# or choice; a string the validator cannot judge reaches node_doctor, whose
+# option groups refuse it.  Some strings have no bad value.
+FREE_TEXT = {
+    "hangdoctor_report_host": "an inventory host name, checked by delegate_to",
+    "hangdoctor_kube_node_name": "a Kubernetes node name as the API knows it",
+    "hangdoctor_kubeconfig": "a file on the controller, read by kubernetes.core",
+    "hangdoctor_kube_context": "a kubeconfig context name",
+    "hangdoctor_report_dir": "auto, empty, or a directory on the report host",
+}
+BAD_BY_TYPE = {"int": "many", "float": "soon", "bool": "maybe", "list": {"a": 1}, "dict": "a string"}
+BAD_FOR_NODE_DOCTOR = {
+    "docker_host": "ftp://node1:21", "containerd_address": "relative.sock", "containerd_namespace": "a/b",
+    "metrics_dir": "relative/dir", "metrics_file": "../escape.prom", "evidence_dir": "relative/evidence",
+    "lock_dir": "relative/locks", "require_guard": "sometimes", "proc_root": "/etc",
+}
+
+
+def _role_options():
+    out = []
+    for role in ("detect", "remediate", "report"):
+        spec = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
+        for name, opts in spec["argument_specs"]["main"]["options"].items():
+            out.append((role, name, opts))
+    return out
+
+
+@pytest.mark.parametrize("role,name,opts", _role_options(), ids=["%s:%s" % (r, n) for r, n, o in _role_options()])
+def test_every_role_option_refuses_a_bad_value(role, name, opts, capsys):
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    if name in FREE_TEXT:
+        assert opts["type"] == "str"
+        return
+    spec = {name: opts}
+    if opts.get("choices"):
+        bad = "bogus"
+    elif opts["type"] in BAD_BY_TYPE:
+        bad = BAD_BY_TYPE[opts["type"]]
+    else:
+        bad = None
+    if bad is not None:
+        errors = ArgumentSpecValidator(spec).validate({name: bad}, validate_role_argument_spec=True).error_messages
+        assert errors and name in errors[0], (name, errors)
+        return
+    # a string: node_doctor's option is the check
+    options = dict((opt, var) for r in ROLES_ON_NODE_DOCTOR for opt, variables in _node_doctor_vars(r).items()
+                   for var in variables)
+    by_var = dict((var, opt) for opt, var in options.items())
+    if name == "hangdoctor_kube_guard":
+        opt = "require_guard"
+    else:
+        assert name in by_var, "%s: no bad value and no node_doctor option checks it" % name
+        opt = by_var[name]
+    from ansible_collections.hangdoctor.runtime.plugins.modules import node_doctor
+    sys.path.insert(0, str(ROOT / "tests" / "unit" / "plugins" / "modules"))
+    from module_runner import run_main
+    result = run_main(node_doctor, {opt: BAD_FOR_NODE_DOCTOR[opt], "kernel_log": False, "metrics_dir": ""}
+                      if opt != "metrics_dir" else {opt: BAD_FOR_NODE_DOCTOR[opt]}, capsys)
+    assert result.get("failed") and (opt in result["msg"] or "not a procfs" in result["msg"]), (name, result)
