@@ -342,6 +342,7 @@ backups:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_errors
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_manifest
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
@@ -361,7 +362,8 @@ def main():
         scheme=dict(type='str', choices=['HTTP', 'HTTPS']),
         headers=dict(type='raw'),
         service=dict(type='str'),
-        allow_lossy=dict(type='bool', default=False),
+        allow_lossy=dict(type='bool'),
+        allow_stricter=dict(type='bool'),
         allow_undeclared_ports=dict(type='bool'),
     )
     module = AnsibleModule(
@@ -371,9 +373,18 @@ def main():
             rules=dict(type='list', elements='dict', default=[], options=rule_spec),
             min_timeout_seconds=dict(type='int'),
             allow_undeclared_ports=dict(type='bool', default=False),
+            allow_lossy=dict(type='bool', default=False),
+            allow_stricter=dict(type='bool', default=False),
             backup_dir=dict(type='path'),
+            pods=dict(type='list', elements='dict'),
+            node_hosts=dict(type='dict', default={}),
+            verify_listeners=dict(type='bool', default=False),
+            listener_evidence=dict(type='list', elements='dict'),
+            allow_unverified=dict(type='bool', default=False),
+            node_name=dict(type='str'),
         ),
         required_one_of=[('definitions', 'path')],
+        required_by={'listener_evidence': ('verify_listeners',)},
         supports_check_mode=True,
     )
     p = module.params
@@ -381,28 +392,55 @@ def main():
         module.fail_json(msg='min_timeout_seconds must be at least 1')
     if p['path'] and not _probe_manifest.HAS_YAML:
         module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probe_manifest.YAML_IMPORT_ERROR))
-    reports, files, diffs, backups = [], [], [], []
+    if p['verify_listeners'] and p['definitions'] is None:
+        module.fail_json(msg='verify_listeners needs definitions (cluster mode): manifest files have no running pods')
+    if p['verify_listeners'] and p['pods'] is None:
+        module.fail_json(msg='verify_listeners needs pods (the running pods, from kubernetes.core.k8s_info kind Pod)')
+    bad = sorted(str(k) for k, v in p['node_hosts'].items() if not isinstance(v, str) or not v)
+    if bad:
+        module.fail_json(msg='node_hosts must map node names to inventory host names; bad entries: %s' % ', '.join(bad))
+    for pod in p['pods'] or []:
+        if not isinstance(pod.get('metadata'), dict) or not isinstance(pod.get('spec'), dict):
+            module.fail_json(msg='pods must be Pod objects with metadata and spec, as kubernetes.core.k8s_info returns them')
+    reports, files, diffs, backups, targets, documents = [], [], [], [], [], []
+    opts = dict(allow_lossy=p['allow_lossy'], allow_stricter=p['allow_stricter'])
     try:
         if p['definitions'] is not None:
             reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
-                                           p['allow_undeclared_ports']))
+                                           p['allow_undeclared_ports'], **opts))
+            if p['verify_listeners']:
+                # what the static rules would convert, checked against the running pods' listeners
+                targets, unverified = _probe_evidence.listener_targets(reports, p['definitions'], p['pods'], p['node_hosts'])
+                evidence = _probe_evidence.read_evidence(p['listener_evidence'])
+                verdicts = _probe_evidence.verdicts(reports, targets, unverified, evidence, p['allow_unverified'])
+                reports = _probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
+                                          p['allow_undeclared_ports'], verdicts=verdicts, **opts)
         if p['path']:
             file_reports, files, diffs, backups = _probe_manifest.convert_files(
-                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'], p['allow_undeclared_ports'])
+                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'], p['allow_undeclared_ports'],
+                objects=documents, **opts)
             reports.extend(file_reports)
     except _probe_errors.ProbeError as e:
         module.fail_json(msg=str(e))
     except (IOError, OSError) as e:
         module.fail_json(msg='cannot read or write manifests: %s' % e)
+    if p['pods'] is not None:
+        inventory = _probe_evidence.exec_probe_inventory(pods=p['pods'])
+    else:
+        inventory = _probe_evidence.exec_probe_inventory(objects=(p['definitions'] or []) + documents, node=p['node_name'])
     probes = _probes.flat_report(reports)
     summary = {'probes': len(probes), 'objects_to_patch': len([r for r in reports if r['patch']])}
     for result in ('converted', 'skipped', 'kept'):
         summary[result] = len([r for r in probes if r['result'] == result])
-    msg = '%d exec probes: %d converted, %d skipped, %d kept; %d %s' % (
-        summary['probes'], summary['converted'], summary['skipped'], summary['kept'],
+    for verification in ('verified', 'unverified'):
+        summary[verification] = len([r for r in probes if r['result'] == 'converted' and r['verification'] == verification])
+    summary['refused_by_evidence'] = len([r for r in probes if r['result'] == 'skipped' and r.get('verification')])
+    msg = '%d exec probes: %d converted (%d verified on a node), %d skipped, %d kept; %d %s' % (
+        summary['probes'], summary['converted'], summary['verified'], summary['skipped'], summary['kept'],
         len(files) if p['path'] else summary['objects_to_patch'],
         ('files to rewrite' if module.check_mode else 'files rewritten') if p['path'] else 'objects to patch')
-    result = dict(changed=bool(files), msg=msg, objects=reports, probes=probes, summary=summary, files=files, backups=backups)
+    result = dict(changed=bool(files), msg=msg, objects=reports, probes=probes, summary=summary, files=files, backups=backups,
+                  listener_targets=targets, exec_probe_inventory=inventory)
     if module._diff and diffs:
         result['diff'] = diffs
     module.exit_json(**result)

@@ -52,10 +52,13 @@ def test_patch_guards_name_and_command_then_swaps_handler():
 
 
 def test_unset_timeout_warns_and_min_timeout_applies():
-    obj = deployment([container(["curl", "http://localhost:8080/"], ports=P8080)])
-    report = convert_one(obj)
+    obj = deployment([container(["curl", "-s", "http://localhost:8080/"], ports=P8080)])
+    report = convert_one(obj, rules=[{"allow_stricter": True}])
     assert any("timeoutSeconds was unset" in w for w in report["warnings"])
     assert any("without --fail" in w for w in report["warnings"])
+    obj = deployment([container(["curl", "-f", "http://localhost:8080/"], ports=P8080)])
+    report = convert_one(obj)
+    assert any("timeoutSeconds was unset" in w for w in report["warnings"])
     assert "timeoutSeconds" not in apply_both(obj, report["patch"])["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
     report = convert_one(obj, min_timeout=5)
     after = apply_both(obj, report["patch"])
