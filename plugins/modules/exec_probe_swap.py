@@ -149,7 +149,7 @@ options:
     description:
       - Convert C(curl) without C(--fail) (C(-f), C(--fail-with-body)) to C(httpGet). Such curl exits 0 on any HTTP
         status, while the kubelet's httpGet fails on a status of 400 or more, so the new probe is stricter than the
-        old one: a C(401) from an authentication the probe never sent, or a C(404) on a path that never existed,
+        old one, and a C(401) from an authentication the probe never sent, or a C(404) on a path that never existed,
         would then restart (liveness) or unready (readiness) the pod. Off by default; the probe is refused with
         RV(probes[].reason_kind=stricter).
       - When both this and O(allow_lossy) apply, C(httpGet) wins (it keeps the path).
@@ -390,7 +390,7 @@ probes:
     verification:
       description:
         - For a converted probe, V(verified) (a node showed the port listening on an address the kubelet reaches)
-          or V(unverified) (static rules only: file mode, O(verify_listeners) off, or O(allow_unverified)).
+          or V(unverified) (static rules only, in file mode, with O(verify_listeners) off, or by O(allow_unverified)).
         - For a probe the node evidence refused, V(refused), or V(unverified) when it was refused for lack of it.
       type: str
       choices: [verified, unverified, refused]
@@ -408,7 +408,7 @@ summary:
   sample: {probes: 3, converted: 1, verified: 1, unverified: 0, refused_by_evidence: 1, skipped: 1, kept: 1, objects_to_patch: 1}
 listener_targets:
   description:
-    - With O(verify_listeners), one entry per pod container to check: the role runs
+    - With O(verify_listeners), one entry per pod container to check. The role runs
       M(hangdoctor.runtime.container_listen_info) for it, delegated to C(host), and passes the results back as
       O(listener_evidence). Empty otherwise.
   returned: always
