@@ -257,3 +257,52 @@ def test_cluster_mode_converts_only_with_evidence_from_the_node(harness, tmp_pat
         assert [n for n, dummy, dummy2, dummy3 in kube_api.deployment_patches] == ["shop/far"]
     finally:
         harness.docker("rm", "-f", web_cid, api_cid, timeout=60)
+
+
+# ---- containerd (CRI): the init pid from the task bundle ----------------------------
+
+def test_cri_containers_loopback_only_vs_wildcard(tmp_path):
+    """Two containers of a real CRI pod (containerd's CRI plugin, no dockerd): busybox httpd on
+    127.0.0.1 and on the wildcard address.  The pods of this harness share the node's network
+    namespace, so the ports are picked free on the host."""
+    import socket
+    from cri.harness import CriHarness, IMAGE
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    lo_port, any_port = free_port(), free_port()
+    hz = CriHarness()
+    try:
+        hz.up()
+        c = hz.client()
+        pod = hz.run_pod("listen", namespace="shop", containers=())
+        lo = c.create_container(pod["id"], pod["config"], "lo", IMAGE, ["httpd", "-f", "-p", "127.0.0.1:%d" % lo_port])
+        c.start_container(lo)
+        anyc = c.create_container(pod["id"], pod["config"], "any", IMAGE, ["httpd", "-f", "-p", "0.0.0.0:%d" % any_port])
+        c.start_container(anyc)
+        deadline = time.monotonic() + 20
+        args = {"cri_container_ids": [lo[:12], anyc], "containerd_address": str(hz.cri_sock), "containerd_namespace": "k8s.io",
+                "ports": [lo_port, any_port]}
+        while True:
+            result, dummy = run_module("container_listen_info", args)
+            assert result["_status"] == "SUCCESS", result
+            by_id = {x["container_id"]: x for x in result["containers"]}
+            if (by_id[lo]["ports"][str(lo_port)]["reachable_from_node"] is not None
+                    and by_id[anyc]["ports"][str(any_port)]["reachable_from_node"] is not None) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert set(by_id) == {lo, anyc}
+        assert (by_id[lo]["pod_namespace"], by_id[lo]["pod_name"], by_id[lo]["pod_container"]) == ("shop", "listen", "lo")
+        assert by_id[lo]["ports"][str(lo_port)] == {"reachable_from_node": False, "addresses": ["127.0.0.1"]}
+        assert by_id[anyc]["ports"][str(any_port)] == {"reachable_from_node": True, "addresses": ["0.0.0.0"]}
+        # both containers share the node's network namespace here, so both see the loopback-only port
+        assert {w["port"] for w in result["loopback_only"]} == {lo_port}
+        assert lo in {w["container_id"] for w in result["loopback_only"]}
+        result, dummy = run_module("container_listen_info", dict(args, cri_container_ids=["0123456789ab"]))
+        assert result["_status"] == "FAILED!" and "no containerd task 0123456789ab" in result["msg"], result
+    finally:
+        errors = hz.down()
+        assert not errors, errors
