@@ -34,10 +34,12 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._probe_rules im
 # ---- loopback listen addresses the container configures ----------------------
 
 LOOPBACK_ADDR = r'(localhost|127(?:\.[0-9]{1,3}){1,3}|\[::1\]|::1)'
-# --web.listen-address=127.0.0.1:9090, -bind 127.0.0.1, --metrics-bind-address=localhost:8080, -http-addr=...
-LISTEN_FLAG = re.compile(r'^--?([A-Za-z0-9_.-]*(?:listen|bind|addr|address|host)[A-Za-z0-9_.-]*)(?:=(.*))?$', re.I)
+# --web.listen-address=127.0.0.1:9090, -bind 127.0.0.1, --metrics-bind-address=localhost:8080,
+# --host=127.0.0.1.  Names that say where to connect (--db-host, --server-address) are client
+# settings, not listeners: only listen/bind names and the bare host/address/addr count.
+LISTEN_FLAG = re.compile(r'^--?((?:[A-Za-z0-9_.-]*(?:listen|bind)[A-Za-z0-9_.-]*)|host|address|addr|ip)(?:=(.*))?$', re.I)
 ADDRESS_VALUE = re.compile(r'^(?:[a-z]+://)?' + LOOPBACK_ADDR + r'(?::([0-9]{1,5}))?/?$', re.I)
-LISTEN_ENV = re.compile(r'(?i)(listen|bind|addr|address|host)')
+LISTEN_ENV = re.compile(r'(?i)^(?:.*(?:listen|bind).*|host|address|addr)$')
 # cloud_sql_proxy v1: -instances=PROJECT:REGION:INSTANCE=tcp:PORT listens on 127.0.0.1:PORT
 # unless an address is given (tcp:0.0.0.0:PORT)
 CLOUDSQL_TCP = re.compile(r'=tcp:([0-9]{1,5})(?:,|$)')

@@ -203,7 +203,9 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, all
                 _skip(report, entry, 'the current probe is already invalid: %s' % '; '.join(before), 'invalid')
                 continue
             ctx = {'namespace': namespace, 'kind': kind, 'workload': name, 'container': cname, 'env': container.get('env'),
-                   'probe': probe_kind, 'command_text': ' '.join(shlex.quote(w) for w in command) if isinstance(command, list) else ''}
+                   'probe': probe_kind,
+                   'command_text': ' '.join(shlex.quote(w) for w in command)
+                   if isinstance(command, list) and all(isinstance(w, str) for w in command) else ''}
             try:
                 action, hkind, handler, cmd_timeout, warns, rule = _probe_rules.decide(
                     probe_kind, command, ctx, rules, allow_lossy, allow_stricter)

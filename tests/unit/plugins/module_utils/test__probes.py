@@ -291,3 +291,9 @@ def test_probes_that_can_never_fail_are_flagged():
 def test_helm_labels_old_and_new_warn(labels, words):
     obj = deployment([container(["nc", "-z", "localhost", "80"], ports=P80, timeoutSeconds=1)], extra_meta={"labels": labels})
     assert any(words in w and "chart values" in w for w in convert_one(obj)["warnings"])
+
+
+def test_a_command_with_a_non_string_word_is_refused_not_a_traceback():
+    obj = deployment([container(["sh", "-c", {"Authorization": "Bearer x"}], ports=P8080)])
+    report = convert_one(obj)
+    assert report["converted"] == [] and report["skipped"][0]["reason_kind"] == "invalid"
