@@ -255,7 +255,9 @@ def listener_targets(reports, objects, pods, node_hosts):
                                          'container_id': cid, 'ports': [], 'probes': []})
             if port not in t['ports']:
                 t['ports'].append(port)
-            t['probes'].append({'key': key, 'port': port})
+            spec = list(entry['handler'].values())[0]
+            # host network: the probe keeps host 127.0.0.1, so a loopback listener answers it
+            t['probes'].append({'key': key, 'port': port, 'loopback_ok': bool(spec.get('host'))})
     return sorted(targets.values(), key=lambda t: t['id']), unverified
 
 
@@ -314,7 +316,7 @@ def verdicts(reports, targets, unverified, evidence, allow_unverified=False):
     by_key = {}
     for t in targets:
         for pr in t['probes']:
-            by_key[pr['key']] = (t, pr['port'])
+            by_key[pr['key']] = (t, pr['port'], pr.get('loopback_ok', False))
     out = {}
     for report in reports:
         for entry in report['converted']:
@@ -333,7 +335,7 @@ def _verdict(key, by_key, unverified, evidence):
     if key not in by_key:
         why = unverified.get(key, 'no running pod was checked')
         return 'unverified', 'unverified: %s' % why, 'unverified'
-    target, port = by_key[key]
+    target, port, loopback_ok = by_key[key]
     ports, error, dummy = evidence.get(target['id'], (None, 'the listener of pod %s was not checked' % target['pod'], None))
     where = 'pod %s on node %s (inventory host %s)' % (target['pod'], target['node'], target['host'])
     if error or ports is None:
@@ -341,8 +343,9 @@ def _verdict(key, by_key, unverified, evidence):
     row = ports.get(str(port)) or {}
     reachable = row.get('reachable_from_node')
     addresses = ', '.join(row.get('addresses') or [])
-    if reachable is True:
-        return 'verified', 'verified: %s listens on port %d on %s' % (where, port, addresses), None
+    if reachable is True or (reachable is False and loopback_ok):
+        return 'verified', 'verified: %s listens on port %d on %s%s' % (
+            where, port, addresses, ' (host network: the probe connects to 127.0.0.1)' if loopback_ok else ''), None
     if reachable is False:
         return 'refused', ('%s listens on port %d only on %s (loopback): the exec probe passed there, the converted probe '
                            'connects from the node to the pod IP and would fail' % (where, port, addresses)), 'loopback-only'

@@ -444,13 +444,15 @@ listener_targets:
       type: list
       elements: int
     probes:
-      description: The probes this check decides, C({key, port}) with key C(Kind/namespace/name/container/probe).
+      description:
+        - The probes this check decides, C({key, port, loopback_ok}) with key C(Kind/namespace/name/container/probe).
+        - C(loopback_ok) is true for host-network probes kept on C(host) 127.0.0.1, which a loopback listener answers.
       type: list
       elements: dict
   sample:
     - {id: shop/web-5d9c8b7f6-x2x4q/web, host: node1, node: node1, namespace: shop, pod: web-5d9c8b7f6-x2x4q,
        container: web, runtime: docker, container_id: 3f4e8a1d2c5b, ports: [8080],
-       probes: [{key: Deployment/shop/web/web/liveness, port: 8080}]}
+       probes: [{key: Deployment/shop/web/web/liveness, port: 8080, loopback_ok: false}]}
 exec_probe_inventory:
   description:
     - Per node, the containers that run exec probes, how often and with what timeout, busiest node first, for ranking

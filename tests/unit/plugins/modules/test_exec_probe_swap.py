@@ -201,3 +201,18 @@ def test_inventory_from_manifests_and_bad_evidence_options(capsys, tmp_path):
     assert result["failed"] and "verify_listeners needs pods" in result["msg"]
     result = run({"definitions": [], "pods": [{"kind": "Pod"}]}, capsys)
     assert result["failed"] and "pods must be Pod objects" in result["msg"]
+
+
+def test_a_host_network_probe_kept_on_loopback_is_proven_by_a_loopback_listener(capsys):
+    agent = _workload("agent", 9100, kind="DaemonSet")
+    agent["spec"]["template"]["spec"]["hostNetwork"] = True
+    args = {"definitions": [agent], "pods": [_pod(agent, "node-a")], "node_hosts": {"node-a": "host-a"}, "verify_listeners": True}
+    target = run(args, capsys)["listener_targets"][0]
+    assert target["probes"][0]["loopback_ok"] is True
+    loopback = {"9100": {"reachable_from_node": False, "addresses": ["127.0.0.1"]}}
+    result = run(dict(args, listener_evidence=[_evidence(target, loopback)]), capsys)
+    row = result["probes"][0]
+    assert row["result"] == "converted" and row["verification"] == "verified" and "host network" in row["evidence"]
+    assert row["handler"] == {"httpGet": {"host": "127.0.0.1", "path": "/healthz", "port": 9100}}
+    result = run(dict(args, listener_evidence=[_evidence(target, {"9100": {"reachable_from_node": None, "addresses": []}})]), capsys)
+    assert result["probes"][0]["reason_kind"] == "not-listening"
