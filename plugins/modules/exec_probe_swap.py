@@ -554,7 +554,6 @@ def main():
             node_name=dict(type='str'),
         ),
         required_one_of=[('definitions', 'path')],
-        required_by={'listener_evidence': ('verify_listeners',)},
         supports_check_mode=True,
     )
     p = module.params
@@ -562,6 +561,8 @@ def main():
         module.fail_json(msg='min_timeout_seconds must be at least 1')
     if p['path'] and not _probe_manifest.HAS_YAML:
         module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probe_manifest.YAML_IMPORT_ERROR))
+    if p['listener_evidence'] is not None and not p['verify_listeners']:
+        module.fail_json(msg='listener_evidence is only read with verify_listeners=true')
     if p['verify_listeners'] and p['definitions'] is None:
         module.fail_json(msg='verify_listeners needs definitions (cluster mode): manifest files have no running pods')
     if p['verify_listeners'] and p['pods'] is None:

@@ -199,6 +199,8 @@ def test_inventory_from_manifests_and_bad_evidence_options(capsys, tmp_path):
     assert result["failed"] and "verify_listeners needs definitions" in result["msg"]
     result = run({"definitions": [], "verify_listeners": True}, capsys)
     assert result["failed"] and "verify_listeners needs pods" in result["msg"]
+    result = run({"definitions": [], "pods": [], "listener_evidence": []}, capsys)
+    assert result["failed"] and "only read with verify_listeners=true" in result["msg"]
     result = run({"definitions": [], "pods": [{"kind": "Pod"}]}, capsys)
     assert result["failed"] and "pods must be Pod objects" in result["msg"]
 
