@@ -34,11 +34,22 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes.INFO_MODULE
   - hangdoctor.runtime.attributes.LINUX
   - hangdoctor.runtime.engine
+  - hangdoctor.runtime.containerd
 options:
   container_ids:
     description:
       - Docker container ids, unique id prefixes or names.
       - An id the daemon does not know, or a container that is not running, fails the task.
+    type: list
+    elements: str
+    default: []
+  cri_container_ids:
+    description:
+      - containerd (CRI) container ids or unique id prefixes, for example from a pod's
+        C(status.containerStatuses[].containerID) without its C(containerd://) prefix. The init pid is read from
+        the container's task bundle (C(init.pid)); the shim is not asked, so a shim stuck on a runc exec does not
+        stop the check.
+      - An id containerd does not know, or a container without a running init, fails the task.
     type: list
     elements: str
     default: []
@@ -216,18 +227,21 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen_cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 
 def main():
     spec = _options.argument_spec(
-        _options.ENGINE,
+        _options.ENGINE, _options.CONTAINERD,
         container_ids=dict(type='list', elements='str', default=[]),
         pids=dict(type='list', elements='int', default=[]),
+        cri_container_ids=dict(type='list', elements='str', default=[]),
         probes=dict(type='list', elements='dict'),
         ports=dict(type='list', elements='int'),
         proc_root=dict(type='path', default='/proc'),
@@ -237,9 +251,15 @@ def main():
     p = module.params
     with reported(module):
         ids = [c.strip() for c in p['container_ids'] if c and c.strip()]
-        if not ids and not p['pids'] and p['probes'] is None:
-            module.fail_json(msg='give container_ids, pids or probes')
+        cri_ids = [c.strip() for c in p['cri_container_ids'] if c and c.strip()]
+        if not ids and not cri_ids and not p['pids'] and p['probes'] is None:
+            module.fail_json(msg='give container_ids, cri_container_ids, pids or probes')
+        bad = [c for c in cri_ids if '/' in c or len(c) < 4]
+        if bad:
+            module.fail_json(msg='cri_container_ids must be container ids or unique id prefixes (4 or more characters): %s'
+                             % ', '.join(bad))
         _options.ENGINE.values(p)
+        _options.CONTAINERD.values(p)
         bad = [str(x) for x in p['pids'] if x < 1]
         if bad:
             module.fail_json(msg='pids must be positive process ids: %s' % ', '.join(bad))
@@ -262,6 +282,18 @@ def main():
             client = _engine_api.EngineClient(p['docker_host'], timeout=p['inspect_timeout'])
         result = _listen.report(proc, client, container_ids=ids, pids=p['pids'], probes=p['probes'],
                                 ports=p['ports'], timeout=p['inspect_timeout'])
+        if cri_ids:
+            ports = None if p['ports'] is None else sorted(set(p['ports']))
+            try:
+                tasks = _cri.list_tasks(p['containerd_address'], p['containerd_namespace'], p['proc_root'])
+                for cid in cri_ids:
+                    pid, ident = _listen_cri.container_pid(cid, p['containerd_address'], p['containerd_namespace'],
+                                                           p['proc_root'], tasks=tasks)
+                    entry = _listen._container_entry(proc, pid, ports, p['inspect_timeout'],  # pylint: disable=protected-access
+                                                     ident=ident)
+                    result['containers'].append(entry)
+            except (_listen_cri.CriListenError, _cri.CriError, _procfs.ProcError) as e:
+                module.fail_json(msg='cri_container_ids: %s' % e)
 
         loopback = []
         for c in result['containers']:
