@@ -19,6 +19,7 @@ import re
 import stat as stat_mod
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
@@ -28,9 +29,9 @@ TRAILER_MARK = b'\n----- hangdoctor: end of pipe bytes'
 
 
 # Retention defaults: what a node keeps at most (the documented option defaults).
-RETENTION_COUNT = 1000
-RETENTION_BYTES = 1024 * 1024 * 1024
-RETENTION_DAYS = 30
+RETENTION_COUNT = _defaults.RETENTION_COUNT
+RETENTION_BYTES = _defaults.RETENTION_BYTES
+RETENTION_DAYS = _defaults.RETENTION_DAYS
 # Never removed by retention: a file written in the last hour may still be
 # open in a concurrent run's drain, or be the evidence somebody is reading now.
 RETENTION_GRACE_SECONDS = 3600

@@ -283,7 +283,7 @@ DRAIN = Group('drain', [
 ], doc='How the drain reads a stuck pipe.')
 
 EVIDENCE = Group('evidence', [
-    option('evidence_dir', type='path', default='/var/log/hangdoctor', check=absolute_path, doc=[
+    option('evidence_dir', type='path', default=_defaults.DEFAULT_EVIDENCE_DIR, check=absolute_path, doc=[
         'Absolute path of the directory that receives one evidence file per drained pipe, named '
         'C(<container12>-<pid>-<starttime>-<utc stamp>.log).',
         'Created with mode 0700; evidence files are created 0600. Refused with a clear message when it is owned '
@@ -292,22 +292,22 @@ EVIDENCE = Group('evidence', [
         'Every component is opened without following symlinks, and files are created relative to the opened '
         'directory.',
         'Bounded by O(evidence_retention_count), O(evidence_retention_bytes) and O(evidence_retention_days).']),
-    option('lock_dir', type='path', default='/run/hangdoctor', check=absolute_path, doc=[
+    option('lock_dir', type='path', default=_defaults.DEFAULT_LOCK_DIR, check=absolute_path, doc=[
         'Absolute path of the host-wide directory of the per-pipe lock files (C(pipe-<dev>-<inode>.lock)) and the '
         'done markers, shared by every run on the host whatever its O(evidence_dir).',
         'Same ownership and symlink rules as O(evidence_dir). A lock file nobody holds is removed after an hour, '
         'a done marker once its writer is gone.']),
-    option('evidence_retention_count', type='int', default=1000, bounds=(0, 10 ** 7, True), doc=[
+    option('evidence_retention_count', type='int', default=_defaults.RETENTION_COUNT, bounds=(0, 10 ** 7, True), doc=[
         'After draining, keep at most this many evidence files in O(evidence_dir), removing the oldest first. '
         'V(0) lifts this bound. Files written by this run, and files modified in the last hour (a concurrent run '
         'may still be writing them), are never removed.',
         'Only files named as the drain names them are counted or removed.']),
-    option('evidence_retention_bytes', type='int', default=1024 * 1024 * 1024, bounds=(0, 2 ** 50, True), doc=[
+    option('evidence_retention_bytes', type='int', default=_defaults.RETENTION_BYTES, bounds=(0, 2 ** 50, True), doc=[
         'Keep at most this many bytes of evidence files in O(evidence_dir), removing the oldest first. '
         'V(0) lifts this bound.']),
-    option('evidence_retention_days', type='int', default=30, bounds=(0, 100 * 365, True), doc=[
+    option('evidence_retention_days', type='int', default=_defaults.RETENTION_DAYS, bounds=(0, 100 * 365, True), doc=[
         'Remove evidence files older than this many days. V(0) lifts this bound.']),
-    option('max_evidence_bytes', type='int', default=16 * 1024 * 1024, bounds=(0, 1024 * 1024 * 1024, True), doc=[
+    option('max_evidence_bytes', type='int', default=_defaults.MAX_EVIDENCE_BYTES, bounds=(0, 1024 * 1024 * 1024, True), doc=[
         'Keep at most this many bytes of pipe content per evidence file, the first half and the last half, '
         'with the number of elided bytes in between. V(0) keeps everything.',
         'The byte count and SHA-256 of a drain always cover everything that was read.']),

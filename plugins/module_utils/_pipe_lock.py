@@ -24,11 +24,12 @@ import re
 import stat as stat_mod
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
-DEFAULT_LOCK_DIR = '/run/hangdoctor'
+DEFAULT_LOCK_DIR = _defaults.DEFAULT_LOCK_DIR
 # A lock file nobody holds is removed after this long: a drain lasts its
 # timeout times max_rounds at most, far less.
 LOCK_KEEP_SECONDS = 3600
