@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) hangdoctor developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write what is derived from the option definitions, so each is written once:
@@ -182,7 +181,7 @@ def role_files():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     ap.add_argument('--check', action='store_true', help='only compare, exit 1 when a fragment differs')
     args = ap.parse_args(argv)
     stale = []

@@ -9,7 +9,6 @@ and every exception under one base."""
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -166,8 +165,7 @@ def _tasks(items):
     for task in items or []:
         yield task
         for key in ("block", "rescue", "always"):
-            for sub in _tasks(task.get(key)):
-                yield sub
+            yield from _tasks(task.get(key))
 
 
 def _node_doctor_vars(role):

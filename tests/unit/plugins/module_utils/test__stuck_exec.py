@@ -25,11 +25,11 @@ DUMP = (b"runtime/cgo: pthread_create failed: Resource temporarily unavailable\n
         b"SIGABRT: abort\nPC=0x7f512b7365f7 m=0 sigcode=18446744073709551610\n\ngoroutine 0 [idle]:\n") * 50
 
 
-
 def scan_kw(proc=None, first_pass=None, **kw):
     """se.scan with its options and seams given by name."""
     seams = dict((k, kw.pop(k)) for k in list(kw) if k in se.Seams._fields)
     return se.scan(proc, se.ScanOptions(**kw), first_pass=first_pass, seams=se.Seams(**seams))
+
 
 def peek_of(data=DUMP):
     seen = []
