@@ -47,6 +47,12 @@ def hostile_report():
     return rp.fleet_report([s, quiet], hosts=["node-1", "node-2", HOSTILE["missing_host"]], mode="remediate")
 
 
+def dump_lines():
+    """The dump's lines as the report shows them in its fence: split as the
+    summary splits them, controls but tabs written as escapes."""
+    return [ln.replace("\x1b", "\\x1b") for ln in "\n".join(HOSTILE["dump"]).splitlines()]
+
+
 def check(md, dump):
     """The structure of the rendered report: only the report's own headings,
     no link, image or HTML, tables whose rows have their header's cells."""
@@ -82,8 +88,7 @@ def check(md, dump):
 
 def test_workload_text_cannot_forge_report_structure():
     md = rp.report_markdown(hostile_report())
-    html, tokens = check(md, ["\t".join(c.replace("\x1b", "\\x1b") for c in ln.split("\t"))
-                             for ln in "\n".join(HOSTILE["dump"]).splitlines()])
+    html, tokens = check(md, dump_lines())
     assert "ALL CLEAR" in html  # shown, as text
     assert "<h1>ALL CLEAR" not in html and "<h2>ALL CLEAR" not in html and "<a " not in html and "<img" not in html
     # the whole pod name is one table cell
@@ -104,8 +109,7 @@ def test_each_field_alone_is_escaped(field):
             if k != field:
                 HOSTILE[k] = ["x"] if k == "dump" else "harmless-%s" % k
         md = rp.report_markdown(hostile_report())
-        html, dummy = check(md, ["\t".join(c.replace("\x1b", "\\x1b") for c in ln.split("\t"))
-                             for ln in "\n".join(HOSTILE["dump"]).splitlines()])
+        html, dummy = check(md, dump_lines())
         assert "ALL CLEAR" in html or field == "name"
     finally:
         HOSTILE.clear()
