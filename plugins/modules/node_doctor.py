@@ -158,9 +158,7 @@ options:
   require_guard:
     description:
       - When drains must wait for the eviction guard's verdict in O(guard). V(auto) on Kubernetes nodes
-        (a C(kubelet), C(k3s-agent), C(k3s-server) or C(kubelite) process runs in the host's mount namespace,
-        or a kubelet's files such as C(/var/lib/kubelet) are on the host; a node that cannot be told is one),
-        V(always), or V(never).
+        (a C(kubelet) process runs), V(always), or V(never).
     type: str
     choices: [auto, always, never]
     default: auto
@@ -242,7 +240,7 @@ ansible_facts:
         - The host summary. Keys C(host), C(mode), C(checked_at), C(engine), C(engines), C(hung) (container ids),
           C(containers) (one row per hung or stuck container), C(stuck_execs) and C(suspects) (compact, with pod, writer,
           pid, age, pipe fill, cause, dump head), C(drained), C(skipped), C(guard), C(guard_needed), C(verify),
-          C(kubernetes) (kubelet pid or null, node name, and what C(found) it, remediate mode), C(metrics), C(seconds).
+          C(kubernetes) (kubelet pid and node name, remediate mode), C(metrics), C(seconds).
         - See docs/roles.md for every field.
       type: dict
 '''
