@@ -221,3 +221,119 @@ def test_a_process_named_like_a_shim_does_not_forge_a_hung_pod(cri, cri_clean):
     (refused,) = [r for r in engine.get("refused_shims") or [] if r["pid"] == p.pid]
     why = " ".join(refused["reasons"])
     assert "mnt namespace" in why and "uid 65534" in why, refused
+
+
+def _fill_backlog(path, limit=20000):
+    """Connect to PATH until the kernel refuses with EAGAIN (its listener's
+    backlog is full); the sockets, which must stay open while it is full."""
+    import errno
+    import socket
+    held = []
+    while len(held) < limit:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(path)
+        except OSError as e:
+            s.close()
+            if e.errno == errno.EAGAIN:
+                return held
+            raise
+        held.append(s)
+    raise AssertionError("the backlog of %s never filled" % path)
+
+
+def test_a_shim_whose_listen_backlog_is_full_is_not_answering(cri, cri_clean):
+    pod = cri.run_pod("full-0", namespace="shop")
+    app = pod["containers"]["app"]
+    shim = cri.shim_of(pod["id"])
+    path = _shim_socket(cri, pod["id"])
+    os.kill(shim, signal.SIGSTOP)
+    held = []
+    try:
+        held = _fill_backlog(path)
+        assert len(held) > 100  # a stopped shim that accepts nothing: its whole backlog queued
+        result, dummy = run_module("hung_container_info", {"timeout": 2, "engines": ["containerd"]}, env=cri_env(cri))
+        code = ("import json, sys; sys.path.insert(0, %r)\n"
+                "from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import container_check\n"
+                "print(json.dumps(container_check(containerd_address=%r, timeout=2, "
+                "docker_host='unix:///nonexistent/docker.sock')(%r)))" % (collections_path(), str(cri.cri_sock), app))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        for s in held:
+            s.close()
+        os.kill(shim, signal.SIGCONT)
+    assert result["_status"] == "SUCCESS", result
+    (c,) = [c for c in result["containers"] if c["id"] == app]
+    # the shim is there and does not take the call: that is not answering, not "cannot tell"
+    assert c["responsive"] is False and "backlog" in c["error"], c
+    # the shim serves the whole pod: both its containers are behind the full backlog
+    assert sorted(result["hung"]) == sorted(pod["containers"].values()), result
+    assert r.returncode == 0, r.stderr
+    verified, why = json.loads(r.stdout)
+    assert verified is False and "backlog" in why, (verified, why)
+    assert cri.exec_answers(pod["containers"]["sidecar"], request_timeout=5.0)
+
+
+def _verify(cri, cid):
+    code = ("import json, sys; sys.path.insert(0, %r)\n"
+            "from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import container_check\n"
+            "print(json.dumps(container_check(containerd_address=%r, timeout=2, "
+            "docker_host='unix:///nonexistent/docker.sock')(%r)))" % (collections_path(), str(cri.cri_sock), cid))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+HTTP_PEER = r'''
+import os, socket, sys
+# answers whatever it is sent as an HTTP server does: a banner that is not ttrpc
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+s.listen(16)
+while True:
+    c, dummy = s.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n400 Bad Request")
+    c.close()
+'''
+
+
+@pytest.mark.parametrize("where", ["http", "grpc", "unsupported"])
+def test_only_a_ttrpc_answer_verifies_a_container(cri, cri_clean, tmp_path, where):
+    """After a drain, the container counts as verified only when its shim gave
+    a ttrpc answer: not when the address it names speaks something else (an
+    HTTP server's banner; containerd's own gRPC socket, which resets), nor
+    when no connection could even be made."""
+    peer = None
+    if where == "http":
+        http_sock = str(tmp_path / "http.sock")
+        peer = subprocess.Popen([sys.executable, "-c", HTTP_PEER, http_sock])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(http_sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    pod = cri.run_pod("verify-0", namespace="shop")
+    app = pod["containers"]["app"]
+    shim = cri.shim_of(pod["id"])
+    bundle = os.path.join(os.path.dirname(os.readlink("/proc/%d/cwd" % shim)), app)
+    address_file = os.path.join(bundle, "address")
+    original = open(address_file).read()
+    assert _verify(cri, app)[0] is True  # the real shim answers
+    other = {"grpc": "unix://%s" % cri.cri_sock, "unsupported": "tcp://127.0.0.1:1",
+             "http": "unix://%s" % (tmp_path / "http.sock")}[where]
+    with open(address_file, "w") as f:
+        f.write(other)
+    try:
+        verified, why = _verify(cri, app)
+        result, dummy = run_module("hung_container_info", {"timeout": 2, "engines": ["containerd"]}, env=cri_env(cri))
+    finally:
+        with open(address_file, "w") as f:
+            f.write(original)
+        if peer is not None:
+            peer.kill()
+            peer.wait()
+    assert verified is None, (verified, why)
+    assert {"http": "not a ttrpc answer", "grpc": "reset", "unsupported": "no connection made"}[where] in why, why
+    (c,) = [c for c in result["containers"] if c["id"] == app]
+    assert c["responsive"] is None and app in result["unchecked"] and app not in result["hung"], c
+    assert _verify(cri, app)[0] is True
