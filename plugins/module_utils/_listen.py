@@ -18,7 +18,6 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import errno
 import ipaddress
 import os
 import sys
