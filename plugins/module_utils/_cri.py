@@ -414,12 +414,13 @@ def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0, conta
         else:
             # no listener pid (another pid namespace): the address proof alone
             cwd = proc.cwd(pid)
-            bundle = _host_view(proc, pid, cwd.rstrip('/')) if cwd and cwd.startswith('/') else None
+            bundle = cwd.rstrip('/') if cwd and cwd.startswith('/') else None
             reasons = [] if bundle else ['containerd shim working directory unreadable']
         if reasons:
             if len(out['refused']) < MAX_REFUSED:
                 out['refused'].append({'pid': pid, 'reasons': reasons})
             continue
+        bundle = _host_view(proc, pid, bundle)
         out['shims'].append(pid)
         root = os.path.dirname(bundle)
         if os.path.basename(root) == namespace and root not in out['roots']:
@@ -572,16 +573,18 @@ def engine_status(address=DEFAULT_CONTAINERD_ADDRESS, timeout=5.0):
     if out['error']:
         return out
     out['present'] = True
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        s.settimeout(timeout)
-        s.connect(path)
-        out['reachable'] = True
-        out['pid'] = listener_pid(s)
-    except (IOError, OSError, socket.timeout) as e:
-        out['reachable'] = False
+        s = _deadline.connect_unix(path, time.monotonic() + float(timeout), 'containerd')
+    except _deadline.DeadlineExceeded as e:
+        # a containerd that stopped accepting (full listen backlog): there, not answering
+        out['error'] = str(e)
+        return out
+    except (IOError, OSError) as e:
         out['error'] = 'cannot connect to %s: %s' % (path, e)
         return out
+    try:
+        out['reachable'] = True
+        out['pid'] = listener_pid(s)
     finally:
         s.close()
     ctr = find_ctr()
