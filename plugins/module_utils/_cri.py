@@ -87,6 +87,8 @@ MAX_PER_SHIM = 64
 BUNDLE_READ_TIMEOUT = 1.0
 # processes refused as shims, kept in the result to say why
 MAX_REFUSED = 10
+# connecting to containerd's socket to learn its pid: it accepts at once when healthy
+LISTENER_TIMEOUT = 1.0
 CONTAINER_TYPE_KEY = 'io.kubernetes.cri.container-type'
 SANDBOX_ID_KEY = 'io.kubernetes.cri.sandbox-id'
 
@@ -470,6 +472,8 @@ def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, 
     and namespace.  DIAL ({root: prefix}, from scan_shims) turns each task's
     shim address, a host path, into the path to connect to from here."""
     if roots is None:
+        if containerd_pid is None:
+            containerd_pid = socket_listener(address, LISTENER_TIMEOUT)
         shims = scan_shims(address, namespace, proc_root, containerd_pid=containerd_pid)
         roots, dial = shims['roots'], shims['dial']
     dial = dial or {}
@@ -544,7 +548,7 @@ def listener_pid(sock):
     return pid if pid > 0 else None
 
 
-def containerd_pid(address, timeout):
+def socket_listener(address, timeout):
     """The pid of the process listening on containerd's socket at ADDRESS, or None."""
     try:
         s = _deadline.connect_unix(socket_path(address), time.monotonic() + float(timeout), 'containerd')
