@@ -26,8 +26,9 @@ options:
     default: 5
   require_guard:
     description:
-      - When drains must wait for the eviction guard's verdict in O(guard). V(auto) on Kubernetes nodes (a C(kubelet)
-        process runs), V(always), or V(never).
+      - When drains must wait for the eviction guard's verdict in O(guard). V(auto) on Kubernetes nodes (a C(kubelet),
+        C(k3s-agent), C(k3s-server) or C(kubelite) process runs in the host's mount namespace, or a kubelet's files
+        such as C(/var/lib/kubelet) are on the host; a node that cannot be told is one), V(always), or V(never).
     type: str
     choices:
       - auto

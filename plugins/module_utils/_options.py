@@ -345,7 +345,9 @@ GUARD = Group('guard', [
     option('require_guard', type='str', choices=['auto', 'always', 'never'], default='auto',
            check=one_of('auto', 'always', 'never'), doc=[
                'When drains must wait for the eviction guard\'s verdict in O(guard). V(auto) on Kubernetes nodes '
-               '(a C(kubelet) process runs), V(always), or V(never).']),
+               '(a C(kubelet), C(k3s-agent), C(k3s-server) or C(kubelite) process runs in the host\'s mount namespace, '
+               'or a kubelet\'s files such as C(/var/lib/kubelet) are on the host; a node that cannot be told is one), '
+               'V(always), or V(never).']),
     option('guard', type='dict', doc=[
         'The eviction guard\'s verdict (the C(hangdoctor.runtime.kube_guard) filter\'s output). A verdict with '
         'C(blocked=true) drains nothing and gives its reason for every stuck exec.']),

@@ -114,7 +114,7 @@ ansible_facts:
         - The host summary. Keys C(host), C(mode), C(checked_at), C(engine), C(engines), C(hung) (container ids),
           C(containers) (one row per hung or stuck container), C(stuck_execs) and C(suspects) (compact, with pod, writer,
           pid, age, pipe fill, cause, dump head), C(drained), C(skipped), C(guard), C(guard_needed), C(verify),
-          C(kubernetes) (kubelet pid and node name, remediate mode), C(metrics), C(seconds).
+          C(kubernetes) (kubelet pid or null, node name, and what C(found) it, remediate mode), C(metrics), C(seconds).
         - See docs/roles.md for every field.
       type: dict
 '''
