@@ -133,6 +133,10 @@ class EmulatedPod(object):
         # /var/run is /run in Debian images; relative, so it resolves inside the root
         (layer / "var").mkdir()
         (layer / "var" / "run").symlink_to("../run")
+        # the image's /run is empty: opaque, so this machine's /run (its
+        # containerd shim sockets, its /run/hangdoctor) does not show through
+        (layer / "run").mkdir()
+        os.setxattr(str(layer / "run"), "trusted.overlay.opaque", b"y")
         for m in self.container.get("volumeMounts", []):
             mp = m["mountPath"].replace("/var/run/", "/run/", 1)
             (layer / mp.lstrip("/")).mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,8 @@ import fake_kube_api as fk
 import hdharness
 from conftest import collections_path
 from emulated_pod import EmulatedPod
+from cri.harness import CriHarness
+from test_cri import assert_really_stuck
 from test_runc_pipe_drain import HEADER_END, TRAILER, assert_stuck
 
 sys.path.insert(0, collections_path())
@@ -35,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "extras" / "kubernetes"
 NODE = "node-17.example"
 POD = {"io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.name": "cart-0", "io.kubernetes.container.name": "cart"}
-CAP_SYS_PTRACE = 19
+CAPS = {"SYS_PTRACE": 19, "DAC_READ_SEARCH": 2}
 WRITE_NRS = ("1", "20", "64", "66")
 HEALTH_URL = "http://127.0.0.1:8742/healthz"
 REMEDIATE_DEFAULTS = yaml.safe_load((ROOT / "roles" / "remediate" / "defaults" / "main.yml").read_text())
@@ -110,10 +112,12 @@ def assert_built_from_the_manifest(pod):
             uid = status_field(pid, "Uid")
         except OSError:
             continue   # a short-lived child that just ended
-        assert sc["capabilities"]["add"] == ["SYS_PTRACE"]
-        assert capeff == "%016x" % (1 << CAP_SYS_PTRACE), (pid, capeff)
+        want = sum(1 << CAPS[c] for c in sc["capabilities"]["add"])
+        assert capeff == "%016x" % want, (pid, capeff)
         assert nnp == "1" and uid == str(sc["runAsUser"])
         assert (pidns == host_pidns) is bool(pod.spec.get("hostPID")), pid
+    # the image's /run, not this machine's: only what the pod mounts under it
+    assert set(os.listdir("/proc/%d/root/run" % procs[0])) <= {"secrets"}
     with open("/proc/%d/mountinfo" % procs[0]) as f:
         mounts = dict((line.split()[4], line.split()[5].split(",")) for line in f)
     assert ("ro" in mounts["/"]) is sc["readOnlyRootFilesystem"], mounts["/"]
@@ -147,24 +151,32 @@ def run_once(pod, prep, timeout=300):
     return pod.output()
 
 
-def test_detect_pod_names_a_real_stuck_exec(harness, release, tmp_path):
+def detect_names_it(tmp_path, prep, cid, pid, engine):
+    """Run the detect pod once; it must name the stuck exec CID (writer PID)."""
     node = Node(tmp_path / "node")
+    pod = make_pod("detect", tmp_path, node)
+    out = run_once(pod, node.prep(**prep))
+    assert "localhost | SUCCESS" in out and "run failed" not in out, out[-4000:]
+    arrow = out.index("localhost | SUCCESS => ")
+    result = json.JSONDecoder().raw_decode(out[arrow + len("localhost | SUCCESS => "):])[0]
+    (rec,) = [r for r in result["stuck_execs"] if r["container_id"] == cid]
+    assert rec["writer"]["pid"] == pid, rec
+    metrics = (node.root / "var/lib/node_exporter/textfile_collector/hangdoctor.prom").read_text()
+    mine = [line for line in metrics.splitlines() if 'container_id="%s"' % cid[:12] in line and not line.startswith("#")]
+    assert mine, metrics
+    assert any('namespace="shop"' in line and 'pod="cart-0"' in line for line in mine), mine
+    # the node's engine was asked through the host's socket, and answered
+    facts = result["ansible_facts"]["hangdoctor"]
+    assert 'hangdoctor_engine_reachable{engine="%s"} 1' % engine in metrics, json.dumps(facts.get("engine"))[:6000]
+    return result
+
+
+def test_detect_pod_names_a_real_stuck_exec(harness, release, tmp_path):
     cid = labelled_container(harness, "incluster-detect-%d" % os.getpid())
     try:
         proc, pid = harness.hang(cid)
         assert_stuck(harness, cid, pid)
-        pod = make_pod("detect", tmp_path, node)
-        out = run_once(pod, node.prep(docker_sock=harness.docker_sock))
-        assert "localhost | SUCCESS" in out and "run failed" not in out, out[-4000:]
-        arrow = out.index("localhost | SUCCESS => ")
-        result = json.JSONDecoder().raw_decode(out[arrow + len("localhost | SUCCESS => "):])[0]
-        (rec,) = [r for r in result["stuck_execs"] if r["container_id"] == cid]
-        assert rec["writer"]["pid"] == pid, rec
-        metrics = (node.root / "var/lib/node_exporter/textfile_collector/hangdoctor.prom").read_text()
-        mine = [line for line in metrics.splitlines() if 'container_id="%s"' % cid[:12] in line and not line.startswith("#")]
-        assert mine, metrics
-        assert any('namespace="shop"' in line and 'pod="cart-0"' in line for line in mine), mine
-        assert 'hangdoctor_engine_reachable{engine="docker"} 1' in metrics, metrics
+        detect_names_it(tmp_path, {"docker_sock": harness.docker_sock}, cid, pid, "docker")
         # detection changed nothing: still stuck
         assert_stuck(harness, cid, pid)
     finally:
@@ -218,8 +230,7 @@ def report(pod):
     return json.loads((pod.volume_dirs["tmp"] / "reports" / "hangdoctor-remediate.json").read_text())
 
 
-def test_remediate_pod_drains_after_the_hosts_lock_is_released(harness, release, tmp_path):
-    node = Node(tmp_path / "node")
+def fake_api(tmp_path):
     kube = tmp_path / "kube"
     kube.mkdir()
     api = fk.FakeKubeAPI(kube)
@@ -228,32 +239,37 @@ def test_remediate_pod_drains_after_the_hosts_lock_is_released(harness, release,
     api.pods = [fk.pod("shop", "cart-0", NODE), fk.pod("shop", "web-1", NODE),
                 # another node's pod pending deletion: it blocks only if the guard reads beyond its node
                 fk.pod("shop", "api-2", "node-3.example", deleting=True)]
+    return api
+
+
+def remediate_drains_it(tmp_path, prep, cid, pid, still_stuck, answers, record):
+    """Run the remediate pod twice against the stuck exec CID (writer PID):
+    while the host holds the lock of its pipe the pod leaves it alone; once
+    released the pod drains it, with evidence on the node."""
+    node = Node(tmp_path / "node")
+    api = fake_api(tmp_path)
     locks = HostLocks(node.path(REMEDIATE_DEFAULTS["hangdoctor_lock_dir"]))
-    cid = labelled_container(harness, "incluster-remediate-%d" % os.getpid())
-    prep = node.prep(docker_sock=harness.docker_sock)
     try:
-        proc, pid = harness.hang(cid)
-        ev = assert_stuck(harness, cid, pid)
-        ours = (os.stat("/proc/%d/fd/2" % pid).st_dev, ev["pipe_inode"])
+        ours = (os.stat("/proc/%d/fd/2" % pid).st_dev, hdharness.pipe_inode(pid))
         # the pod drains stuck execs at least this old (the role's default, the pod sets none)
         min_age = REMEDIATE_DEFAULTS["hangdoctor_drain_min_age_seconds"]
-        hung_at = time.time()
-        # While waiting: every other stuck pipe on this shared machine is
-        # locked as a host drain would lock it, so the pod (which scans the
-        # whole node) never touches another test's hang.  A hang that starts
-        # after this is younger than min_age during the pod's run.
-        time.sleep(max(0.0, min_age + 3 - (time.time() - hung_at)))
+        age = time.time() - hdharness.proc_stat_starttime(pid) / os.sysconf("SC_CLK_TCK") - boot_time()
+        time.sleep(max(0.0, min_age + 3 - age))
+        # Every other stuck pipe on this shared machine is locked as a host
+        # drain would lock it, so the pod (which scans the whole node) never
+        # touches another test's hang.  A hang that starts after this is
+        # younger than min_age during the pod's run.
         for key, writer in stuck_pipes().items():
             locks.take(key, writer)
         assert ours in locks.held
 
         # 1. the host holds the lock of our pipe: the pod's drain stays off it
         pod = make_pod("remediate", tmp_path, node, api=api, tag="-locked")
-        out = run_once(pod, prep)
+        out = run_once(pod, node.prep(**prep))
         assert "PLAY RECAP" in out and "run failed" not in out, out[-6000:]
         text = json.dumps(report(pod))
         assert cid in text and "another run is draining pipe:[%d]" % ours[1] in text, text[-4000:]
-        assert_stuck(harness, cid, pid)
+        still_stuck()
         assert not list((node.root / "var/log/hangdoctor").glob("*%s*" % cid[:12]))
 
         # 2. released on the host: the pod drains it
@@ -262,18 +278,19 @@ def test_remediate_pod_drains_after_the_hosts_lock_is_released(harness, release,
             if key != ours:
                 locks.take(key, writer)
         pod = make_pod("remediate", tmp_path, node, api=api, tag="-free")
-        out = run_once(pod, prep)
+        out = run_once(pod, node.prep(**prep))
         assert "PLAY RECAP" in out and "run failed" not in out, out[-6000:]
-        text = json.dumps(report(pod))
-        assert cid in text, text[-4000:]
-        proc.wait(30)
-        assert harness.inspect_answers(cid, timeout=5.0)
+        assert cid in json.dumps(report(pod))
+        deadline = time.monotonic() + 30
+        while hdharness.proc_comm(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert hdharness.proc_comm(pid) is None
+        assert answers()
         # the evidence is on the node, 0600, and holds exactly what runc init wrote
         files = [f for f in (node.root / "var/log/hangdoctor").iterdir() if f.is_file()]
         (evidence,) = [f for f in files if cid[:12] in f.name]
         assert stat.S_IMODE(evidence.stat().st_mode) == 0o600
-        length, sha, dump = harness.record(pid)
+        length, sha, dump = record(pid)
         body = evidence.read_bytes().partition(HEADER_END)[2]
         assert body[:length] == dump and TRAILER in body[length:]
         # the pod's lock directory is the host's: nothing of it in the pod's own folders
@@ -285,9 +302,79 @@ def test_remediate_pod_drains_after_the_hosts_lock_is_released(harness, release,
         nodes = [path for path, q in asked if path.startswith("/api/v1/nodes")]
         assert pods and all(q.get("fieldSelector") == "spec.nodeName=" + NODE for q in pods), asked
         assert nodes and set(nodes) == {"/api/v1/nodes/" + NODE}, asked
-        assert not [path for path, q in asked if path not in ("/api/v1", "/api/v1/pods") and not path.startswith("/api/v1/nodes/")]
+        assert not [path for path, q in asked if path != "/api/v1/pods" and not path.startswith("/api/v1/nodes/")]
     finally:
         locks.close()
+        api.close()
+
+
+def boot_time():
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                return int(line.split()[1])
+    raise AssertionError("no btime in /proc/stat")
+
+
+def test_remediate_pod_drains_after_the_hosts_lock_is_released(harness, release, tmp_path):
+    cid = labelled_container(harness, "incluster-remediate-%d" % os.getpid())
+    try:
+        proc, pid = harness.hang(cid)
+        assert_stuck(harness, cid, pid)
+        remediate_drains_it(tmp_path, {"docker_sock": harness.docker_sock}, cid, pid,
+                            still_stuck=lambda: assert_stuck(harness, cid, pid),
+                            answers=lambda: harness.inspect_answers(cid, timeout=5.0),
+                            record=harness.record)
+        proc.wait(30)
+    finally:
         harness.release_all()
         harness.docker("rm", "-f", cid, timeout=60)
-        api.close()
+
+
+# ---- containerd-CRI nodes (no dockerd) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cri():
+    hz = CriHarness()
+    try:
+        hz.up()
+        yield hz
+    finally:
+        errors = hz.down()
+        assert not errors, errors
+
+
+@pytest.fixture
+def cri_pod(cri):
+    """A pod shop/cart-0 whose container "app" has a real stuck ExecSync:
+    (pod, container id, stuck writer pid)."""
+    pod = cri.run_pod("cart-0", namespace="shop")
+    app = pod["containers"]["app"]
+    try:
+        fut, pid = cri.hang_execsync(app, request_timeout=600)
+        assert_really_stuck(cri, pod, app, fut, pid)
+        yield pod, app, pid
+    finally:
+        cri.release_all()
+        cri.remove_pod(pod["id"])
+
+
+def test_detect_pod_names_a_real_stuck_exec_on_a_cri_node(cri, cri_pod, tmp_path):
+    pod, app, pid = cri_pod
+    detect_names_it(tmp_path, {"containerd_sock": cri.cri_sock}, app, pid, "containerd")
+    assert hdharness.evidence(pid)["queued"] > 0 and not cri.exec_answers(app)
+
+
+def test_remediate_pod_drains_on_a_cri_node_after_the_hosts_lock_is_released(cri, cri_pod, tmp_path):
+    pod, app, pid = cri_pod
+    remediate_drains_it(tmp_path, {"containerd_sock": cri.cri_sock}, app, pid,
+                        still_stuck=lambda: assert_really_stuck_again(cri, pod, app, pid),
+                        answers=lambda: cri.exec_answers(app, request_timeout=5.0),
+                        record=cri.record)
+
+
+def assert_really_stuck_again(cri, pod, app, pid):
+    ev = hdharness.evidence(pid)
+    assert ev["comm"] == "runc:[2:INIT]" and ev["queued"] == ev["capacity"] > 0, ev
+    assert not cri.exec_answers(app)
