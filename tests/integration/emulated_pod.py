@@ -13,7 +13,9 @@ of is rebuilt from the YAML:
 - every volumeMount at its mountPath: hostPath volumes bound from the node's
   path (``node_path`` maps a hostPath to this machine: the test's stand-in
   node folders; /proc stays the machine's procfs), read-only where the mount
-  says so; emptyDir and the projected API token as folders the test can read;
+  says so; emptyDir and the projected API token as folders the test can read,
+  and the kubelet's automounted token unless ``automountServiceAccountToken``
+  is false;
 - the container's env (downward-API fields resolved, as the kubelet does,
   plus the KUBERNETES_SERVICE_* variables every pod gets);
 - the securityContext: chroot into the root, then ``setpriv`` with the
@@ -137,9 +139,8 @@ class EmulatedPod(object):
         # containerd shim sockets, its /run/hangdoctor) does not show through
         (layer / "run").mkdir()
         os.setxattr(str(layer / "run"), "trusted.overlay.opaque", b"y")
-        for m in self.container.get("volumeMounts", []):
-            mp = m["mountPath"].replace("/var/run/", "/run/", 1)
-            (layer / mp.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        for mp in [m["mountPath"] for m in self.container.get("volumeMounts", [])] + ["/var/run/secrets/kubernetes.io/serviceaccount"]:
+            (layer / mp.replace("/var/run/", "/run/", 1).lstrip("/")).mkdir(parents=True, exist_ok=True)
         return layer
 
     def _volume_source(self, vol):
@@ -194,7 +195,17 @@ class EmulatedPod(object):
             up = self.workdir / "rw"
             lines.append("mkdir -p %s/u %s/w && mount -t overlay overlay -o lowerdir=%s:/,upperdir=%s/u,workdir=%s/w %s"
                          % (up, up, lower, up, up, q(str(root))))
-        mounts = sorted(self.container.get("volumeMounts", []), key=lambda m: m["mountPath"].count("/"))
+        mounts = list(self.container.get("volumeMounts", []))
+        token_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+        if self.spec.get("automountServiceAccountToken") is not False and self.api is not None \
+                and token_dir not in [m["mountPath"] for m in mounts]:
+            # the kubelet's automounted token (the volume it adds, kube-api-access-*)
+            self.volumes["kube-api-access"] = {"name": "kube-api-access", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}
+            mounts.append({"name": "kube-api-access", "mountPath": token_dir, "readOnly": True})
+        mounts.sort(key=lambda m: m["mountPath"].count("/"))
         for m in mounts:
             vol = self.volumes[m["name"]]
             src = self._volume_source(vol)
