@@ -87,6 +87,8 @@ MAX_PER_SHIM = 64
 BUNDLE_READ_TIMEOUT = 1.0
 # processes refused as shims, kept in the result to say why
 MAX_REFUSED = 10
+# connecting to containerd's socket to learn its pid: it accepts at once when healthy
+LISTENER_TIMEOUT = 1.0
 CONTAINER_TYPE_KEY = 'io.kubernetes.cri.container-type'
 SANDBOX_ID_KEY = 'io.kubernetes.cri.sandbox-id'
 
@@ -414,12 +416,13 @@ def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0, conta
         else:
             # no listener pid (another pid namespace): the address proof alone
             cwd = proc.cwd(pid)
-            bundle = _host_view(proc, pid, cwd.rstrip('/')) if cwd and cwd.startswith('/') else None
+            bundle = cwd.rstrip('/') if cwd and cwd.startswith('/') else None
             reasons = [] if bundle else ['containerd shim working directory unreadable']
         if reasons:
             if len(out['refused']) < MAX_REFUSED:
                 out['refused'].append({'pid': pid, 'reasons': reasons})
             continue
+        bundle = _host_view(proc, pid, bundle)
         out['shims'].append(pid)
         root = os.path.dirname(bundle)
         if os.path.basename(root) == namespace and root not in out['roots']:
@@ -469,6 +472,8 @@ def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, 
     and namespace.  DIAL ({root: prefix}, from scan_shims) turns each task's
     shim address, a host path, into the path to connect to from here."""
     if roots is None:
+        if containerd_pid is None:
+            containerd_pid = socket_listener(address, LISTENER_TIMEOUT)
         shims = scan_shims(address, namespace, proc_root, containerd_pid=containerd_pid)
         roots, dial = shims['roots'], shims['dial']
     dial = dial or {}
@@ -543,7 +548,7 @@ def listener_pid(sock):
     return pid if pid > 0 else None
 
 
-def containerd_pid(address, timeout):
+def socket_listener(address, timeout):
     """The pid of the process listening on containerd's socket at ADDRESS, or None."""
     try:
         s = _deadline.connect_unix(socket_path(address), time.monotonic() + float(timeout), 'containerd')
@@ -572,16 +577,18 @@ def engine_status(address=DEFAULT_CONTAINERD_ADDRESS, timeout=5.0):
     if out['error']:
         return out
     out['present'] = True
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        s.settimeout(timeout)
-        s.connect(path)
-        out['reachable'] = True
-        out['pid'] = listener_pid(s)
-    except (IOError, OSError, socket.timeout) as e:
-        out['reachable'] = False
+        s = _deadline.connect_unix(path, time.monotonic() + float(timeout), 'containerd')
+    except _deadline.DeadlineExceeded as e:
+        # a containerd that stopped accepting (full listen backlog): there, not answering
+        out['error'] = str(e)
+        return out
+    except (IOError, OSError) as e:
         out['error'] = 'cannot connect to %s: %s' % (path, e)
         return out
+    try:
+        out['reachable'] = True
+        out['pid'] = listener_pid(s)
     finally:
         s.close()
     ctr = find_ctr()

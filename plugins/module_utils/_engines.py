@@ -248,9 +248,7 @@ def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_
         if socket_missing(containerd_socket_path(containerd_address)):
             return None, 'no containerd socket'
         from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
-        tasks = [t for t in _cri.list_tasks(containerd_address, containerd_namespace, proc_root,
-                                            containerd_pid=_cri.containerd_pid(containerd_address, timeout))
-                 if t['id'] == cid]
+        tasks = [t for t in _cri.list_tasks(containerd_address, containerd_namespace, proc_root) if t['id'] == cid]
         if not tasks:
             return None, 'containerd (namespace %s) has no task %s' % (containerd_namespace, cid[:12])
         # only a ttrpc answer counts as answered, as only an HTTP answer does for dockerd

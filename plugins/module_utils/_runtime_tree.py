@@ -303,8 +303,9 @@ def shim_identity(proc, shim_pid, ref_pid, ref_what='containerd'):
     namespaces and executable proof as a ``runc exec`` against its shim
     (:func:`same_host_reasons`), the same owner (uid) as REF_PID, and a
     working directory (its bundle) that is the host directory of that name.
-    BUNDLE is the bundle's path in the host's view through the shim's root,
-    None unless every check passed."""
+    BUNDLE is the bundle's path as the shim sees it (the caller reads it
+    through the shim's root when that is not its own), None unless every
+    check passed."""
     reasons = same_host_reasons(proc, shim_pid, ref_pid, 'containerd shim', ref_what)
     try:
         mine, theirs = proc.status(shim_pid).get('Uid'), proc.status(ref_pid).get('Uid')
@@ -318,7 +319,7 @@ def shim_identity(proc, shim_pid, ref_pid, ref_what='containerd'):
         return None, reasons
     if not same_file(proc.path(shim_pid, 'cwd'), proc.host_view(ref_pid, cwd)):
         reasons.append('containerd shim working directory %s is not the host directory of that name' % cwd[:200])
-    return (None if reasons else proc.host_view(shim_pid, cwd.rstrip('/'))), reasons
+    return (None if reasons else cwd.rstrip('/')), reasons
 
 
 def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None):

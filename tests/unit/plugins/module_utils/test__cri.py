@@ -323,3 +323,39 @@ def test_a_full_listen_backlog_is_not_answering(tmp_path):
         for c in held:
             c.close()
         srv.close()
+
+
+def test_a_containerd_whose_backlog_is_full_is_there_and_not_answering(tmp_path):
+    import errno
+    path = str(tmp_path / "containerd.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(0)
+    held = []
+    try:
+        while True:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except OSError as e:
+                c.close()
+                assert e.errno == errno.EAGAIN
+                break
+            held.append(c)
+        st = _cri.engine_status(path, timeout=0.5)
+        assert st["present"] is True and st["reachable"] is False and "backlog" in st["error"], st
+    finally:
+        for c in held:
+            c.close()
+        srv.close()
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    os.unlink(path)
+    srv.bind(path)
+    srv.listen(4)
+    try:
+        st = _cri.engine_status(path, timeout=1.0)
+        # the listener's pid comes from the kernel (SO_PEERCRED): here, this process
+        assert st["reachable"] is True and st["pid"] == os.getpid(), st
+    finally:
+        srv.close()
