@@ -290,7 +290,7 @@ def remediate_drains_it(tmp_path, prep, cid, pid, still_stuck, answers, record):
         files = [f for f in (node.root / "var/log/hangdoctor").iterdir() if f.is_file()]
         (evidence,) = [f for f in files if cid[:12] in f.name]
         assert stat.S_IMODE(evidence.stat().st_mode) == 0o600
-        length, sha, dump = record(pid)
+        length, dummy, dump = record(pid)
         body = evidence.read_bytes().partition(HEADER_END)[2]
         assert body[:length] == dump and TRAILER in body[length:]
         # the pod's lock directory is the host's: nothing of it in the pod's own folders

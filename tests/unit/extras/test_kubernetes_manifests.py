@@ -158,7 +158,7 @@ def test_remediate_locks_in_the_hosts_lock_directory():
     assert vol["hostPath"]["path"] == defaults["hangdoctor_lock_dir"] == "/run/hangdoctor"
     assert not mount.get("readOnly")
     assert "-e hangdoctor_lock_dir=%s " % mount["mountPath"] in _script("remediate")
-    evidence_mount, evidence = _mounts(daemonset("remediate"))["/host/evidence"]
+    dummy, evidence = _mounts(daemonset("remediate"))["/host/evidence"]
     assert evidence["hostPath"]["path"] == defaults["hangdoctor_evidence_dir"]
 
 
