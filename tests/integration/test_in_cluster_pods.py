@@ -294,7 +294,7 @@ def remediate_drains_it(tmp_path, prep, cid, pid, still_stuck, answers, record):
         body = evidence.read_bytes().partition(HEADER_END)[2]
         assert body[:length] == dump and TRAILER in body[length:]
         # the pod's lock directory is the host's: nothing of it in the pod's own folders
-        assert not [p for p in (pod.workdir / "volumes").rglob("pipe-*")]
+        assert not list((pod.workdir / "volumes").rglob("pipe-*"))
 
         # the eviction guard asked about its own node only
         asked = [(path, q) for method, path, q in api.requests if path.startswith("/api/v1/")]
