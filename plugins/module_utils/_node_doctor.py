@@ -223,12 +223,15 @@ def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_
 
 
 def _engine_words(summary):
+    # checked means "we asked": an engine that is there but hung or dead is
+    # checked and UNREACHABLE, never "not checked" (that is: not on this node).
     checked = [e for e in summary.get('engines') or [] if e.get('checked')]
     if not checked:
         return 'engine not checked: %s' % ((summary.get('engine') or {}).get('skipped') or 'none')
-    down = [e.get('name') or 'docker' for e in checked if e.get('reachable') is False]
+    down = [e for e in checked if not e.get('reachable')]
     if down:
-        return 'engine UNREACHABLE: %s' % ', '.join(down)
+        return 'engine UNREACHABLE: %s' % ', '.join(
+            '%s (%s)' % (e.get('name') or 'docker', str(e.get('error') or 'no answer')[:160]) for e in down)
     return 'engine answers'
 
 
