@@ -129,7 +129,11 @@ def write_metrics(summary, metrics_dir, metrics_file, now=None):
     try:
         previous = _files.read_small(path)
         text = _metrics.render(summary, previous, now)
-        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=create_dir, durable=False)
+        # A directory found by auto must be root's (or ours): its owner could
+        # otherwise replace the file (hide a stuck exec) or race our names.
+        # A directory named by hand is the user's choice.
+        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=create_dir, durable=False,
+                            safe_dir=not create_dir)
     except _files.WriteError as e:
         return {'path': path, 'written': False, 'error': str(e)}
     return {'path': path, 'written': True, 'error': None}
