@@ -208,7 +208,7 @@ def summary_msg(result):
     down = [e for e in engines if e.get('checked') and not e.get('reachable')]
     missing = [e['name'] for e in engines if e.get('present') is False]
     broken = [e for e in engines if e.get('present') is not False and not e.get('checked')]
-    trouble = ['%s UNREACHABLE: %s' % (e['name'], e.get('error') or 'no answer') for e in down]
+    trouble = ['%s UNREACHABLE, not usable: %s' % (e['name'], e.get('error') or 'no answer') for e in down]
     trouble += ['%s not usable: %s' % (e['name'], e.get('error')) for e in broken]
     if not answered:
         if trouble:

@@ -81,7 +81,7 @@ def test_a_dead_dockerd_is_checked_and_unreachable(tmp_path):
     (e,) = r["engines"]
     assert (e["present"], e["checked"], e["reachable"]) == (True, True, False), e
     msg = _engines.summary_msg(r)
-    assert msg.startswith("docker UNREACHABLE: ") and "not checked" not in msg, msg
+    assert msg.startswith("docker UNREACHABLE, not usable: ") and "not checked" not in msg, msg
 
 
 def test_a_hung_dockerd_is_checked_and_unreachable(tmp_path):
@@ -100,11 +100,11 @@ def test_a_dead_containerd_is_checked_and_unreachable(tmp_path):
     r = _engines.check_engines(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"), timeout=1)
     (e,) = r["engines"]
     assert (e["present"], e["checked"], e["reachable"]) == (True, True, False), e
-    assert _engines.summary_msg(r).startswith("containerd UNREACHABLE: ")
+    assert _engines.summary_msg(r).startswith("containerd UNREACHABLE, not usable: ")
 
 
 def test_message_names_an_unreachable_engine_next_to_one_that_answers():
     r = {"engines": [{"name": "docker", "present": True, "checked": True, "reachable": False, "error": "timed out"},
                      {"name": "containerd", "present": True, "checked": True, "reachable": True}],
          "containers": [], "hung": [], "unchecked": []}
-    assert _engines.summary_msg(r) == "0 of 0 containers hung; checked containerd; docker UNREACHABLE: timed out"
+    assert _engines.summary_msg(r) == "0 of 0 containers hung; checked containerd; docker UNREACHABLE, not usable: timed out"
