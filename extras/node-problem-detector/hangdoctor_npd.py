@@ -226,7 +226,7 @@ def main(argv=None):
     # day-old file would read OK.  Only finite numbers are accepted.
     if not all(math.isfinite(n) for n in numbers) or args.confirm_interval < 0 or args.min_age_seconds < 0 \
             or args.max_age <= 0:
-        print('unknown: intervals and ages must be finite numbers, not negative (--max-age above 0)'[:limit])
+        print('unknown: ages and intervals must be finite, >= 0 (--max-age > 0)'[:limit])
         return UNKNOWN
     if any(not re.match(r'^[0-9a-f]+$', c) for c in args.container_ids):
         print('unknown: --container-ids takes hex container ids'[:limit])
