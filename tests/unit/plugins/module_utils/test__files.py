@@ -70,8 +70,8 @@ def test_read_small_bounded_no_symlink_no_fifo(tmp_path):
     assert fl.read_small(str(fifo)) == ""  # returns at once, never blocks on the FIFO
 
 
-
 # ---- a directory someone else can write in (issue 21) -------------------------
+
 
 def test_a_symlink_in_the_temporary_files_place_is_never_chmodded(tmp_path, monkeypatch):
     """The owner of a textfile directory swaps the temporary file for a
