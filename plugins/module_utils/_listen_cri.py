@@ -16,12 +16,13 @@ Target-compatible: Python 3.6+ and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import errno
 import os
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 MAX_PID_BYTES = 32
+PID_READ_TIMEOUT = 1.0
 
 
 class CriListenError(Exception):
@@ -29,17 +30,15 @@ class CriListenError(Exception):
 
 
 def _read_pid(path):
-    flags = os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0)
+    """The pid in a bundle's ``init.pid``, through the one bounded reader for
+    files a workload can touch (regular file, no symlink, size and time
+    bounds); None when absent or refused."""
     try:
-        fd = os.open(path, flags)
-    except (IOError, OSError) as e:
-        if e.errno in (errno.ENOENT, errno.ELOOP):
-            return None
-        raise CriListenError('%s: %s' % (path, e.strerror or e))
-    try:
-        raw = os.read(fd, MAX_PID_BYTES)
-    finally:
-        os.close(fd)
+        raw = _procfs.read_regular_file(path, MAX_PID_BYTES, PID_READ_TIMEOUT)
+    except (_procfs.ProcessGone, _procfs.Refused):
+        return None
+    except _procfs.ProcError as e:
+        raise CriListenError(str(e))
     text = raw.decode('ascii', 'replace').strip()
     return int(text) if text.isdigit() and int(text) > 0 else None
 
