@@ -78,7 +78,8 @@ def _silent_listener(path):
 
 def test_a_dead_dockerd_is_checked_and_unreachable(tmp_path):
     _stale_socket(tmp_path / "d.sock")
-    r = _engines.check_engines(engines=["docker"], docker_host="unix://%s/d.sock" % tmp_path, timeout=1)
+    r = _engines.check_engines(_engines.EngineQuery(engines=["docker"], docker_host="unix://%s/d.sock" % tmp_path,
+                                                    timeout=1))
     (e,) = r["engines"]
     assert (e["present"], e["checked"], e["reachable"]) == (True, True, False), e
     msg = _engines.summary_msg(r)
@@ -88,7 +89,8 @@ def test_a_dead_dockerd_is_checked_and_unreachable(tmp_path):
 def test_a_hung_dockerd_is_checked_and_unreachable(tmp_path):
     s = _silent_listener(tmp_path / "d.sock")
     try:
-        r = _engines.check_engines(engines=["docker"], docker_host="unix://%s/d.sock" % tmp_path, timeout=0.5)
+        r = _engines.check_engines(_engines.EngineQuery(engines=["docker"], docker_host="unix://%s/d.sock" % tmp_path,
+                                                        timeout=0.5))
     finally:
         s.close()
     (e,) = r["engines"]
@@ -98,7 +100,8 @@ def test_a_hung_dockerd_is_checked_and_unreachable(tmp_path):
 
 def test_a_dead_containerd_is_checked_and_unreachable(tmp_path):
     _stale_socket(tmp_path / "c.sock")
-    r = _engines.check_engines(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"), timeout=1)
+    r = _engines.check_engines(_engines.EngineQuery(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"),
+                                                    timeout=1))
     (e,) = r["engines"]
     assert (e["present"], e["checked"], e["reachable"]) == (True, True, False), e
     assert _engines.summary_msg(r).startswith("containerd UNREACHABLE, not usable: ")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor, _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor, _options, _procfs
 
 
 def start(tmp_path, name, *prefix):
@@ -97,16 +97,16 @@ def test_auto_refuses_a_textfile_directory_another_user_owns(tmp_path, monkeypat
     summary = {"host": "n1", "checked_at": 1700000000, "stuck_execs": [], "hung": [], "containers": []}
 
     os.chown(str(d), 1000, 1000)
-    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    res = _node_doctor.write_metrics(summary, _options.METRICS.make(metrics_dir="auto", metrics_file="hangdoctor.prom"))
     assert res["written"] is False and "owned by uid 1000" in res["error"], res
     assert os.listdir(str(d)) == []
 
     os.chown(str(d), 0, 0)
     os.chmod(str(d), 0o777)
-    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    res = _node_doctor.write_metrics(summary, _options.METRICS.make(metrics_dir="auto", metrics_file="hangdoctor.prom"))
     assert res["written"] is False and "every user may write" in res["error"], res
 
     os.chmod(str(d), 0o755)
-    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    res = _node_doctor.write_metrics(summary, _options.METRICS.make(metrics_dir="auto", metrics_file="hangdoctor.prom"))
     assert res["written"] is True and res["error"] is None, res
     assert (d / "hangdoctor.prom").read_text().startswith("# HELP")
