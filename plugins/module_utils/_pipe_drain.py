@@ -33,6 +33,7 @@ import signal
 import socket
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
@@ -83,47 +84,12 @@ RECORD_ERRORS = VERIFY_ERRORS + (_procfs.ProcError, _evidence.EvidenceError, _pi
 
 
 # ---- the writer ------------------------------------------------------------
-GONE = 'gone'
-BLOCKED = 'blocked'
-RUNNABLE = 'runnable'
-SETTLED = 'settled'
-
-
-def _thread_state(proc, pid, tid, inode, machine):
-    """writer_state of one thread TID of PID."""
-    try:
-        st = proc.task_stat(pid, tid)
-        if st['state'] in ('Z', 'X', 'x'):
-            return GONE
-        if st['state'] == 'R':
-            return RUNNABLE
-        sc = proc.task_syscall(pid, tid)
-    except _procfs.ProcessGone:
-        return GONE
-    except _procfs.ProcError:
-        sc = None
-    if sc is None:
-        # /proc/PID/syscall unreadable (ptrace policy): fall back to wchan + fd 2
-        try:
-            in_write = proc.task_wchan(pid, tid) in _procfs.PIPE_WRITE_WCHANS
-            fd = 2
-        except _procfs.ProcError:
-            return SETTLED
-    elif sc['running'] or (sc['nr'] is not None and sc['nr'] < 0):
-        # "-1": asleep outside any system call, i.e. in a page fault (reclaim
-        # under memory.high): it goes on writing the moment it returns
-        return RUNNABLE
-    else:
-        in_write = _procfs.write_syscall_name(sc['nr'], machine) is not None
-        fd = sc['args'][0] if sc['args'] else None
-    if not in_write or fd is None:
-        return SETTLED
-    try:
-        return BLOCKED if _procfs.pipe_inode_of(proc.fd_link(pid, fd)) == inode else SETTLED
-    except _procfs.ProcessGone:
-        return GONE
-    except _procfs.ProcError:
-        return SETTLED
+GONE = _exec_candidates.GONE
+BLOCKED = _exec_candidates.BLOCKED
+RUNNABLE = _exec_candidates.RUNNABLE
+SETTLED = _exec_candidates.SETTLED
+# the one "blocked in write(2) on this pipe" predicate (first pass, diagnosis, drain)
+_thread_state = _exec_candidates.thread_write_state
 
 
 def thread_states(proc, pid, start_time, inode, machine=None):
