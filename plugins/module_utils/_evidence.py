@@ -71,56 +71,101 @@ def _why_not_a_dir(dir_fd, name, here, e):
     return e.strerror or str(e)
 
 
+# Symlinks followed on the way to a private directory, at most (like the kernel's MAXSYMLINKS).
+MAX_SYMLINKS = 40
+
+
+def _follow_symlink(dir_fd, dir_st, name, here, what):
+    """The target of symlink NAME (in the open directory DIR_FD, whose stat
+    is DIR_ST) when it may be followed, else EvidenceError.  A symlink is as
+    trustworthy as whoever could have put it there: only one owned by root
+    (or by us) in a directory nobody but its owner may write (``/var/run ->
+    /run`` in a 0755 root ``/var``).  One another user owns, or one in a
+    directory a group or everybody may write (where another user could have
+    renamed it in), is refused, never followed."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError as e:
+        raise EvidenceError('%s %s: %s' % (what, here, e.strerror or e))
+    euid = os.geteuid()
+    if st.st_uid not in (0, euid):
+        raise EvidenceError('%s %s is a symlink owned by uid %d, refusing it' % (what, here, st.st_uid))
+    if dir_st.st_mode & 0o022:
+        raise EvidenceError('%s %s is a symlink in a directory others may write (mode %04o), not followed' % (
+            what, here, stat_mod.S_IMODE(dir_st.st_mode)))
+    return target
+
+
 def open_private_dir(path, what):
     """Create (0700) or check directory PATH and return (real path, open
-    directory fd).  Every component is opened relative to its parent with
-    O_NOFOLLOW, so a component swapped for a symlink after the check is
-    refused, never followed; files are then created relative to the fd.
-    PATH itself may be a symlink owned by us (or root), never one owned by
-    another user.  WHAT names the option in messages."""
+    directory fd).  The path is walked from ``/`` one component at a time,
+    each opened relative to its parent's fd with O_NOFOLLOW and checked
+    (:func:`_refuse_shared`) before the next is looked up, so what is
+    checked is what is used: no component is resolved ahead of the walk
+    (``realpath`` would follow a symlink another user planted half way).
+    A component that is a symlink is followed only by the rules of
+    :func:`_follow_symlink`, its target walked the same way.  Files are
+    then created relative to the fd.  WHAT names the option in messages."""
     if not path or not os.path.isabs(path):
         raise EvidenceError('%s must be an absolute path, got %r' % (what, path))
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        if e.errno not in (errno.ENOENT,):
-            raise EvidenceError('%s %s: %s' % (what, path, e.strerror))
-    else:
-        if stat_mod.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
-            raise EvidenceError('%s %s is a symlink owned by uid %d, refusing it' % (what, path, st.st_uid))
-    real = os.path.realpath(path)
-    parts = [p for p in real.split('/') if p]
+    pending = [p for p in path.split('/') if p]
     fd = os.open('/', DIR_FLAGS)
-    done = '/'
+    stack = [(fd, '/', os.fstat(fd))]  # the open directories of the walk, / first
+    links = 0
     try:
-        for n, name in enumerate(parts):
-            final = n == len(parts) - 1
+        while pending:
+            name = pending.pop(0)
+            dir_fd, done, dir_st = stack[-1]
+            if name == '.':
+                continue
+            if name == '..':
+                if len(stack) > 1:
+                    os.close(stack.pop()[0])
+                continue
             here = os.path.join(done, name)
             try:
-                sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+                sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
             except OSError as e:
-                if e.errno != errno.ENOENT:
-                    raise EvidenceError('%s %s: %s' % (what, path, _why_not_a_dir(fd, name, here, e)))
-                try:
-                    os.mkdir(name, 0o700, dir_fd=fd)
-                except OSError as e2:
-                    if e2.errno != errno.EEXIST:
-                        raise EvidenceError('cannot create %s %s: %s' % (what, path, e2.strerror))
-                try:
-                    sub = os.open(name, DIR_FLAGS, dir_fd=fd)
-                except OSError as e2:
-                    raise EvidenceError('%s %s: %s' % (what, path, e2.strerror))
-            os.close(fd)
-            fd = sub
-            done = here
-            st = os.fstat(fd)
-            _refuse_shared(st, here, what, final)
-        if parts and st.st_mode & 0o077:
+                if e.errno == errno.ENOENT:
+                    try:
+                        os.mkdir(name, 0o700, dir_fd=dir_fd)
+                    except OSError as e2:
+                        if e2.errno != errno.EEXIST:
+                            raise EvidenceError('cannot create %s %s: %s' % (what, path, e2.strerror))
+                    try:
+                        sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+                    except OSError as e2:
+                        raise EvidenceError('%s %s: %s' % (what, path, _why_not_a_dir(dir_fd, name, here, e2)))
+                else:
+                    try:
+                        is_link = stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+                    except OSError:
+                        is_link = False
+                    if not is_link:
+                        raise EvidenceError('%s %s: %s' % (what, path, e.strerror or e))
+                    target = _follow_symlink(dir_fd, dir_st, name, here, what)
+                    links += 1
+                    if links > MAX_SYMLINKS:
+                        raise EvidenceError('%s %s: too many levels of symbolic links' % (what, path))
+                    if target.startswith('/'):
+                        while len(stack) > 1:
+                            os.close(stack.pop()[0])
+                    pending[:0] = [p for p in target.split('/') if p]
+                    continue
+            st = os.fstat(sub)
+            stack.append((sub, here, st))
+            _refuse_shared(st, here, what, not pending)
+        fd, real, st = stack.pop()
+        if len(real) > 1 and st.st_mode & 0o077:
             # readable by others: tighten (root's evidence is nobody else's business)
             os.fchmod(fd, 0o700)
     except BaseException:
-        os.close(fd)
+        for entry in stack:
+            os.close(entry[0])
         raise
+    for entry in stack:
+        os.close(entry[0])
     return real, fd
 
 
