@@ -143,3 +143,18 @@ def test_config_arguments_are_ones_the_plugin_accepts(tmp_path):
         args = [a for a in rule["args"][1:] if not a.startswith("--source")]
         rc, out = run(*args, "--source", "textfile", "--metrics-file", f)
         assert rc == 0, (rule, out)
+
+
+def test_a_partial_scan_is_unknown_not_ok(tmp_path):
+    """A scan that reached its deadline proves nothing about what it did not
+    examine: without a stuck exec that is "unknown", with one a problem."""
+    s = dict(summary(0), scan_seconds=20.1, scan_partial=True)
+    assert "hangdoctor_scan_partial 1" in _metrics.render(s)
+    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, s))
+    assert rc == 2 and "partial" in out, out
+    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, dict(summary(1), scan_seconds=20.1,
+                                                                                          scan_partial=True)))
+    assert rc == 1, out
+    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, dict(summary(0), scan_seconds=0.2,
+                                                                                          scan_partial=False)))
+    assert rc == 0, out

@@ -82,3 +82,13 @@ def test_a_healthy_node_loads_neither_the_diagnosis_nor_the_engine_clients(tmp_p
     assert not {"_stuck_exec", "_policy", "_crash_dump", "_records", "_engine_api", "_cri",
                 "_pipe_drain", "_evidence"} & set(out["loaded"]), out["loaded"]
     assert {"_exec_candidates", "_summary", "_metrics", "_engines"} <= set(out["loaded"])
+
+
+def test_a_partial_scan_is_never_reported_as_no_stuck_exec():
+    s = {'host': 'node-1', 'scanned_processes': 900, 'engines': [], 'engine': {'skipped': 'no engine'},
+         'scan_partial': True, 'scan_partial_reason': 'scan deadline of 20.0s reached: not every possible writer '
+                                                       'was examined'}
+    line = _node_doctor.message(s)
+    assert 'no stuck exec' not in line
+    assert line.startswith('node-1: scan PARTIAL, stuck execs unknown (scan deadline of 20.0s reached')
+    assert 'no stuck exec' in _node_doctor.message(dict(s, scan_partial=False))
