@@ -12,6 +12,7 @@ Target-side code: Python 3.6+ syntax and stdlib only.  Nothing here calls
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import base64
 import errno
 import hashlib
 import os
@@ -37,7 +38,22 @@ EVIDENCE_RE = re.compile(r'^[0-9a-f]{12}-\d+-\d+-\d{8}T\d{6}\.\d{6}Z\.log$')
 
 
 class EvidenceError(Exception):
-    """An unusable evidence directory or a file that is not evidence."""
+    """An unusable evidence directory or a file that is not evidence.
+    ``errno``: the system error behind it, None for a refusal (a path or an
+    owner that is not safe)."""
+
+    def __init__(self, msg, errno_=None):
+        super(EvidenceError, self).__init__(msg)
+        self.errno = errno_
+
+
+# A directory that cannot be made or used for these reasons is the node's
+# condition (a full disk, a read-only or broken filesystem), not a bad option:
+# the drain still repairs the workload and keeps its bytes in the result.
+CONDITION_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+# Bytes of a drain kept in memory (head and tail) and returned in the result
+# when its evidence file could not keep them all.
+INLINE_BYTES = 1024 * 1024
 
 
 # ---- private directories ---------------------------------------------------
@@ -132,7 +148,7 @@ def open_private_dir(path, what):
                         os.mkdir(name, 0o700, dir_fd=dir_fd)
                     except OSError as e2:
                         if e2.errno != errno.EEXIST:
-                            raise EvidenceError('cannot create %s %s: %s' % (what, path, e2.strerror))
+                            raise EvidenceError('cannot create %s %s: %s' % (what, path, e2.strerror), e2.errno)
                     try:
                         sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
                     except OSError as e2:
@@ -143,7 +159,7 @@ def open_private_dir(path, what):
                     except OSError:
                         is_link = False
                     if not is_link:
-                        raise EvidenceError('%s %s: %s' % (what, path, e.strerror or e))
+                        raise EvidenceError('%s %s: %s' % (what, path, e.strerror or e), e.errno)
                     target = _follow_symlink(dir_fd, dir_st, name, here, what)
                     links += 1
                     if links > MAX_SYMLINKS:
@@ -159,7 +175,11 @@ def open_private_dir(path, what):
         fd, real, st = stack.pop()
         if len(real) > 1 and st.st_mode & 0o077:
             # readable by others: tighten (root's evidence is nobody else's business)
-            os.fchmod(fd, 0o700)
+            try:
+                os.fchmod(fd, 0o700)
+            except OSError as e:
+                stack.append((fd, real, st))
+                raise EvidenceError('%s %s: %s' % (what, real, e.strerror or e), e.errno)
     except BaseException:
         for entry in stack:
             os.close(entry[0])
@@ -172,6 +192,8 @@ def open_private_dir(path, what):
 class EvidenceDir(object):
     """The evidence directory, open for one run (see :func:`open_private_dir`)."""
 
+    error = None
+
     def __init__(self, path):
         self.path, self.fd = open_private_dir(path, 'evidence_dir')
 
@@ -179,6 +201,21 @@ class EvidenceDir(object):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+class NoEvidenceDir(object):
+    """Stands in for an evidence directory that could not be made or opened
+    (ERROR says why): the drain goes on, every :class:`Evidence` of the run
+    keeps its bytes in memory only (``inline``) and says why in ``error``."""
+
+    fd = None
+
+    def __init__(self, path, error):
+        self.path = path
+        self.error = error
+
+    def close(self):
+        pass
 
 
 def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
@@ -231,6 +268,8 @@ def prepare_evidence_dir(path):
 def fsync_dir(dir_fd):
     """Make created or removed names durable; a directory that cannot be
     synced (some filesystems refuse) is no reason to fail."""
+    if dir_fd is None:
+        return
     try:
         os.fsync(dir_fd)
     except OSError:
@@ -311,6 +350,13 @@ class Evidence(object):
         self.lost = 0
         self.error = None
         self.fd = None
+        # every byte's first and last INLINE_BYTES, returned when the file
+        # could not keep them all (a full disk, no evidence directory)
+        self.inline = HeadTail(min(self.limit or INLINE_BYTES, INLINE_BYTES))
+        if evidence_dir.fd is None:
+            self.error = 'no evidence file: %s' % evidence_dir.error
+            self.path = None
+            return
         try:
             self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC, 0o600,
                               dir_fd=evidence_dir.fd)
@@ -357,6 +403,7 @@ class Evidence(object):
             return
         self.total += len(data)
         self.sha.update(data)
+        self.inline.add(data)
         if self.error is not None:
             self.lost += len(data)
             return
@@ -431,6 +478,44 @@ class Evidence(object):
                 pass
             self.path = None
         fsync_dir(self.dir.fd)
+
+    def inline_result(self):
+        """What the result carries of the bytes when the file could not keep
+        them all: {'base64', 'ranges' (offsets in what was read), 'sha256'},
+        or None when the file has everything it should."""
+        if self.error is None and not self.lost:
+            return None
+        return self.inline.result()
+
+
+class HeadTail(object):
+    """The first and the last bytes of a stream, LIMIT in all, in memory."""
+
+    def __init__(self, limit):
+        self.head_limit = limit - limit // 2
+        self.tail_limit = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data):
+        self.total += len(data)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self.tail_limit:
+            self.tail += data
+            if len(self.tail) > self.tail_limit:
+                del self.tail[:len(self.tail) - self.tail_limit]
+
+    def result(self):
+        ranges = [[0, len(self.head)]] if self.head else []
+        if self.tail:
+            ranges.append([self.total - len(self.tail), self.total])
+        kept = bytes(self.head) + bytes(self.tail)
+        return {'base64': base64.b64encode(kept).decode('ascii'), 'ranges': ranges,
+                'sha256': hashlib.sha256(kept).hexdigest()}
 
 
 def read_evidence(path):

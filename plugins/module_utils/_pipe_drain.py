@@ -430,6 +430,9 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
     left = pipe_left(f)
     after = [writer_state(proc, pid, st, info['inode']) for pid, st in info['watch']]
     unblocked = not outcome.endswith(('timeout', 'error')) and BLOCKED not in after
+    lock_error = getattr(lock, 'error', None)
+    if lock_error:
+        lock_error = 'drained without the lock: %s' % lock_error
     if unblocked:
         try:
             lock.mark_done('%s\n' % (evidence.path or '-'))
@@ -455,6 +458,9 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
         'evidence_kept_ranges': evidence.kept_ranges,
         'evidence_kept_sha256': evidence.kept_sha.hexdigest(),
         'evidence_lost_bytes': evidence.lost,
+        # what the file could not keep, carried here instead (head and tail)
+        'evidence_inline': evidence.inline_result(),
+        'lock_error': lock_error,
         'error': '; '.join(errors) or None,
         'queued_after': left,
         'stop': outcome,
@@ -547,7 +553,8 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
                     peek_bytes=peek_bytes, min_age_seconds=0)['stuck_execs']
 
     result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0,
-              'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0}}
+              'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0},
+              'evidence_dir_error': None, 'lock_dir_error': None}
     if stuck_execs is not None:
         for rec in stuck_execs:
             try:
@@ -568,15 +575,27 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
         result['changed'] = bool(result['would_drain'])
         return result
 
+    # A full disk or a read-only filesystem must not leave a workload
+    # blocked: the drain goes on without evidence files (bytes in the result)
+    # or without locks (see _pipe_lock.NoLockDir), and says so.  A path or an
+    # owner that is not safe is refused as before.
     try:
         evidence = _evidence.EvidenceDir(evidence_dir)
     except _evidence.EvidenceError as e:
-        raise DrainError(str(e))
+        if e.errno not in _evidence.CONDITION_ERRNOS:
+            raise DrainError(str(e))
+        evidence = _evidence.NoEvidenceDir(evidence_dir, str(e))
+        result['evidence_dir_error'] = str(e)
+        result['errors'].append('%s: evidence kept in the result only' % e)
     try:
         try:
             locks = _pipe_lock.LockDir(lock_dir)
         except _pipe_lock.LockError as e:
-            raise DrainError(str(e))
+            if e.errno not in _evidence.CONDITION_ERRNOS:
+                raise DrainError(str(e))
+            locks = _pipe_lock.NoLockDir(lock_dir, str(e))
+            result['lock_dir_error'] = str(e)
+            result['errors'].append('%s: drained without the per-pipe lock' % e)
         try:
             retention = dict(count=evidence_retention_count, max_bytes=evidence_retention_bytes,
                              days=evidence_retention_days)
@@ -596,11 +615,13 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
 
 
 def _retain(result, evidence, locks, proc, retention, keep):
+    if evidence.fd is None:
+        return
     try:
         removed = _evidence.apply_retention(evidence, keep=keep, **retention)
         result['retention']['evidence_removed'] += removed['removed']
         result['retention']['evidence_removed_bytes'] += removed['removed_bytes']
-        result['retention']['locks_removed'] += locks.prune(proc)
+        result['retention']['locks_removed'] += locks.prune(proc) if locks.fd is not None else 0
     except OSError as e:
         result['errors'].append('retention: %s' % (e.strerror or e))
 
