@@ -103,7 +103,7 @@ def _follow_symlink(dir_fd, dir_st, name, here, what):
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         target = os.readlink(name, dir_fd=dir_fd)
     except OSError as e:
-        raise EvidenceError('%s %s: %s' % (what, here, e.strerror or e))
+        raise EvidenceError('%s %s: %s' % (what, here, e.strerror or e), e.errno)
     euid = os.geteuid()
     if st.st_uid not in (0, euid):
         raise EvidenceError('%s %s is a symlink owned by uid %d, refusing it' % (what, here, st.st_uid))

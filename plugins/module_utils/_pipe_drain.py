@@ -358,7 +358,15 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
     if skipped:
         return 'skipped', skipped
     lock = lock_dir.lock(pipefs_device(), info['inode'], info['pid'], info['start_time'])
-    if not lock.acquire():
+    try:
+        acquired = lock.acquire()
+    except OSError as e:
+        # a lock directory that became read-only or full: repair without the lock
+        if e.errno not in _evidence.CONDITION_ERRNOS:
+            raise
+        lock = _pipe_lock.UnheldLock('%s: %s' % (lock.path, e.strerror or e))
+        acquired = lock.acquire()
+    if not acquired:
         return _skip(info, SKIP_LOCKED, 'another run is draining pipe:[%d]' % info['inode'])
     try:
         # the done marker only says a drain once ended; a writer blocked on the

@@ -514,6 +514,8 @@ def test_no_evidence_dir_and_a_read_only_lock_dir_still_repair_with_the_bytes_in
     inodes) and the lock directory is on a read-only bind mount (EROFS): the
     run drains anyway, without the lock, and the result carries the bytes."""
     import base64
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
     fs = tiny_fs(64 * 1024)
     subprocess.run(["mount", "-o", "remount,nr_inodes=1", str(fs)], check=True)
     ro = tmp_path / "ro"
@@ -558,3 +560,27 @@ def test_an_unsafe_evidence_or_lock_dir_still_fails_the_run(writers, tmp_path):
     with pytest.raises(pd.DrainError, match="lock_dir must be an absolute path"):
         pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev"), lock_dir="run/hangdoctor",
                scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify)
+
+
+def test_an_existing_lock_dir_on_a_read_only_filesystem_still_repairs(writers, evdir, tmp_path):
+    """The lock directory opens, but no lock file can be created in it
+    (EROFS): that record is drained without the lock, not skipped."""
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    ro = tmp_path / "ro"
+    (ro / "hangdoctor").mkdir(parents=True, mode=0o700)
+    subprocess.run(["mount", "--bind", str(ro), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        locks = _pipe_lock.LockDir(str(ro / "hangdoctor"))
+        w = writers()
+        w.wait_blocked()
+        try:
+            kind, entry = run_drain(w.record(), evdir, locks)
+        finally:
+            locks.close()
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+    assert kind == "drained" and entry["unblocked"], entry
+    assert "Read-only file system" in entry["lock_error"] and entry["sha256"] == hashlib.sha256(w.data).hexdigest()
+    assert entry["evidence_inline"] is None and entry["evidence_kept_bytes"] == len(w.data)
