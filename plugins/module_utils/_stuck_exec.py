@@ -368,12 +368,10 @@ def _finish(record, peek_bytes, pipe_peek, oom_lines):
 
 
 def _pipe_key(proc, pid):
-    """The pipe on PID's fd 2 (the key candidates are merged by), ('pid', PID)
-    when it is no pipe or unreadable, None when PID is gone."""
+    """The pipe on PID's fd 2 (the key candidates are merged by), or ('pid',
+    PID) when it is no pipe, closed or unreadable (examined alone)."""
     try:
         inode = pipe_inode_of(proc.fd_link(pid, STDERR_FD))
-    except ProcessGone:
-        return None
     except ProcError:
         inode = None
     return inode if inode is not None else ('pid', pid)
@@ -388,8 +386,6 @@ def _by_pipe(proc, candidates):
     order = []
     for pid, role in candidates:
         key = _pipe_key(proc, pid)
-        if key is None:
-            continue
         if key not in groups:
             groups[key] = []
             order.append(key)
