@@ -432,7 +432,7 @@ def test_no_room_for_the_evidence_dir_and_a_read_only_lock_dir_still_repair(harn
     decoys.assert_stuck(harness, cid, pid)
     args = drain_args(harness, fs, container_ids=[cid], lock_dir=str(locks / "hangdoctor"))
     res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
-    assert res["_status"] == "SUCCESS" and res["changed"] is True, res
+    assert res["_status"] == "CHANGED" and res["changed"] is True, res
     assert "No space left" in res["evidence_dir_error"] and "Read-only" in res["lock_dir_error"], res
     (entry,) = res["drained"]
     assert entry["pid"] == pid and entry["unblocked"] is True and entry["verified"] is True, entry
