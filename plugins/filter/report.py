@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import re
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary
 
@@ -99,17 +100,55 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
     }
 
 
+# Backslash-escaped in every field: what could start a link, an autolink, an
+# image, HTML, an entity, emphasis, a code span, a table cell or a heading.
+_MD_SPECIAL = frozenset('\\`*_[]<>|!~&#@')
+
+
+def _visible(text, keep=''):
+    """TEXT with every character that is not printable (newlines, \\r, other
+    controls, Unicode line separators) but those in KEEP written as its escape
+    sequence, as repr() writes it: workload text never starts a new Markdown
+    line."""
+    return ''.join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+
+
 def _md_escape(text):
-    return str(text if text is not None else '-').replace('|', '\\|').replace('\n', ' ')
+    """One field of workload text, inline: printable, every Markdown special
+    character escaped (also ``://`` and ``www.``, which GFM links without
+    brackets)."""
+    text = _visible('-' if text is None else str(text))
+    text = ''.join('\\' + c if c in _MD_SPECIAL else c for c in text)
+    return re.sub(r'(?i)(www)\.', r'\1\\.', text).replace('://', '\\://')
+
+
+def _md_path(path):
+    """A path a workload may have named: quoted as repr() quotes it, then escaped."""
+    return _md_escape(repr(path) if isinstance(path, str) else path)
+
+
+def _md_list(items):
+    return ', '.join(_md_escape(x) for x in items)
+
+
+def _md_fence(lines):
+    """LINES as a fenced code block: the fence is longer than any run of
+    backticks in them, so no line closes it; line breaks inside a line are
+    written as escapes."""
+    lines = [_visible(str(ln), keep='\t') for ln in lines]
+    run = max([len(m) for ln in lines for m in re.findall('`+', ln)] + [2])
+    fence = '`' * (run + 1)
+    return [fence] + lines + [fence]
 
 
 def report_markdown(report):
     """The run report for people: recurring deadlocks first, then each host
     with something to say, then the quiet ones in one line."""
     t = report.get('totals') or {}
-    lines = ['# hangdoctor %s report' % report.get('mode', ''), '',
+    e = _md_escape
+    lines = ['# hangdoctor %s report' % e(report.get('mode', '')), '',
              '%s%s; %d host(s), %d reported. Hung containers: %d. Stuck execs: %d. Drained: %d%s. Skipped: %d.' % (
-                 report.get('generated_at'), ' (check mode: nothing changed)' if report.get('check_mode') else '',
+                 e(report.get('generated_at')), ' (check mode: nothing changed)' if report.get('check_mode') else '',
                  t.get('hosts', 0), t.get('hosts_reported', 0), t.get('hung_containers', 0), t.get('stuck_execs', 0),
                  t.get('drained', 0), ' (would drain %d)' % t['would_drain'] if t.get('would_drain') else '',
                  t.get('skipped', 0)), '']
@@ -121,9 +160,9 @@ def report_markdown(report):
                 r['host'], r.get('name') or r['container_id'][:12], r.get('pod'), r.get('cause'), r.get('rounds'), r.get('advice'))))
         lines.append('')
     if report.get('missing_hosts'):
-        lines += ['Hosts without a result (unreachable or failed): %s' % ', '.join(report['missing_hosts']), '']
+        lines += ['Hosts without a result (unreachable or failed): %s' % _md_list(report['missing_hosts']), '']
     if report.get('pending_hosts'):
-        lines += ['Hosts of later serial batches, not reached yet: %s' % ', '.join(report['pending_hosts']), '']
+        lines += ['Hosts of later serial batches, not reached yet: %s' % _md_list(report['pending_hosts']), '']
     quiet = []
     for s in report.get('hosts') or []:
         busy = s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped') or s.get('suspects') \
@@ -131,12 +170,12 @@ def report_markdown(report):
         if not busy:
             quiet.append(s['host'])
             continue
-        lines += ['## %s' % s['host'], '']
+        lines += ['## %s' % e(s['host']), '']
         eng = s.get('engine') or {}
         if eng.get('skipped'):
-            lines.append('- engine: not checked (%s)' % eng['skipped'])
+            lines.append('- engine: not checked (%s)' % e(eng['skipped']))
         elif eng:
-            version = ' (%s)' % eng['version'] if eng.get('version') else ''
+            version = ' (%s)' % e(eng['version']) if eng.get('version') else ''
             lines.append('- engine: %s%s' % ('reachable' if eng.get('reachable') else 'UNREACHABLE', version))
         if s.get('guard'):
             g = s['guard']
@@ -148,34 +187,35 @@ def report_markdown(report):
                 lines.append('| %s | %s | %s | %s | %s |' % tuple(_md_escape(x) for x in (
                     c.get('name') or c['container_id'][:12], c.get('pod'), state, c.get('stuck_execs'), c.get('cause'))))
         for x in s.get('stuck_execs') or []:
-            lines += ['', '### stuck exec in %s' % (x.get('container_name') or x['container_id'][:12]), '',
-                      '- %s pid %s, age %ss, wchan %s, pipe %s/%s bytes queued, shim %s pid %s' % (
+            cause = x.get('cause') or {}
+            lines += ['', '### stuck exec in %s' % e(x.get('container_name') or (x.get('container_id') or '-')[:12]), '',
+                      '- %s pid %s, age %ss, wchan %s, pipe %s/%s bytes queued, shim %s pid %s' % tuple(e(v) for v in (
                           x.get('writer'), x.get('writer_pid'), x.get('age_seconds'), x.get('wchan'),
-                          x.get('pipe_queued'), x.get('pipe_capacity'), x.get('shim_version'), x.get('shim_pid')),
-                      '- pod: %s' % (x.get('pod') or '-'),
-                      '- cause: %s%s' % (x['cause']['kind'], ' - ' + x['cause']['summary'] if x['cause'].get('summary') else '')]
+                          x.get('pipe_queued'), x.get('pipe_capacity'), x.get('shim_version'), x.get('shim_pid'))),
+                      '- pod: %s' % e(x.get('pod') or '-'),
+                      '- cause: %s%s' % (e(cause.get('kind')), ' - ' + e(cause['summary']) if cause.get('summary') else '')]
             if x.get('dump_head'):
-                lines += ['', '```'] + [ln.replace('```', "'''") for ln in x['dump_head']] + ['```']
+                lines += [''] + _md_fence(x['dump_head'])
         if s.get('drained'):
             lines += ['', '| drained | bytes | unblocked | verified | evidence |', '|---|---|---|---|---|']
             for d in s['drained']:
-                lines.append('| %s%s | %s | %s | %s | %s |' % tuple(_md_escape(x) for x in (
+                lines.append('| %s%s | %s | %s | %s | %s |' % (tuple(_md_escape(x) for x in (
                     d['container_id'][:12], ' (check mode)' if d.get('check_mode') else '', d.get('bytes'),
-                    d.get('unblocked'), d.get('verified'), d.get('evidence_path'))))
+                    d.get('unblocked'), d.get('verified'))) + (_md_path(d.get('evidence_path')),)))
         for k in s.get('skipped') or []:
-            lines.append('- skipped %s: %s' % ((k.get('container_id') or '-')[:12], k.get('reason')))
+            lines.append('- skipped %s: %s' % (e((k.get('container_id') or '-')[:12]), e(k.get('reason'))))
         if s.get('verify'):
             v = s['verify']
             if v.get('ok'):
                 lines.append('- verification: every drained container answers and no exec is stuck')
             else:
-                lines.append('- verification: still stuck %s, still hung %s' % (v.get('still_stuck'), v.get('still_hung')))
+                lines.append('- verification: still stuck %s, still hung %s' % (e(v.get('still_stuck')), e(v.get('still_hung'))))
         if s.get('suspects'):
             lines.append('- %d suspect(s) not confirmed: %s' % (len(s['suspects']), ', '.join(
-                '%s (%s)' % ((x['container_id'] or '-')[:12], x.get('reason')) for x in s['suspects'][:10])))
+                '%s (%s)' % (e((x.get('container_id') or '-')[:12]), e(x.get('reason'))) for x in s['suspects'][:10])))
         lines.append('')
     if quiet:
-        lines += ['## Hosts without stuck execs', '', ', '.join(sorted(quiet)), '']
+        lines += ['## Hosts without stuck execs', '', _md_list(sorted(quiet)), '']
     return '\n'.join(lines)
 
 

@@ -43,20 +43,26 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._addresses import (
     containerd_socket_path as socket_path,
     socket_missing,
 )
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc, ProcError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
+    Proc,
+    ProcError,
+    read_regular_file,
+    same_file,
+)
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import (
     ProcessTable,
     is_runc_comm,
     is_shim_comm,
     pod_from_mapping,
+    shim_identity,
     shim_info,
 )
 
@@ -77,6 +83,12 @@ TTRPC_RESPONSE = 2
 MAX_TTRPC_MESSAGE = 4 << 20
 # containers of one pod probed at the same moment; a pod has a handful
 MAX_PER_SHIM = 64
+# bundle files live on the node's own disk (tmpfs): a stuck read is not theirs
+BUNDLE_READ_TIMEOUT = 1.0
+# processes refused as shims, kept in the result to say why
+MAX_REFUSED = 10
+# connecting to containerd's socket to learn its pid: it accepts at once when healthy
+LISTENER_TIMEOUT = 1.0
 CONTAINER_TYPE_KEY = 'io.kubernetes.cri.container-type'
 SANDBOX_ID_KEY = 'io.kubernetes.cri.sandbox-id'
 
@@ -98,7 +110,11 @@ class ShimStatus(CriError):
 
 
 class ShimUnreachable(CriError):
-    pass
+    """No connection was made: nothing listens there, or the address is not one we can dial."""
+
+
+class ShimProtocol(CriError):
+    """A connection was made but what came back is not a ttrpc answer: no proof the shim answered."""
 
 
 # ---- a minimal protobuf + ttrpc client ------------------------------------
@@ -189,14 +205,15 @@ def decode_response(data):
 
 
 def shim_socket_path(address):
-    """The filesystem or abstract socket of a shim ``address`` file's content."""
+    """The filesystem or abstract socket of a shim ``address`` file's content;
+    ShimUnreachable for an address we cannot dial (no connection is made)."""
     address = address.strip()
     if address.startswith('unix://'):
         address = address[len('unix://'):]
     if address.startswith('@'):
         return '\0' + address[1:]
     if not address.startswith('/') and not address.startswith('\0'):
-        raise CriError('unsupported shim address %r' % address[:200])
+        raise ShimUnreachable('unsupported shim address %r: no connection made' % address[:200])
     return address
 
 
@@ -207,13 +224,18 @@ def _remaining(deadline, what):
     return left
 
 
-def ttrpc_call(address, method, payload, timeout, service=TASK_SERVICE):
+def ttrpc_call(address, method, payload, timeout, service=TASK_SERVICE, dial=None):
     """One unary ttrpc call on its own connection; the whole call (connect,
-    send, every read) ends by TIMEOUT seconds from now.  Returns the response
-    payload; raises ShimTimeout, ShimUnreachable or CriError (an error status)."""
+    send, every read) ends by TIMEOUT seconds from now.  DIAL is the socket
+    path to connect to when it differs from ADDRESS's (the host's shim socket
+    seen through ``/proc/PID/root`` from a pod).  Returns the response
+    payload.  Raises ShimTimeout (no answer by the deadline, a full listen
+    backlog included), ShimStatus (the shim answered with an error status),
+    ShimUnreachable (no connection made, or it was closed or reset before an
+    answer) or ShimProtocol (what came back is not a ttrpc answer)."""
     deadline = time.monotonic() + float(timeout)
     what = '%s/%s' % (service, method)
-    sock = _connect(shim_socket_path(address), deadline, what, timeout)
+    sock = _connect(dial or shim_socket_path(address), deadline, what, timeout)
     try:
         body = encode_request(service, method, payload, int(float(timeout) * 1e9))
         sock.settimeout(_remaining(deadline, what))
@@ -223,7 +245,8 @@ def ttrpc_call(address, method, payload, timeout, service=TASK_SERVICE):
                 header = _recv_exact(sock, TTRPC_HEADER.size, deadline, what)
                 length, stream, mtype, dummy = TTRPC_HEADER.unpack(header)
                 if length > MAX_TTRPC_MESSAGE:
-                    raise CriError('%s: answer of %d bytes is too large' % (what, length))
+                    raise ShimProtocol('%s: not a ttrpc answer (a frame of %d bytes announced, header %r)'
+                                       % (what, length, header))
                 data = _recv_exact(sock, length, deadline, what)
                 if stream == 1 and mtype == TTRPC_RESPONSE:
                     break
@@ -231,7 +254,12 @@ def ttrpc_call(address, method, payload, timeout, service=TASK_SERVICE):
             raise ShimTimeout('%s did not answer within %.1fs' % (what, timeout))
         except (IOError, OSError) as e:
             raise ShimUnreachable('%s: %s' % (what, e))
-        code, msg, payload = decode_response(data)
+        try:
+            code, msg, payload = decode_response(data)
+        except ShimProtocol:
+            raise
+        except CriError as e:
+            raise ShimProtocol('%s: not a ttrpc answer: %s' % (what, e))
         if code:
             raise ShimStatus('%s: status %d: %s' % (what, code, msg[:500]), code)
         return payload
@@ -249,16 +277,14 @@ def _connect(path, deadline, what, timeout):
         candidates.append('\0' + path)
     err = None
     for cand in candidates:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(_remaining(deadline, what))
-            sock.connect(cand)
-            return sock
-        except socket.timeout:
-            sock.close()
+            return _deadline.connect_unix(cand, deadline, what)
+        except _deadline.BacklogFull as e:
+            # the shim is there and does not accept: it is not answering
+            raise ShimTimeout(str(e))
+        except _deadline.DeadlineExceeded:
             raise ShimTimeout('%s: connect did not finish within %.1fs' % (what, timeout))
         except (IOError, OSError) as e:
-            sock.close()
             # the path's own error says more than the abstract fallback's
             err = err or e
     raise ShimUnreachable('%s: cannot connect to %s: %s (%s)' % (
@@ -277,69 +303,98 @@ def _recv_exact(sock, n, deadline, what):
     return bytes(buf)
 
 
-def task_pids(address, container_id, timeout):
+def task_pids(address, container_id, timeout, dial=None):
     """The pids of CONTAINER_ID's task, from its shim (what ``ctr task ps`` asks)."""
     deadline = time.monotonic() + float(timeout)
     try:
-        payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id), timeout)
+        payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id), timeout, dial=dial)
     except ShimStatus as e:
         if e.code != GRPC_UNIMPLEMENTED:
             raise
         # an unknown service is answered at once, stuck or not: ask the v3 API
         payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id),
-                             max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3)
+                             max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3, dial=dial)
     pids = []
-    for num, wt, val in parse_fields(payload):
-        if num == 1 and wt == 2:
-            for n2, w2, v2 in parse_fields(val):
-                if n2 == 1 and w2 == 0:
-                    pids.append(v2)
+    try:
+        for num, wt, val in parse_fields(payload):
+            if num == 1 and wt == 2:
+                for n2, w2, v2 in parse_fields(val):
+                    if n2 == 1 and w2 == 0:
+                        pids.append(v2)
+    except CriError as e:
+        raise ShimProtocol('Pids: not a ttrpc answer: %s' % e)
     return pids
+
+
+def task_answers(task, timeout):
+    """Does the shim of TASK (a list_tasks entry) answer its task pids within
+    TIMEOUT?  (True, why) when it answered, an error status included (a task
+    gone since the listing); (False, why) when it did not answer by the
+    deadline (a full listen backlog included); (None, why) when it cannot
+    tell: no connection was made, it was closed or reset, or what came back
+    is not ttrpc."""
+    try:
+        task_pids(task['shim_address'], task['id'], timeout, dial=task.get('dial'))
+    except ShimTimeout as e:
+        return False, 'the shim of %s did not answer task pids within %ss: %s' % (task['id'][:12], timeout, e)
+    except ShimStatus as e:
+        return True, 'the shim answered: %s' % e
+    except CriError as e:
+        return None, 'no answer from the shim of %s: %s' % (task['id'][:12], e)
+    return True, 'the containerd shim answered task pids'
 
 
 # ---- tasks from the shims' bundles ------------------------------------------
 
-def _read_bounded(path, limit):
-    """Bytes of PATH, at most LIMIT, without following a symlink; None if absent or larger."""
+def _read_bundle_file(path, limit):
+    """Bytes of PATH through the one bounded reader for files a workload may
+    touch (regular file only, no symlink, size and time bounds); None when
+    absent or refused."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0)
-                     | getattr(os, 'O_CLOEXEC', 0))
-    except (IOError, OSError):
+        return read_regular_file(path, limit, BUNDLE_READ_TIMEOUT)
+    except ProcError:
         return None
-    try:
-        chunks = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            return None
-        return b''.join(chunks)
-    except (IOError, OSError):
-        return None
-    finally:
-        os.close(fd)
 
 
-def task_roots(address, namespace, proc_root='/proc', cmdline_timeout=1.0):
+def task_roots(address, namespace, proc_root='/proc', cmdline_timeout=1.0, containerd_pid=None):
     """Folders holding the v2 task bundles of containerd at ADDRESS in NAMESPACE,
     found from the working directory of its running shims (their bundle), then
     the default state folder."""
-    return scan_shims(address, namespace, proc_root, cmdline_timeout)['roots']
+    return scan_shims(address, namespace, proc_root, cmdline_timeout, containerd_pid)['roots']
 
 
-def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0):
-    """{'roots': task folders (see task_roots), 'busy': bundles of the shims
-    that have a runc child now (an exec or another runtime call in flight)}.
-    Only the order of the probes uses 'busy': those shims are asked first."""
-    sock = os.path.realpath(socket_path(address))
+def _host_view(proc, pid, path):
+    """PATH as process PID sees it, in this process's view: itself when PID
+    shares our root, else through ``/proc/PID/root`` (this module in a pod,
+    the host's /proc at PROC_ROOT)."""
+    root = proc.path(pid, 'root')
+    if proc.root == '/proc' and same_file(root, '/'):
+        return path
+    return proc.host_view(pid, path)
+
+
+def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0, containerd_pid=None):
+    """The v2 shims of the containerd at ADDRESS in NAMESPACE:
+    {'roots': task folders (see task_roots), 'busy': bundles of the shims
+    that have a runc child now (an exec or another runtime call in flight),
+    'dial': {task folder: the prefix that turns a host path into ours},
+    'shims': pids of the shims proven to be that containerd's,
+    'refused': [{'pid', 'reasons'}] of processes that call themselves its
+    shims and are not}.
+
+    A shim is that containerd's when its ``-address``, seen through the
+    shim's own root, is the socket at ADDRESS (the same file, compared by
+    inode: from a pod, ADDRESS is the pod's path of the host's socket), and
+    when it proves to be the host's (:func:`shim_identity` against
+    CONTAINERD_PID, the process that listens on ADDRESS).  Only the order
+    of the probes uses 'busy': those shims are asked first."""
+    sock = socket_path(address)
     proc = Proc(proc_root)
     table = ProcessTable.snapshot(proc)
-    roots = []
-    busy = set()
+    ref = containerd_pid if containerd_pid and table.get(containerd_pid) else None
+    if ref is None and proc.ns(1, 'mnt') is not None:
+        ref = 1  # the listener is in another pid namespace: the host's init
+    out = {'roots': [], 'busy': set(), 'dial': {}, 'shims': [], 'refused': []}
     for pid in sorted(table.stats):
         st = table.stats.get(pid)
         if not st or not is_shim_comm(st.get('comm')):
@@ -352,27 +407,38 @@ def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0):
         opts_addr = _option(argv, '-address')
         if info['version'] != 'v2' or info['namespace'] != namespace or not opts_addr:
             continue
-        if os.path.realpath(socket_path(opts_addr)) != sock:
+        if not opts_addr.startswith('/') and not opts_addr.startswith('unix:///'):
             continue
-        try:
-            cwd = os.readlink(proc.path(pid, 'cwd'))
-        except (IOError, OSError):
+        if not same_file(_host_view(proc, pid, socket_path(opts_addr)), sock):
+            continue  # another containerd's shim, or a process that is none
+        if ref is not None:
+            bundle, reasons = shim_identity(proc, pid, ref)
+        else:
+            # no listener pid (another pid namespace): the address proof alone
+            cwd = proc.cwd(pid)
+            bundle = cwd.rstrip('/') if cwd and cwd.startswith('/') else None
+            reasons = [] if bundle else ['containerd shim working directory unreadable']
+        if reasons:
+            if len(out['refused']) < MAX_REFUSED:
+                out['refused'].append({'pid': pid, 'reasons': reasons})
             continue
-        root = os.path.dirname(cwd.rstrip('/'))
-        bundle = cwd.rstrip('/')
-        if proc_root != '/proc':
-            root = proc.path(pid, 'root') + root
-            bundle = proc.path(pid, 'root') + bundle
-        if os.path.basename(root) == namespace and root not in roots:
-            roots.append(root)
+        bundle = _host_view(proc, pid, bundle)
+        out['shims'].append(pid)
+        root = os.path.dirname(bundle)
+        if os.path.basename(root) == namespace and root not in out['roots']:
+            out['roots'].append(root)
+            prefix = _host_view(proc, pid, '/')
+            out['dial'][root] = '' if prefix == '/' else prefix.rstrip('/')
         if any(is_runc_comm(table.comm(child)) for child in table.children(pid)):
-            busy.add(bundle)
+            out['busy'].add(bundle)
     # Only the default containerd keeps its state in the default folder: another
     # one's tasks must not be listed under this address.
     default = os.path.join(DEFAULT_STATE, TASK_DIR, namespace)
-    if not roots and sock == os.path.realpath(DEFAULT_CONTAINERD_ADDRESS) and os.path.isdir(default):
-        roots.append(default)
-    return {'roots': roots, 'busy': busy}
+    if (not out['roots'] and proc_root == '/proc' and os.path.isdir(default)
+            and os.path.realpath(sock) == os.path.realpath(DEFAULT_CONTAINERD_ADDRESS)):
+        out['roots'].append(default)
+        out['dial'][default] = ''
+    return out
 
 
 def _option(argv, name):
@@ -384,12 +450,36 @@ def _option(argv, name):
     return None
 
 
-def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, proc_root='/proc', roots=None):
-    """[{'id', 'shim_address', 'type', 'pod_sandbox_id', 'pod_namespace', 'pod_name',
-    'container_name', 'bundle'}] of the v2 tasks of that containerd and namespace."""
+def _dial(prefix, shim_address):
+    """The path to connect to for SHIM_ADDRESS (a host path) from here, or
+    None when it is the address itself (our view is the host's, or the
+    address is abstract: abstract names are not files)."""
+    if not prefix:
+        return None
+    try:
+        path = shim_socket_path(shim_address)
+    except CriError:
+        return None
+    if path.startswith('\0'):
+        return None
+    return prefix + path
+
+
+def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, proc_root='/proc', roots=None,
+               dial=None, containerd_pid=None):
+    """[{'id', 'shim_address', 'dial', 'type', 'pod_sandbox_id', 'pod_namespace',
+    'pod_name', 'container_name', 'bundle'}] of the v2 tasks of that containerd
+    and namespace.  DIAL ({root: prefix}, from scan_shims) turns each task's
+    shim address, a host path, into the path to connect to from here."""
+    if roots is None:
+        if containerd_pid is None:
+            containerd_pid = socket_listener(address, LISTENER_TIMEOUT)
+        shims = scan_shims(address, namespace, proc_root, containerd_pid=containerd_pid)
+        roots, dial = shims['roots'], shims['dial']
+    dial = dial or {}
     out = []
     seen = set()
-    for root in (roots if roots is not None else task_roots(address, namespace, proc_root)):
+    for root in roots:
         try:
             names = sorted(os.listdir(root))
         except (IOError, OSError):
@@ -398,12 +488,12 @@ def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, 
             if cid in seen:
                 continue
             bundle = os.path.join(root, cid)
-            raw = _read_bounded(os.path.join(bundle, 'address'), MAX_ADDRESS_BYTES)
+            raw = _read_bundle_file(os.path.join(bundle, 'address'), MAX_ADDRESS_BYTES)
             if not raw:
                 continue
             seen.add(cid)
             try:
-                cfg = json.loads((_read_bounded(os.path.join(bundle, 'config.json'), MAX_CONFIG_BYTES)
+                cfg = json.loads((_read_bundle_file(os.path.join(bundle, 'config.json'), MAX_CONFIG_BYTES)
                                   or b'{}').decode('utf-8', 'replace'))
             except ValueError:
                 cfg = {}
@@ -411,10 +501,12 @@ def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, 
             ann = ann if isinstance(ann, dict) else {}
             pod = pod_from_mapping(ann)
             ctype = ann.get(CONTAINER_TYPE_KEY)
+            shim_address = raw.decode('utf-8', 'replace').strip()
             out.append({
                 'id': cid,
                 'bundle': bundle,
-                'shim_address': raw.decode('utf-8', 'replace').strip(),
+                'shim_address': shim_address,
+                'dial': _dial(dial.get(root), shim_address),
                 'type': ctype if isinstance(ctype, str) else None,
                 'pod_sandbox_id': ann.get(SANDBOX_ID_KEY) if isinstance(ann.get(SANDBOX_ID_KEY), str) else None,
                 'pod_namespace': pod['namespace'],
@@ -442,6 +534,32 @@ def _run_bounded(argv, timeout):
     return p.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
 
 
+def listener_pid(sock):
+    """The pid (in our pid namespace) of the process that listens on the unix
+    socket SOCK is connected to, from SO_PEERCRED; None when the kernel does
+    not say (the listener is in a pid namespace we cannot see).  The socket
+    path is the operator's: its listener is containerd, whatever any process
+    calls itself."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, 'SO_PEERCRED', 17), struct.calcsize('3i'))
+        pid = struct.unpack('3i', raw)[0]
+    except (IOError, OSError, struct.error):
+        return None
+    return pid if pid > 0 else None
+
+
+def socket_listener(address, timeout):
+    """The pid of the process listening on containerd's socket at ADDRESS, or None."""
+    try:
+        s = _deadline.connect_unix(socket_path(address), time.monotonic() + float(timeout), 'containerd')
+    except (IOError, OSError, _deadline.DeadlineExceeded):
+        return None
+    try:
+        return listener_pid(s)
+    finally:
+        s.close()
+
+
 def find_ctr():
     for d in os.environ.get('PATH', '').split(os.pathsep) + ['/usr/bin', '/usr/local/bin', '/bin']:
         cand = os.path.join(d, 'ctr')
@@ -455,19 +573,22 @@ def engine_status(address=DEFAULT_CONTAINERD_ADDRESS, timeout=5.0):
     present when its socket exists, reachable when it accepts a connection;
     the version from ``ctr version`` when ctr is installed."""
     path = socket_path(address)
-    out = {'present': False, 'reachable': False, 'version': None, 'error': socket_missing(path)}
+    out = {'present': False, 'reachable': False, 'version': None, 'error': socket_missing(path), 'pid': None}
     if out['error']:
         return out
     out['present'] = True
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        s.settimeout(timeout)
-        s.connect(path)
-        out['reachable'] = True
-    except (IOError, OSError, socket.timeout) as e:
-        out['reachable'] = False
+        s = _deadline.connect_unix(path, time.monotonic() + float(timeout), 'containerd')
+    except _deadline.DeadlineExceeded as e:
+        # a containerd that stopped accepting (full listen backlog): there, not answering
+        out['error'] = str(e)
+        return out
+    except (IOError, OSError) as e:
         out['error'] = 'cannot connect to %s: %s' % (path, e)
         return out
+    try:
+        out['reachable'] = True
+        out['pid'] = listener_pid(s)
     finally:
         s.close()
     ctr = find_ctr()
@@ -491,10 +612,20 @@ def _ms(t0):
     return int(round((time.monotonic() - t0) * 1000))
 
 
+def _no_result(key):
+    return {'responsive': None, 'latency_ms': None, 'error': 'no result by the overall deadline'}
+
+
+def _failed(e):
+    return {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
+
+
 def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=()):
     """Ask each task's shim for its pids.  {id: {'responsive', 'latency_ms',
-    'error'}}: False when the call used its whole TIMEOUT (the stuck shim's
-    sign), None when undecided (no socket, the overall DEADLINE).
+    'error'}}: True when the shim answered (an error status is an answer),
+    False when the call used its whole TIMEOUT (the stuck shim's sign; a full
+    listen backlog too), None when undecided (no connection made, closed or
+    reset, not a ttrpc answer, the overall DEADLINE).
 
     Work goes by shim: up to CONCURRENCY shims at once, and all the
     containers of one shim (a pod) at the same moment.  Once one call to a
@@ -506,7 +637,7 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=
     the shim run ``runc ps``: about 8 ms of CPU per container).
     Returns by DEADLINE; stuck calls are daemon threads, each bounded by its
     own deadline."""
-    call = call or task_pids
+    call = call or (lambda t, budget: task_pids(t['shim_address'], t['id'], budget, dial=t.get('dial')))
     timeout = float(timeout)
     if deadline is None:
         deadline = time.monotonic() + timeout + 1.0
@@ -521,74 +652,41 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=
         by_shim[key].append(t)
     first = set(first or ())
     groups.sort(key=lambda g: 0 if g[0].get('shim_address') in first else 1)
-    results = {}
-    cond = threading.Condition()
-    pending = list(reversed(groups))
+    pool = _deadline.DeadlinePool(deadline)
 
     def probe(t):
-        left = deadline - time.monotonic()
+        left = pool.left()
         if left <= 0:
             return {'responsive': None, 'latency_ms': None,
                     'error': 'not probed: the overall deadline passed first (raise concurrency or the deadline)'}
         budget = min(timeout, left)
         t0 = time.monotonic()
         try:
-            call(t['shim_address'], t['id'], budget)
+            call(t, budget)
             return {'responsive': True, 'latency_ms': _ms(t0), 'error': None}
-        except ShimTimeout:
+        except ShimTimeout as e:
             if budget < timeout:
                 return {'responsive': None, 'latency_ms': _ms(t0),
                         'error': 'probe cut short by the overall deadline after %.1fs' % budget}
             return {'responsive': False, 'latency_ms': _ms(t0),
-                    'error': 'shim did not answer task pids within %.1fs' % timeout}
-        except ShimUnreachable as e:
-            return {'responsive': None, 'latency_ms': _ms(t0), 'error': str(e)}
-        except CriError as e:
+                    'error': 'shim did not answer task pids within %.1fs: %s' % (timeout, e)}
+        except ShimStatus as e:
             # an error status (task gone since the listing) is still an answer
             return {'responsive': True, 'latency_ms': _ms(t0), 'error': str(e)}
+        except CriError as e:
+            # no connection, a reset, or something that is not ttrpc: no proof either way
+            return {'responsive': None, 'latency_ms': _ms(t0), 'error': str(e)}
 
-    def one(t):
-        try:
-            res = probe(t)
-        except Exception as e:  # never lose a result to a surprise
-            res = {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
-        with cond:
-            results[t['id']] = res
-            cond.notify_all()
+    def probe_group(group):
+        threads = [pool.start(pool.call, (t['id'], probe, t, _failed), name='shim-probe')
+                   for t in group[:MAX_PER_SHIM]]
+        for t in group[MAX_PER_SHIM:]:
+            pool.call(t['id'], probe, t, _failed)
+        for th in threads:
+            th.join(max(0.0, deadline + 0.1 - time.monotonic()))
 
-    def worker():
-        while True:
-            with cond:
-                if not pending:
-                    return
-                group = pending.pop()
-            threads = []
-            for t in group[:MAX_PER_SHIM]:
-                th = threading.Thread(target=one, args=(t,), name='shim-probe')
-                th.daemon = True
-                th.start()
-                threads.append(th)
-            for t in group[MAX_PER_SHIM:]:
-                one(t)
-            for th in threads:
-                th.join(max(0.0, deadline + 0.1 - time.monotonic()))
-
-    for i in range(max(1, min(int(concurrency), len(groups)))):
-        th = threading.Thread(target=worker, name='shim-worker-%d' % i)
-        th.daemon = True
-        th.start()
-    wait_until = deadline + 0.25
-    with cond:
-        while len(results) < len(tasks):
-            left = wait_until - time.monotonic()
-            if left <= 0:
-                break
-            cond.wait(left)
-        out = dict(results)
-    for t in tasks:
-        if t['id'] not in out:
-            out[t['id']] = {'responsive': None, 'latency_ms': None, 'error': 'no result by the overall deadline'}
-    return out
+    pool.map(groups, probe_group, concurrency, name='shim-worker')
+    return pool.collect([t['id'] for t in tasks], _no_result)
 
 
 def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, timeout=5.0,
@@ -603,11 +701,16 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
     engine = {'name': 'containerd', 'address': socket_path(address), 'namespace': namespace,
               'present': False, 'checked': False, 'reachable': None, 'version': None, 'error': None}
     report = {'engine': engine, 'containers': [], 'hung': [], 'unchecked': []}
-    engine.update(engine_status(address, timeout=max(0.001, min(timeout, deadline - time.monotonic()))))
+    status = engine_status(address, timeout=max(0.001, min(timeout, deadline - time.monotonic())))
+    containerd_pid = status.pop('pid', None)
+    engine.update(status)
     if not engine['present'] or not engine['reachable']:
         return report
-    shims = scan_shims(address, namespace, proc_root)
-    tasks = list_tasks(address, namespace, proc_root, roots=shims['roots'])
+    shims = scan_shims(address, namespace, proc_root, containerd_pid=containerd_pid)
+    if shims['refused']:
+        engine['refused_shims'] = shims['refused']
+    tasks = list_tasks(address, namespace, proc_root, roots=shims['roots'], dial=shims['dial'])
+    listed = len(tasks)
     busy = set(t['shim_address'] for t in tasks if t['bundle'] in shims['busy'])
     if not include_sandboxes:
         tasks = [t for t in tasks if t['type'] != 'sandbox']
@@ -626,4 +729,22 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
             report['hung'].append(c['id'])
         elif c['responsive'] is None:
             report['unchecked'].append(c['id'])
+    _undecided(engine, shims['shims'], listed, report['containers'])
     return report
+
+
+def _undecided(engine, shims, listed, containers):
+    """Shims of this containerd are running, yet none could be asked (no task
+    listed from their bundles, or not one call connected and got an answer
+    either way): that is not "0 containers, all healthy" but cannot-tell,
+    so the engine is not called reachable."""
+    if not shims:
+        return
+    if not listed:
+        why = 'no task could be read from their bundles'
+    elif containers and all(c['responsive'] is None for c in containers):
+        why = 'none answered either way (%s)' % (containers[0].get('error') or 'no answer')[:300]
+    else:
+        return
+    engine['reachable'] = None
+    engine['error'] = '%d shim(s) of this containerd found, none could be asked: %s' % (len(shims), why)

@@ -33,6 +33,7 @@ import threading
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 
 try:
@@ -202,32 +203,17 @@ class EngineClient(object):
     def _connect(self, deadline, what):
         if self.address[0] == 'unix':
             path = self.address[1]
-            backlog_full = False
-            while True:
-                if backlog_full and deadline - time.monotonic() <= 0:
-                    raise EngineTimeout('%s: connecting to %s: the daemon is not accepting connections '
-                                        '(listen backlog full) within the deadline' % (what, path))
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    s.settimeout(_remaining(deadline, what))
-                    s.connect(path)
-                    return s
-                except socket.timeout:
-                    s.close()
-                    # a stopped daemon's listen backlog is full: connect itself waits
-                    raise EngineTimeout('%s: connecting to %s: no answer within the deadline' % (what, path))
-                except (OSError, IOError) as e:
-                    s.close()
-                    if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                        raise EngineUnreachable('%s: cannot connect to %s: %s' % (what, path, _why(e)))
-                except EngineError:
-                    s.close()
-                    raise
-                # EAGAIN: a unix socket whose listen backlog is full refuses a
-                # timed connect at once; the daemon is there but not accepting
-                # (stuck), so retry until the deadline and call it not answering
-                backlog_full = True
-                time.sleep(max(0.0, min(0.05, deadline - time.monotonic())))
+            try:
+                # a full listen backlog (a stopped daemon) is retried until the
+                # deadline and is then not answering, not unreachable
+                return _deadline.connect_unix(path, deadline, what)
+            except _deadline.BacklogFull:
+                raise EngineTimeout('%s: connecting to %s: the daemon is not accepting connections '
+                                    '(listen backlog full) within the deadline' % (what, path))
+            except _deadline.DeadlineExceeded:
+                raise EngineTimeout('%s: connecting to %s: no answer within the deadline' % (what, path))
+            except (OSError, IOError) as e:
+                raise EngineUnreachable('%s: cannot connect to %s: %s' % (what, path, _why(e)))
         dummy, host, port = self.address
         last = None
         for family, sockaddr in _resolve(host, port, deadline):
@@ -418,12 +404,10 @@ def probe_inspect(client, ids, timeout, concurrency=16, deadline=None):
     timeout = float(timeout)
     if deadline is None:
         deadline = time.monotonic() + timeout + 1.0
-    results = {}
-    cond = threading.Condition()
-    pending = list(reversed(ids))
+    pool = _deadline.DeadlinePool(deadline)
 
     def probe(cid):
-        left = deadline - time.monotonic()
+        left = pool.left()
         if left <= 0:
             return {'responsive': None, 'latency_ms': None,
                     'error': 'not probed: the overall deadline passed first (raise concurrency or the deadline)'}
@@ -445,39 +429,13 @@ def probe_inspect(client, ids, timeout, concurrency=16, deadline=None):
             answered = True if e.status is not None else None
             return {'responsive': answered, 'latency_ms': _ms(t0), 'error': str(e)}
 
-    def worker():
-        while True:
-            with cond:
-                if not pending:
-                    return
-                cid = pending.pop()
-            try:
-                res = probe(cid)
-            except Exception as e:  # never lose a result to a surprise
-                res = {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
-            with cond:
-                results[cid] = res
-                cond.notify_all()
+    def failed(e):  # never lose a result to a surprise
+        return {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
 
-    for i in range(max(1, min(int(concurrency), len(ids)))):
-        t = threading.Thread(target=worker, name='inspect-probe-%d' % i)
-        t.daemon = True
-        t.start()
-
-    # every probe is bounded by DEADLINE; the grace only covers thread scheduling
-    wait_until = deadline + 0.25
-    with cond:
-        while len(results) < len(ids):
-            left = wait_until - time.monotonic()
-            if left <= 0:
-                break
-            cond.wait(left)
-        out = dict(results)
-    for cid in ids:
-        if cid not in out:
-            out[cid] = {'responsive': None, 'latency_ms': None,
-                        'error': 'no result by the overall deadline'}
-    return out
+    # every probe is bounded by DEADLINE; the pool's grace only covers thread scheduling
+    pool.map(ids, lambda cid: pool.call(cid, probe, cid, failed), concurrency, name='inspect-probe')
+    return pool.collect(ids, lambda cid: {'responsive': None, 'latency_ms': None,
+                                          'error': 'no result by the overall deadline'})
 
 
 def _ms(t0):

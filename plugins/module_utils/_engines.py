@@ -251,15 +251,8 @@ def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_
         tasks = [t for t in _cri.list_tasks(containerd_address, containerd_namespace, proc_root) if t['id'] == cid]
         if not tasks:
             return None, 'containerd (namespace %s) has no task %s' % (containerd_namespace, cid[:12])
-        try:
-            _cri.task_pids(tasks[0]['shim_address'], cid, timeout)
-        except _cri.ShimTimeout:
-            return False, 'the shim of %s did not answer task pids within %ss' % (cid[:12], timeout)
-        except _cri.ShimUnreachable as e:
-            return None, 'shim unreachable: %s' % e
-        except _cri.CriError as e:
-            return True, 'the shim answered: %s' % e
-        return True, 'the containerd shim answered task pids'
+        # only a ttrpc answer counts as answered, as only an HTTP answer does for dockerd
+        return _cri.task_answers(tasks[0], timeout)
 
     def check(cid):
         reasons = []

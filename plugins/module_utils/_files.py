@@ -11,7 +11,6 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import errno
 import os
 import stat
 import tempfile
@@ -107,26 +106,17 @@ def write_atomic(path, data, mode=0o644, create_dir=True, keep_owner=False, dura
         _fsync_dir(directory)
 
 
-def read_small(path, limit=1024 * 1024):
-    """The text of one of our own small files (a previous metrics file), or ''
-    when it is absent.  Never follows a symlink, never blocks on a FIFO, reads
-    at most LIMIT bytes."""
+def read_small(path, limit=1024 * 1024, timeout=1.0):
+    """The text of one of our own small files (a previous metrics file), at
+    most its first LIMIT bytes, or '' when it is absent, not a regular file or
+    a symlink.
+    Read through the one bounded reader (``_procfs.read_regular_file``): the
+    directory may be writable by others, so the file is never followed,
+    never blocks on a FIFO, and the read has size and time bounds."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0))
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-            return ''
+        return _procfs.read_regular_file(path, limit, timeout, truncate=True).decode('utf-8', 'replace')
+    except (_procfs.ProcessGone, _procfs.Refused):
+        return ''  # absent, or a symlink, a FIFO or a device: not ours
+    except _procfs.ProcError as e:
         raise WriteError('cannot read %s: %s' % (path, e))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ''
-        chunks, left = [], limit
-        while left > 0:
-            chunk = os.read(fd, min(65536, left))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b''.join(chunks).decode('utf-8', 'replace')
-    finally:
-        os.close(fd)

@@ -18,7 +18,6 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import errno
 import ipaddress
 import os
 import sys
@@ -101,25 +100,19 @@ def parse_table(text, family, byteorder=None):
 
 
 def _read_bounded(path, deadline):
-    chunks = []
-    total = 0
+    """The text of one /proc/PID/net table through the one bounded reader for
+    files a workload can touch (no symlink, regular file, size and time
+    bounds): a container's network namespace is the workload's."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _procfs.Timeout('%s: not read within the deadline' % path)
     try:
-        with open(path, 'rb') as f:
-            while True:
-                if time.monotonic() > deadline:
-                    raise _procfs.Timeout('%s: not read within the deadline' % path)
-                chunk = f.read(65536)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > MAX_TABLE_BYTES:
-                    raise ListenError('%s: larger than %d bytes' % (path, MAX_TABLE_BYTES))
-                chunks.append(chunk)
-    except (IOError, OSError) as e:
-        if e.errno in (errno.ENOENT, errno.ESRCH):
-            raise _procfs.ProcessGone(path)
-        raise ListenError('%s: %s' % (path, e.strerror or e))
-    return b''.join(chunks).decode('ascii', 'replace')
+        data = _procfs.read_regular_file(path, MAX_TABLE_BYTES, left)
+    except (_procfs.ProcessGone, _procfs.Timeout):
+        raise
+    except _procfs.ProcError as e:
+        raise ListenError(str(e))
+    return data.decode('ascii', 'replace')
 
 
 def listening(proc, pid, timeout=5.0, byteorder=None):

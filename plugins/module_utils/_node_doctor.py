@@ -15,8 +15,10 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import os
 import socket
+import stat
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
@@ -26,7 +28,16 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary
 
 WAITING_FOR_GUARD = 'waiting for the eviction guard (Kubernetes node)'
-KUBELET_COMMS = ('kubelet',)
+# The process that runs the kubelet: kubelet itself; k3s and rke2 servers and
+# agents run it in-process (k3s renames itself k3s-server / k3s-agent);
+# MicroK8s runs it in kubelite.
+KUBELET_COMMS = ('kubelet', 'k3s', 'k3s-server', 'k3s-agent', 'rke2', 'kubelite', 'hyperkube')
+# Where a kubelet keeps its state and configuration on the host: its root-dir
+# (kubeadm, cloud images, k3s, rke2, containerised kubelets), kubeadm's and
+# EKS's kubeconfig/config, k3s/rke2 agents, MicroK8s, k0s.
+KUBELET_PATHS = ('/var/lib/kubelet', '/etc/kubernetes/kubelet.conf', '/etc/kubernetes/kubelet',
+                 '/var/lib/rancher/k3s/agent', '/var/lib/rancher/rke2/agent',
+                 '/var/snap/microk8s/current/args/kubelet', '/var/lib/k0s/kubelet')
 
 
 class NodeDoctorError(Exception):
@@ -68,40 +79,129 @@ def _mount_ns(proc, pid):
         return None
 
 
-def kube_node(proc, cmdline_timeout=1.0):
-    """{'kubelet_pid', 'node_name'} when a kubelet runs on this node, else None.
+def _host_path_state(proc, path):
+    """'present', 'absent' or 'unknown' for PATH on the host, looked up under
+    PID 1's root (the host's view also from a pod with the host's /proc).  No
+    symlink below that root is followed: the walk opens one component at a
+    time with O_NOFOLLOW, and a symlink it meets (a kubelet root-dir moved to
+    another disk is a symlink) is not looked through but counts: it cannot
+    tell "no kubelet", and only "absent" means no Kubernetes."""
+    flags = os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0)
+    o_path = getattr(os, 'O_PATH', 0)
+    try:
+        fd = os.open(proc.path(1, 'root'), flags | os.O_DIRECTORY | o_path)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return 'absent'  # a tree without PID 1's root (a fixture) has no host to look at
+        if e.errno not in (errno.EACCES, errno.EPERM) or os.path.realpath(proc.root) != '/proc':
+            return 'unknown'
+        # PID 1 is more privileged than this module (it lacks a capability
+        # PID 1 has): as for the mount namespace, this module's own view of
+        # its own /proc's host stands in.
+        try:
+            fd = os.open('/', flags | os.O_DIRECTORY | o_path)
+        except OSError:
+            return 'unknown'
+    try:
+        parts = [p for p in path.split('/') if p]
+        for i, part in enumerate(parts):
+            try:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except OSError as e:
+                return 'absent' if e.errno in (errno.ENOENT, errno.ENOTDIR) else 'unknown'
+            if stat.S_ISLNK(st.st_mode):
+                return 'present' if i == len(parts) - 1 else 'unknown'
+            if i == len(parts) - 1:
+                return 'present'
+            if not stat.S_ISDIR(st.st_mode):
+                return 'absent'
+            try:
+                nfd = os.open(part, flags | os.O_DIRECTORY | os.O_NOFOLLOW | o_path, dir_fd=fd)
+            except OSError as e:
+                return 'absent' if e.errno in (errno.ENOENT, errno.ENOTDIR) else 'unknown'
+            os.close(fd)
+            fd = nfd
+        return 'present'
+    finally:
+        os.close(fd)
 
-    The node's name is the kubelet's ``--hostname-override`` when it has one,
-    else the lower-cased host name, as the kubelet itself decides.  A
-    workload can name itself "kubelet": only a process in the host's mount
-    namespace counts (that of PID 1, or where PID 1's cannot be read, this
-    module's own), and only its cmdline is read, with a deadline."""
+
+def _alive(proc, pid):
+    """Whether PID still runs: a zombie (its ns links are gone) runs no kubelet."""
+    try:
+        return proc.stat(pid)['state'] not in ('Z', 'X')
+    except (_procfs.ProcError, KeyError, ValueError):
+        return os.path.isdir(proc.path(pid))
+
+
+def _node_name(argv):
+    """The name a kubelet registers: --hostname-override (kubelet), --node-name
+    (k3s, rke2), else None (the host name)."""
+    name = None
+    for i, arg in enumerate(argv):
+        for flag in ('--hostname-override', '--node-name'):
+            if arg.startswith(flag + '='):
+                name = arg.split('=', 1)[1]
+            elif arg == flag and i + 1 < len(argv):
+                name = argv[i + 1]
+    return name
+
+
+def kube_node(proc, cmdline_timeout=1.0):
+    """{'kubelet_pid', 'node_name', 'found'} when this node may be a
+    Kubernetes node, else None ("cannot tell" is a Kubernetes node: the
+    eviction guard then asks the API before a drain).
+
+    A kubelet is a process of KUBELET_COMMS (kubelet; k3s, rke2 and MicroK8s
+    run it inside their own binary) in the host's mount namespace (that of
+    PID 1, or where PID 1's cannot be read, this module's own): a workload can
+    name itself "kubelet", so a process in another mount namespace neither
+    makes the node a Kubernetes node nor names it; only its cmdline is read,
+    with a deadline.  Without such a process, a kubelet's files on the host
+    (KUBELET_PATHS; a containerised kubelet keeps its root-dir on the host,
+    where the runtime mounts pod volumes from) make it one too, and so does a
+    kubelet-named process whose mount namespace cannot be read.
+
+    The node's name is the kubelet's ``--hostname-override`` (k3s:
+    ``--node-name``) when it has one, else the lower-cased host name, as the
+    kubelet itself decides."""
     host_mnt = _mount_ns(proc, 1)
     if host_mnt is None:
         try:
             host_mnt = os.readlink('/proc/self/ns/mnt')
         except OSError:
             host_mnt = None
+    undecided = None
     for pid in proc.pids():
         try:
-            if proc.comm(pid) not in KUBELET_COMMS:
-                continue
+            comm = proc.comm(pid)
         except _procfs.ProcError:
             continue
-        if host_mnt is None or _mount_ns(proc, pid) != host_mnt:
+        if comm not in KUBELET_COMMS:
             continue
-        name = None
+        mnt = _mount_ns(proc, pid)
+        if host_mnt is None or mnt is None:
+            if undecided is None and _alive(proc, pid):
+                undecided = {'kubelet_pid': None, 'node_name': None,
+                             'found': 'process %s (pid %d) in a mount namespace that cannot be read' % (comm, pid)}
+            continue
+        if mnt != host_mnt:
+            continue
         try:
             argv = proc.cmdline(pid, timeout=cmdline_timeout)
         except _procfs.ProcError:
             argv = []
-        for i, arg in enumerate(argv):
-            if arg.startswith('--hostname-override='):
-                name = arg.split('=', 1)[1]
-            elif arg == '--hostname-override' and i + 1 < len(argv):
-                name = argv[i + 1]
-        return {'kubelet_pid': pid, 'node_name': (name or socket.gethostname()).strip().lower()}
-    return None
+        name = _node_name(argv)
+        return {'kubelet_pid': pid, 'node_name': (name or socket.gethostname()).strip().lower(),
+                'found': 'process %s (pid %d)' % (comm, pid)}
+    for path in KUBELET_PATHS:
+        state = _host_path_state(proc, path)
+        if state != 'absent':
+            return {'kubelet_pid': None, 'node_name': socket.gethostname().strip().lower(),
+                    'found': '%s %s on the host' % (path, 'found' if state == 'present' else 'cannot be checked')}
+    if undecided is not None:
+        undecided['node_name'] = socket.gethostname().strip().lower()
+    return undecided
 
 
 def guard_required(policy, kube):

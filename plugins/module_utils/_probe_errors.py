@@ -31,6 +31,9 @@ REASON_KINDS = (
     'process-check',   # a process in the container, not an endpoint
     'never-fails',     # the command cannot fail, so the probe checks nothing
     'lossy',           # a database ping: only a rule may turn it into a port check
+    'stricter',        # curl without --fail: an httpGet probe would fail where the exec probe passed
+    'not-listening',   # cluster mode: nothing listens on the port in the running pod
+    'unverified',      # cluster mode: no running pod on an inventory node to check the listener of
     'variable',        # a variable the container env does not set to a literal
     'shell',           # shell syntax the conversion would drop (pipes, lists, ...)
     'unsupported',     # an option or form of a known tool that is not understood
@@ -54,3 +57,16 @@ class Lossy(Refused):
     def __init__(self, msg, port):
         super(Lossy, self).__init__(msg, 'lossy')
         self.port = port
+
+
+class Stricter(Refused):
+    """An HTTP check whose exit status ignored the HTTP status (curl without
+    --fail): httpGet, which fails on status >= 400, would be stricter, and a
+    tcpSocket check only checks the listener.  Carries both alternatives."""
+
+    def __init__(self, msg, handler, port, timeout, warnings):
+        super(Stricter, self).__init__(msg, 'stricter')
+        self.handler = handler
+        self.port = port
+        self.timeout = timeout
+        self.warnings = warnings

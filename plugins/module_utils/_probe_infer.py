@@ -20,7 +20,7 @@ import re
 import shlex
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _netaddr
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._probe_errors import Lossy, Refused
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._probe_errors import Lossy, Refused, Stricter
 
 SHELLS = ('sh', 'bash', 'ash', 'dash', 'zsh', 'busybox')
 PUNCTUATION = '();<>|&'
@@ -35,7 +35,7 @@ NEVER_FAIL_TOOLS = ('true', ':', 'echo', 'printf')
 DNS_TOOLS = ('dig', 'nslookup', 'host', 'drill')
 # Refusals that say more than "a variable is not literal": they win over it.
 STRONG_KINDS = ('credential', 'udp', 'tls', 'unix-socket', 'remote-host', 'script', 'app-check', 'file-check',
-                'process-check', 'never-fails', 'lossy')
+                'process-check', 'never-fails', 'lossy', 'stricter')
 
 # Header names and query parameters that carry a secret.  A probe spec is
 # readable by everyone who can read the workload, unlike a Secret.
@@ -403,7 +403,7 @@ def _http_handler(url, headers):
 def _infer_curl(argv):
     opts, args = _options(argv[1:], CURL_ARG, CURL_FLAG, 'curl')
     headers, timeout, warnings = [], None, []
-    insecure = fail = False
+    insecure = fail = follow = False
     for name, value in opts:
         if name in ('-u', '--user', '-b', '--cookie', '--oauth2-bearer'):
             raise Refused('curl %s passes a credential: a credential is never copied into a probe spec' % name, 'credential')
@@ -424,6 +424,8 @@ def _infer_curl(argv):
             timeout = max(timeout or 0, _duration(value))
         elif name in ('-k', '--insecure'):
             insecure = True
+        elif name in ('-L', '--location'):
+            follow = True
         elif name in ('--cacert', '--capath'):
             warnings.append('curl verified the server certificate with %s; the kubelet does not verify it' % name)
         elif name in ('-f', '--fail', '--fail-with-body'):
@@ -434,9 +436,20 @@ def _infer_curl(argv):
         raise Refused('curl needs exactly one literal URL, found %d' % len(args))
     scheme, handler = _http_handler(args[0], headers)
     if insecure and scheme != 'HTTPS':
-        raise Refused('curl -k on a plain http URL')
+        # -k only matters for TLS: on http it does nothing, unless -L follows a
+        # redirect to an https URL, which this command cannot show
+        if follow:
+            raise Refused('curl -k -L on a plain http URL: -L may follow a redirect to https, where -k skips the '
+                          'certificate check, and where the redirect goes is not in the command', 'tls')
+        warnings.append('curl -k had no effect on a plain http URL')
     if not fail:
-        warnings.append('curl without --fail passed on any HTTP status; httpGet fails on status >= 400')
+        port = handler['port']
+        raise Stricter(
+            'curl without --fail (-f, --fail-with-body) exits 0 on any HTTP status: the exec probe only checked that '
+            'something answers HTTP on port %d; an httpGet probe fails on status >= 400 and would be stricter (a 401 '
+            'or 404 the exec probe accepted would restart or unready the pod), a tcpSocket probe checks less '
+            '(allow httpGet with allow_stricter, tcpSocket with allow_lossy)' % port,
+            handler, port, timeout, warnings)
     return 'httpGet', handler, timeout, warnings
 
 
@@ -603,7 +616,7 @@ def _classify(tool, argv):
                   'app-check')
 
 
-def _infer_argv(argv, script, shell, allow_lossy):
+def _infer_argv(argv, script, shell, allow_lossy, allow_stricter=False):
     if argv is None:
         m = DEV_TCP.match(script)
         if m.group(1) == 'udp':
@@ -630,10 +643,23 @@ def _infer_argv(argv, script, shell, allow_lossy):
         except Refused:
             pass
         if cmd_timeout is not None:
-            kind, handler, timeout, warns = _infer_argv(argv[2:], script, shell, allow_lossy)
+            kind, handler, timeout, warns = _infer_argv(argv[2:], script, shell, allow_lossy, allow_stricter)
             return kind, handler, max(timeout or 0, cmd_timeout), warns
     if tool == 'curl':
-        return _infer_curl(argv)
+        try:
+            return _infer_curl(argv)
+        except Stricter as e:
+            if allow_stricter:
+                return 'httpGet', e.handler, e.timeout, e.warnings + [
+                    'curl without --fail accepted any HTTP status; the httpGet probe fails on status >= 400 '
+                    '(allowed by allow_stricter)']
+            if allow_lossy:
+                host = e.handler.get('host')
+                handler = {'host': host, 'port': e.port} if host else {'port': e.port}
+                return 'tcpSocket', handler, e.timeout, e.warnings + [
+                    'curl without --fail became a tcpSocket check of port %d: that something answers HTTP is no '
+                    'longer checked (allowed by allow_lossy)' % e.port]
+            raise
     if tool == 'wget':
         return _infer_wget(argv)
     if tool in ('nc', 'ncat', 'netcat'):
@@ -650,7 +676,7 @@ def _infer_argv(argv, script, shell, allow_lossy):
     _classify(tool, argv)
 
 
-def infer(command, allow_lossy=False, env=None):
+def infer(command, allow_lossy=False, env=None, allow_stricter=False):
     """Infer (handler kind, handler, timeout seconds or None, warnings) from an
     exec command, or raise Refused with the reason and its kind.  ENV is the
     container's ``env`` list: ``$(VAR)`` and the shell's ``$VAR`` are read
@@ -671,7 +697,7 @@ def infer(command, allow_lossy=False, env=None):
             raise Refused('the command uses %s, a credential by its name: a credential is never copied into a probe spec'
                           % name, 'credential')
     try:
-        result = _infer_argv(argv, script, shell, allow_lossy)
+        result = _infer_argv(argv, script, shell, allow_lossy, allow_stricter)
     except Refused as e:
         if unresolved and e.kind not in STRONG_KINDS:
             raise _variable_refusal(unresolved, env)

@@ -304,9 +304,11 @@ def _write_atomic(path, text):
         raise ProbeError('cannot rewrite %s: %s' % (path, e))
 
 
-def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backup_dir=None, allow_undeclared_ports=False):
+def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backup_dir=None, allow_undeclared_ports=False,
+                  allow_lossy=False, allow_stricter=False, objects=None):
     """Convert the probes of every manifest under path.  Returns
-    (reports, changed files, diffs, backups)."""
+    (reports, changed files, diffs, backups); the documents read, as they
+    were, are appended to OBJECTS when it is a list."""
     if not HAS_YAML:
         raise ProbeError('PyYAML is required for path')
     rules = _probe_rules.check_rules(rules)
@@ -331,7 +333,10 @@ def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backu
         for i, doc in enumerate(docs):
             if not isinstance(doc, dict):
                 continue
-            report = _probes.convert_object(doc, rules, 'files', min_timeout_seconds, allow_undeclared_ports)
+            if objects is not None:
+                objects.append(doc)
+            report = _probes.convert_object(doc, rules, 'files', min_timeout_seconds, allow_undeclared_ports,
+                                            allow_lossy, allow_stricter)
             if report is None:
                 continue
             report['file'] = f

@@ -28,7 +28,7 @@ HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 RULE_KEYS = ('namespace', 'kind', 'workload', 'container', 'probe', 'command', 'action', 'port', 'path',
-             'scheme', 'headers', 'service', 'allow_lossy', 'allow_undeclared_ports')
+             'scheme', 'headers', 'service', 'allow_lossy', 'allow_stricter', 'allow_undeclared_ports')
 
 
 def check_rules(rules):
@@ -90,10 +90,11 @@ def _rule_port(port):
     return int(port) if _int_port(port) else port
 
 
-def decide(probe_kind, command, ctx, rules):
+def decide(probe_kind, command, ctx, rules, allow_lossy=False, allow_stricter=False):
     """Apply the first matching rule.  Returns (action, kind, handler, timeout,
     warnings, the rule) or raises Refused.  ``ctx['env']`` is the container's
-    env, from which the command's variables are read."""
+    env, from which the command's variables are read.  ALLOW_LOSSY and
+    ALLOW_STRICTER are the defaults a rule's own keys override."""
     rule = {'action': 'infer'}
     for r in rules:
         if _match(r, ctx):
@@ -104,11 +105,13 @@ def decide(probe_kind, command, ctx, rules):
         return 'keep', None, None, None, [], rule
     env = ctx.get('env')
     if action == 'infer':
-        kind, handler, timeout, warns = _probe_infer.infer(command, allow_lossy=bool(rule.get('allow_lossy')), env=env)
+        kind, handler, timeout, warns = _probe_infer.infer(
+            command, allow_lossy=bool(rule.get('allow_lossy', allow_lossy)), env=env,
+            allow_stricter=bool(rule.get('allow_stricter', allow_stricter)))
         return action, kind, handler, timeout, warns, rule
     # explicit actions: the rule's fields win; what the command says fills gaps
     try:
-        dummy, guessed, timeout, warns = _probe_infer.infer(command, allow_lossy=True, env=env)
+        dummy, guessed, timeout, warns = _probe_infer.infer(command, allow_lossy=True, env=env, allow_stricter=True)
     except Refused:
         guessed, timeout, warns = {}, None, []
     port = rule.get('port', guessed.get('port'))

@@ -22,6 +22,7 @@ __metaclass__ = type
 import json
 import shlex
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_patch
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._probe_errors import ProbeError, Refused
@@ -136,9 +137,28 @@ def _skip(report, entry, reason, kind):
     report['skipped'].append(entry)
 
 
-def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, allow_undeclared_ports=False):
+# Refusals a loopback listen address the container configures explains better.
+LOOPBACK_EXPLAINS = ('shell', 'variable', 'unsupported', 'loopback-only', 'stricter')
+STATIC_ONLY = 'static rules only: the listener was not checked on a node'
+
+
+def _loopback_reason(container, port, why):
+    setting = _probe_evidence.loopback_setting_for(container, port)
+    if setting is None:
+        return None
+    return ('the container configures a loopback-only listener (%s): port %s answers only inside the pod, so the exec '
+            'probe passes and any probe from the node to the pod IP would fail%s' % (setting, port, ('; also: ' + why) if why else ''))
+
+
+def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, allow_undeclared_ports=False,
+                   allow_lossy=False, allow_stricter=False, verdicts=None):
     """Return a report for one object:
     {kind, namespace, name, patch, converted, skipped, kept, warnings}.
+
+    VERDICTS ({probe key: (verification, reason, reason kind)}, see
+    _probe_evidence.verdicts) is what the nodes showed of the listeners; a
+    probe they refuse is skipped.  Without it every converted probe says
+    ``verification: unverified`` (static rules only).
 
     A port the container does not declare is not converted unless allowed:
     offline there is no telling whether it listens on loopback only (a
@@ -183,10 +203,22 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, all
                 _skip(report, entry, 'the current probe is already invalid: %s' % '; '.join(before), 'invalid')
                 continue
             ctx = {'namespace': namespace, 'kind': kind, 'workload': name, 'container': cname, 'env': container.get('env'),
-                   'probe': probe_kind, 'command_text': ' '.join(shlex.quote(w) for w in command) if isinstance(command, list) else ''}
+                   'probe': probe_kind,
+                   'command_text': ' '.join(shlex.quote(w) for w in command)
+                   if isinstance(command, list) and all(isinstance(w, str) for w in command) else ''}
             try:
-                action, hkind, handler, cmd_timeout, warns, rule = _probe_rules.decide(probe_kind, command, ctx, rules)
+                action, hkind, handler, cmd_timeout, warns, rule = _probe_rules.decide(
+                    probe_kind, command, ctx, rules, allow_lossy, allow_stricter)
             except Refused as e:
+                if e.kind in LOOPBACK_EXPLAINS:
+                    for p in _probe_evidence.ports_in_command(command):
+                        reason = _loopback_reason(container, p, str(e))
+                        if reason:
+                            _skip(report, entry, reason, 'loopback-only')
+                            break
+                    else:
+                        _skip(report, entry, str(e), e.kind)
+                    continue
                 _skip(report, entry, str(e), e.kind)
                 if e.kind == 'never-fails':
                     report['warnings'].append('%s %s probe can never fail: %s' % (cname, probe_kind, e))
@@ -199,6 +231,12 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, all
             port = handler.get('port')
             # with hostNetwork, tcpSocket and httpGet keep 127.0.0.1; grpc has no host and goes to the node IP
             via_pod_ip = not pod_spec.get('hostNetwork') or hkind == 'grpc'
+            loopback = _loopback_reason(container, port, None) if via_pod_ip else None
+            if loopback and action == 'infer':
+                _skip(report, entry, loopback, 'loopback-only')
+                continue
+            if loopback:
+                warns = list(warns) + [loopback]
             if via_pod_ip and not _declared(container, port):
                 allowed = rule.get('allow_undeclared_ports', allow_undeclared_ports)
                 if action == 'infer' and not allowed:
@@ -234,6 +272,17 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, all
             if errors:
                 _skip(report, entry, 'the converted probe would be invalid: %s' % '; '.join(errors), 'invalid')
                 continue
+            key = '%s/%s/%s/%s/%s' % (kind, namespace or '-', name, cname, probe_kind)
+            if verdicts is None:
+                verification, evidence = 'unverified', STATIC_ONLY
+            else:
+                verification, evidence, vkind = verdicts.get(key, ('unverified', 'unverified: no check was planned', 'unverified'))
+                if vkind:
+                    entry['verification'] = verification
+                    _skip(report, entry, evidence, vkind)
+                    continue
+                if verification != 'verified':
+                    warns = list(warns) + ['converted without evidence of the listener (allow_unverified): %s' % evidence]
             base = spec_path + (list_name, index)
             report['patch'].extend([
                 {'op': 'test', 'path': _probe_patch.pointer(*(base + ('name',))), 'value': cname},
@@ -243,7 +292,8 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, all
             ])
             if added_timeout:
                 report['patch'].append({'op': 'add', 'path': _probe_patch.pointer(*(base + (field, 'timeoutSeconds'))), 'value': added_timeout})
-            entry.update({'action': action, 'handler': {hkind: handler}, 'warnings': warns, 'caveat': caveat})
+            entry.update({'action': action, 'handler': {hkind: handler}, 'warnings': warns, 'caveat': caveat,
+                          'verification': verification, 'evidence': evidence})
             if added_timeout:
                 entry['timeoutSeconds'] = added_timeout
             report['converted'].append(entry)
@@ -258,14 +308,16 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, all
     return report
 
 
-def convert(objects, rules, mode='definitions', min_timeout_seconds=None, allow_undeclared_ports=False):
+def convert(objects, rules, mode='definitions', min_timeout_seconds=None, allow_undeclared_ports=False,
+            allow_lossy=False, allow_stricter=False, verdicts=None):
     """Reports for every object of a supported kind, in input order."""
     rules = _probe_rules.check_rules(rules)
     out = []
     for obj in objects:
         if not isinstance(obj, dict):
             raise ProbeError('a definition is not an object: %r' % (obj,))
-        report = convert_object(obj, rules, mode, min_timeout_seconds, allow_undeclared_ports)
+        report = convert_object(obj, rules, mode, min_timeout_seconds, allow_undeclared_ports, allow_lossy, allow_stricter,
+                                verdicts)
         if report is not None:
             out.append(report)
     return out
@@ -280,7 +332,8 @@ def flat_report(reports):
                 row = {'kind': r['kind'], 'namespace': r['namespace'], 'name': r['name'],
                        'container': e['container'], 'probe': e['probe'], 'result': result,
                        'command': e['command'], 'handler': e.get('handler'), 'reason': e.get('reason'),
-                       'reason_kind': e.get('reason_kind'), 'caveat': e.get('caveat')}
+                       'reason_kind': e.get('reason_kind'), 'caveat': e.get('caveat'),
+                       'verification': e.get('verification'), 'evidence': e.get('evidence')}
                 if 'file' in r:
                     row['file'] = r['file']
                 rows.append(row)

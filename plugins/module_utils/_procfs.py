@@ -50,6 +50,10 @@ class ProcessGone(ProcError):
     """The process exited (or its pid was reused) while we looked at it."""
 
 
+class Refused(ProcError):
+    """A file that is not read on purpose: a symlink, not a regular file, or over the size bound."""
+
+
 class Timeout(ProcError):
     """A bounded read did not finish in time."""
 
@@ -422,14 +426,18 @@ def _bounded(func, timeout, what):
     return result['value']
 
 
-def read_regular_file(path, max_bytes, timeout=1.0):
-    """The bytes of PATH when it is a regular file of at most MAX_BYTES.
+def read_regular_file(path, max_bytes, timeout=1.0, truncate=False):
+    """The bytes of PATH when it is a regular file of at most MAX_BYTES (with
+    TRUNCATE, its first MAX_BYTES whatever its size).
 
     For files a workload may control (a bundle's config.json, anything under
     a container's root): opened with O_NONBLOCK (a FIFO planted there cannot
     block the open), O_NOFOLLOW (its last component is never a symlink),
     O_NOCTTY; fstat must say regular file; the whole read has a deadline.
-    Raises ProcError (ProcessGone when the file does not exist)."""
+    The one reader for such files (bundles, /proc tables of a container's
+    namespaces, files in directories others may write).  Raises ProcError:
+    ProcessGone when the file does not exist, Refused when it is not read on
+    purpose, Timeout past the deadline."""
     flags = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, 'O_NOCTTY', 0) |
              getattr(os, 'O_CLOEXEC', 0))
 
@@ -440,14 +448,14 @@ def read_regular_file(path, max_bytes, timeout=1.0):
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise ProcessGone(path)
             if e.errno == errno.ELOOP:
-                raise ProcError('%s is a symlink, not read' % path)
+                raise Refused('%s is a symlink, not read' % path)
             raise ProcError('%s: %s' % (path, e.strerror or e))
         try:
             st = os.fstat(fd)
             if not stat_mod.S_ISREG(st.st_mode):
-                raise ProcError('%s is not a regular file, not read' % path)
-            if st.st_size > max_bytes:
-                raise ProcError('%s is larger than %d bytes, not read' % (path, max_bytes))
+                raise Refused('%s is not a regular file, not read' % path)
+            if st.st_size > max_bytes and not truncate:
+                raise Refused('%s is larger than %d bytes, not read' % (path, max_bytes))
             chunks = []
             total = 0
             while total <= max_bytes:
@@ -461,9 +469,12 @@ def read_regular_file(path, max_bytes, timeout=1.0):
                     break
                 chunks.append(chunk)
                 total += len(chunk)
+            data = b''.join(chunks)
             if total > max_bytes:
-                raise ProcError('%s grew past %d bytes, not read' % (path, max_bytes))
-            return b''.join(chunks)
+                if truncate:
+                    return data[:max_bytes]
+                raise Refused('%s grew past %d bytes, not read' % (path, max_bytes))
+            return data
         finally:
             os.close(fd)
 

@@ -275,6 +275,53 @@ class DockerRoots(object):
         return None
 
 
+def same_host_reasons(proc, pid, ref_pid, what, ref_what):
+    """Why PID is not a process of the host REF_PID runs on ([] when nothing
+    says so): it must share REF_PID's mount and pid namespaces, and its
+    executable must be the file of that name in REF_PID's view (a process
+    in a container can name itself anything and copy any argv, but not
+    these).  WHAT and REF_WHAT name the two in the reasons."""
+    reasons = []
+    for kind in ('mnt', 'pid'):
+        mine, theirs = proc.ns(pid, kind), proc.ns(ref_pid, kind)
+        # the links exist on every kernel since 3.8; a tree without them
+        # (fixtures) leaves the other proofs to decide
+        if mine is not None and theirs is not None and mine != theirs:
+            reasons.append('%s is in another %s namespace than %s' % (what, kind, ref_what))
+    exe = proc.exe(pid)
+    if exe is not None and not exe.endswith(' (deleted)'):
+        # a binary upgraded while the process runs shows "(deleted)": not a proof either way
+        if not exe.startswith('/') or not same_file(proc.path(pid, 'exe'), proc.host_view(ref_pid, exe)):
+            reasons.append('%s executable %s is not the host file of that name' % (what, exe[:200]))
+    return reasons
+
+
+def shim_identity(proc, shim_pid, ref_pid, ref_what='containerd'):
+    """(host bundle, reasons) of a process that calls itself a containerd
+    shim, proven against REF_PID, a process known to be the runtime's (the
+    containerd that listens on the socket we were given): the same
+    namespaces and executable proof as a ``runc exec`` against its shim
+    (:func:`same_host_reasons`), the same owner (uid) as REF_PID, and a
+    working directory (its bundle) that is the host directory of that name.
+    BUNDLE is the bundle's path as the shim sees it (the caller reads it
+    through the shim's root when that is not its own), None unless every
+    check passed."""
+    reasons = same_host_reasons(proc, shim_pid, ref_pid, 'containerd shim', ref_what)
+    try:
+        mine, theirs = proc.status(shim_pid).get('Uid'), proc.status(ref_pid).get('Uid')
+    except ProcError:
+        mine = theirs = None
+    if mine is not None and theirs is not None and mine[:1] != theirs[:1]:
+        reasons.append('containerd shim runs as uid %s, %s as uid %s' % (mine[0], ref_what, theirs[0]))
+    cwd = proc.cwd(shim_pid)
+    if not cwd or not cwd.startswith('/'):
+        reasons.append('containerd shim working directory unreadable')
+        return None, reasons
+    if not same_file(proc.path(shim_pid, 'cwd'), proc.host_view(ref_pid, cwd)):
+        reasons.append('containerd shim working directory %s is not the host directory of that name' % cwd[:200])
+    return (None if reasons else cwd.rstrip('/')), reasons
+
+
 def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None):
     """Is EXEC_PID a ``runc exec`` the shim SHIM_PID started for CONTAINER_ID?
 
@@ -293,18 +340,7 @@ def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None
 
     Returns (bundle, reasons): BUNDLE is the host-view path of the verified
     bundle directory (None unless every check passed), REASONS what failed."""
-    reasons = []
-    for kind in ('mnt', 'pid'):
-        mine, shims = proc.ns(exec_pid, kind), proc.ns(shim_pid, kind)
-        # the links exist on every kernel since 3.8; a tree without them
-        # (fixtures) leaves the other proofs to decide
-        if mine is not None and shims is not None and mine != shims:
-            reasons.append('runc exec is in another %s namespace than its shim' % kind)
-    exe = proc.exe(exec_pid)
-    if exe is not None and not exe.endswith(' (deleted)'):
-        # a runc upgraded while the exec hangs shows "(deleted)": not a proof either way
-        if not exe.startswith('/') or not same_file(proc.path(exec_pid, 'exe'), proc.host_view(shim_pid, exe)):
-            reasons.append('runc exec executable %s is not the host file of that name' % exe[:200])
+    reasons = same_host_reasons(proc, exec_pid, shim_pid, 'runc exec', 'its shim')
     cwd = proc.cwd(exec_pid)
     shim_cwd = proc.cwd(shim_pid)
     if not cwd or not cwd.startswith('/'):

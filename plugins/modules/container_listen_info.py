@@ -42,6 +42,26 @@ options:
     type: list
     elements: str
     default: []
+  cri_container_ids:
+    description:
+      - containerd (CRI) container ids or unique id prefixes, for example from a pod's
+        C(status.containerStatuses[].containerID) without its C(containerd://) prefix. The init pid is read from
+        the container's task bundle (C(init.pid)); the shim is not asked, so a shim stuck on a runc exec does not
+        stop the check.
+      - An id containerd does not know, or a container without a running init, fails the task.
+    type: list
+    elements: str
+    default: []
+  containerd_address:
+    description:
+      - containerd socket for O(cri_container_ids); its running shims lead to the task bundles.
+    type: str
+    default: /run/containerd/containerd.sock
+  containerd_namespace:
+    description:
+      - containerd namespace of O(cri_container_ids); the CRI plugin uses C(k8s.io).
+    type: str
+    default: k8s.io
   pids:
     description:
       - Process ids on the node whose network namespace to read, for containers the Docker Engine does
@@ -217,8 +237,10 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen_cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 
@@ -227,6 +249,9 @@ def main():
         common.ENGINE_ARGS,
         container_ids=dict(type='list', elements='str', default=[]),
         pids=dict(type='list', elements='int', default=[]),
+        cri_container_ids=dict(type='list', elements='str', default=[]),
+        containerd_address=dict(type='str', default='/run/containerd/containerd.sock'),
+        containerd_namespace=dict(type='str', default='k8s.io'),
         probes=dict(type='list', elements='dict'),
         ports=dict(type='list', elements='int'),
         proc_root=dict(type='path', default='/proc'),
@@ -235,8 +260,12 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     ids = [c.strip() for c in p['container_ids'] if c and c.strip()]
-    if not ids and not p['pids'] and p['probes'] is None:
-        module.fail_json(msg='give container_ids, pids or probes')
+    cri_ids = [c.strip() for c in p['cri_container_ids'] if c and c.strip()]
+    if not ids and not cri_ids and not p['pids'] and p['probes'] is None:
+        module.fail_json(msg='give container_ids, cri_container_ids, pids or probes')
+    bad = [c for c in cri_ids if '/' in c or len(c) < 4]
+    if bad:
+        module.fail_json(msg='cri_container_ids must be container ids or unique id prefixes (4 or more characters): %s' % ', '.join(bad))
     try:
         common.check_numbers(p)
     except common.OptionError as e:
@@ -269,6 +298,17 @@ def main():
                                 ports=p['ports'], timeout=p['inspect_timeout'])
     except (_listen.ListenError, _engine_api.EngineError, _procfs.ProcError) as e:
         module.fail_json(msg=str(e))
+    if cri_ids:
+        ports = None if p['ports'] is None else sorted(set(p['ports']))
+        try:
+            tasks = _cri.list_tasks(p['containerd_address'], p['containerd_namespace'], p['proc_root'])
+            for cid in cri_ids:
+                pid, ident = _listen_cri.container_pid(cid, p['containerd_address'], p['containerd_namespace'],
+                                                       p['proc_root'], tasks)
+                entry = _listen._container_entry(proc, pid, ports, p['inspect_timeout'], ident)  # pylint: disable=protected-access
+                result['containers'].append(entry)
+        except (_listen_cri.CriListenError, _cri.CriError, _procfs.ProcError) as e:
+            module.fail_json(msg='cri_container_ids: %s' % e)
 
     loopback = []
     for c in result['containers']:

@@ -120,8 +120,12 @@ options:
         description:
           - With V(infer), turn database pings (C(pg_isready), C(redis-cli ping), C(mysqladmin ping))
             into tcpSocket checks of their port. The database protocol is no longer checked.
+          - Also turns C(curl) without C(--fail) into a tcpSocket check of its port (see O(allow_stricter)).
+          - Overrides O(allow_lossy) for the probes this rule matches.
         type: bool
-        default: false
+      allow_stricter:
+        description: Overrides O(allow_stricter) for the probes this rule matches.
+        type: bool
       allow_undeclared_ports:
         description: Overrides O(allow_undeclared_ports) for the probes this rule matches.
         type: bool
@@ -133,6 +137,71 @@ options:
         explicit action (V(tcp), V(http), V(grpc)) convert such probes with a warning.
     type: bool
     default: false
+  allow_lossy:
+    description:
+      - Convert checks whose meaning a port check only partly keeps into C(tcpSocket) probes, with a warning
+        per probe. Database pings (C(pg_isready), C(redis-cli ping), C(mysqladmin ping)) lose the protocol check;
+        C(curl) without C(--fail) loses the check that something answers HTTP.
+      - A rule's O(rules[].allow_lossy) overrides this.
+    type: bool
+    default: false
+  allow_stricter:
+    description:
+      - Convert C(curl) without C(--fail) (C(-f), C(--fail-with-body)) to C(httpGet). Such curl exits 0 on any HTTP
+        status, while the kubelet's httpGet fails on a status of 400 or more, so the new probe is stricter than the
+        old one, and a C(401) from an authentication the probe never sent, or a C(404) on a path that never existed,
+        would then restart (liveness) or unready (readiness) the pod. Off by default; the probe is refused with
+        RV(probes[].reason_kind=stricter).
+      - When both this and O(allow_lossy) apply, C(httpGet) wins (it keeps the path).
+      - C(wget), GNU and busybox, exits non-zero on a status of 400 or more (GNU 8, 6 on 401; busybox 1), so wget
+        probes are not stricter and convert without this.
+      - A rule's O(rules[].allow_stricter) overrides this.
+    type: bool
+    default: false
+  pods:
+    description:
+      - The running pods (M(kubernetes.core.k8s_info) C(kind=Pod) resources), for O(verify_listeners) and for
+        RV(exec_probe_inventory) per node. Pods are matched to a workload by namespace, controller owner reference
+        and selector, and must run the same exec command (a pod of another revision proves nothing).
+    type: list
+    elements: dict
+  node_hosts:
+    description:
+      - Maps Kubernetes node names to inventory host names, for O(verify_listeners). A node not listed is not in
+        the inventory, and probes whose pods run only there are unverified.
+      - The role fills it from the inventory (each host's C(exec_probe_swap_node_name), else its name).
+    type: dict
+    default: {}
+  verify_listeners:
+    description:
+      - Cluster mode (O(definitions) with O(pods)). Convert a probe only with evidence from a node that its port
+        listens on an address the kubelet reaches. RV(listener_targets) says which container to check on which
+        inventory host (with M(hangdoctor.runtime.container_listen_info)); O(listener_evidence) gives back what
+        the nodes saw.
+      - A port bound to loopback only is refused (RV(probes[].reason_kind=loopback-only)), a port nothing listens
+        on is refused (V(not-listening)), a probe with no running pod on an inventory node or whose check failed
+        is V(unverified) and converted only with O(allow_unverified).
+      - The role turns this on in cluster mode by default. Off here, converted probes say
+        RV(probes[].verification=unverified).
+    type: bool
+    default: false
+  listener_evidence:
+    description:
+      - What the nodes saw, for O(verify_listeners). The registered C(results) of a loop of
+        M(hangdoctor.runtime.container_listen_info) over RV(listener_targets) (each with its C(item)), or rows
+        C({target, ports, error}). Failed or unreachable results leave their probes unverified.
+      - Without it every probe with O(verify_listeners) is unverified.
+    type: list
+    elements: dict
+  allow_unverified:
+    description:
+      - With O(verify_listeners), convert probes that no node could prove (with a warning), instead of refusing them.
+    type: bool
+    default: false
+  node_name:
+    description:
+      - In file mode, the node the manifests belong to (static pods), for RV(exec_probe_inventory). Null when unknown.
+    type: str
   min_timeout_seconds:
     description:
       - C(timeoutSeconds) for converted probes that had none. Exec probe timeouts were not enforced before
@@ -163,7 +232,12 @@ notes:
     only on 127.0.0.1 passes the exec probe and fails the new one; the C(hangdoctor.runtime.exec_probe_swap)
     role can check that on the node.
   - The kubelet treats any HTTP status from 200 to 399 as success; C(curl) without C(--fail) accepted any
-    status, which is reported as a warning.
+    status, so it is refused unless O(allow_stricter) or O(allow_lossy). C(curl -k) on a plain C(http://) URL
+    converts (C(-k) does nothing there), unless C(-L) may follow a redirect to https.
+  - A loopback-only listen address that the container configures itself (C(--web.listen-address=127.0.0.1:9090),
+    C(--bind-address=127.0.0.1), an env such as C(LISTEN_ADDR=127.0.0.1:8080), cloud_sql_proxy's C(=tcp:PORT))
+    refuses the probes of that port with RV(probes[].reason_kind=loopback-only), naming the setting, whatever
+    else the command does.
 extends_documentation_fragment:
   - hangdoctor.runtime.attributes
 attributes:
@@ -306,21 +380,117 @@ probes:
       description:
         - Why a probe was skipped, in one word, for grouping. V(credential), V(udp), V(tls), V(unix-socket),
           V(loopback-only) (the port is not declared), V(remote-host), V(script), V(app-check), V(file-check),
-          V(process-check), V(never-fails), V(lossy) (a database ping, see O(rules[].allow_lossy)), V(variable),
-          V(shell), V(unsupported), V(invalid), V(immutable).
+          V(process-check), V(never-fails), V(lossy) (a database ping, see O(rules[].allow_lossy)), V(stricter)
+          (curl without C(--fail), see O(allow_stricter)), V(not-listening) and V(unverified) (see
+          O(verify_listeners)), V(variable), V(shell), V(unsupported), V(invalid), V(immutable).
       type: str
     caveat:
       description: For a converted probe, the listen-address caveat; null otherwise and with host network.
+      type: str
+    verification:
+      description:
+        - For a converted probe, V(verified) (a node showed the port listening on an address the kubelet reaches)
+          or V(unverified) (static rules only, in file mode, with O(verify_listeners) off, or by O(allow_unverified)).
+        - For a probe the node evidence refused, V(refused), or V(unverified) when it was refused for lack of it.
+      type: str
+      choices: [verified, unverified, refused]
+    evidence:
+      description: What the verification saw, for a person.
       type: str
   sample: [{kind: Deployment, namespace: shop, name: web, container: web, probe: liveness, result: converted,
             command: [curl, -f, "http://localhost:8080/healthz"], handler: {httpGet: {path: /healthz, port: 8080}},
             reason: null, reason_kind: null,
             caveat: "the kubelet connects to the pod IP, not to loopback: the new probe passes only if port 8080 listens on ..."}]
 summary:
-  description: Counts of exec probes by result and of objects with a patch.
+  description: Counts of exec probes by result and verification, and of objects with a patch.
   returned: always
   type: dict
-  sample: {probes: 3, converted: 1, skipped: 1, kept: 1, objects_to_patch: 1}
+  sample: {probes: 3, converted: 1, verified: 1, unverified: 0, refused_by_evidence: 1, skipped: 1, kept: 1, objects_to_patch: 1}
+listener_targets:
+  description:
+    - With O(verify_listeners), one entry per pod container to check. The role runs
+      M(hangdoctor.runtime.container_listen_info) for it, delegated to C(host), and passes the results back as
+      O(listener_evidence). Empty otherwise.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: C(namespace/pod/container).
+      type: str
+    host:
+      description: Inventory host of the node that runs the pod.
+      type: str
+    node:
+      description: Kubernetes node name.
+      type: str
+    namespace:
+      description: Pod namespace.
+      type: str
+    pod:
+      description: Pod name.
+      type: str
+    container:
+      description: Container name.
+      type: str
+    runtime:
+      description: From the pod's C(containerID), V(docker) or V(containerd).
+      type: str
+    container_id:
+      description: Container id without the runtime prefix.
+      type: str
+    ports:
+      description: Ports to check.
+      type: list
+      elements: int
+    probes:
+      description:
+        - The probes this check decides, C({key, port, loopback_ok}) with key C(Kind/namespace/name/container/probe).
+        - C(loopback_ok) is true for host-network probes kept on C(host) 127.0.0.1, which a loopback listener answers.
+      type: list
+      elements: dict
+  sample:
+    - {id: shop/web-5d9c8b7f6-x2x4q/web, host: node1, node: node1, namespace: shop, pod: web-5d9c8b7f6-x2x4q,
+       container: web, runtime: docker, container_id: 3f4e8a1d2c5b, ports: [8080],
+       probes: [{key: Deployment/shop/web/web/liveness, port: 8080, loopback_ok: false}]}
+exec_probe_inventory:
+  description:
+    - Per node, the containers that run exec probes, how often and with what timeout, busiest node first, for ranking
+      the containers whose probes can hit the runc exec deadlock. From O(pods) (the API) when given, with each pod's
+      node; otherwise from O(definitions) and the manifests of O(path), under O(node_name) (null when unknown).
+    - Unset fields take the API defaults (C(periodSeconds) 10, C(timeoutSeconds) 1, C(failureThreshold) 3).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    node:
+      description: Node name; null for manifests without O(node_name).
+      type: str
+    source:
+      description: V(api) (from pods) or V(manifests).
+      type: str
+    exec_probes:
+      description: Number of exec probes on the node.
+      type: int
+    execs_per_minute:
+      description: Sum of 60 / C(periodSeconds) over them, the exec rate the node's runtime sees.
+      type: float
+    containers:
+      description:
+        - One entry per container with exec probes, C(namespace), C(pod) (null for workloads read from manifests),
+          C(kind) and C(name) (the controller, or the Pod), C(container), C(probes) (each with C(probe), C(command),
+          C(period_seconds), C(timeout_seconds), C(failure_threshold), C(execs_per_minute)).
+      type: list
+      elements: dict
+  sample:
+    - node: node1
+      source: api
+      exec_probes: 2
+      execs_per_minute: 12.0
+      containers:
+        - {namespace: shop, pod: db-0, kind: StatefulSet, name: db, container: db,
+           probes: [{probe: liveness, command: [pg_isready], period_seconds: 10, timeout_seconds: 1, failure_threshold: 3,
+                     execs_per_minute: 6.0}]}
 files:
   description: Files rewritten (or that would be, in check mode).
   returned: always
@@ -342,6 +512,7 @@ backups:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_errors
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_manifest
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
@@ -361,7 +532,8 @@ def main():
         scheme=dict(type='str', choices=['HTTP', 'HTTPS']),
         headers=dict(type='raw'),
         service=dict(type='str'),
-        allow_lossy=dict(type='bool', default=False),
+        allow_lossy=dict(type='bool'),
+        allow_stricter=dict(type='bool'),
         allow_undeclared_ports=dict(type='bool'),
     )
     module = AnsibleModule(
@@ -371,7 +543,15 @@ def main():
             rules=dict(type='list', elements='dict', default=[], options=rule_spec),
             min_timeout_seconds=dict(type='int'),
             allow_undeclared_ports=dict(type='bool', default=False),
+            allow_lossy=dict(type='bool', default=False),
+            allow_stricter=dict(type='bool', default=False),
             backup_dir=dict(type='path'),
+            pods=dict(type='list', elements='dict'),
+            node_hosts=dict(type='dict', default={}),
+            verify_listeners=dict(type='bool', default=False),
+            listener_evidence=dict(type='list', elements='dict'),
+            allow_unverified=dict(type='bool', default=False),
+            node_name=dict(type='str'),
         ),
         required_one_of=[('definitions', 'path')],
         supports_check_mode=True,
@@ -381,28 +561,57 @@ def main():
         module.fail_json(msg='min_timeout_seconds must be at least 1')
     if p['path'] and not _probe_manifest.HAS_YAML:
         module.fail_json(msg=missing_required_lib('PyYAML'), exception=repr(_probe_manifest.YAML_IMPORT_ERROR))
-    reports, files, diffs, backups = [], [], [], []
+    if p['listener_evidence'] is not None and not p['verify_listeners']:
+        module.fail_json(msg='listener_evidence is only read with verify_listeners=true')
+    if p['verify_listeners'] and p['definitions'] is None:
+        module.fail_json(msg='verify_listeners needs definitions (cluster mode): manifest files have no running pods')
+    if p['verify_listeners'] and p['pods'] is None:
+        module.fail_json(msg='verify_listeners needs pods (the running pods, from kubernetes.core.k8s_info kind Pod)')
+    bad = sorted(str(k) for k, v in p['node_hosts'].items() if not isinstance(v, str) or not v)
+    if bad:
+        module.fail_json(msg='node_hosts must map node names to inventory host names; bad entries: %s' % ', '.join(bad))
+    for pod in p['pods'] or []:
+        if not isinstance(pod.get('metadata'), dict) or not isinstance(pod.get('spec'), dict):
+            module.fail_json(msg='pods must be Pod objects with metadata and spec, as kubernetes.core.k8s_info returns them')
+    reports, files, diffs, backups, targets, documents = [], [], [], [], [], []
+    opts = dict(allow_lossy=p['allow_lossy'], allow_stricter=p['allow_stricter'])
     try:
         if p['definitions'] is not None:
             reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
-                                           p['allow_undeclared_ports']))
+                                           p['allow_undeclared_ports'], **opts))
+            if p['verify_listeners']:
+                # what the static rules would convert, checked against the running pods' listeners
+                targets, unverified = _probe_evidence.listener_targets(reports, p['definitions'], p['pods'], p['node_hosts'])
+                evidence = _probe_evidence.read_evidence(p['listener_evidence'])
+                verdicts = _probe_evidence.verdicts(reports, targets, unverified, evidence, p['allow_unverified'])
+                reports = _probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
+                                          p['allow_undeclared_ports'], verdicts=verdicts, **opts)
         if p['path']:
             file_reports, files, diffs, backups = _probe_manifest.convert_files(
-                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'], p['allow_undeclared_ports'])
+                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'], p['allow_undeclared_ports'],
+                objects=documents, **opts)
             reports.extend(file_reports)
     except _probe_errors.ProbeError as e:
         module.fail_json(msg=str(e))
     except (IOError, OSError) as e:
         module.fail_json(msg='cannot read or write manifests: %s' % e)
+    if p['pods'] is not None:
+        inventory = _probe_evidence.exec_probe_inventory(pods=p['pods'])
+    else:
+        inventory = _probe_evidence.exec_probe_inventory(objects=(p['definitions'] or []) + documents, node=p['node_name'])
     probes = _probes.flat_report(reports)
     summary = {'probes': len(probes), 'objects_to_patch': len([r for r in reports if r['patch']])}
     for result in ('converted', 'skipped', 'kept'):
         summary[result] = len([r for r in probes if r['result'] == result])
-    msg = '%d exec probes: %d converted, %d skipped, %d kept; %d %s' % (
-        summary['probes'], summary['converted'], summary['skipped'], summary['kept'],
+    for verification in ('verified', 'unverified'):
+        summary[verification] = len([r for r in probes if r['result'] == 'converted' and r['verification'] == verification])
+    summary['refused_by_evidence'] = len([r for r in probes if r['result'] == 'skipped' and r.get('verification')])
+    msg = '%d exec probes: %d converted (%d verified on a node), %d skipped, %d kept; %d %s' % (
+        summary['probes'], summary['converted'], summary['verified'], summary['skipped'], summary['kept'],
         len(files) if p['path'] else summary['objects_to_patch'],
         ('files to rewrite' if module.check_mode else 'files rewritten') if p['path'] else 'objects to patch')
-    result = dict(changed=bool(files), msg=msg, objects=reports, probes=probes, summary=summary, files=files, backups=backups)
+    result = dict(changed=bool(files), msg=msg, objects=reports, probes=probes, summary=summary, files=files, backups=backups,
+                  listener_targets=targets, exec_probe_inventory=inventory)
     if module._diff and diffs:
         result['diff'] = diffs
     module.exit_json(**result)

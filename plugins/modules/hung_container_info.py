@@ -248,9 +248,21 @@ engines:
       type: bool
       sample: true
     reachable:
-      description: Whether it answered.
+      description:
+        - Whether it answered.
+        - For containerd, null when its shims are running but none of them could be asked (cannot tell,
+          not healthy); RV(engines[].error) says why.
       type: bool
       sample: true
+    refused_shims:
+      description:
+        - containerd only, when there are any. Processes that call themselves this containerd's shims but
+          do not prove to be the runtime's (namespaces, executable, owner, bundle), with the reasons. Their
+          bundles are not read and nothing they claim is reported.
+      type: list
+      elements: dict
+      returned: when a process was refused
+      sample: [{"pid": 4242, "reasons": ["containerd shim is in another mnt namespace than containerd"]}]
     version:
       description: Its version, when known.
       type: str

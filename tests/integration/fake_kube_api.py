@@ -1,16 +1,31 @@
 """A small HTTPS endpoint that answers like a Kubernetes API server for the
 calls the eviction guard makes through kubernetes.core (discovery, GET a
-Node, LIST Pods by field selector, PATCH a Node to cordon it), with Node and
-Pod objects of the shapes a real API server returns.  No kube-apiserver can
+Node, LIST Pods by field selector, PATCH a Node to cordon it), and the calls
+of exec_probe_swap's cluster mode (LIST Deployments, LIST the running Pods of
+a namespace, a JSON patch of a Deployment, dry run or not), with objects of
+the shapes a real API server returns.  No kube-apiserver can
 be installed here; this serves those shapes to the real kubernetes.core
 modules and the real kubernetes Python client."""
 import copy
 import json
+
+import jsonpatch
 import ssl
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
+
+APPS_RESOURCES = {
+    "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1",
+    "resources": [
+        {"name": "deployments", "singularName": "deployment", "namespaced": True, "kind": "Deployment",
+         "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": ["deploy"]},
+    ],
+}
+APIS = {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+    {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+     "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}
 
 RESOURCES = {
     "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1",
@@ -74,6 +89,8 @@ class FakeKubeAPI(object):
         self.workdir = workdir
         self.nodes = {}
         self.pods = []
+        self.deployments = []
+        self.deployment_patches = []
         self.requests = []
         self.patches = []
         self._lock = threading.Lock()
@@ -131,7 +148,14 @@ class FakeKubeAPI(object):
                 return 200, {"kind": "APIVersions", "versions": ["v1"],
                              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
             if u.path == "/apis":
-                return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+                return 200, APIS
+            if u.path == "/apis/apps/v1":
+                return 200, APPS_RESOURCES
+            parts = u.path.strip("/").split("/")
+            if parts[:3] == ["apis", "apps", "v1"] and "deployments" in parts:
+                return self._deployments(method, parts, q, body, content_type)
+            if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "pods":
+                return 200, self._pod_list([p for p in self.pods if p["metadata"]["namespace"] == parts[3]], q)
             if u.path == "/api/v1":
                 return 200, RESOURCES
             if u.path.startswith("/api/v1/nodes/"):
@@ -148,15 +172,43 @@ class FakeKubeAPI(object):
                 return 200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"},
                              "items": list(copy.deepcopy(self.nodes).values())}
             if u.path == "/api/v1/pods":
-                items = self.pods
-                sel = q.get("fieldSelector", [""])[0]
-                if sel.startswith("spec.nodeName="):
-                    want = sel.split("=", 1)[1]
-                    items = [p for p in items if p["spec"].get("nodeName") == want]
-                return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9001"},
-                             "items": copy.deepcopy(items)}
+                return 200, self._pod_list(self.pods, q)
             return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
                          "message": "the server could not find the requested resource", "code": 404}
+
+    def _pod_list(self, items, q):
+        for sel in filter(None, q.get("fieldSelector", [""])[0].split(",")):
+            key, dummy, want = sel.partition("=")
+            if key == "spec.nodeName":
+                items = [p for p in items if p["spec"].get("nodeName") == want]
+            elif key == "status.phase":
+                items = [p for p in items if (p.get("status") or {}).get("phase") == want]
+        return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9001"}, "items": copy.deepcopy(items)}
+
+    def _deployments(self, method, parts, q, body, content_type):
+        """/apis/apps/v1/deployments, .../namespaces/NS/deployments[/NAME]."""
+        namespace = parts[4] if len(parts) > 4 and parts[3] == "namespaces" else None
+        name = parts[6] if namespace and len(parts) > 6 else None
+        items = [d for d in self.deployments if namespace is None or d["metadata"]["namespace"] == namespace]
+        if name is None:
+            return 200, {"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {"resourceVersion": "777"},
+                         "items": copy.deepcopy(items)}
+        found = [d for d in items if d["metadata"]["name"] == name]
+        if not found:
+            return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                         "message": 'deployments.apps "%s" not found' % name, "code": 404}
+        if method != "PATCH":
+            return 200, copy.deepcopy(found[0])
+        dry_run = q.get("dryRun", [""])[0] == "All"
+        self.deployment_patches.append((namespace + "/" + name, content_type, body, dry_run))
+        try:
+            patched = jsonpatch.JsonPatch(body).apply(copy.deepcopy(found[0]))
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
+            return 422, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
+                         "message": str(e), "code": 422}
+        if not dry_run:
+            self.deployments[self.deployments.index(found[0])] = patched
+        return 200, patched
 
     def close(self):
         self.server.shutdown()

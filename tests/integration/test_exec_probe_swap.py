@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import ansible_env, collections_path
@@ -78,6 +79,7 @@ def main():
     module = AnsibleModule(argument_spec=dict(
         kind=dict(type="str"), api_version=dict(type="str", default="v1"), namespace=dict(type="str"),
         name=dict(type="str"), patch=dict(type="list", elements="dict"), label_selectors=dict(type="list", elements="str"),
+        field_selectors=dict(type="list", elements="str"),
         kubeconfig=dict(type="raw"), context=dict(type="str")), supports_check_mode=True)
     %s
 
@@ -101,7 +103,9 @@ def test_cluster_mode_reaches_the_patch_call(tmp_path):
     (plugins / "k8s_info.py").write_text(STUB % (INFO % str(tmp_path / "objects.json")))
     (plugins / "k8s_json_patch.py").write_text(STUB % (PATCH % str(log)))
     env = {"ANSIBLE_COLLECTIONS_PATH": "%s:%s" % (collections_path(), tmp_path / "stubs")}
-    variables = {"exec_probe_swap_mode": "cluster", "exec_probe_swap_kinds": ["Deployment", "DaemonSet", "Pod", "StatefulSet"]}
+    # the listener evidence has its own test (test_container_listen_info.py); here: the path to the patch call
+    variables = {"exec_probe_swap_mode": "cluster", "exec_probe_swap_kinds": ["Deployment", "DaemonSet", "Pod", "StatefulSet"],
+                 "exec_probe_swap_verify_listeners": False}
 
     out, recap = playbook(variables, "--check", env=env)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
@@ -136,3 +140,63 @@ def test_old_names_still_work_and_say_they_are_deprecated(tmp_path):
     out = " ".join((r.stdout + r.stderr).split())
     assert "exec_probe_convert has been deprecated" in out and "renamed hangdoctor.runtime.exec_probe_swap" in out
     assert '"changed": true' in r.stdout and {p: p.read_bytes() for p in tree.rglob("*.yaml")} == before
+
+
+def test_the_http_tools_exit_status_matches_what_the_conversion_assumes(tmp_path):
+    """The conversion turns an HTTP check into httpGet (which fails on status >= 400) only when the
+    tool's own exit status already failed on such a status.  Checked against the real binaries:
+    busybox-static's wget applet, GNU wget and curl, on a local server answering 200, 401, 404, 500."""
+    import shutil
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_errors, _probe_infer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(int(self.path.strip("/")))
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    tools = {
+        "busybox wget": [shutil.which("busybox"), "wget", "-q", "-O", "/dev/null"],
+        "busybox wget --spider": [shutil.which("busybox"), "wget", "-q", "--spider"],
+        "GNU wget": ["wget", "-q", "-O", "/dev/null"],
+        "GNU wget --spider": ["wget", "-q", "--spider"],
+        "curl -s": ["curl", "-s", "-o", "/dev/null"],
+        "curl -sf": ["curl", "-sf", "-o", "/dev/null"],
+        "curl --fail-with-body": ["curl", "-s", "--fail-with-body", "-o", "/dev/null"],
+    }
+    try:
+        for name, argv in tools.items():
+            assert argv[0], "busybox-static is not installed"
+            codes = {}
+            for status in (200, 401, 404, 500):
+                url = "http://127.0.0.1:%d/%d" % (port, status)
+                codes[status] = subprocess.run(argv + [url], capture_output=True, timeout=30, check=False).returncode
+            assert codes[200] == 0, (name, codes)
+            fails_on_errors = all(codes[s] != 0 for s in (401, 404, 500))
+            # the probe as a chart writes it: the tool by name inside the container
+            probe = ["wget" if "wget" in name else "curl"] + argv[2 if argv[0].endswith("busybox") else 1:] + [
+                "http://localhost:%d/healthz" % port]
+            if fails_on_errors:
+                assert _probe_infer.infer(probe)[0] == "httpGet", (name, codes)
+            else:
+                with pytest.raises(_probe_errors.Refused) as e:
+                    _probe_infer.infer(probe)
+                assert e.value.kind == "stricter", (name, codes)
+            # GNU wget exits 8 on a server error response (6 on 401, an authentication failure); busybox 1
+            if name.startswith("GNU wget"):
+                assert (codes[401], codes[404], codes[500]) == (6, 8, 8), codes
+            if name.startswith("busybox wget"):
+                assert (codes[401], codes[404], codes[500]) == (1, 1, 1), codes
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -25,7 +25,10 @@ BIN = Path(sys.executable).parent
 ENV_BASE = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
 ENV_BASE["PATH"] = "%s:%s" % (BIN, os.environ.get("PATH", ""))
 # The builder's own steps and the shell commands ansible-builder 3 generates.
-KNOWN_COMMANDS = {"ansible-galaxy", "ansible-doc", "mkdir", "chmod", "chgrp", "rm", "grep", "$PYCMD"}
+KNOWN_COMMANDS = {"ansible-galaxy", "ansible-doc", "mkdir", "chmod", "chgrp", "rm", "grep", "$PYCMD", "$PKGMGR"}
+# The shell's own words in the builder's python_interpreter step ("$PKGMGR install
+# $PYPKG -y ; if [ -z $PKGMGR_PRESERVE_CACHE ]; then $PKGMGR clean all; fi").
+SHELL_WORDS = {"if", "then", "else", "fi"}
 
 
 def sh(cmd, cwd=None, env=None, timeout=120):
@@ -74,8 +77,10 @@ def check_run_line(arg, context):
     known tool; ansible-galaxy sub-commands parse (see the negative test)."""
     problems = []
     for words in run_commands(arg):
-        while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value prefix
+        while words and (re.match(r"^[A-Z_]+=", words[0]) or words[0] in SHELL_WORDS):  # VAR=value prefix, if/then
             words = words[1:]
+        if not words or words[0] == "[":  # a test ([ -z … ]) or a bare fi
+            continue
         cmd = words[0]
         if cmd.startswith("/output/scripts/"):
             if not (context / "_build" / "scripts" / cmd.rsplit("/", 1)[1]).is_file():
@@ -185,3 +190,35 @@ def test_the_step_checker_rejects_what_the_old_definition_had(tmp_path):
     # and ansible-galaxy itself refuses the old line
     r = sh(["ansible-galaxy", "collection", "list", "hangdoctor.runtime", "kubernetes.core"])
     assert r.returncode != 0 and "unrecognized arguments" in r.stderr
+
+
+def containerfile_args(path):
+    return dict(arg.partition("=")[::2] for instr, arg in containerfile_steps(path) if instr == "ARG" and "=" in arg)
+
+
+def test_the_build_installs_ansible_core_for_a_python_it_supports(tmp_path):
+    """awx-ee (CentOS Stream 9) has python3 3.9; ansible-core 2.16 and later
+    need 3.10 or later, so the builder must install ansible-core, the runner
+    and the collection's Python dependencies for a newer interpreter that the
+    same definition installs (python_interpreter), not for ``python3``."""
+    definition = tmp_path / "ee"
+    shutil.copytree(ROOT / "extras/awx/ee", definition)
+    (definition / "hangdoctor-runtime-0.0.0.tar.gz").write_bytes(b"")
+    ctx = tmp_path / "context"
+    ok(sh(["ansible-builder", "create", "-f", str(definition / "execution-environment.yml"), "-c", str(ctx),
+           "--output-filename", "Containerfile"]))
+    args = dict((k, v.strip('"')) for k, v in containerfile_args(ctx / "Containerfile").items())
+    base = args["EE_BASE_IMAGE"]
+    assert base.startswith("quay.io/ansible/awx-ee") and not base.endswith(":latest"), base
+    m = re.match(r"^/usr/bin/python(\d+)\.(\d+)$", args["PYCMD"])
+    assert m, "the build would use awx-ee's python3 (3.9): %s" % args["PYCMD"]
+    assert (int(m.group(1)), int(m.group(2))) >= (3, 10), args["PYCMD"]
+    assert args["PYPKG"] == "python%s.%s" % m.groups()  # the same definition installs it
+    from packaging.requirements import Requirement
+    refs = [Requirement(r) for r in args["ANSIBLE_INSTALL_REFS"].split()]
+    core = [r for r in refs if r.name == "ansible-core"]
+    assert core and all(v.startswith("2.1") or v.startswith("2.2") for v in
+                        [s.version for s in core[0].specifier if s.operator == ">="]), refs
+    # requires_ansible of the collection is what the EE installs
+    runtime = yaml.safe_load((ROOT / "meta/runtime.yml").read_text())["requires_ansible"]
+    assert runtime.replace(">=", "").startswith(str(core[0].specifier).replace(">=", "").rstrip(".0")), (runtime, core)

@@ -125,3 +125,37 @@ def test_a_node_without_engines_is_a_fact_not_a_failure(harness, tmp_path):
     assert "engine not checked: no container engine on this node" in res["msg"]
     res, dummy = run_module("node_doctor", opts(harness, tmp_path, engine_required=True, **none))
     assert res["_status"] == "FAILED!" and "no container engine answers on this node" in res["msg"], res
+
+
+@pytest.mark.parametrize("comm,argv,node", [
+    ("k3s-agent", ["agent", "--node-name", "Edge-3.Example"], "edge-3.example"),
+    ("kubelite", ["--kubelet-args-file=/var/snap/microk8s/current/args/kubelet"], None),
+])
+def test_on_a_k3s_or_microk8s_node_drains_wait_for_the_guard(harness, release, tmp_path, comm, argv, node):
+    """k3s and MicroK8s run the kubelet inside their own binary: no process
+    named kubelet, and still a Kubernetes node (the guard fails open otherwise)."""
+    import signal
+    import socket
+    import subprocess
+    import time
+    exe = tmp_path / comm
+    exe.write_text("#!/bin/sh\nsleep 600\n")
+    exe.chmod(0o755)
+    stand_in = subprocess.Popen([str(exe)] + argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        time.sleep(0.3)
+        assert open("/proc/%d/comm" % stand_in.pid).read().strip() == comm
+        cid = new_container(harness)
+        exec_proc, pid = harness.hang(cid)
+        assert_stuck(harness, cid, pid)
+        res, dummy = run_module("node_doctor", opts(harness, tmp_path, container_ids=[cid], mode="remediate"))
+        fact = res["ansible_facts"]["hangdoctor"]
+        assert res["changed"] is False and fact["guard_needed"] is True, res
+        assert fact["kubernetes"]["kubelet_pid"] == stand_in.pid, fact["kubernetes"]
+        assert fact["kubernetes"]["node_name"] == (node or socket.gethostname().lower())
+        assert [s["reason"] for s in fact["skipped"]] == ["waiting for the eviction guard (Kubernetes node)"]
+        assert not harness.inspect_answers(cid, timeout=1.0)
+    finally:
+        os.killpg(stand_in.pid, signal.SIGKILL)
+        stand_in.wait()

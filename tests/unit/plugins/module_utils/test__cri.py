@@ -132,6 +132,15 @@ class FakeShim(object):
         if self.mode == "never":
             time.sleep(60)
             return
+        if self.mode == "http":
+            # not ttrpc: what an HTTP server sends to a request it cannot parse
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+            conn.close()
+            return
+        if self.mode == "garbage":
+            # a frame that says response on stream 1 but carries no protobuf
+            conn.sendall(struct.pack(">IIBB", 3, stream, 2, 0) + b"\xff\xff\xff")
+            return
         if self.mode == "slow":
             time.sleep(0.6)
         service = dict((n, v) for n, w, v in self.requests[-1]).get(1)
@@ -269,3 +278,84 @@ def test_busy_shims_are_asked_first_and_get_their_whole_timeout(shim, tmp_path):
     finally:
         for h in slow:
             h.close()
+
+
+@pytest.mark.parametrize("mode", ["http", "garbage"])
+def test_an_answer_that_is_not_ttrpc_proves_nothing(shim, mode):
+    s = shim(mode)
+    with pytest.raises(_cri.ShimProtocol) as e:
+        _cri.task_pids(s.path, "c" * 64, 2.0)
+    assert "not a ttrpc answer" in str(e.value)
+    res = _cri.probe_tasks([{"id": "x", "shim_address": s.path}], timeout=1.0)
+    assert res["x"]["responsive"] is None, res
+    assert _cri.task_answers({"id": "x" * 64, "shim_address": s.path}, 1.0)[0] is None
+
+
+def test_an_address_no_connection_is_made_to_proves_nothing():
+    res = _cri.probe_tasks([{"id": "x", "shim_address": "tcp://127.0.0.1:1"}], timeout=1.0)
+    assert res["x"]["responsive"] is None and "no connection made" in res["x"]["error"], res
+    verified, why = _cri.task_answers({"id": "x" * 64, "shim_address": "tcp://127.0.0.1:1"}, 1.0)
+    assert verified is None and "no connection made" in why
+
+
+def test_a_full_listen_backlog_is_not_answering(tmp_path):
+    import errno
+    path = str(tmp_path / "full.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(0)  # a stopped shim: accepts nothing
+    held = []
+    try:
+        while True:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except OSError as e:
+                c.close()
+                assert e.errno == errno.EAGAIN
+                break
+            held.append(c)
+        res = _cri.probe_tasks([{"id": "x", "shim_address": path}], timeout=0.5)
+        assert res["x"]["responsive"] is False and "backlog" in res["x"]["error"], res
+        assert _cri.task_answers({"id": "x" * 64, "shim_address": path}, 0.5)[0] is False
+    finally:
+        for c in held:
+            c.close()
+        srv.close()
+
+
+def test_a_containerd_whose_backlog_is_full_is_there_and_not_answering(tmp_path):
+    import errno
+    path = str(tmp_path / "containerd.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(0)
+    held = []
+    try:
+        while True:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except OSError as e:
+                c.close()
+                assert e.errno == errno.EAGAIN
+                break
+            held.append(c)
+        st = _cri.engine_status(path, timeout=0.5)
+        assert st["present"] is True and st["reachable"] is False and "backlog" in st["error"], st
+    finally:
+        for c in held:
+            c.close()
+        srv.close()
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    os.unlink(path)
+    srv.bind(path)
+    srv.listen(4)
+    try:
+        st = _cri.engine_status(path, timeout=1.0)
+        # the listener's pid comes from the kernel (SO_PEERCRED): here, this process
+        assert st["reachable"] is True and st["pid"] == os.getpid(), st
+    finally:
+        srv.close()

@@ -16,7 +16,7 @@ FIELDS = dict(_probe_rules.PROBE_FIELDS)
 
 
 def test_the_corpus_is_large_and_sourced():
-    assert len(CORPUS) >= 40
+    assert len(CORPUS) >= 60
     for entry in CORPUS:
         assert entry["source"]["repo"].count("/") == 1 and entry["source"]["path"], entry
         assert entry["expect"]["result"] in ("converted", "skipped"), entry
@@ -35,6 +35,10 @@ def _object(entry):
         container["ports"] = entry["ports"]
     if entry.get("env"):
         container["env"] = entry["env"]
+    if entry.get("container_command"):
+        container["command"] = entry["container_command"]
+    if entry.get("args"):
+        container["args"] = entry["args"]
     return deployment([container], name="corpus")
 
 
@@ -53,13 +57,16 @@ def test_corpus_entry(entry):
         assert report["converted"], row.get("reason")
         assert row["handler"] == expect["handler"]
         assert "connects to the pod IP" in row["caveat"]
+        # offline there is no node to ask: every conversion says so
+        assert row["verification"] == "unverified"
         after = apply_both(obj, report["patch"])
         assert_valid(after)
         probe = after["spec"]["template"]["spec"]["containers"][0][FIELDS[entry["probe"]]]
         assert probe.get("timeoutSeconds") == entry.get("timeout")
     else:
         assert report["skipped"], row
-        assert (row["reason_kind"], row["reason"]) == (expect["reason_kind"], row["reason"]), row["reason"]
+        assert row["reason_kind"] == expect["reason_kind"], row["reason"]
+        assert expect.get("reason_contains", "") in row["reason"]
         assert report["patch"] == []
         # a credential is never echoed into the reason either
         assert "Z3Vlc3Q6Z3Vlc3Q=" not in row["reason"]

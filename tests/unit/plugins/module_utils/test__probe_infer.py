@@ -19,6 +19,9 @@ INFER = [
     (["sh", "-c", "curl -fsS 'http://localhost:8080/h?a=1&b=2'"], "httpGet", {"path": "/h?a=1&b=2", "port": 8080}, None),
     (["/bin/sh", "-c", "exec curl -f http://localhost:3000/api/health"], "httpGet", {"path": "/api/health", "port": 3000}, None),
     (["wget", "-q", "-O", "/dev/null", "-T", "2", "http://127.0.0.1:8080/ready"], "httpGet", {"path": "/ready", "port": 8080}, 2),
+    # -k does nothing on plain http (no -L to follow a redirect to https)
+    (["curl", "-fk", "http://localhost/"], "httpGet", {"path": "/", "port": 80}, None),
+    (["curl", "--insecure", "--fail", "-s", "http://127.0.0.1:8080/healthz"], "httpGet", {"path": "/healthz", "port": 8080}, None),
     (["wget", "-qO-", "http://localhost:9090/-/healthy"], "httpGet", {"path": "/-/healthy", "port": 9090}, None),
     (["wget", "--spider", "--no-check-certificate", "--timeout=4", "https://localhost:8443/"], "httpGet",
      {"path": "/", "port": 8443, "scheme": "HTTPS"}, 4),
@@ -85,7 +88,12 @@ REFUSED = [
     (["curl", "-f", "--cert", "/tls/tls.crt", "--key", "/tls/tls.key", "https://localhost:8443/"], "tls", "mTLS"),
     (["curl", "-f", "http://db.internal:8080/"], "remote-host", "not the container itself"),
     (["curl", "-f", "http://10.0.0.7:8080/"], "remote-host", "not the container itself"),
-    (["curl", "-fk", "http://localhost/"], "unsupported", "-k on a plain http"),
+    (["curl", "-fkL", "http://localhost/"], "tls", "-L may follow a redirect to https"),
+    (["curl", "--insecure", "--location", "-f", "http://localhost:8080/"], "tls", "-L may follow a redirect to https"),
+    (["curl", "http://localhost:8080/healthz"], "stricter", "an httpGet probe fails on status >= 400"),
+    (["curl", "-sS", "-o", "/dev/null", "http://127.0.0.1:9000/minio/health/live"], "stricter", "without --fail"),
+    (["sh", "-c", "curl -s http://localhost:8080/"], "stricter", "allow httpGet with allow_stricter, tcpSocket with allow_lossy"),
+    (["curl", "-k", "http://localhost:8080/"], "stricter", "something answers HTTP on port 8080"),
     (["curl", "-f", "--retry-all-errors", "http://localhost/"], "unsupported", "unsupported curl option"),
     (["curl", "-f", "http://localhost/a", "http://localhost/b"], "unsupported", "exactly one literal URL"),
     (["wget", "--post-data", "x=1", "http://localhost/"], "app-check", "request body"),
@@ -235,3 +243,47 @@ def test_database_pings_need_an_explicit_rule(command, port):
         assert [c["handler"] for c in report["converted"]] == [{"tcpSocket": {"port": port}}]
         after = apply_both(obj, report["patch"])
         assert_valid(after)
+
+
+# ---- curl without --fail: exit 0 on any HTTP status -------------------------------
+
+def test_curl_without_fail_converts_only_when_the_loss_or_the_strictness_is_accepted():
+    command = ["curl", "-s", "-m", "3", "http://localhost:8080/healthz"]
+    with pytest.raises(_probe_errors.Stricter) as e:
+        _probe_infer.infer(command)
+    assert e.value.kind == "stricter" and "status >= 400" in str(e.value)
+    kind, handler, timeout, warns = _probe_infer.infer(command, allow_stricter=True)
+    assert (kind, handler, timeout) == ("httpGet", {"host": "127.0.0.1", "path": "/healthz", "port": 8080}, 3)
+    assert any("allow_stricter" in w and "fails on status >= 400" in w for w in warns)
+    kind, handler, timeout, warns = _probe_infer.infer(command, allow_lossy=True)
+    assert (kind, handler, timeout) == ("tcpSocket", {"host": "127.0.0.1", "port": 8080}, 3)
+    assert any("allow_lossy" in w and "tcpSocket" in w for w in warns)
+    # strictness wins over the loss when both are allowed: it keeps the path
+    assert _probe_infer.infer(command, allow_lossy=True, allow_stricter=True)[0] == "httpGet"
+    # a credential still wins over both
+    with pytest.raises(_probe_errors.Refused) as e:
+        _probe_infer.infer(["curl", "-H", "Authorization: Bearer x", "http://localhost/"], allow_lossy=True, allow_stricter=True)
+    assert e.value.kind == "credential"
+
+
+def test_stricter_through_rules_and_the_whole_object():
+    obj = deployment([container(["curl", "-s", "http://localhost:8080/"], ports=[{"containerPort": 8080}])])
+    report = convert_one(obj)
+    assert report["converted"] == [] and report["skipped"][0]["reason_kind"] == "stricter" and report["patch"] == []
+    report = convert_one(obj, rules=[{"workload": "app", "allow_stricter": True}])
+    assert report["converted"][0]["handler"] == {"httpGet": {"path": "/", "port": 8080}}
+    assert_valid(apply_both(obj, report["patch"]))
+    report = convert_one(obj, rules=[{"workload": "app", "allow_lossy": True}])
+    assert report["converted"][0]["handler"] == {"tcpSocket": {"port": 8080}}
+    # an explicit http rule keeps the path the command asked for
+    report = convert_one(obj, rules=[{"workload": "app", "action": "http"}])
+    assert report["converted"][0]["handler"] == {"httpGet": {"path": "/", "port": 8080}}
+
+
+@pytest.mark.parametrize("command", [["wget", "-q", "-O", "-", "http://localhost:8080/"],
+                                     ["wget", "--spider", "-q", "http://localhost:8080/"]])
+def test_wget_fails_on_http_errors_so_it_is_not_stricter(command):
+    """GNU wget exits 8 (6 on 401) and busybox wget exits 1 on status >= 400,
+    checked against the real binaries in tests/integration: the httpGet probe
+    checks the same thing."""
+    assert _probe_infer.infer(command)[0] == "httpGet"

@@ -52,10 +52,13 @@ def test_patch_guards_name_and_command_then_swaps_handler():
 
 
 def test_unset_timeout_warns_and_min_timeout_applies():
-    obj = deployment([container(["curl", "http://localhost:8080/"], ports=P8080)])
-    report = convert_one(obj)
+    obj = deployment([container(["curl", "-s", "http://localhost:8080/"], ports=P8080)])
+    report = convert_one(obj, rules=[{"allow_stricter": True}])
     assert any("timeoutSeconds was unset" in w for w in report["warnings"])
     assert any("without --fail" in w for w in report["warnings"])
+    obj = deployment([container(["curl", "-f", "http://localhost:8080/"], ports=P8080)])
+    report = convert_one(obj)
+    assert any("timeoutSeconds was unset" in w for w in report["warnings"])
     assert "timeoutSeconds" not in apply_both(obj, report["patch"])["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
     report = convert_one(obj, min_timeout=5)
     after = apply_both(obj, report["patch"])
@@ -288,3 +291,9 @@ def test_probes_that_can_never_fail_are_flagged():
 def test_helm_labels_old_and_new_warn(labels, words):
     obj = deployment([container(["nc", "-z", "localhost", "80"], ports=P80, timeoutSeconds=1)], extra_meta={"labels": labels})
     assert any(words in w and "chart values" in w for w in convert_one(obj)["warnings"])
+
+
+def test_a_command_with_a_non_string_word_is_refused_not_a_traceback():
+    obj = deployment([container(["sh", "-c", {"Authorization": "Bearer x"}], ports=P8080)])
+    report = convert_one(obj)
+    assert report["converted"] == [] and report["skipped"][0]["reason_kind"] == "invalid"

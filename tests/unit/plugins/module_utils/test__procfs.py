@@ -127,6 +127,32 @@ def test_read_regular_file_refuses_fifo_symlink_and_big_files(tmp_path):
         pf.read_regular_file(str(tmp_path / "missing"), 100)
 
 
+def test_read_regular_file_says_refused_apart_from_errors_and_truncates_on_request(tmp_path):
+    good = tmp_path / "m.prom"
+    good.write_bytes(b"x" * 100)
+    link = tmp_path / "link"
+    link.symlink_to(good)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    for path, limit in ((link, 1000), (fifo, 1000), (good, 10)):
+        with pytest.raises(pf.Refused):
+            pf.read_regular_file(str(path), limit, timeout=5)
+    assert pf.read_regular_file(str(good), 10, truncate=True) == b"x" * 10
+    # a /proc table is a regular file of size 0 that reads like any other
+    assert pf.read_regular_file("/proc/self/net/tcp", 1 << 20).startswith(b"  sl")
+
+
+def test_the_reader_s_time_bound_gives_up_on_a_read_that_does_not_return():
+    import threading
+    import time
+    stuck = threading.Event()
+    t0 = time.monotonic()
+    with pytest.raises(pf.Timeout):
+        pf._bounded(lambda: stuck.wait(30), 0.3, "reading a file on a stuck mount")
+    assert time.monotonic() - t0 < 1.5
+    stuck.set()
+
+
 def test_own_pid_namespace(tmp_path):
     assert pf.own_pid_namespace(pf.Proc("/proc")) == (True, "")
     # another pid namespace's procfs: self is another number, pid 1 elsewhere

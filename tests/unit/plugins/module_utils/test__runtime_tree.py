@@ -1,5 +1,7 @@
 """The runtime's process tree from fixture /proc trees: shims v1/v2, runc exec,
 runc init, container ids from the runc exec argv, pods from bundles and Docker."""
+import os
+
 import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
@@ -97,3 +99,48 @@ def test_a_dockerd_in_another_mount_namespace_is_not_asked(tmp_path):
     os.symlink("mnt:[4026531840]", root + "/6600/ns/mnt")
     roots = tree.DockerRoots(proc, tree.ProcessTable.snapshot(proc))
     assert tree.pod_of(proc, 15581, CID, roots, INCIDENT_EXEC)["name"] == "web-0"
+
+
+# ---- shim identity, with real processes ---------------------------------------
+def _spawn(argv, cwd):
+    import subprocess
+    import time
+    p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    # wait until the process runs the program it was started for (unshare/setpriv exec it)
+    while time.monotonic() < deadline:
+        try:
+            if open('/proc/%d/comm' % p.pid).read().strip() == 'sleep':
+                return p
+        except OSError:
+            pass
+        time.sleep(0.02)
+    p.kill()
+    raise AssertionError('%s did not start' % argv)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='unshare and setpriv need root')
+def test_shim_identity_is_proven_against_the_runtime_process(tmp_path):
+    import shutil
+    bundle = tmp_path / 'state' / 'k8s.io' / ('a' * 64)
+    bundle.mkdir(parents=True)
+    os.chmod(str(tmp_path), 0o755)
+    sleep = shutil.which('sleep')
+    procs = {
+        'host': _spawn([sleep, '60'], str(bundle)),
+        'own_mnt': _spawn(['unshare', '--mount', '--propagation', 'private', sleep, '60'], str(bundle)),
+        'nobody': _spawn(['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', sleep, '60'], str(bundle)),
+    }
+    try:
+        proc = Proc('/proc')
+        ref = os.getpid()  # stands for the containerd that listens on the socket
+        found, why = tree.shim_identity(proc, procs['host'].pid, ref)
+        assert why == [] and found == str(bundle)
+        found, why = tree.shim_identity(proc, procs['own_mnt'].pid, ref)
+        assert found is None and any('another mnt namespace' in w for w in why), why
+        found, why = tree.shim_identity(proc, procs['nobody'].pid, ref)
+        assert found is None and any('uid 65534' in w for w in why), why
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()

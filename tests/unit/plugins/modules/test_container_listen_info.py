@@ -36,7 +36,7 @@ def test_pid_mode_in_check_mode(tmp_path, capsys, root):
 
 
 @pytest.mark.parametrize("args,msg", [
-    ({}, "give container_ids, pids or probes"),
+    ({}, "give container_ids, cri_container_ids, pids or probes"),
     ({"pids": [1], "timeout": -1}, "timeout must be greater than 0"),
     ({"pids": [1], "timeout": 0}, "timeout must be greater than 0"),
     ({"pids": [0]}, "pids must be positive"),
@@ -47,6 +47,8 @@ def test_pid_mode_in_check_mode(tmp_path, capsys, root):
     ({"pids": [1], "proc_root": "/etc"}, "is not a procfs"),
     ({"container_ids": ["web"], "docker_host": "ssh://node"}, "not supported"),
     ({"pids": [2 ** 22 + 7]}, "no process"),
+    ({"cri_container_ids": ["../x"]}, "cri_container_ids must be container ids"),
+    ({"cri_container_ids": ["abcdef"], "containerd_address": "/nonexistent/containerd.sock"}, "cri_container_ids: no containerd task abcdef"),
 ])
 def test_bad_input_fails_clearly(args, msg, capsys, root):
     result = run(args, capsys)
