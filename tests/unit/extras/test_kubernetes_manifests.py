@@ -71,7 +71,9 @@ def test_least_privilege_that_works(name):
     sc = c["securityContext"]
     assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
     assert sc["readOnlyRootFilesystem"] is True and sc["runAsUser"] == 0
-    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE"]}
+    # SYS_PTRACE: the host processes' fds; DAC_READ_SEARCH: the pod shims' sockets in
+    # containerd's 0600 /run/containerd/s (tests/integration/test_in_cluster_pods.py)
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE", "DAC_READ_SEARCH"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert spec["hostNetwork"] is False and spec["hostIPC"] is False
     ann = ds["spec"]["template"]["metadata"]["annotations"]
@@ -137,3 +139,103 @@ def test_remediate_variables_are_role_or_playbook_variables():
     script = _container(daemonset("remediate"))["args"][0]
     used = re.findall(r'-e "?(hangdoctor_[a-z_]+)=', script)
     assert len(used) >= 8 and set(used) <= known, set(used) - known
+
+
+def _script(name):
+    return _container(daemonset(name))["args"][0]
+
+
+def _env(name):
+    return dict((e["name"], e.get("value")) for e in _container(daemonset(name))["env"])
+
+
+def test_remediate_locks_in_the_hosts_lock_directory():
+    """The drain's locks must be the host's: a pod-local directory would not
+    exclude an ad hoc or AWX drain of the same pipe (and the read-only root
+    has no /run at all)."""
+    defaults = yaml.safe_load((ROOT / "roles" / "remediate" / "defaults" / "main.yml").read_text())
+    mount, vol = [(m, v) for m, v in _mounts(daemonset("remediate")).values() if m["name"] == "locks"][0]
+    assert vol["hostPath"]["path"] == defaults["hangdoctor_lock_dir"] == "/run/hangdoctor"
+    assert not mount.get("readOnly")
+    assert "-e hangdoctor_lock_dir=%s " % mount["mountPath"] in _script("remediate")
+    dummy, evidence = _mounts(daemonset("remediate"))["/host/evidence"]
+    assert evidence["hostPath"]["path"] == defaults["hangdoctor_evidence_dir"]
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_both_engines_through_the_hosts_run(name):
+    script = _script(name)
+    assert "/host/run/docker.sock" in script
+    assert "containerd_address=/host/run/containerd/containerd.sock" in script
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_image_is_this_collections_version(name):
+    version = yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
+    image = _container(daemonset(name))["image"]
+    repo, tag = image.split("@", 1)[0].rsplit(":", 1)
+    assert tag == version, image
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_liveness_without_exec_and_bounded_runs(name):
+    """An exec probe enters the pod through the runc exec path that deadlocks:
+    the probe is httpGet on the heartbeat endpoint; every run has a timeout,
+    and the container a CPU limit."""
+    c = _container(daemonset(name))
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert "exec" not in c.get(probe, {}), probe
+    probe = c["livenessProbe"]["httpGet"]
+    ports = dict((p["name"], p["containerPort"]) for p in c["ports"])
+    assert probe["path"] == "/healthz" and ports[probe["port"]] == 8742
+    script = _script(name)
+    assert "hangdoctor_health.py --heartbeat /tmp/heartbeat" in script and "--port 8742 &" in script
+    assert 'timeout -k ' in script and '"${HANGDOCTOR_RUN_TIMEOUT}"' in script
+    env = _env(name)
+    run_timeout, interval = int(env["HANGDOCTOR_RUN_TIMEOUT"]), int(env["HANGDOCTOR_INTERVAL"])
+    assert 0 < run_timeout and 0 < interval
+    # the heartbeat is touched after every run, in the loop, and once before the first
+    loop = script.split("while :; do", 1)[1]
+    assert script.count("touch /tmp/heartbeat") == 2 and "touch /tmp/heartbeat" in loop
+    limits = c["resources"]["limits"]
+    assert limits["cpu"] and limits["memory"]
+    # the health endpoint the image ships is where the script runs it from
+    containerfile = (ROOT / "extras" / "container" / "Containerfile").read_text()
+    assert "extras/container/hangdoctor_health.py" in containerfile
+    assert "/usr/local/share/hangdoctor/hangdoctor_health.py" in containerfile
+
+
+def test_remediate_api_token_is_short_lived_and_the_role_read_only():
+    ds = daemonset("remediate")
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    (sa,) = [d for d in docs("remediate") if d["kind"] == "ServiceAccount"]
+    assert sa["automountServiceAccountToken"] is False
+    mount, vol = _mounts(ds)["/var/run/secrets/kubernetes.io/serviceaccount"]
+    assert mount["readOnly"] is True
+    (token,) = [s["serviceAccountToken"] for s in vol["projected"]["sources"] if "serviceAccountToken" in s]
+    assert token["path"] == "token" and token["expirationSeconds"] <= 3600
+    (role,) = [d for d in docs("remediate") if d["kind"] == "ClusterRole"]
+    rules = sorted((tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"])
+    assert rules == [(("nodes",), ("get",)), (("pods",), ("list",))]
+
+
+def test_containerfile_pins_every_input():
+    containerfile = (ROOT / "extras" / "container" / "Containerfile").read_text()
+    (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", containerfile, re.M)
+    # a patch release or a digest, never a moving tag such as 3.12-slim
+    assert "@sha256:" in base or re.search(r":\d+\.\d+\.\d+-", base), base
+    assert "FROM ${BASE_IMAGE}" in containerfile
+    assert "pip install --no-cache-dir -r /tmp/requirements.txt" in containerfile
+    assert re.search(r'"kubernetes\.core:==\$\{KUBERNETES_CORE_VERSION\}"', containerfile)
+    assert re.search(r"^ARG KUBERNETES_CORE_VERSION=\d+\.\d+\.\d+$", containerfile, re.M)
+    reqs = [line.strip() for line in (ROOT / "extras" / "container" / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert {"ansible-core", "kubernetes"} <= set(r.split("==")[0] for r in reqs)
+    for r in reqs:
+        assert re.match(r"^[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.]*$", r), r
+    # the controller's tested versions are the image's
+    tested = (ROOT / "tests" / "requirements.txt").read_text()
+    for name in ("ansible-core", "kubernetes"):
+        (pin,) = [r for r in reqs if r.startswith(name + "==")]
+        assert re.search(r"^%s$" % re.escape(pin), tested, re.M), pin
