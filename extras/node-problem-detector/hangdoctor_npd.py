@@ -31,6 +31,7 @@ __metaclass__ = type
 
 import argparse
 import errno
+import math
 import os
 import re
 import sys
@@ -41,6 +42,9 @@ DEFAULT_MAX_OUTPUT = 80
 _LABELS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 _SAMPLE = re.compile(r'^(hangdoctor_[a-z_]+)(\{[^\n]*\})?[ \t]+(\S+)')
 _UNPRINTABLE = re.compile(r'[^\x20-\x7e]')
+# The per-container stuck-exec series: its name since 0.2.0, and the deprecated
+# name that files of older releases (and 0.2.0, for compatibility) also carry.
+PER_CONTAINER = ('hangdoctor_container_stuck_execs', 'hangdoctor_stuck_exec')
 # Bounds on a metrics file read: the textfile is small; anything larger is not ours.
 MAX_METRICS_BYTES = 1 << 20
 
@@ -191,7 +195,7 @@ def check_textfile(args):
             partial = value > 0
         elif m.group(1) == 'hangdoctor_last_run_timestamp_seconds':
             last_run = value
-        elif m.group(1) == 'hangdoctor_stuck_exec' and value > 0:
+        elif m.group(1) in PER_CONTAINER and value > 0:
             labels = dict((k, v.replace('\\"', '"').replace('\\\\', '\\')) for k, v in _LABELS.findall(m.group(2) or ''))
             n = _name(labels.get('namespace'), labels.get('pod'), labels.get('container'), labels.get('container_id'))
             if n not in names:
@@ -199,6 +203,8 @@ def check_textfile(args):
     if total is None or last_run is None:
         raise PluginError('no hangdoctor metrics in %s' % path)
     age = time.time() - last_run
+    if not math.isfinite(age):
+        raise PluginError('metrics file has no valid last-run time: %s' % path)
     if age > args.max_age:
         raise PluginError('metrics file is %ds old (detection not running?)' % age)
     if partial and not total:
@@ -222,8 +228,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     limit = max(20, args.max_output)
     args.container_ids = [c.strip().lower() for c in args.container_ids.split(',') if c.strip()]
-    if args.confirm_interval < 0 or args.min_age_seconds < 0 or args.max_age <= 0:
-        print('unknown: intervals and ages must not be negative'[:limit])
+    numbers = (args.confirm_interval, args.min_age_seconds, args.max_age)
+    # float() takes 'nan' and 'inf': nan > max_age is always false, so a
+    # day-old file would read OK.  Only finite numbers are accepted.
+    if not all(math.isfinite(n) for n in numbers) or args.confirm_interval < 0 or args.min_age_seconds < 0 \
+            or args.max_age <= 0:
+        print('unknown: ages and intervals must be finite, >= 0 (--max-age > 0)'[:limit])
         return UNKNOWN
     if any(not re.match(r'^[0-9a-f]+$', c) for c in args.container_ids):
         print('unknown: --container-ids takes hex container ids'[:limit])

@@ -704,6 +704,9 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
     status = engine_status(address, timeout=max(0.001, min(timeout, deadline - time.monotonic())))
     containerd_pid = status.pop('pid', None)
     engine.update(status)
+    # checked means "we asked": a containerd whose socket is there but does not
+    # answer was checked, and that is what its unreachable alert is about.
+    engine['checked'] = bool(engine['present'])
     if not engine['present'] or not engine['reachable']:
         return report
     shims = scan_shims(address, namespace, proc_root, containerd_pid=containerd_pid)
@@ -717,7 +720,6 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
     if container_ids:
         wanted = set(container_ids)
         tasks = [t for t in tasks if t['id'] in wanted or any(t['id'].startswith(w) for w in wanted)]
-    engine['checked'] = True
     probes = probe_tasks(tasks, timeout, concurrency, deadline, first=busy)
     for t in tasks:
         c = {'id': t['id'], 'name': t['container_name'] or t['id'][:12], 'engine': 'containerd',

@@ -83,8 +83,10 @@ def _docker(docker_host, timeout, concurrency, container_ids, deadline, api_vers
     rep = hung_container_report(docker_host=docker_host, timeout=timeout, concurrency=concurrency,
                                 all_states=include_stopped, total_timeout=total, client=client)
     eng = rep['engine']
+    # checked means "we asked", whatever the answer: a dockerd that is there but
+    # hung or dead is checked and unreachable (the alert), not "no engine".
     entry.update({'reachable': eng['reachable'], 'version': eng['version'], 'error': eng['error'],
-                  'checked': eng['reachable'] is True, 'api_version': eng.get('api_version'),
+                  'checked': True, 'api_version': eng.get('api_version'),
                   'docker_host': docker_host, 'list_latency_ms': eng.get('list_latency_ms')})
     containers = []
     wanted = set(container_ids or ())
@@ -184,9 +186,11 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
     for name in ENGINES:
         if wanted is not None and name not in wanted:
             continue
+        # Only an engine that is there gets a thread: one that has not
+        # returned by the deadline was asked and did not answer.
         entry, containers, hung, unchecked = results.get(name) or (
             {'name': name, 'address': docker_host if name == 'docker' else containerd_address,
-             'present': None, 'checked': False, 'reachable': None, 'version': None,
+             'present': True, 'checked': True, 'reachable': False, 'version': None,
              'error': 'no answer by the overall deadline'}, [], [], [])
         if wanted is not None and name in wanted and entry.get('present') is False and not entry.get('error'):
             entry['error'] = 'not found on this node'
@@ -199,14 +203,17 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
 
 def summary_msg(result):
     """One line an operator can read at 3 a.m."""
-    checked = [e['name'] for e in result['engines'] if e.get('checked')]
-    missing = [e['name'] for e in result['engines'] if e.get('present') is False]
-    broken = [e['name'] for e in result['engines'] if e.get('present') and not e.get('checked')]
-    if not checked:
-        if broken:
-            return 'engine(s) %s present but not usable: %s' % (', '.join(broken), '; '.join(
-                '%s: %s' % (e['name'], e.get('error')) for e in result['engines'] if e['name'] in broken))
-        return 'no container engine found on this node (looked for %s)' % ', '.join(e['name'] for e in result['engines'])
+    engines = result['engines']
+    answered = [e['name'] for e in engines if e.get('checked') and e.get('reachable')]
+    down = [e for e in engines if e.get('checked') and not e.get('reachable')]
+    missing = [e['name'] for e in engines if e.get('present') is False]
+    broken = [e for e in engines if e.get('present') is not False and not e.get('checked')]
+    trouble = ['%s UNREACHABLE, not usable: %s' % (e['name'], e.get('error') or 'no answer') for e in down]
+    trouble += ['%s not usable: %s' % (e['name'], e.get('error')) for e in broken]
+    if not answered:
+        if trouble:
+            return '; '.join(trouble)
+        return 'no container engine found on this node (looked for %s)' % ', '.join(e['name'] for e in engines)
     hung = result['hung']
     parts = ['%d of %d containers hung' % (len(hung), len(result['containers']))]
     if hung:
@@ -220,12 +227,10 @@ def summary_msg(result):
         parts[0] += ' (%s)' % ', '.join(names[:10] + (['...'] if len(names) > 10 else []))
     if result['unchecked']:
         parts.append('%d undecided' % len(result['unchecked']))
-    parts.append('checked %s' % ', '.join(checked))
+    parts.append('checked %s' % ', '.join(answered))
     if missing:
         parts.append('not on this node: %s' % ', '.join(missing))
-    if broken:
-        parts.append('not usable: %s' % ', '.join(broken))
-    return '; '.join(parts)
+    return '; '.join(parts + trouble)
 
 
 def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_CONTAINERD_ADDRESS,

@@ -43,12 +43,21 @@ MAX_ENGINES = 8
 MAX_PREVIOUS_BYTES = 1 << 20    # a previous file larger than this is not parsed
 CAUSES = ('pthread_create_eagain', 'out_of_memory', 'go_runtime_abort', 'unknown')
 
+# The per-container stuck-exec series was named hangdoctor_stuck_exec, one
+# letter from the node total hangdoctor_stuck_execs.  It is now
+# hangdoctor_container_stuck_execs; the old name is still written, with the
+# same series, until 1.0.0, so dashboards and alerts keep working while users
+# move (changelog: deprecated_features).
+DEPRECATED_STUCK_EXEC = 'hangdoctor_stuck_exec'
+
 # name, type, help.  Order is the order in the file.
 METRICS = (
     ('hangdoctor_stuck_execs', 'gauge',
      'Confirmed stuck execs on this node (runc init or runc exec blocked writing to a full shim pipe).'),
-    ('hangdoctor_stuck_exec', 'gauge',
+    ('hangdoctor_container_stuck_execs', 'gauge',
      'Confirmed stuck execs per container; the series exists only while the exec is stuck.'),
+    (DEPRECATED_STUCK_EXEC, 'gauge',
+     'Deprecated, removed in 1.0.0: the same series as hangdoctor_container_stuck_execs (read that one).'),
     ('hangdoctor_stuck_exec_age_seconds', 'gauge',
      'Age of the oldest stuck exec per container; the series exists only while the exec is stuck.'),
     ('hangdoctor_suspect_execs', 'gauge', 'Possible stuck execs that were not confirmed.'),
@@ -58,7 +67,8 @@ METRICS = (
     ('hangdoctor_recurring_drain', 'gauge',
      'Drain rounds of a container whose deadlock came back in the last run (root cause persists).'),
     ('hangdoctor_engine_present', 'gauge', 'The container engine socket exists on this node (1) or not (0).'),
-    ('hangdoctor_engine_checked', 'gauge', 'The last run asked this engine (1) or did not (0).'),
+    ('hangdoctor_engine_checked', 'gauge',
+     'The last run asked this engine (1: its socket is there, answered or not) or did not (0: not on this node).'),
     ('hangdoctor_engine_reachable', 'gauge', 'The engine answered the last run (1); 0 when it did not or was not asked.'),
     ('hangdoctor_drained_total', 'counter', 'Stuck execs drained by hangdoctor on this node.'),
     ('hangdoctor_drained_bytes_total', 'counter', 'Bytes read from blocked pipes and kept as evidence.'),
@@ -369,7 +379,7 @@ def render(summary, previous_text=None, now=None):
 
     labelled = {}
     stuck = _stuck_series(summary)
-    labelled['hangdoctor_stuck_exec'] = dict((k, v[0]) for k, v in stuck.items())
+    labelled['hangdoctor_container_stuck_execs'] = dict((k, v[0]) for k, v in stuck.items())
     labelled['hangdoctor_stuck_exec_age_seconds'] = dict((k, round(v[1], 1)) for k, v in stuck.items())
     labelled['hangdoctor_hung_container'] = _hung_series(summary)
     labelled['hangdoctor_recurring_drain'] = _recurring_series(summary)
@@ -381,6 +391,7 @@ def render(summary, previous_text=None, now=None):
             keep = sorted(series)[:MAX_SERIES_PER_METRIC]
             dropped += len(series) - len(keep)
             labelled[name] = dict((k, series[k]) for k in keep)
+    labelled[DEPRECATED_STUCK_EXEC] = labelled['hangdoctor_container_stuck_execs']
     values['hangdoctor_series_dropped'] = dropped
 
     engine_series = {'hangdoctor_engine_present': {}, 'hangdoctor_engine_checked': {},

@@ -229,7 +229,11 @@ def write_metrics(summary, metrics_dir, metrics_file, now=None):
     try:
         previous = _files.read_small(path)
         text = _metrics.render(summary, previous, now)
-        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=create_dir, durable=False)
+        # A directory found by auto must be root's (or ours): its owner could
+        # otherwise replace the file (hide a stuck exec) or race our names.
+        # A directory named by hand is the user's choice.
+        _files.write_atomic(path, text.encode('utf-8'), 0o644, create_dir=create_dir, durable=False,
+                            safe_dir=not create_dir)
     except _files.WriteError as e:
         return {'path': path, 'written': False, 'error': str(e)}
     return {'path': path, 'written': True, 'error': None}
@@ -323,12 +327,15 @@ def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_
 
 
 def _engine_words(summary):
+    # checked means "we asked": an engine that is there but hung or dead is
+    # checked and UNREACHABLE, never "not checked" (that is: not on this node).
     checked = [e for e in summary.get('engines') or [] if e.get('checked')]
     if not checked:
         return 'engine not checked: %s' % ((summary.get('engine') or {}).get('skipped') or 'none')
-    down = [e.get('name') or 'docker' for e in checked if e.get('reachable') is False]
+    down = [e for e in checked if not e.get('reachable')]
     if down:
-        return 'engine UNREACHABLE: %s' % ', '.join(down)
+        return 'engine UNREACHABLE: %s' % ', '.join(
+            '%s (%s)' % (e.get('name') or 'docker', str(e.get('error') or 'no answer')[:160]) for e in down)
     return 'engine answers'
 
 

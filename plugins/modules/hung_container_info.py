@@ -244,7 +244,9 @@ engines:
       type: bool
       sample: true
     checked:
-      description: Whether its containers were probed.
+      description:
+        - Whether it was asked (its socket is there). A checked engine that did not answer (hung or dead)
+          has RV(engines[].reachable=false); an engine that is not on the node is not checked.
       type: bool
       sample: true
     reachable:
@@ -268,7 +270,7 @@ engines:
       type: str
       sample: 1.6.20~ds1
     error:
-      description: Why it was not checked, null when it was.
+      description: Why it was not checked or did not answer, null when it answered.
       type: str
       sample: "no socket at /var/run/docker.sock: No such file or directory (ENOENT)"
 engine:
@@ -377,7 +379,7 @@ def main():
     # unless its address was set by hand (a typo must not pass as "no engine here").
     explicit = {'docker': p['docker_host'] != common.DEFAULT_DOCKER_HOST,
                 'containerd': p['containerd_address'] != common.DEFAULT_CONTAINERD_ADDRESS}
-    unusable = [e for e in result['engines'] if e.get('error') and not e.get('checked')
+    unusable = [e for e in result['engines'] if e.get('error') and e.get('reachable') is not True
                 and (e.get('present') or explicit.get(e['name']))]
     if unusable and p['fail_on_unreachable']:
         result['msg'] = '; '.join('%s at %s not usable: %s' % (e['name'], e.get('address'), e['error']) for e in unusable)

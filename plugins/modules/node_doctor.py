@@ -173,6 +173,11 @@ options:
         existing one of C(/var/lib/node_exporter/textfile_collector), C(/var/lib/prometheus/node-exporter),
         C(/var/lib/node-exporter/textfile-collector), and writes nothing when none exists. An empty string
         turns metrics off. A directory given by path is created (mode 0755) when it does not exist.
+      - V(auto) writes only in a directory that root (or the user the module runs as) owns, that is not a
+        symlink, and that no other user may write in; otherwise C(metrics) of RV(ansible_facts.hangdoctor) says
+        why nothing was written. A directory given by path is trusted as given.
+      - The metrics file is written through a temporary file created exclusively without following a
+        symlink, its mode set on its descriptor, and renamed in place.
     type: str
     default: auto
   metrics_file:

@@ -20,13 +20,21 @@ description:
     pick it up, unlike a temporary file that keeps the C(.prom) suffix.
   - Used by the C(hangdoctor.runtime.detect) and C(hangdoctor.runtime.remediate) roles for the
     run report on the controller and the metrics file on each node.
+  - The directory of each file must belong to root or to the user the module runs as, and no other user
+    may write in it (unless its sticky bit is set), and it must not be a symlink; whoever could write there
+    could replace a report (an "all clear") or race the temporary file. The module fails with a message
+    that names the directory and why. The temporary file is created exclusively, without following a
+    symlink, and its mode is set on its descriptor.
 extends_documentation_fragment:
   - hangdoctor.runtime.attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
-    support: none
+    support: full
+    details:
+      - With C(--diff) the result holds the file's text before and after (as Ansible shows it), per file
+        with O(files). A file larger than 256 KiB is shown as its size only.
   platform:
     platforms: posix
     support: full
@@ -71,6 +79,10 @@ options:
       - Create the parent directory (mode C(0755)) when it does not exist.
     type: bool
     default: true
+notes:
+  - A directory that another (non-root) user owns or may write in is refused, also when it already exists
+    (for example C(/var/tmp/hangdoctor-reports) created in advance by another user); remove it or choose
+    another directory.
 '''
 
 EXAMPLES = r'''
@@ -140,6 +152,17 @@ files:
       description: SHA-256 of its content.
       type: str
       sample: 5e1a0b3c9d2f4e6a8b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a
+diff:
+  description:
+    - With C(--diff), the text before and after, with the path as header; a list of one such entry per
+      changed file with O(files).
+  returned: in diff mode, when a file changed (or would change)
+  type: raw
+  sample:
+    before: "hangdoctor_stuck_execs 1\n"
+    after: "hangdoctor_stuck_execs 0\n"
+    before_header: /var/lib/node_exporter/textfile_collector/hangdoctor.prom
+    after_header: /var/lib/node_exporter/textfile_collector/hangdoctor.prom
 '''
 
 import hashlib
@@ -150,10 +173,30 @@ from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._files import (
     WriteError,
+    check_dir,
     parse_mode,
+    read_small,
     same_file,
     write_atomic,
 )
+
+MAX_DIFF_BYTES = 256 * 1024
+
+
+def _diff(path, data):
+    """Ansible's before/after of PATH (never follows a symlink, reads at most MAX_DIFF_BYTES)."""
+    try:
+        st = os.lstat(path)
+        size = st.st_size
+    except OSError:
+        size = None
+    if size is not None and size > MAX_DIFF_BYTES:
+        before = '(%d bytes, not shown)\n' % size
+    else:
+        before = read_small(path, MAX_DIFF_BYTES) if size is not None else ''
+    after = ('(%d bytes, not shown)\n' % len(data) if len(data) > MAX_DIFF_BYTES
+             else data.decode('utf-8', 'replace'))
+    return dict(before=before, after=after, before_header=path, after_header=path)
 
 
 def _write(module, path, content, mode):
@@ -162,10 +205,18 @@ def _write(module, path, content, mode):
     result = dict(changed=False, path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
     if os.path.isdir(path):
         raise WriteError('%s is a directory' % path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if module.check_mode and os.path.lexists(directory):
+        # check mode says now what the real run would refuse
+        why = check_dir(directory)
+        if why:
+            raise WriteError('refusing to write %s: %s' % (path, why))
     if not same_file(path, data, mode):
         result['changed'] = True
+        if module._diff:
+            result['diff'] = _diff(path, data)
         if not module.check_mode:
-            write_atomic(path, data, mode, module.params['create_dir'])
+            write_atomic(path, data, mode, module.params['create_dir'], safe_dir=True)
     return result
 
 
@@ -211,12 +262,15 @@ def main():
         except WriteError as e:
             module.fail_json(msg='%s (%d of the files before it done)' % (e, len(written)), files=written,
                              changed=any(f['changed'] for f in written))
+    diffs = [f.pop('diff') for f in written if 'diff' in f]
     changed = [f for f in written if f['changed']]
     paths = ', '.join(f['path'] for f in written)
     if changed:
         msg = '%s %d of %d files (%s)' % (_verb(module, True), len(changed), len(written), paths)
     else:
         msg = 'unchanged %d files (%s)' % (len(written), paths)
+    if diffs:
+        module.exit_json(changed=bool(changed), files=written, msg=msg, diff=diffs)
     module.exit_json(changed=bool(changed), files=written, msg=msg)
 
 

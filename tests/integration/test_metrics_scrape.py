@@ -138,7 +138,7 @@ def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, releas
         promtool_ok(write_metrics(node_exporter["dir"], healthy))
         s = scrape(node_exporter["url"])
         assert s["node_textfile_scrape_error"] == [({}, 0.0)]
-        assert "hangdoctor_stuck_exec" not in s and s["hangdoctor_stuck_execs"] == [({}, 0.0)]
+        assert "hangdoctor_container_stuck_execs" not in s and "hangdoctor_stuck_exec" not in s and s["hangdoctor_stuck_execs"] == [({}, 0.0)]
         assert s["hangdoctor_engine_reachable"] == [({"engine": "docker"}, 1.0)]
 
         # The deadlock, for real.
@@ -153,10 +153,12 @@ def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, releas
         s = scrape(node_exporter["url"])
         assert s["node_textfile_scrape_error"] == [({}, 0.0)]
         want = {"namespace": "shop", "pod": "web-0", "container": "web", "container_id": cid[:12]}
-        found = [(lab, v) for lab, v in s.get("hangdoctor_stuck_exec", []) if lab["container_id"] == cid[:12]]
-        assert len(found) == 1, s.get("hangdoctor_stuck_exec")
+        found = [(lab, v) for lab, v in s.get("hangdoctor_container_stuck_execs", []) if lab["container_id"] == cid[:12]]
+        assert len(found) == 1, s.get("hangdoctor_container_stuck_execs")
         assert dict((k, found[0][0][k]) for k in want) == want and found[0][1] == 1
         assert found[0][0]["cause"] in _metrics.CAUSES
+        # the deprecated name carries the same series until 1.0.0
+        assert [(lab, v) for lab, v in s.get("hangdoctor_stuck_exec", []) if lab["container_id"] == cid[:12]] == found
         hung_series = [lab for lab, v in s.get("hangdoctor_hung_container", []) if v == 1]
         assert any(lab["pod"] == "web-0" and lab["container_id"] == cid[:12] for lab in hung_series), hung_series
         ages = dict((lab["container_id"], v) for lab, v in s["hangdoctor_stuck_exec_age_seconds"])
@@ -180,7 +182,7 @@ def test_scrape_names_the_stuck_pod_and_loses_it_after_the_drain(harness, releas
         promtool_ok(write_metrics(node_exporter["dir"], done))
         s = scrape(node_exporter["url"])
         assert s["node_textfile_scrape_error"] == [({}, 0.0)]
-        assert not [lab for lab, v in s.get("hangdoctor_stuck_exec", []) if lab["container_id"] == cid[:12]]
+        assert not [lab for lab, v in s.get("hangdoctor_container_stuck_execs", []) if lab["container_id"] == cid[:12]]
         assert not [lab for lab, v in s.get("hangdoctor_hung_container", []) if lab["container_id"] == cid[:12]]
         assert s["hangdoctor_drained_total"] == [({}, 1.0)]
         assert s["hangdoctor_evidence_files_total"] == [({}, 1.0)]
@@ -207,7 +209,7 @@ def test_node_doctor_writes_what_node_exporter_serves(harness, release, node_exp
         promtool_ok((node_exporter["dir"] / "hangdoctor.prom").read_text())
         s = scrape(node_exporter["url"])
         assert s["node_textfile_scrape_error"] == [({}, 0.0)]
-        (stuck,) = [lab for lab, v in s.get("hangdoctor_stuck_exec", []) if lab["container_id"] == cid[:12]]
+        (stuck,) = [lab for lab, v in s.get("hangdoctor_container_stuck_execs", []) if lab["container_id"] == cid[:12]]
         assert (stuck["namespace"], stuck["pod"], stuck["container"]) == ("shop", "web-0", "web"), stuck
         assert [lab["pod"] for lab, v in s.get("hangdoctor_hung_container", []) if lab["container_id"] == cid[:12]] == ["web-0"]
         assert ({"engine": "docker"}, 1.0) in s["hangdoctor_engine_reachable"]
@@ -217,7 +219,7 @@ def test_node_doctor_writes_what_node_exporter_serves(harness, release, node_exp
         proc.wait(30)
         promtool_ok((node_exporter["dir"] / "hangdoctor.prom").read_text())
         s = scrape(node_exporter["url"])
-        assert not [lab for lab, v in s.get("hangdoctor_stuck_exec", []) if lab["container_id"] == cid[:12]]
+        assert not [lab for lab, v in s.get("hangdoctor_container_stuck_execs", []) if lab["container_id"] == cid[:12]]
         assert not [lab for lab, v in s.get("hangdoctor_hung_container", []) if lab["container_id"] == cid[:12]]
         assert s["hangdoctor_drained_total"] == [({}, 1.0)]
         assert s["hangdoctor_evidence_files_total"] == [({}, 1.0)]

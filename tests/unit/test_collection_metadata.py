@@ -24,7 +24,11 @@ def test_requires_ansible_216():
 
 def test_changelog_fragments_use_known_sections():
     frags = sorted((ROOT / "changelogs" / "fragments").glob("*.y*ml"))
-    assert frags
+    # Changes are recorded: either fragments wait for the next release, or the
+    # version in galaxy.yml is a release in changelog.yaml (the release took them).
+    released = yaml.safe_load((ROOT / "changelogs" / "changelog.yaml").read_text())["releases"] or {}
+    version = str(yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"])
+    assert frags or version in released, "no changelog fragments and %s is not released in changelog.yaml" % version
     for f in frags:
         data = yaml.safe_load(f.read_text())
         assert isinstance(data, dict) and data, f
@@ -82,3 +86,23 @@ def test_action_groups_name_modules_that_take_the_group_options():
             # module_defaults for the group hands these options to every member
             assert frag in doc["extends_documentation_fragment"] or all(o in doc["options"] for o in options), (module, group)
             assert ("common.%s_ARGS" % group.upper()) in src or all(o + "=dict(" in src for o in options), (module, group)
+
+
+def test_the_changelog_is_released_with_antsibull_changelog():
+    """changelog.yaml holds the galaxy.yml version as a release with its changes,
+    CHANGELOG.rst is generated from it, and the fragments folder stays for the
+    next release's fragments."""
+    changelog = yaml.safe_load((ROOT / "changelogs" / "changelog.yaml").read_text())
+    version = str(yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"])
+    versions = sorted(changelog["releases"], key=lambda v: tuple(int(x) for x in v.split(".")))
+    assert "0.2.0" in versions
+    # galaxy.yml names the latest release, or the next one (fragments waiting)
+    assert versions[-1] == version or version not in versions, (version, versions)
+    release = changelog["releases"]["0.2.0"]
+    assert release["changes"]["release_summary"] and release["changes"]["minor_changes"]
+    assert release["release_date"]
+    assert set(release["changes"]) <= SECTIONS
+    assert "v0.2.0" in (ROOT / "CHANGELOG.rst").read_text()
+    assert (ROOT / "changelogs" / "fragments").is_dir()
+    config = yaml.safe_load((ROOT / "changelogs" / "config.yaml").read_text())
+    assert config["notesdir"] == "fragments" and config["changes_file"] == "changelog.yaml"

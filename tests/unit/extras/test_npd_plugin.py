@@ -3,6 +3,7 @@ first line of output) on metrics files that ``_metrics.render`` wrote, and its
 custom-plugin-monitor config.  The same plugin against a real deadlock:
 tests/integration/test_npd_real_deadlock.py."""
 import json
+import re
 import subprocess
 import sys
 import time
@@ -158,3 +159,31 @@ def test_a_partial_scan_is_unknown_not_ok(tmp_path):
     rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, dict(summary(0), scan_seconds=0.2,
                                                                                           scan_partial=False)))
     assert rc == 0, out
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--max-age", "nan"), ("--max-age", "inf"), ("--max-age", "-5"), ("--max-age", "0"),
+    ("--confirm-interval", "nan"), ("--min-age-seconds", "nan"), ("--min-age-seconds", "-inf"),
+])
+def test_non_finite_or_negative_numbers_are_refused(tmp_path, flag, value):
+    """float('nan') parses, and nan > max_age is always false: a day-old file read OK."""
+    f = metrics_file(tmp_path, summary(0, now=time.time() - 86400))
+    rc, out = run("--source", "textfile", "--metrics-file", f, "%s=%s" % (flag, value))
+    assert rc == 2 and "finite" in out, (rc, out)
+
+
+def test_a_metrics_file_with_a_non_finite_timestamp_is_unknown(tmp_path):
+    f = metrics_file(tmp_path, summary(0))
+    f.write_text(re.sub(r"(?m)^hangdoctor_last_run_timestamp_seconds .*$", "hangdoctor_last_run_timestamp_seconds NaN",
+                        f.read_text()))
+    rc, out = run("--source", "textfile", "--metrics-file", f)
+    assert rc == 2 and "no valid last-run time" in out, (rc, out)
+
+
+def test_the_deprecated_per_container_name_of_older_files_is_still_read(tmp_path):
+    f = metrics_file(tmp_path, summary(1))
+    text = "\n".join(line for line in f.read_text().splitlines() if "hangdoctor_container_stuck_execs" not in line)
+    assert "hangdoctor_stuck_exec{" in text
+    f.write_text(text + "\n")
+    rc, out = run("--source", "textfile", "--metrics-file", f)
+    assert rc == 1 and "shop/web-0" in out, (rc, out)

@@ -22,7 +22,8 @@ PROMTOOL = shutil.which("promtool")
 need_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian package 'prometheus'; scripts/bootstrap.sh installs it)")
 # Metrics whose series name a pod: their alerts must too.
-POD_METRICS = ("hangdoctor_stuck_exec", "hangdoctor_hung_container", "hangdoctor_recurring_drain")
+POD_METRICS = ("hangdoctor_container_stuck_execs", "hangdoctor_stuck_exec", "hangdoctor_hung_container",
+               "hangdoctor_recurring_drain")
 
 
 def promtool(*args, stdin=None):
@@ -151,3 +152,33 @@ def test_promtool_check_metrics_can_fail():
     assert rc != 0
     rc, out = promtool("check", "metrics", stdin="# HELP x_drains d\n# TYPE x_drains counter\nx_drains 1\n")
     assert rc != 0 and "_total" in out, out
+
+
+def test_every_pod_alert_is_tested_under_the_operators_relabelling():
+    """kube-prometheus-stack's ServiceMonitor (honorLabels: false) gives every
+    sample the exporter pod's namespace/pod/container and renames ours to
+    exported_*: each alert on a per-pod metric has a promtool case with those
+    labels, and there it names the stuck pod, not the exporter's."""
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    for rule in alerts():
+        if not set(re.findall(r"\bhangdoctor_[a-z_]+", rule["expr"])) & set(POD_METRICS):
+            continue
+        fired = [a for t in tests["tests"] if any("exported_pod=" in i["series"] for i in t["input_series"])
+                 for c in t["alert_rule_test"] if c["alertname"] == rule["alert"] for a in c["exp_alerts"]]
+        assert fired, "%s: no promtool case under the operator's labels" % rule["alert"]
+        for a in fired:
+            assert not any(k.startswith("exported_") for k in a["exp_labels"]), a
+            assert a["exp_labels"]["pod"] in a["exp_annotations"]["summary"], a
+            assert "node-exporter" not in a["exp_labels"]["pod"], a
+
+
+def test_the_deprecated_stuck_exec_name_is_still_written_with_the_same_series():
+    stuck = [{"container_id": "%012x" % i + "0" * 52, "pod": "shop/web-%d" % i, "pod_container": "web",
+              "age_seconds": 100, "cause": {"kind": "pthread_create_eagain"}} for i in range(3)]
+    text = _metrics.render({"checked_at": 1700000000, "stuck_execs": stuck, "hung": [], "containers": []})
+    new = [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("hangdoctor_container_stuck_execs{")]
+    old = [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("hangdoctor_stuck_exec{")]
+    assert len(new) == 3 and new == old
+    assert "# HELP hangdoctor_stuck_exec Deprecated" in text
+    for rule in alerts():
+        assert "hangdoctor_stuck_exec " not in rule["expr"] + " " and "hangdoctor_stuck_exec{" not in rule["expr"], rule

@@ -105,7 +105,7 @@ def test_stuck_exec_series_names_namespace_pod_container_and_cause():
     series, types = parse(m.render(summary([stuck()], hung=[CID]), now=1000))
     labels = frozenset({"namespace": "shop", "pod": "web-0", "container": "web",
                         "container_id": CID[:12], "cause": "pthread_create_eagain"}.items())
-    assert values(series, "hangdoctor_stuck_exec") == {labels: 1}
+    assert values(series, "hangdoctor_container_stuck_execs") == {labels: 1}
     assert values(series, "hangdoctor_stuck_exec_age_seconds") == {labels: 300.0}
     # The same labels for the engine's view of the container: one join in PromQL.
     assert values(series, "hangdoctor_hung_container") == {labels: 1}
@@ -113,14 +113,14 @@ def test_stuck_exec_series_names_namespace_pod_container_and_cause():
     assert one(series, "hangdoctor_hung_containers") == 1
     assert one(series, "hangdoctor_last_run_timestamp_seconds") == 1000
     assert one(series, "hangdoctor_scan_duration_seconds") == 0.42
-    assert types["hangdoctor_drained_total"] == "counter" and types["hangdoctor_stuck_exec"] == "gauge"
+    assert types["hangdoctor_drained_total"] == "counter" and types["hangdoctor_container_stuck_execs"] == "gauge"
 
 
 def test_series_disappear_when_the_problem_is_gone_but_totals_and_engines_stay():
     first = m.render(summary([stuck()], hung=[CID]), now=1000)
     quiet = m.render(summary(), previous_text=first, now=2000)
     series, dummy = parse(quiet)
-    for name in ("hangdoctor_stuck_exec", "hangdoctor_stuck_exec_age_seconds", "hangdoctor_hung_container"):
+    for name in ("hangdoctor_container_stuck_execs", "hangdoctor_stuck_exec_age_seconds", "hangdoctor_hung_container"):
         assert values(series, name) == {}, name
         assert "# TYPE %s " % name not in quiet
     assert one(series, "hangdoctor_stuck_execs") == 0
@@ -234,7 +234,7 @@ def test_previous_counter_with_timestamp_is_read():
 
 def test_two_stuck_execs_of_one_container_are_one_series_counting_two():
     series, dummy = parse(m.render(summary([stuck(age=50, pid=10), stuck(age=700, pid=20)]), now=1))
-    assert list(values(series, "hangdoctor_stuck_exec").values()) == [2]
+    assert list(values(series, "hangdoctor_container_stuck_execs").values()) == [2]
     assert list(values(series, "hangdoctor_stuck_exec_age_seconds").values()) == [700.0]
     assert one(series, "hangdoctor_stuck_execs") == 2
 
@@ -243,7 +243,7 @@ def test_hostile_label_values_are_cut_stripped_and_escaped():
     pod = {"namespace": 'a"b\\c', "name": "p\nod\x00\x1b[31m" + "x" * 500, "container": "c\u2028d"}
     text = m.render(summary([stuck(pod=pod, kind="evil\"} 1\nhangdoctor_guard_blocked 1")]), now=1)
     series, dummy = parse(text)   # fails on a line the format does not allow
-    (labels,) = values(series, "hangdoctor_stuck_exec")
+    (labels,) = values(series, "hangdoctor_container_stuck_execs")
     labels = dict(labels)
     assert labels["namespace"] == 'a"b\\c'
     assert "\n" not in labels["pod"] and "\x00" not in labels["pod"] and "\x1b" not in labels["pod"]
@@ -262,7 +262,7 @@ def test_hung_container_without_stuck_exec_takes_the_container_name_from_the_kub
 
 def test_container_without_pod_uses_its_engine_name():
     series, dummy = parse(m.render(summary([stuck(cid=OTHER, pod={})], hung=[OTHER]), now=1))
-    (labels,) = values(series, "hangdoctor_stuck_exec")
+    (labels,) = values(series, "hangdoctor_container_stuck_execs")
     assert dict(labels)["pod"] == "" and dict(labels)["namespace"] == "" and dict(labels)["container"] == "db"
     (labels,) = values(series, "hangdoctor_hung_container")
     assert dict(labels)["container"] == "db" and dict(labels)["cause"] == "pthread_create_eagain"
@@ -273,10 +273,10 @@ def test_series_are_capped_per_metric_and_the_rest_counted():
     execs = [stuck(cid="%012x" % i + "0" * 52, pid=1000 + i,
                    pod={"namespace": "ns", "name": "pod-%03d" % i, "container": "c"}) for i in range(n)]
     series, dummy = parse(m.render(summary(execs), now=1))
-    assert len(values(series, "hangdoctor_stuck_exec")) == m.MAX_SERIES_PER_METRIC
+    assert len(values(series, "hangdoctor_container_stuck_execs")) == m.MAX_SERIES_PER_METRIC
     assert len(values(series, "hangdoctor_stuck_exec_age_seconds")) == m.MAX_SERIES_PER_METRIC
     # The same containers in both capped metrics.
-    assert set(values(series, "hangdoctor_stuck_exec")) == set(values(series, "hangdoctor_stuck_exec_age_seconds"))
+    assert set(values(series, "hangdoctor_container_stuck_execs")) == set(values(series, "hangdoctor_stuck_exec_age_seconds"))
     assert one(series, "hangdoctor_series_dropped") == 14
     assert one(series, "hangdoctor_stuck_execs") == n
 
@@ -347,7 +347,7 @@ def test_a_remediate_run_shows_what_it_left_not_what_it_found():
                        verify_exec={"stuck_execs": []}, verify_hung={"hung": []})
     assert s["stuck_execs"] and s["hung"]   # the fact still tells what was found
     series, dummy = parse(m.render(s, now=1))
-    assert values(series, "hangdoctor_stuck_exec") == {}
+    assert values(series, "hangdoctor_container_stuck_execs") == {}
     assert values(series, "hangdoctor_hung_container") == {}
     assert one(series, "hangdoctor_stuck_execs") == 0 and one(series, "hangdoctor_hung_containers") == 0
     assert one(series, "hangdoctor_drained_total") == 1
@@ -357,7 +357,7 @@ def test_drained_but_stuck_again_at_verification_stays():
     s = sm.remediation(summary([stuck()], hung=[CID]), drain={"drained": [_drained()]},
                        verify_exec={"stuck_execs": [{"container_id": CID}]}, verify_hung={"hung": [CID]})
     series, dummy = parse(m.render(s, now=1))
-    assert list(values(series, "hangdoctor_stuck_exec").values()) == [1]
+    assert list(values(series, "hangdoctor_container_stuck_execs").values()) == [1]
     assert list(values(series, "hangdoctor_hung_container").values()) == [1]
     assert one(series, "hangdoctor_verify_failed") == 1
 
@@ -370,7 +370,7 @@ def test_drained_but_stuck_again_at_verification_stays():
 def test_a_drain_that_did_not_repair_this_exec_leaves_it_stuck(drain):
     s = sm.remediation(summary([stuck()], hung=[CID]), drain=drain)
     series, dummy = parse(m.render(s, now=1))
-    assert list(values(series, "hangdoctor_stuck_exec").values()) == [1]
+    assert list(values(series, "hangdoctor_container_stuck_execs").values()) == [1]
     assert one(series, "hangdoctor_stuck_execs") == 1
 
 
@@ -378,14 +378,14 @@ def test_one_of_two_stuck_execs_drained_leaves_the_container_stuck():
     s = sm.remediation(summary([stuck(pid=10, age=500), stuck(pid=20, age=50)]), drain={"drained": [_drained(pid=10)]},
                        verify_exec={"stuck_execs": [{"container_id": CID}]}, verify_hung={"hung": []})
     series, dummy = parse(m.render(s, now=1))
-    assert list(values(series, "hangdoctor_stuck_exec").values()) == [2]
+    assert list(values(series, "hangdoctor_container_stuck_execs").values()) == [2]
     assert one(series, "hangdoctor_stuck_execs") == 2
 
 
 def test_unblocked_without_an_engine_answer_is_no_longer_stuck_but_still_hung():
     s = sm.remediation(summary([stuck()], hung=[CID]), drain={"drained": [_drained(verified=False)]})
     series, dummy = parse(m.render(s, now=1))
-    assert values(series, "hangdoctor_stuck_exec") == {}
+    assert values(series, "hangdoctor_container_stuck_execs") == {}
     assert list(values(series, "hangdoctor_hung_container").values()) == [1]
 
 
@@ -394,5 +394,5 @@ def test_the_summary_s_own_resolved_marks_are_honoured():
     s["stuck_execs"] = [dict(x, resolved=True) for x in s["stuck_execs"]]
     s["resolved"] = [CID]
     series, dummy = parse(m.render(s, now=1))
-    assert values(series, "hangdoctor_stuck_exec") == {} and values(series, "hangdoctor_hung_container") == {}
+    assert values(series, "hangdoctor_container_stuck_execs") == {} and values(series, "hangdoctor_hung_container") == {}
     assert one(series, "hangdoctor_stuck_execs") == 0 and one(series, "hangdoctor_hung_containers") == 0

@@ -92,3 +92,31 @@ def test_a_partial_scan_is_never_reported_as_no_stuck_exec():
     assert 'no stuck exec' not in line
     assert line.startswith('node-1: scan PARTIAL, stuck execs unknown (scan deadline of 20.0s reached')
     assert 'no stuck exec' in _node_doctor.message(dict(s, scan_partial=False))
+
+
+# ---- metrics_dir: auto and the owner of the textfile directory (issue 21) ----
+
+def test_auto_refuses_a_textfile_directory_another_user_owns(tmp_path, monkeypatch):
+    """Whoever owns the textfile directory could replace the metrics (hide a
+    stuck exec) and race root's file names: auto writes only in a directory
+    that root (or this user) owns and nobody else may write in."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
+    d = tmp_path / "textfile_collector"
+    d.mkdir()
+    monkeypatch.setattr(_metrics, "TEXTFILE_DIRS", (str(d),))
+    summary = {"host": "n1", "checked_at": 1700000000, "stuck_execs": [], "hung": [], "containers": []}
+
+    os.chown(str(d), 1000, 1000)
+    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    assert res["written"] is False and "owned by uid 1000" in res["error"], res
+    assert os.listdir(str(d)) == []
+
+    os.chown(str(d), 0, 0)
+    os.chmod(str(d), 0o777)
+    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    assert res["written"] is False and "every user may write" in res["error"], res
+
+    os.chmod(str(d), 0o755)
+    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    assert res["written"] is True and res["error"] is None, res
+    assert (d / "hangdoctor.prom").read_text().startswith("# HELP")

@@ -64,3 +64,48 @@ def test_files_and_path_are_refused_clearly(tmp_path):
                        ({"files": [{"path": p, "content": "x", "owner": "root"}]}, "owner")):
         res = run(args)
         assert res.get("failed") and word in res["msg"], (args, res)
+
+
+# ---- a report directory another user owns; diff mode (issue 21) -------------
+
+def test_a_report_directory_another_user_owns_is_refused_clearly(tmp_path):
+    """/var/tmp/hangdoctor-reports can be created in advance by any user, who
+    then replaces the report with an "all clear": refused, run or check mode."""
+    d = tmp_path / "hangdoctor-reports"
+    d.mkdir()
+    os.chown(str(d), 1000, 1000)
+    for check in (True, False):
+        res = run({"files": [{"path": str(d / "hangdoctor-detect.md"), "content": "# 2 stuck execs\n"}]}, check=check)
+        assert res.get("failed") and "refusing to write" in res["msg"] and "owned by uid 1000" in res["msg"], res
+        assert "Traceback" not in res["msg"]
+    assert os.listdir(str(d)) == []
+    os.chown(str(d), 0, 0)
+    os.chmod(str(d), 0o777)
+    res = run({"path": str(d / "r.md"), "content": "x"})
+    assert res.get("failed") and "every user may write" in res["msg"], res
+    os.chmod(str(d), 0o755)
+    assert run({"path": str(d / "r.md"), "content": "x"})["changed"]
+
+
+def test_a_symlink_in_the_report_directory_s_place_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "reports").symlink_to(elsewhere)
+    res = run({"path": str(tmp_path / "reports" / "r.md"), "content": "x"})
+    assert res.get("failed") and "not a directory" in res["msg"], res
+    assert os.listdir(str(elsewhere)) == []
+
+
+def test_diff_mode_shows_before_and_after(tmp_path):
+    p = str(tmp_path / "r" / "report.md")
+    res = run({"path": p, "content": "# one\n", "_ansible_diff": True})
+    assert res["diff"] == {"before": "", "after": "# one\n", "before_header": p, "after_header": p}
+    res = run({"path": p, "content": "# two\n", "_ansible_diff": True}, check=True)
+    assert res["changed"] and res["diff"]["before"] == "# one\n" and res["diff"]["after"] == "# two\n"
+    assert open(p).read() == "# one\n"
+    assert "diff" not in run({"path": p, "content": "# one\n", "_ansible_diff": True})
+    assert "diff" not in run({"path": p, "content": "# two\n"}, check=True)
+    a = str(tmp_path / "r" / "a.json")
+    res = run({"files": [{"path": a, "content": "{}\n"}, {"path": p, "content": "# two\n"}], "_ansible_diff": True})
+    assert [d["after_header"] for d in res["diff"]] == [a, p]
+    assert res["diff"][1]["before"] == "# one\n" and "diff" not in res["files"][0]
