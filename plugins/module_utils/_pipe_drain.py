@@ -33,6 +33,7 @@ import signal
 import socket
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
@@ -83,47 +84,12 @@ RECORD_ERRORS = VERIFY_ERRORS + (_procfs.ProcError, _evidence.EvidenceError, _pi
 
 
 # ---- the writer ------------------------------------------------------------
-GONE = 'gone'
-BLOCKED = 'blocked'
-RUNNABLE = 'runnable'
-SETTLED = 'settled'
-
-
-def _thread_state(proc, pid, tid, inode, machine):
-    """writer_state of one thread TID of PID."""
-    try:
-        st = proc.task_stat(pid, tid)
-        if st['state'] in ('Z', 'X', 'x'):
-            return GONE
-        if st['state'] == 'R':
-            return RUNNABLE
-        sc = proc.task_syscall(pid, tid)
-    except _procfs.ProcessGone:
-        return GONE
-    except _procfs.ProcError:
-        sc = None
-    if sc is None:
-        # /proc/PID/syscall unreadable (ptrace policy): fall back to wchan + fd 2
-        try:
-            in_write = proc.task_wchan(pid, tid) in _procfs.PIPE_WRITE_WCHANS
-            fd = 2
-        except _procfs.ProcError:
-            return SETTLED
-    elif sc['running'] or (sc['nr'] is not None and sc['nr'] < 0):
-        # "-1": asleep outside any system call, i.e. in a page fault (reclaim
-        # under memory.high): it goes on writing the moment it returns
-        return RUNNABLE
-    else:
-        in_write = _procfs.write_syscall_name(sc['nr'], machine) is not None
-        fd = sc['args'][0] if sc['args'] else None
-    if not in_write or fd is None:
-        return SETTLED
-    try:
-        return BLOCKED if _procfs.pipe_inode_of(proc.fd_link(pid, fd)) == inode else SETTLED
-    except _procfs.ProcessGone:
-        return GONE
-    except _procfs.ProcError:
-        return SETTLED
+GONE = _exec_candidates.GONE
+BLOCKED = _exec_candidates.BLOCKED
+RUNNABLE = _exec_candidates.RUNNABLE
+SETTLED = _exec_candidates.SETTLED
+# the one "blocked in write(2) on this pipe" predicate (first pass, diagnosis, drain)
+_thread_state = _exec_candidates.thread_write_state
 
 
 def thread_states(proc, pid, start_time, inode, machine=None):
@@ -392,7 +358,15 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
     if skipped:
         return 'skipped', skipped
     lock = lock_dir.lock(pipefs_device(), info['inode'], info['pid'], info['start_time'])
-    if not lock.acquire():
+    try:
+        acquired = lock.acquire()
+    except OSError as e:
+        # a lock directory that became read-only or full: repair without the lock
+        if e.errno not in _evidence.CONDITION_ERRNOS:
+            raise
+        lock = _pipe_lock.UnheldLock('%s: %s' % (lock.path, e.strerror or e))
+        acquired = lock.acquire()
+    if not acquired:
         return _skip(info, SKIP_LOCKED, 'another run is draining pipe:[%d]' % info['inode'])
     try:
         # the done marker only says a drain once ended; a writer blocked on the
@@ -464,6 +438,9 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
     left = pipe_left(f)
     after = [writer_state(proc, pid, st, info['inode']) for pid, st in info['watch']]
     unblocked = not outcome.endswith(('timeout', 'error')) and BLOCKED not in after
+    lock_error = getattr(lock, 'error', None)
+    if lock_error:
+        lock_error = 'drained without the lock: %s' % lock_error
     if unblocked:
         try:
             lock.mark_done('%s\n' % (evidence.path or '-'))
@@ -489,6 +466,9 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
         'evidence_kept_ranges': evidence.kept_ranges,
         'evidence_kept_sha256': evidence.kept_sha.hexdigest(),
         'evidence_lost_bytes': evidence.lost,
+        # what the file could not keep, carried here instead (head and tail)
+        'evidence_inline': evidence.inline_result(),
+        'lock_error': lock_error,
         'error': '; '.join(errors) or None,
         'queued_after': left,
         'stop': outcome,
@@ -581,7 +561,8 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
                     peek_bytes=peek_bytes, min_age_seconds=0)['stuck_execs']
 
     result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0,
-              'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0}}
+              'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0},
+              'evidence_dir_error': None, 'lock_dir_error': None}
     if stuck_execs is not None:
         for rec in stuck_execs:
             try:
@@ -602,15 +583,27 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
         result['changed'] = bool(result['would_drain'])
         return result
 
+    # A full disk or a read-only filesystem must not leave a workload
+    # blocked: the drain goes on without evidence files (bytes in the result)
+    # or without locks (see _pipe_lock.NoLockDir), and says so.  A path or an
+    # owner that is not safe is refused as before.
     try:
         evidence = _evidence.EvidenceDir(evidence_dir)
     except _evidence.EvidenceError as e:
-        raise DrainError(str(e))
+        if e.errno not in _evidence.CONDITION_ERRNOS:
+            raise DrainError(str(e))
+        evidence = _evidence.NoEvidenceDir(evidence_dir, str(e))
+        result['evidence_dir_error'] = str(e)
+        result['errors'].append('%s: evidence kept in the result only' % e)
     try:
         try:
             locks = _pipe_lock.LockDir(lock_dir)
         except _pipe_lock.LockError as e:
-            raise DrainError(str(e))
+            if e.errno not in _evidence.CONDITION_ERRNOS:
+                raise DrainError(str(e))
+            locks = _pipe_lock.NoLockDir(lock_dir, str(e))
+            result['lock_dir_error'] = str(e)
+            result['errors'].append('%s: drained without the per-pipe lock' % e)
         try:
             retention = dict(count=evidence_retention_count, max_bytes=evidence_retention_bytes,
                              days=evidence_retention_days)
@@ -630,11 +623,13 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
 
 
 def _retain(result, evidence, locks, proc, retention, keep):
+    if evidence.fd is None:
+        return
     try:
         removed = _evidence.apply_retention(evidence, keep=keep, **retention)
         result['retention']['evidence_removed'] += removed['removed']
         result['retention']['evidence_removed_bytes'] += removed['removed_bytes']
-        result['retention']['locks_removed'] += locks.prune(proc)
+        result['retention']['locks_removed'] += locks.prune(proc) if locks.fd is not None else 0
     except OSError as e:
         result['errors'].append('retention: %s' % (e.strerror or e))
 
