@@ -156,6 +156,9 @@ def check_proc(args):
     except DiagnosisError as e:
         raise PluginError('diagnosis failed: %s' % e)
     stuck = result.get('stuck_execs') or []
+    if result.get('partial') and not stuck:
+        # a scan cut short by its deadline has not looked at everything: not "OK"
+        raise PluginError('scan partial: %s' % result.get('partial_reason'))
     names = []
     for rec in stuck:
         pod = rec.get('pod') or {}
@@ -177,7 +180,7 @@ def check_textfile(args):
             text = f.read(MAX_METRICS_BYTES).decode('utf-8', 'replace')
     except (IOError, OSError) as e:
         raise PluginError('cannot read metrics file (%s): %s' % (getattr(e, 'strerror', None) or e, path))
-    total, last_run, names = None, None, []
+    total, last_run, names, partial = None, None, [], False
     for line in text.splitlines():
         m = _SAMPLE.match(line)
         if not m:
@@ -188,6 +191,8 @@ def check_textfile(args):
             continue
         if m.group(1) == 'hangdoctor_stuck_execs' and not m.group(2):
             total = value
+        elif m.group(1) == 'hangdoctor_scan_partial' and not m.group(2):
+            partial = value > 0
         elif m.group(1) == 'hangdoctor_last_run_timestamp_seconds':
             last_run = value
         elif m.group(1) in PER_CONTAINER and value > 0:
@@ -202,6 +207,8 @@ def check_textfile(args):
         raise PluginError('metrics file has no valid last-run time: %s' % path)
     if age > args.max_age:
         raise PluginError('metrics file is %ds old (detection not running?)' % age)
+    if partial and not total:
+        raise PluginError('the last scan was partial (it reached its deadline): stuck execs unknown')
     return int(total), sorted(names)
 
 

@@ -12,6 +12,7 @@ Target-side code: Python 3.6+ syntax and stdlib only.  Nothing here calls
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import base64
 import errno
 import hashlib
 import os
@@ -39,7 +40,22 @@ EVIDENCE_RE = re.compile(r'^[0-9a-f]{12}-\d+-\d+-\d{8}T\d{6}\.\d{6}Z\.log$')
 
 
 class EvidenceError(HangdoctorError):
-    """An unusable evidence directory or a file that is not evidence."""
+    """An unusable evidence directory or a file that is not evidence.
+    ``errno``: the system error behind it, None for a refusal (a path or an
+    owner that is not safe)."""
+
+    def __init__(self, msg, errno_=None):
+        super(EvidenceError, self).__init__(msg)
+        self.errno = errno_
+
+
+# A directory that cannot be made or used for these reasons is the node's
+# condition (a full disk, a read-only or broken filesystem), not a bad option:
+# the drain still repairs the workload and keeps its bytes in the result.
+CONDITION_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+# Bytes of a drain kept in memory (head and tail) and returned in the result
+# when its evidence file could not keep them all.
+INLINE_BYTES = 1024 * 1024
 
 
 # ---- private directories ---------------------------------------------------
@@ -73,61 +89,112 @@ def _why_not_a_dir(dir_fd, name, here, e):
     return e.strerror or str(e)
 
 
+# Symlinks followed on the way to a private directory, at most (like the kernel's MAXSYMLINKS).
+MAX_SYMLINKS = 40
+
+
+def _follow_symlink(dir_fd, dir_st, name, here, what):
+    """The target of symlink NAME (in the open directory DIR_FD, whose stat
+    is DIR_ST) when it may be followed, else EvidenceError.  A symlink is as
+    trustworthy as whoever could have put it there: only one owned by root
+    (or by us) in a directory nobody but its owner may write (``/var/run ->
+    /run`` in a 0755 root ``/var``).  One another user owns, or one in a
+    directory a group or everybody may write (where another user could have
+    renamed it in), is refused, never followed."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError as e:
+        raise EvidenceError('%s %s: %s' % (what, here, e.strerror or e), e.errno)
+    euid = os.geteuid()
+    if st.st_uid not in (0, euid):
+        raise EvidenceError('%s %s is a symlink owned by uid %d, refusing it' % (what, here, st.st_uid))
+    if dir_st.st_mode & 0o022:
+        raise EvidenceError('%s %s is a symlink in a directory others may write (mode %04o), not followed' % (
+            what, here, stat_mod.S_IMODE(dir_st.st_mode)))
+    return target
+
+
 def open_private_dir(path, what):
     """Create (0700) or check directory PATH and return (real path, open
-    directory fd).  Every component is opened relative to its parent with
-    O_NOFOLLOW, so a component swapped for a symlink after the check is
-    refused, never followed; files are then created relative to the fd.
-    PATH itself may be a symlink owned by us (or root), never one owned by
-    another user.  WHAT names the option in messages."""
+    directory fd).  The path is walked from ``/`` one component at a time,
+    each opened relative to its parent's fd with O_NOFOLLOW and checked
+    (:func:`_refuse_shared`) before the next is looked up, so what is
+    checked is what is used: no component is resolved ahead of the walk
+    (``realpath`` would follow a symlink another user planted half way).
+    A component that is a symlink is followed only by the rules of
+    :func:`_follow_symlink`, its target walked the same way.  Files are
+    then created relative to the fd.  WHAT names the option in messages."""
     if not path or not os.path.isabs(path):
         raise EvidenceError('%s must be an absolute path, got %r' % (what, path))
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        if e.errno not in (errno.ENOENT,):
-            raise EvidenceError('%s %s: %s' % (what, path, e.strerror))
-    else:
-        if stat_mod.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
-            raise EvidenceError('%s %s is a symlink owned by uid %d, refusing it' % (what, path, st.st_uid))
-    real = os.path.realpath(path)
-    parts = [p for p in real.split('/') if p]
+    pending = [p for p in path.split('/') if p]
     fd = os.open('/', DIR_FLAGS)
-    done = '/'
+    stack = [(fd, '/', os.fstat(fd))]  # the open directories of the walk, / first
+    links = 0
     try:
-        for n, name in enumerate(parts):
-            final = n == len(parts) - 1
+        while pending:
+            name = pending.pop(0)
+            dir_fd, done, dir_st = stack[-1]
+            if name == '.':
+                continue
+            if name == '..':
+                if len(stack) > 1:
+                    os.close(stack.pop()[0])
+                continue
             here = os.path.join(done, name)
             try:
-                sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+                sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
             except OSError as e:
-                if e.errno != errno.ENOENT:
-                    raise EvidenceError('%s %s: %s' % (what, path, _why_not_a_dir(fd, name, here, e)))
-                try:
-                    os.mkdir(name, 0o700, dir_fd=fd)
-                except OSError as e2:
-                    if e2.errno != errno.EEXIST:
-                        raise EvidenceError('cannot create %s %s: %s' % (what, path, e2.strerror))
-                try:
-                    sub = os.open(name, DIR_FLAGS, dir_fd=fd)
-                except OSError as e2:
-                    raise EvidenceError('%s %s: %s' % (what, path, e2.strerror))
-            os.close(fd)
-            fd = sub
-            done = here
-            st = os.fstat(fd)
-            _refuse_shared(st, here, what, final)
-        if parts and st.st_mode & 0o077:
+                if e.errno == errno.ENOENT:
+                    try:
+                        os.mkdir(name, 0o700, dir_fd=dir_fd)
+                    except OSError as e2:
+                        if e2.errno != errno.EEXIST:
+                            raise EvidenceError('cannot create %s %s: %s' % (what, path, e2.strerror), e2.errno)
+                    try:
+                        sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+                    except OSError as e2:
+                        raise EvidenceError('%s %s: %s' % (what, path, _why_not_a_dir(dir_fd, name, here, e2)))
+                else:
+                    try:
+                        is_link = stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+                    except OSError:
+                        is_link = False
+                    if not is_link:
+                        raise EvidenceError('%s %s: %s' % (what, path, e.strerror or e), e.errno)
+                    target = _follow_symlink(dir_fd, dir_st, name, here, what=what)
+                    links += 1
+                    if links > MAX_SYMLINKS:
+                        raise EvidenceError('%s %s: too many levels of symbolic links' % (what, path))
+                    if target.startswith('/'):
+                        while len(stack) > 1:
+                            os.close(stack.pop()[0])
+                    pending[:0] = [p for p in target.split('/') if p]
+                    continue
+            st = os.fstat(sub)
+            stack.append((sub, here, st))
+            _refuse_shared(st, here, what, not pending)
+        fd, real, st = stack.pop()
+        if len(real) > 1 and st.st_mode & 0o077:
             # readable by others: tighten (root's evidence is nobody else's business)
-            os.fchmod(fd, 0o700)
+            try:
+                os.fchmod(fd, 0o700)
+            except OSError as e:
+                stack.append((fd, real, st))
+                raise EvidenceError('%s %s: %s' % (what, real, e.strerror or e), e.errno)
     except BaseException:
-        os.close(fd)
+        for entry in stack:
+            os.close(entry[0])
         raise
+    for entry in stack:
+        os.close(entry[0])
     return real, fd
 
 
 class EvidenceDir(object):
     """The evidence directory, open for one run (see :func:`open_private_dir`)."""
+
+    error = None
 
     def __init__(self, path):
         self.path, self.fd = open_private_dir(path, 'evidence_dir')
@@ -136,6 +203,21 @@ class EvidenceDir(object):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+class NoEvidenceDir(object):
+    """Stands in for an evidence directory that could not be made or opened
+    (ERROR says why): the drain goes on, every :class:`Evidence` of the run
+    keeps its bytes in memory only (``inline``) and says why in ``error``."""
+
+    fd = None
+
+    def __init__(self, path, error):
+        self.path = path
+        self.error = error
+
+    def close(self):
+        pass
 
 
 def apply_retention(open_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
@@ -188,6 +270,8 @@ def prepare_evidence_dir(path):
 def fsync_dir(dir_fd):
     """Make created or removed names durable; a directory that cannot be
     synced (some filesystems refuse) is no reason to fail."""
+    if dir_fd is None:
+        return
     try:
         os.fsync(dir_fd)
     except OSError:
@@ -268,6 +352,13 @@ class Evidence(object):
         self.lost = 0
         self.error = None
         self.fd = None
+        # every byte's first and last INLINE_BYTES, returned when the file
+        # could not keep them all (a full disk, no evidence directory)
+        self.inline = HeadTail(min(self.limit or INLINE_BYTES, INLINE_BYTES))
+        if open_dir.fd is None:
+            self.error = 'no evidence file: %s' % open_dir.error
+            self.path = None
+            return
         try:
             self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC, 0o600,
                               dir_fd=open_dir.fd)
@@ -314,6 +405,7 @@ class Evidence(object):
             return
         self.total += len(data)
         self.sha.update(data)
+        self.inline.add(data)
         if self.error is not None:
             self.lost += len(data)
             return
@@ -388,6 +480,44 @@ class Evidence(object):
                 pass
             self.path = None
         fsync_dir(self.dir.fd)
+
+    def inline_result(self):
+        """What the result carries of the bytes when the file could not keep
+        them all: {'base64', 'ranges' (offsets in what was read), 'sha256'},
+        or None when the file has everything it should."""
+        if self.error is None and not self.lost:
+            return None
+        return self.inline.result()
+
+
+class HeadTail(object):
+    """The first and the last bytes of a stream, LIMIT in all, in memory."""
+
+    def __init__(self, limit):
+        self.head_limit = limit - limit // 2
+        self.tail_limit = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data):
+        self.total += len(data)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self.tail_limit:
+            self.tail += data
+            if len(self.tail) > self.tail_limit:
+                del self.tail[:len(self.tail) - self.tail_limit]
+
+    def result(self):
+        ranges = [[0, len(self.head)]] if self.head else []
+        if self.tail:
+            ranges.append([self.total - len(self.tail), self.total])
+        kept = bytes(self.head) + bytes(self.tail)
+        return {'base64': base64.b64encode(kept).decode('ascii'), 'ranges': ranges,
+                'sha256': hashlib.sha256(kept).hexdigest()}
 
 
 def read_evidence(path):

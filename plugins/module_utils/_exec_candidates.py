@@ -17,7 +17,10 @@ import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
+    PIPE_WRITE_WCHANS,
     ProcError,
+    ProcessGone,
+    pipe_inode_of,
     write_syscall_name,
 )
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree as tree
@@ -43,8 +46,66 @@ def writing_stderr(proc, pid, machine):
         return False
 
 
+def write_fd(sc, machine):
+    """The fd that a ``/proc/PID/syscall`` sample SC is writing to with
+    write(2)/writev(2), or None (running, outside a system call, another
+    call).  The one reading of "in write(2) on fd N" that the first pass,
+    the diagnosis and the drain share (:func:`thread_write_state`)."""
+    if not sc or sc.get('running') or sc.get('nr') is None or sc['nr'] < 0:
+        return None
+    if not write_syscall_name(sc['nr'], machine) or not sc.get('args'):
+        return None
+    return sc['args'][0]
+
+
 def is_stderr_write(sc, machine):
-    return bool(write_name(sc, machine)) and bool(sc['args']) and sc['args'][0] == STDERR_FD
+    return write_fd(sc, machine) == STDERR_FD
+
+
+# Where one thread of a writer is, for the drain's stop rule and the checks
+# before a kill (see thread_write_state).
+GONE = 'gone'
+BLOCKED = 'blocked'
+RUNNABLE = 'runnable'
+SETTLED = 'settled'
+
+
+def thread_write_state(proc, pid, tid, inode, machine):
+    """"Thread TID of PID is blocked in write(2) on pipe INODE", the one
+    predicate behind the first pass (in write on fd 2), the diagnosis and
+    the drain: ``blocked`` (asleep in write(2)/writev(2) on an fd that is
+    pipe INODE), ``runnable`` (running, or asleep outside any system call,
+    i.e. in a page fault: it goes on writing the moment it returns),
+    ``gone``, or ``settled`` (asleep anywhere else)."""
+    try:
+        st = proc.task_stat(pid, tid)
+        if st['state'] in ('Z', 'X', 'x'):
+            return GONE
+        if st['state'] == 'R':
+            return RUNNABLE
+        sc = proc.task_syscall(pid, tid)
+    except ProcessGone:
+        return GONE
+    except ProcError:
+        sc = None
+    if sc is None:
+        # /proc/PID/syscall unreadable (ptrace policy): fall back to wchan + fd 2
+        try:
+            fd = STDERR_FD if proc.task_wchan(pid, tid) in PIPE_WRITE_WCHANS else None
+        except ProcError:
+            return SETTLED
+    elif sc['running'] or (sc['nr'] is not None and sc['nr'] < 0):
+        return RUNNABLE
+    else:
+        fd = write_fd(sc, machine)
+    if fd is None:
+        return SETTLED
+    try:
+        return BLOCKED if pipe_inode_of(proc.fd_link(pid, fd)) == inode else SETTLED
+    except ProcessGone:
+        return GONE
+    except ProcError:
+        return SETTLED
 
 
 def writing_thread(proc, pid, machine, leader_sc=None):
@@ -96,12 +157,17 @@ def find(proc, confirm_interval=1.0, peek_bytes=4096, min_age_seconds=0, machine
     return {'table': table, 'machine': machine, 'candidates': candidates, 'started': started}
 
 
-def result(found, stuck=(), suspects=(), confirm_seconds=0.0):
-    """The scan's result (see ``_stuck_exec.scan``) for the first pass FOUND."""
+def result(found, stuck=(), suspects=(), confirm_seconds=0.0, partial=None, unexamined=0):
+    """The scan's result (see ``_stuck_exec.scan``) for the first pass FOUND.
+    PARTIAL: why the scan stopped before it looked at every candidate (its
+    deadline), None when it did; UNEXAMINED: how many it did not look at."""
     return {
         'stuck_execs': list(stuck),
         'suspects': list(suspects),
         'scanned_processes': len(found['table']),
         'scan_seconds': round(time.monotonic() - found['started'], 4),
         'confirm_seconds': round(confirm_seconds, 4),
+        'partial': bool(partial),
+        'partial_reason': partial,
+        'unexamined_candidates': unexamined,
     }

@@ -81,6 +81,8 @@ METRICS = (
     ('hangdoctor_verify_failed', 'gauge', '1 when a drained container was still stuck or hung at verification.'),
     ('hangdoctor_series_dropped', 'gauge', 'Labelled series left out of this file by the per-metric cap.'),
     ('hangdoctor_scan_duration_seconds', 'gauge', 'How long the last /proc scan took.'),
+    ('hangdoctor_scan_partial', 'gauge', '1 when the last /proc scan reached its deadline before it examined every '
+     'possible stuck exec: zero stuck execs then means "not known".'),
     ('hangdoctor_last_run_timestamp_seconds', 'gauge', 'When hangdoctor last checked this node (Unix time).'),
 )
 COUNTERS = tuple(name for name, kind, dummy in METRICS if kind == 'counter')
@@ -375,6 +377,7 @@ def render(summary, previous_text=None, now=None):
     }
     if summary.get('scan_seconds') is not None:
         values['hangdoctor_scan_duration_seconds'] = round(_number(summary.get('scan_seconds')), 4)
+        values['hangdoctor_scan_partial'] = 1 if summary.get('scan_partial') else 0
 
     labelled = {}
     stuck = _stuck_series(summary)

@@ -366,8 +366,13 @@ def message(summary):
     s = summary
     if s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped'):
         return '%s: %s' % (s.get('host'), _summary.host_line(s))
-    line = '%s: no stuck exec, no hung container (%s processes scanned, %s)' % (
-        s.get('host'), s.get('scanned_processes'), _engine_words(s))
+    if s.get('scan_partial'):
+        # never "no stuck exec" when the scan did not look at everything
+        line = '%s: scan PARTIAL, stuck execs unknown (%s; %s processes scanned, %s)' % (
+            s.get('host'), s.get('scan_partial_reason'), s.get('scanned_processes'), _engine_words(s))
+    else:
+        line = '%s: no stuck exec, no hung container (%s processes scanned, %s)' % (
+            s.get('host'), s.get('scanned_processes'), _engine_words(s))
     if s.get('suspects'):
         line += '; %d suspect(s) not confirmed' % len(s['suspects'])
     return line

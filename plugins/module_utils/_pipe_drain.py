@@ -34,6 +34,7 @@ import socket
 import time
 from collections import namedtuple
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
@@ -85,47 +86,12 @@ RECORD_ERRORS = VERIFY_ERRORS + (_procfs.ProcError, _evidence.EvidenceError, _pi
 
 
 # ---- the writer ------------------------------------------------------------
-GONE = 'gone'
-BLOCKED = 'blocked'
-RUNNABLE = 'runnable'
-SETTLED = 'settled'
-
-
-def _thread_state(proc, pid, tid, inode, machine):
-    """writer_state of one thread TID of PID."""
-    try:
-        st = proc.task_stat(pid, tid)
-        if st['state'] in ('Z', 'X', 'x'):
-            return GONE
-        if st['state'] == 'R':
-            return RUNNABLE
-        sc = proc.task_syscall(pid, tid)
-    except _procfs.ProcessGone:
-        return GONE
-    except _procfs.ProcError:
-        sc = None
-    if sc is None:
-        # /proc/PID/syscall unreadable (ptrace policy): fall back to wchan + fd 2
-        try:
-            in_write = proc.task_wchan(pid, tid) in _procfs.PIPE_WRITE_WCHANS
-            fd = 2
-        except _procfs.ProcError:
-            return SETTLED
-    elif sc['running'] or (sc['nr'] is not None and sc['nr'] < 0):
-        # "-1": asleep outside any system call, i.e. in a page fault (reclaim
-        # under memory.high): it goes on writing the moment it returns
-        return RUNNABLE
-    else:
-        in_write = _procfs.write_syscall_name(sc['nr'], machine) is not None
-        fd = sc['args'][0] if sc['args'] else None
-    if not in_write or fd is None:
-        return SETTLED
-    try:
-        return BLOCKED if _procfs.pipe_inode_of(proc.fd_link(pid, fd)) == inode else SETTLED
-    except _procfs.ProcessGone:
-        return GONE
-    except _procfs.ProcError:
-        return SETTLED
+GONE = _exec_candidates.GONE
+BLOCKED = _exec_candidates.BLOCKED
+RUNNABLE = _exec_candidates.RUNNABLE
+SETTLED = _exec_candidates.SETTLED
+# the one "blocked in write(2) on this pipe" predicate (first pass, diagnosis, drain)
+_thread_state = _exec_candidates.thread_write_state
 
 
 def thread_states(proc, pid, start_time, inode, machine=None):
@@ -410,7 +376,15 @@ def drain(proc, record, drainer, round_no=1, min_age_seconds=None):
     if skipped:
         return 'skipped', skipped
     lock = drainer.open_lock_dir.lock(pipefs_device(), info['inode'], info['pid'], info['start_time'])
-    if not lock.acquire():
+    try:
+        acquired = lock.acquire()
+    except OSError as e:
+        # a lock directory that became read-only or full: repair without the lock
+        if e.errno not in _evidence.CONDITION_ERRNOS:
+            raise
+        lock = _pipe_lock.UnheldLock('%s: %s' % (lock.path, e.strerror or e))
+        acquired = lock.acquire()
+    if not acquired:
         return _skip(info, SKIP_LOCKED, 'another run is draining pipe:[%d]' % info['inode'])
     try:
         # the done marker only says a drain once ended; a writer blocked on the
@@ -483,6 +457,9 @@ def _drain_open(proc, record, info, f, lock, drainer, round_no):
     left = pipe_left(f)
     after = [writer_state(proc, pid, st, info['inode']) for pid, st in info['watch']]
     unblocked = not outcome.endswith(('timeout', 'error')) and BLOCKED not in after
+    lock_error = getattr(lock, 'error', None)
+    if lock_error:
+        lock_error = 'drained without the lock: %s' % lock_error
     if unblocked:
         try:
             lock.mark_done('%s\n' % (evidence_file.path or '-'))
@@ -508,6 +485,9 @@ def _drain_open(proc, record, info, f, lock, drainer, round_no):
         'evidence_kept_ranges': evidence_file.kept_ranges,
         'evidence_kept_sha256': evidence_file.kept_sha.hexdigest(),
         'evidence_lost_bytes': evidence_file.lost,
+        # what the file could not keep, carried here instead (head and tail)
+        'evidence_inline': evidence_file.inline_result(),
+        'lock_error': lock_error,
         'error': '; '.join(errors) or None,
         'queued_after': left,
         'stop': outcome,
@@ -592,7 +572,8 @@ def run(proc, options, stuck_execs=None, container_ids=None, check_mode=False, e
                                                       peek_bytes=options.proc.peek_bytes, min_age_seconds=0))['stuck_execs']
 
     result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0,
-              'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0}}
+              'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0},
+              'evidence_dir_error': None, 'lock_dir_error': None}
     if stuck_execs is not None:
         for rec in stuck_execs:
             try:
@@ -613,16 +594,28 @@ def run(proc, options, stuck_execs=None, container_ids=None, check_mode=False, e
         result['changed'] = bool(result['would_drain'])
         return result
 
+    # A full disk or a read-only filesystem must not leave a workload
+    # blocked: the drain goes on without evidence files (bytes in the result)
+    # or without locks (see _pipe_lock.NoLockDir), and says so.  A path or an
+    # owner that is not safe is refused as before.
     ev = options.evidence
     try:
         open_evidence_dir = _evidence.EvidenceDir(ev.evidence_dir)
     except _evidence.EvidenceError as e:
-        raise DrainError(str(e))
+        if e.errno not in _evidence.CONDITION_ERRNOS:
+            raise DrainError(str(e))
+        open_evidence_dir = _evidence.NoEvidenceDir(ev.evidence_dir, str(e))
+        result['evidence_dir_error'] = str(e)
+        result['errors'].append('%s: evidence kept in the result only' % e)
     try:
         try:
             open_lock_dir = _pipe_lock.LockDir(ev.lock_dir)
         except _pipe_lock.LockError as e:
-            raise DrainError(str(e))
+            if e.errno not in _evidence.CONDITION_ERRNOS:
+                raise DrainError(str(e))
+            open_lock_dir = _pipe_lock.NoLockDir(ev.lock_dir, str(e))
+            result['lock_dir_error'] = str(e)
+            result['errors'].append('%s: drained without the per-pipe lock' % e)
         try:
             # each drain's own engine answer comes after the last round
             drainer = Drainer(options, open_evidence_dir, open_lock_dir, hks._replace(engine=_drain_verify.not_yet))
@@ -642,12 +635,15 @@ def run(proc, options, stuck_execs=None, container_ids=None, check_mode=False, e
 
 def _retain(result, drainer, proc, keep):
     ev = drainer.options.evidence
+    if drainer.open_evidence_dir.fd is None:
+        return
     try:
         removed = _evidence.apply_retention(drainer.open_evidence_dir, keep=keep, count=ev.evidence_retention_count,
                                             max_bytes=ev.evidence_retention_bytes, days=ev.evidence_retention_days)
         result['retention']['evidence_removed'] += removed['removed']
         result['retention']['evidence_removed_bytes'] += removed['removed_bytes']
-        result['retention']['locks_removed'] += drainer.open_lock_dir.prune(proc)
+        locks = drainer.open_lock_dir
+        result['retention']['locks_removed'] += locks.prune(proc) if locks.fd is not None else 0
     except OSError as e:
         result['errors'].append('retention: %s' % (e.strerror or e))
 

@@ -38,17 +38,23 @@ DONE_RE = re.compile(r'^pipe-(\d+)-(\d+)-(\d+)-(\d+)\.done$')
 
 
 class LockError(HangdoctorError):
-    """The lock directory cannot be used."""
+    """The lock directory cannot be used (``errno`` as in EvidenceError)."""
+
+    def __init__(self, msg, errno_=None):
+        super(LockError, self).__init__(msg)
+        self.errno = errno_
 
 
 class LockDir(object):
     """The host-wide lock directory, open for one run."""
 
+    error = None
+
     def __init__(self, path=DEFAULT_LOCK_DIR):
         try:
             self.path, self.fd = _evidence.open_private_dir(path, 'lock_dir')
         except _evidence.EvidenceError as e:
-            raise LockError(str(e))
+            raise LockError(str(e), e.errno)
 
     def close(self):
         if self.fd is not None:
@@ -82,6 +88,54 @@ class LockDir(object):
         if removed:
             _evidence.fsync_dir(self.fd)
         return removed
+
+
+class NoLockDir(object):
+    """Stands in for a lock directory that could not be made or opened
+    (ERROR says why, e.g. a read-only filesystem): its locks are never held
+    and it keeps no done markers.  A drain without the lock is still safe:
+    the lock only keeps two runs from reading the same pipe at once, and
+    each run pins the writer's identity by itself (pid and start time
+    re-checked, the fd opened with an inode check) and keeps every byte it
+    reads.  Two runs at once split the bytes between their results; a run
+    that raced a finished drain finds the writer no longer blocked and
+    skips it."""
+
+    fd = None
+
+    def __init__(self, path, error):
+        self.path = path
+        self.error = error
+
+    def close(self):
+        pass
+
+    def lock(self, dev, inode, pid, start_time):
+        return UnheldLock(self.error)
+
+    def prune(self, proc, now=None):
+        return 0
+
+
+class UnheldLock(object):
+    """The lock of :class:`NoLockDir`: acquired without being held."""
+
+    done_path = None
+
+    def __init__(self, error):
+        self.error = error
+
+    def acquire(self):
+        return True
+
+    def release(self):
+        pass
+
+    def is_done(self):
+        return False
+
+    def mark_done(self, text):
+        pass
 
 
 def _open_lock_file(dir_fd, name):

@@ -25,6 +25,7 @@ import stat as stat_mod
 import struct
 import termios
 import threading
+import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
@@ -375,12 +376,17 @@ class Proc(object):
         finally:
             os.close(f)
 
-    def pipe_holders(self, inodes, pids=None):
+    def pipe_holders(self, inodes, pids=None, deadline=None):
         """{inode: [(pid, fd, 'r'|'w'|'rw')]} for every process (or only PIDS)
-        holding one of INODES open."""
+        holding one of INODES open.  One walk answers for all INODES: a
+        host with tens of thousands of open fds costs a fraction of a
+        second per walk, so callers ask once for every pipe they need.
+        DEADLINE (``time.monotonic()`` time): raise Timeout past it."""
         wanted = set('pipe:[%d]' % i for i in inodes)
         out = dict((i, []) for i in inodes)
         for pid in (self.pids() if pids is None else pids):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout('looking for the readers of %d pipe(s) did not finish in time' % len(out))
             try:
                 names = os.listdir(self.path(pid, 'fd'))
             except OSError:

@@ -22,10 +22,12 @@ import os
 import time
 from collections import namedtuple
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
     PIPE_WRITE_WCHANS,
     ProcError,
     ProcessGone,
+    Timeout,
     pipe_inode_of,
     tee_peek,
 )
@@ -33,6 +35,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_ca
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._exec_candidates import (
     STDERR_FD,
     DiagnosisError,
+    is_stderr_write,
     writing_thread as _writing_thread,
     write_name as _write_name,
 )
@@ -99,6 +102,10 @@ def _sample(proc, pid, machine):
             'vcs': status.get('voluntary_ctxt_switches'), 'syscall': sc, 'wchan': wchan, 'fd2': link}
 
 
+class ScanDeadline(HangdoctorError):
+    """The scan's overall deadline passed (internal: scan() then reports a partial result)."""
+
+
 class _Context(object):
     def __init__(self, proc, table, machine, pipe_probe, cmdline_timeout, now, shims=None):
         self.proc = proc
@@ -109,6 +116,33 @@ class _Context(object):
         self.now = now
         self.shims = shims
         self._argv = {}
+        # every pipe of the scan's candidates: one walk of all fds finds the
+        # holders of all of them (see holders()); scan() sets them
+        self.inodes = set()
+        self.deadline = None
+        self._holders = {}
+        self._fd_map = None
+
+    def check_deadline(self):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise ScanDeadline()
+
+    def holders(self, inode, pids=None):
+        """[(pid, fd, mode)] holding pipe INODE, among PIDS or every process.
+        Every process: one fd map per scan, built on first use for all the
+        candidates' pipes at once (a host's fds can number tens of
+        thousands, and hostile writers hundreds)."""
+        if pids is None:
+            if self._fd_map is None or inode not in self._fd_map:
+                try:
+                    self._fd_map = self.proc.pipe_holders(self.inodes | set([inode]), deadline=self.deadline)
+                except Timeout:
+                    raise ScanDeadline()
+            return self._fd_map[inode]
+        key = (inode, tuple(pids))
+        if key not in self._holders:
+            self._holders[key] = self.proc.pipe_holders([inode], pids=pids)[inode]
+        return self._holders[key]
 
     def argv(self, pid):
         if pid not in self._argv:
@@ -143,8 +177,7 @@ def _readers(ctx, inode, shim_pid, exclude):
     for pids in searches:
         if pids is not None and not pids:
             continue
-        holders = [h for h in proc.pipe_holders([inode], pids=pids)[inode]
-                   if h[2] in ('r', 'rw') and h[0] not in exclude]
+        holders = [h for h in ctx.holders(inode, pids) if h[2] in ('r', 'rw') and h[0] not in exclude]
         if holders:
             break
     out = []
@@ -170,7 +203,7 @@ def _examine(ctx, pid, role, require_write=True):
     st = s1['stat']
     sc = s1['syscall']
     syscall = _write_name(sc, ctx.machine)
-    writing_stderr = bool(syscall) and bool(sc['args']) and sc['args'][0] == STDERR_FD
+    writing_stderr = is_stderr_write(sc, ctx.machine)
     if require_write and not writing_stderr:
         return None
     reasons = []
@@ -304,7 +337,7 @@ def _confirm(ctx, record, reasons, interval):
     record['evidence']['voluntary_ctxt_switches'].append(s2['vcs'])
     record['evidence']['confirm_interval'] = interval
     sc = s2['syscall']
-    still_writing = bool(_write_name(sc, ctx.machine)) and bool(sc['args']) and sc['args'][0] == STDERR_FD
+    still_writing = is_stderr_write(sc, ctx.machine)
     if (not still_writing or queued != record['pipe']['queued'] or s2['vcs'] != record['evidence']['voluntary_ctxt_switches'][0]):
         reasons.append('writer making progress')
     return True
@@ -335,15 +368,64 @@ def _finish(record, peek_bytes, pipe_peek, oom_lines):
     return record
 
 
+def _pipe_key(proc, pid):
+    """The pipe on PID's fd 2 (the key candidates are merged by), or ('pid',
+    PID) when it is no pipe, closed or unreadable (examined alone)."""
+    try:
+        inode = pipe_inode_of(proc.fd_link(pid, STDERR_FD))
+    except ProcError:
+        inode = None
+    return inode if inode is not None else ('pid', pid)
+
+
+def _by_pipe(proc, candidates):
+    """CANDIDATES merged by the pipe on their fd 2, before any reader is
+    looked for: [(key, [(pid, role)])], runc inits first in each group.  A
+    runc exec blocked behind its own runc init is the same stuck exec, and
+    a hundred writers on one pipe are one pipe to prove."""
+    groups = {}
+    order = []
+    for pid, role in candidates:
+        key = _pipe_key(proc, pid)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((pid, role))
+    for key in order:
+        groups[key].sort(key=lambda pr: (pr[1] != 'runc_init', pr[0]))
+    return [(key, groups[key]) for key in order]
+
+
+def _better(found, best):
+    """One pipe, one record: a proven writer before a suspect, a runc init
+    before a runc exec, else the first."""
+    if best is None:
+        return True
+    rank = lambda f: (bool(f[1]), f[0]['writer']['role'] != 'runc_init')  # noqa: E731
+    return rank(found) < rank(best)
+
+
+# The whole scan ends within this many seconds (the first pass included),
+# with a partial result past it: the node-problem-detector plugin gives a
+# check 30 s, and a node whose workloads fake hundreds of runc inits must
+# not turn every check into "unknown".
+SCAN_DEADLINE_SECONDS = 20.0
+DEADLINE_REASON = 'scan deadline of %ss reached: %s'
+
+
 class ScanOptions(namedtuple('ScanOptions', ['container_ids', 'confirm_interval', 'peek_bytes', 'min_age_seconds',
-                                             'kmsg', 'cmdline_timeout'])):
+                                             'kmsg', 'cmdline_timeout', 'deadline_seconds'])):
     """What one scan looks for: CONTAINER_IDS (None: every one), the seconds
     between the two progress samples, the bytes to peek, the age below which
     a stuck exec is a suspect, ``kmsg`` (True reads /dev/kmsg, a path reads
-    that file, False skips) and the deadline of one cmdline read."""
+    that file, False skips), the deadline of one cmdline read, and the
+    seconds the whole scan may take (from the start of the first pass; 0 =
+    none): past it the scan stops looking, reports what it proved so far,
+    lists what it examined but could not confirm as suspects, and says
+    ``partial``: a partial scan never reads as a healthy node."""
 
 
-ScanOptions.__new__.__defaults__ = (None, 1.0, 4096, 0, True, 1.0)
+ScanOptions.__new__.__defaults__ = (None, 1.0, 4096, 0, True, 1.0, SCAN_DEADLINE_SECONDS)
 
 
 def scan_options(scan_group, proc_group, **replaced):
@@ -368,53 +450,72 @@ def scan(proc, options=None, first_pass=None, seams=None):
     (ScanOptions).
 
     Returns {'stuck_execs': [record], 'suspects': [record + 'reason'],
-    'scanned_processes': int, 'scan_seconds': float, 'confirm_seconds': float}.
+    'scanned_processes': int, 'scan_seconds': float, 'confirm_seconds': float,
+    'partial': bool, 'partial_reason': str or None, 'unexamined_candidates': int}.
     ``first_pass``: what ``_exec_candidates.find`` already returned for PROC."""
     o = options or ScanOptions()
     w = seams or Seams()
     container_ids, confirm_interval, peek_bytes = o.container_ids, o.confirm_interval, o.peek_bytes
     min_age_seconds, kmsg, cmdline_timeout = o.min_age_seconds, o.kmsg, o.cmdline_timeout
+    deadline_seconds = o.deadline_seconds
     sleep, pipe_probe, pipe_peek, machine, docker_roots, now = w
     first = first_pass or _exec_candidates.find(proc, confirm_interval, peek_bytes, min_age_seconds, machine=machine)
     if not first['candidates']:
         return _exec_candidates.result(first)
     table, machine = first['table'], first['machine']
+    deadline = first['started'] + deadline_seconds if deadline_seconds else None
+    groups = _by_pipe(proc, first['candidates'])
     ctx = _Context(proc, table, machine, pipe_probe or _default_probe(proc), cmdline_timeout=cmdline_timeout,
                    now=time.time() if now is None else now, shims=tree.shim_pids(table))
+    ctx.inodes = set(k for k, dummy in groups if not isinstance(k, tuple))
+    ctx.deadline = deadline
     wanted = [c for c in (container_ids or []) if c]
 
+    partial = None
+    unexamined = 0
     looked = []
-    for pid, role in first['candidates']:
-        found = _examine(ctx, pid, role)
-        if found is None:
-            continue
-        record, reasons = found
-        if not _matches(record['container_id'], wanted):
-            continue
-        looked.append((record, reasons))
-
-    # One pipe, one record: a runc exec blocked behind its own runc init is
-    # the same stuck exec, reported by the runc init.
-    by_inode = {}
-    for record, reasons in looked:
-        key = record['pipe']['inode'] or ('pid', record['writer']['pid'])
-        prev = by_inode.get(key)
-        if prev is None or (prev[0]['writer']['role'] == 'runc_exec' and record['writer']['role'] == 'runc_init'):
-            by_inode[key] = (record, reasons)
-    looked = sorted(by_inode.values(), key=lambda rr: (rr[0]['container_id'] or '', rr[0]['writer']['pid']))
+    for key, members in groups:
+        best = None
+        for n, (pid, role) in enumerate(members):
+            if partial is None:
+                try:
+                    ctx.check_deadline()
+                    found = _examine(ctx, pid, role)
+                except ScanDeadline:
+                    partial = DEADLINE_REASON % (deadline_seconds, 'not every possible writer was examined')
+            if partial is not None:
+                unexamined += len(members) - n
+                break
+            if found is None or not _matches(found[0]['container_id'], wanted):
+                continue
+            if _better(found, best):
+                best = found
+            if not found[1] and role == 'runc_init':
+                break
+        if best is not None:
+            looked.append(best)
+    looked.sort(key=lambda rr: (rr[0]['container_id'] or '', rr[0]['writer']['pid']))
 
     confirm_seconds = 0.0
-    if looked and confirm_interval > 0:
-        t1 = time.monotonic()
-        sleep(confirm_interval)
-        confirm_seconds = time.monotonic() - t1
     confirmed = []
-    for record, reasons in looked:
-        if _confirm(ctx, record, reasons, confirm_interval):
+    if looked and partial is None and deadline is not None and time.monotonic() + confirm_interval >= deadline:
+        partial = DEADLINE_REASON % (deadline_seconds, 'no time left for the second sample')
+    if partial is not None:
+        # examined, never confirmed: suspects, never proven and never dropped
+        for record, reasons in looked:
+            reasons.append('not confirmed: %s' % partial)
             confirmed.append((record, reasons))
+    else:
+        if looked and confirm_interval > 0:
+            t1 = time.monotonic()
+            sleep(confirm_interval)
+            confirm_seconds = time.monotonic() - t1
+        for record, reasons in looked:
+            if _confirm(ctx, record, reasons, confirm_interval):
+                confirmed.append((record, reasons))
 
     oom_lines = []
-    if confirmed and kmsg:
+    if confirmed and kmsg and partial is None:
         oom_lines = crash_dump.read_kernel_log(kmsg if isinstance(kmsg, str) else '/dev/kmsg')
     roots = tree.DockerRoots(proc, table, cmdline_timeout) if docker_roots else None
     stuck, suspects = [], []
@@ -423,20 +524,23 @@ def scan(proc, options=None, first_pass=None, seams=None):
         young = _policy.too_young(record['age_seconds'], min_age_seconds)
         if young:
             reasons.append(young)
-        if record['runc_exec'] and record['container_id']:
+        late = deadline is not None and time.monotonic() >= deadline
+        if late and partial is None:
+            partial = DEADLINE_REASON % (deadline_seconds, 'pods and crash dumps not read for every record')
+        if record['runc_exec'] and record['container_id'] and not late:
             # only a bundle proven to be the host's is read; a suspect's is not
             bundle = record['runc_exec'].get('bundle')
             if bundle:
                 record['pod'] = tree.pod_of(proc, record['runc_exec']['pid'], record['container_id'], roots,
                                             runc_exec_argv=record['runc_exec']['argv'], bundle=bundle)
-        _finish(record, peek_bytes, peek, oom_lines)
+        _finish(record, 0 if late else peek_bytes, peek, oom_lines)
         if reasons:
             record['reason'] = '; '.join(reasons)
             record['reasons'] = reasons
             suspects.append(record)
         else:
             stuck.append(record)
-    return _exec_candidates.result(first, stuck, suspects, confirm_seconds)
+    return _exec_candidates.result(first, stuck, suspects, confirm_seconds, partial=partial, unexamined=unexamined)
 
 
 def _check_shape(record):

@@ -192,6 +192,9 @@ def host_summary(exec_info, hung_info=None, host=None, now=None, engine_skipped=
         'suspects': suspects,
         'scanned_processes': exec_info.get('scanned_processes'),
         'scan_seconds': exec_info.get('scan_seconds'),
+        # a scan cut short by its deadline proves nothing about what it did not examine
+        'scan_partial': bool(exec_info.get('partial')),
+        'scan_partial_reason': exec_info.get('partial_reason'),
         'drained': [],
         'skipped': [],
         'guard': None,

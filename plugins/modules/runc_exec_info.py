@@ -182,6 +182,25 @@ confirm_seconds:
   returned: always
   type: float
   sample: 1.0003
+partial:
+  description:
+    - True when the scan reached its overall deadline (20 seconds) before it examined every possible stuck exec,
+      for example on a node whose workloads fake hundreds of C(runc init) processes.
+    - Then an empty RV(stuck_execs) does not mean the node is healthy; what was examined but not confirmed is
+      listed in RV(suspects).
+  returned: always
+  type: bool
+  sample: false
+partial_reason:
+  description: Why the scan is partial, or null.
+  returned: always
+  type: str
+  sample: null
+unexamined_candidates:
+  description: How many possible writers the scan did not examine before its deadline.
+  returned: always
+  type: int
+  sample: 0
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -195,6 +195,22 @@ drained:
         RV(drained[].bytes) = kept + elided + lost.
       type: int
       sample: 0
+    evidence_inline:
+      description:
+        - When the evidence file could not keep every byte (a full disk, an evidence directory that could not be
+          created), the first and last bytes read (up to 1 MiB, at most O(max_evidence_bytes)) are carried here
+          instead; null when the file has them.
+        - C(base64) holds the bytes of C(ranges) (offsets in what was read, end exclusive) one after the other,
+          C(sha256) is their hash.
+      type: dict
+      sample: null
+    lock_error:
+      description: >-
+        Set when the per-pipe lock could not be taken because the lock directory is unusable (for example a
+        read-only filesystem); the drain went on without it, which is safe (identity re-checked, every byte kept)
+        but a concurrent run may have split the bytes with this one.
+      type: str
+      sample: null
     error:
       description: >-
         What failed after the pipe was read (the kill of O(fallback=kill), the done marker), or C(null); the
@@ -313,6 +329,21 @@ errors:
   type: list
   elements: str
   sample: []
+evidence_dir_error:
+  description: >-
+    Why O(evidence_dir) could not be created or opened (a full disk, a read-only or failing filesystem), or null.
+    The run then drains anyway and carries the bytes in RV(drained[].evidence_inline). A path or owner that is not
+    safe fails the run instead.
+  returned: always
+  type: str
+  sample: null
+lock_dir_error:
+  description: >-
+    Why O(lock_dir) could not be created or opened (a full disk, a read-only filesystem), or null. The run then
+    drains without the per-pipe lock (see RV(drained[].lock_error)).
+  returned: always
+  type: str
+  sample: null
 retention:
   description: What retention removed in this run.
   returned: always
@@ -368,7 +399,9 @@ def _message(result, check_mode):
         parts.append('drained %s (%s bytes, unblocked %s, verified %s%s%s)' % (
             (d.get('container_id') or '-')[:12], d.get('bytes'), d.get('unblocked'), d.get('verified'),
             ', recurring' if d.get('recurring') else '',
-            ', %s bytes not kept as evidence' % d['evidence_lost_bytes'] if d.get('evidence_lost_bytes') else ''))
+            ', %s bytes not kept as evidence%s' % (d['evidence_lost_bytes'], ' file (head and tail in evidence_inline)'
+                                                    if d.get('evidence_inline') else '')
+            if d.get('evidence_lost_bytes') else ''))
     for d in result['would_drain']:
         parts.append('would drain %s (%s bytes queued)' % ((d.get('container_id') or '-')[:12], d.get('queued')))
     for k in result['skipped_execs']:

@@ -3,6 +3,7 @@ runc init or the shim killed in the middle of a drain, /proc entries
 vanishing during a scan: every module returns within its own time limit
 (timeout + 2 s, plus Ansible's start-up cost measured in the same run) with a
 clear result, and no byte read from a pipe is lost."""
+import base64
 import errno
 import hashlib
 import os
@@ -391,3 +392,59 @@ def test_disk_full_before_the_drain_still_repairs_and_leaves_no_files(harness, r
         assert harness.inspect_answers(cid, timeout=5)
     # retries on a full disk leave no pile of half-written files
     assert os.listdir(args["evidence_dir"]) == []
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory bind-mounted read-only onto itself: a read-only filesystem for real."""
+    mounts = []
+
+    def make():
+        d = tmp_path / ("ro%d" % len(mounts))
+        d.mkdir(mode=0o700)
+        subprocess.run(["mount", "--bind", str(d), str(d)], check=True)
+        mounts.append(d)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(d)], check=True)
+        return d
+    yield make
+    for d in mounts:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def test_no_room_for_the_evidence_dir_and_a_read_only_lock_dir_still_repair(harness, release, tally, overhead,
+                                                                            tiny_fs, read_only_dir):
+    """The evidence directory cannot be created (a filesystem out of inodes:
+    ENOSPC) and the lock directory is on a read-only filesystem (EROFS): the
+    drain still repairs the stuck exec, counts and hashes every byte, carries
+    them in the result (head and tail, up to 1 MiB) and says what it could not
+    do, instead of failing with the writer still blocked."""
+    fs = tiny_fs(64 * 1024)
+    subprocess.run(["mount", "-o", "remount,nr_inodes=1", str(fs)], check=True)
+    with pytest.raises(OSError) as full:
+        os.mkdir(str(fs / "probe"))
+    assert full.value.errno == errno.ENOSPC
+    locks = read_only_dir()
+    with pytest.raises(OSError) as ro:
+        os.mkdir(str(locks / "probe"))
+    assert ro.value.errno == errno.EROFS
+    cid = harness.run_container("rel-fault-no-evidence-no-lock")
+    exec_proc, pid = harness.hang(cid)
+    decoys.assert_stuck(harness, cid, pid)
+    args = drain_args(harness, fs, container_ids=[cid], lock_dir=str(locks / "hangdoctor"))
+    res, dummy = timed(tally, overhead, drain_limit(args), "runc_pipe_drain", args)
+    assert res["_status"] == "CHANGED" and res["changed"] is True, res
+    assert "No space left" in res["evidence_dir_error"] and "Read-only" in res["lock_dir_error"], res
+    (entry,) = res["drained"]
+    assert entry["pid"] == pid and entry["unblocked"] is True and entry["verified"] is True, entry
+    assert entry["evidence_path"] is None and "No space left" in entry["evidence_error"], entry
+    assert "drained without the lock" in entry["lock_error"] and "Read-only" in entry["lock_error"], entry
+    length, sha, data = harness.record(pid)
+    assert length < 512 * 1024  # the whole dump fits the inline head
+    inline = entry["evidence_inline"]
+    kept = base64.b64decode(inline["base64"])
+    assert inline["ranges"] == [[0, entry["bytes"]]] and len(kept) == entry["bytes"] >= length
+    assert kept[:length] == data and hashlib.sha256(kept).hexdigest() == entry["sha256"] == inline["sha256"]
+    tally.add("drains", bad=kept[:length] != data)
+    exec_proc.wait(timeout=10)
+    assert harness.inspect_answers(cid, timeout=5)
+    assert os.listdir(str(locks)) == [] and os.listdir(str(fs)) == []

@@ -146,6 +146,21 @@ def test_config_arguments_are_ones_the_plugin_accepts(tmp_path):
         assert rc == 0, (rule, out)
 
 
+def test_a_partial_scan_is_unknown_not_ok(tmp_path):
+    """A scan that reached its deadline proves nothing about what it did not
+    examine: without a stuck exec that is "unknown", with one a problem."""
+    s = dict(summary(0), scan_seconds=20.1, scan_partial=True)
+    assert "hangdoctor_scan_partial 1" in _metrics.render(s)
+    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, s))
+    assert rc == 2 and "partial" in out, out
+    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, dict(summary(1), scan_seconds=20.1,
+                                                                                          scan_partial=True)))
+    assert rc == 1, out
+    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, dict(summary(0), scan_seconds=0.2,
+                                                                                          scan_partial=False)))
+    assert rc == 0, out
+
+
 @pytest.mark.parametrize("flag,value", [
     ("--max-age", "nan"), ("--max-age", "inf"), ("--max-age", "-5"), ("--max-age", "0"),
     ("--confirm-interval", "nan"), ("--min-age-seconds", "nan"), ("--min-age-seconds", "-inf"),

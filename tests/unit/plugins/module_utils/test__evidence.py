@@ -97,18 +97,64 @@ def test_a_component_swapped_for_a_symlink_is_never_followed(tmp_path):
     elsewhere.mkdir(mode=0o700)
     real, fd = _evidence.open_private_dir(str(tmp_path / "ev"), "evidence_dir")
     os.close(fd)
-    # the check resolved the path; a component replaced by a symlink before
-    # the walk is refused, and nothing is created in its target
+    # a component replaced by another user's symlink is refused, and nothing
+    # is created in its target
     os.rmdir(real)
     os.symlink(str(elsewhere), real)
-    orig = os.path.realpath
-    try:
-        os.path.realpath = lambda p: p
-        with pytest.raises(_evidence.EvidenceError, match="symlink, not followed"):
+    if os.geteuid() == 0:
+        os.lchown(real, 65534, 65534)
+        with pytest.raises(_evidence.EvidenceError, match="ev is a symlink owned by uid 65534, refusing it"):
             _evidence.open_private_dir(str(tmp_path / "ev" / "sub"), "evidence_dir")
-    finally:
-        os.path.realpath = orig
+    else:
+        # as a user: a symlink in a directory others may write is refused as well
+        os.chmod(str(tmp_path), 0o777)
+        with pytest.raises(_evidence.EvidenceError, match="symlink in a directory others may write"):
+            _evidence.open_private_dir(str(tmp_path / "ev" / "sub"), "evidence_dir")
     assert os.listdir(str(elsewhere)) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="lchown needs root")
+def test_a_middle_symlink_of_another_user_is_not_followed(tmp_path):
+    """realpath() resolved the whole path before the O_NOFOLLOW walk: a
+    symlink another user planted half way (in a sticky directory such as
+    /tmp) was followed into a directory of that user's choosing."""
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(str(sticky), 0o1777)
+    bait = tmp_path / "bait"
+    bait.mkdir(mode=0o700)  # root's, private: would pass every check at the end of the walk
+    os.symlink(str(bait), str(sticky / "hd"))
+    os.lchown(str(sticky / "hd"), 65534, 65534)
+    with pytest.raises(_evidence.EvidenceError, match="hd is a symlink owned by uid 65534, refusing it"):
+        _evidence.prepare_evidence_dir(str(sticky / "hd" / "evidence"))
+    assert os.listdir(str(bait)) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_root_symlinks_are_followed_only_where_only_root_could_put_them(tmp_path):
+    var = tmp_path / "var"
+    var.mkdir(mode=0o755)
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    # like /var/run -> ../run: root's, in a directory only root may write
+    os.symlink("../run", str(var / "run"))
+    assert _evidence.prepare_evidence_dir(str(var / "run" / "hangdoctor")) == str(run / "hangdoctor")
+    assert os.stat(str(run / "hangdoctor")).st_mode & 0o777 == 0o700
+    # an absolute target is walked from / the same way
+    os.symlink(str(run), str(var / "abs"))
+    assert _evidence.prepare_evidence_dir(str(var / "abs" / "hangdoctor")) == str(run / "hangdoctor")
+    # a directory its group may write could have had the link renamed into it
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(str(shared), 0o775)
+    os.symlink(str(run), str(shared / "run"))
+    with pytest.raises(_evidence.EvidenceError, match="symlink in a directory others may write"):
+        _evidence.prepare_evidence_dir(str(shared / "run" / "x"))
+    # loops end
+    os.symlink("loop", str(var / "loop"))
+    with pytest.raises(_evidence.EvidenceError, match="too many levels"):
+        _evidence.prepare_evidence_dir(str(var / "loop" / "x"))
+    assert sorted(os.listdir(str(run))) == ["hangdoctor"]
 
 
 def test_read_evidence_refuses_other_files_and_reads_an_unfinished_one(evdir, tmp_path):

@@ -84,6 +84,16 @@ def test_a_healthy_node_loads_neither_the_diagnosis_nor_the_engine_clients(tmp_p
     assert {"_exec_candidates", "_summary", "_metrics", "_engines"} <= set(out["loaded"])
 
 
+def test_a_partial_scan_is_never_reported_as_no_stuck_exec():
+    s = {'host': 'node-1', 'scanned_processes': 900, 'engines': [], 'engine': {'skipped': 'no engine'},
+         'scan_partial': True, 'scan_partial_reason': 'scan deadline of 20.0s reached: not every possible writer '
+                                                       'was examined'}
+    line = _node_doctor.message(s)
+    assert 'no stuck exec' not in line
+    assert line.startswith('node-1: scan PARTIAL, stuck execs unknown (scan deadline of 20.0s reached')
+    assert 'no stuck exec' in _node_doctor.message(dict(s, scan_partial=False))
+
+
 # ---- metrics_dir: auto and the owner of the textfile directory (issue 21) ----
 
 def test_auto_refuses_a_textfile_directory_another_user_owns(tmp_path, monkeypatch):

@@ -509,3 +509,80 @@ def test_two_runs_with_different_evidence_dirs_share_the_host_lock(writers, tmp_
 def test_retention_options_must_not_be_negative(tmp_path):
     with pytest.raises(HangdoctorError, match="evidence_retention_days must be between 0 and"):
         dh.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev"), evidence_retention_days=-1)
+
+
+def test_no_evidence_dir_and_a_read_only_lock_dir_still_repair_with_the_bytes_in_the_result(writers, tiny_fs, tmp_path):
+    """The evidence directory cannot be created (ENOSPC: a tmpfs out of
+    inodes) and the lock directory is on a read-only bind mount (EROFS): the
+    run drains anyway, without the lock, and the result carries the bytes."""
+    import base64
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    fs = tiny_fs(64 * 1024)
+    subprocess.run(["mount", "-o", "remount,nr_inodes=1", str(fs)], check=True)
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o700)
+    subprocess.run(["mount", "--bind", str(ro), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        small, big = writers(100 * 1024), writers(3 * 1024 * 1024)
+        for w in (small, big):
+            w.wait_blocked()
+        res = dh.run(PROC, stuck_execs=[small.record(), big.record()], evidence_dir=str(fs / "evidence"),
+                     lock_dir=str(ro / "hangdoctor"), min_age_seconds=0, max_rounds=1,
+                     scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify, max_evidence_bytes=0)
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+    assert "No space left" in res["evidence_dir_error"] and "Read-only file system" in res["lock_dir_error"]
+    assert len(res["errors"]) == 2
+    small_entry, big_entry = res["drained"]
+    for w, entry in ((small, small_entry), (big, big_entry)):
+        assert entry["unblocked"] and entry["bytes"] == len(w.data), entry
+        assert entry["sha256"] == hashlib.sha256(w.data).hexdigest()
+        assert entry["evidence_path"] is None and entry["evidence_lost_bytes"] == len(w.data)
+        assert "drained without the lock" in entry["lock_error"]
+        inline = entry["evidence_inline"]
+        kept = base64.b64decode(inline["base64"])
+        assert kept == b"".join(w.data[a:b] for a, b in inline["ranges"])
+        assert inline["sha256"] == hashlib.sha256(kept).hexdigest()
+        assert w.p.wait(5) == 0
+    # all of a small dump; head and tail of a big one, 1 MiB in all
+    assert small_entry["evidence_inline"]["ranges"] == [[0, len(small.data)]]
+    half = _evidence.INLINE_BYTES // 2
+    assert big_entry["evidence_inline"]["ranges"] == [[0, half], [len(big.data) - half, len(big.data)]]
+
+
+def test_an_unsafe_evidence_or_lock_dir_still_fails_the_run(writers, tmp_path):
+    """Only the node's condition (a full disk, a read-only filesystem) is
+    drained through; a path that is not safe stays a clear error."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(pd.DrainError, match="Not a directory"):
+        dh.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "file" / "ev"), lock_dir=str(tmp_path / "locks"),
+               scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify)
+    with pytest.raises(HangdoctorError, match="lock_dir must be an absolute path"):
+        dh.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev"), lock_dir="run/hangdoctor",
+               scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify)
+
+
+def test_an_existing_lock_dir_on_a_read_only_filesystem_still_repairs(writers, evdir, tmp_path):
+    """The lock directory opens, but no lock file can be created in it
+    (EROFS): that record is drained without the lock, not skipped."""
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    ro = tmp_path / "ro"
+    (ro / "hangdoctor").mkdir(parents=True, mode=0o700)
+    subprocess.run(["mount", "--bind", str(ro), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        locks = _pipe_lock.LockDir(str(ro / "hangdoctor"))
+        w = writers()
+        w.wait_blocked()
+        try:
+            kind, entry = run_drain(w.record(), evdir, locks)
+        finally:
+            locks.close()
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+    assert kind == "drained" and entry["unblocked"], entry
+    assert "Read-only file system" in entry["lock_error"] and entry["sha256"] == hashlib.sha256(w.data).hexdigest()
+    assert entry["evidence_inline"] is None and entry["evidence_kept_bytes"] == len(w.data)
