@@ -260,13 +260,6 @@ def apply_retention(open_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, 
     return {'removed': removed, 'removed_bytes': removed_bytes}
 
 
-def prepare_evidence_dir(path):
-    """Create (0700) or check the evidence directory; return its real path."""
-    d = EvidenceDir(path)
-    d.close()
-    return d.path
-
-
 def fsync_dir(dir_fd):
     """Make created or removed names durable; a directory that cannot be
     synced (some filesystems refuse) is no reason to fail."""
