@@ -401,7 +401,8 @@ def _better(found, best):
     before a runc exec, else the first."""
     if best is None:
         return True
-    rank = lambda f: (bool(f[1]), f[0]['writer']['role'] != 'runc_init')  # noqa: E731
+    def rank(f):
+        return (bool(f[1]), f[0]['writer']['role'] != 'runc_init')
     return rank(found) < rank(best)
 
 

@@ -399,8 +399,8 @@ def _message(result, check_mode):
         parts.append('drained %s (%s bytes, unblocked %s, verified %s%s%s)' % (
             (d.get('container_id') or '-')[:12], d.get('bytes'), d.get('unblocked'), d.get('verified'),
             ', recurring' if d.get('recurring') else '',
-            ', %s bytes not kept as evidence%s' % (d['evidence_lost_bytes'], ' file (head and tail in evidence_inline)'
-                                                    if d.get('evidence_inline') else '')
+            ', %s bytes not kept as evidence%s' % (
+                d['evidence_lost_bytes'], ' file (head and tail in evidence_inline)' if d.get('evidence_inline') else '')
             if d.get('evidence_lost_bytes') else ''))
     for d in result['would_drain']:
         parts.append('would drain %s (%s bytes queued)' % ((d.get('container_id') or '-')[:12], d.get('queued')))

@@ -86,8 +86,8 @@ def test_a_healthy_node_loads_neither_the_diagnosis_nor_the_engine_clients(tmp_p
 
 def test_a_partial_scan_is_never_reported_as_no_stuck_exec():
     s = {'host': 'node-1', 'scanned_processes': 900, 'engines': [], 'engine': {'skipped': 'no engine'},
-         'scan_partial': True, 'scan_partial_reason': 'scan deadline of 20.0s reached: not every possible writer '
-                                                       'was examined'}
+         'scan_partial': True,
+         'scan_partial_reason': 'scan deadline of 20.0s reached: not every possible writer was examined'}
     line = _node_doctor.message(s)
     assert 'no stuck exec' not in line
     assert line.startswith('node-1: scan PARTIAL, stuck execs unknown (scan deadline of 20.0s reached')
