@@ -401,6 +401,7 @@ def _better(found, best):
     before a runc exec, else the first."""
     if best is None:
         return True
+
     def rank(f):
         return (bool(f[1]), f[0]['writer']['role'] != 'runc_init')
     return rank(found) < rank(best)
