@@ -84,8 +84,8 @@ def main():
         print("hung: %d exec deadlocks (pods %s)" % (len(stuck), ", ".join(p["name"] for p in sick)))
 
         t1 = time.monotonic()
-        res = _engines.check_engines(engines=["containerd"], containerd_address=str(hz.cri_sock),
-                                     timeout=a.timeout, concurrency=a.concurrency)
+        res = _engines.check_engines(_engines.EngineQuery(engines=["containerd"], containerd_address=str(hz.cri_sock),
+                                                          timeout=a.timeout, concurrency=a.concurrency))
         detect = time.monotonic() - t1
         hung = set(res["hung"])
         by_id = {c["id"]: c for c in res["containers"]}

@@ -96,7 +96,7 @@ def main():
         proc_fs = Proc("/proc")
 
         def ours():
-            return _stuck_exec.scan(proc_fs, confirm_interval=0, kmsg=False)
+            return _stuck_exec.scan(proc_fs, _stuck_exec.ScanOptions(confirm_interval=0, kmsg=False))
         scan_min, scan_med, res = best(ours, a.rounds)
         assert [r["writer"]["pid"] for r in res["stuck_execs"] if r["container_id"] == cid] == [pid], res
         with_confirm = _stuck_exec.scan(proc_fs)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests" / "unit"))  # its conftest makes the colle
 import conftest  # noqa: E402,F401  pylint: disable=unused-import
 import hdharness  # noqa: E402
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence, _pipe_drain, _pipe_lock, _procfs, _stuck_exec  # noqa: E402
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence, _options, _pipe_drain, _pipe_lock, _procfs, _stuck_exec  # noqa: E402
 
 TARGET_SECONDS = 1.0
 
@@ -39,7 +39,7 @@ def cycle_ours(hz, proc, cid, evidence_dir, lock_dir):
     exec_proc, pid = hz.hang(cid)
     assert pid is not None, "no deadlock"
     assert not hz.inspect_answers(cid, timeout=0.5), "inspect answers: not a hang"
-    (record,) = [r for r in _stuck_exec.scan(proc, container_ids=[cid], confirm_interval=0.2)["stuck_execs"]
+    (record,) = [r for r in _stuck_exec.scan(proc, _stuck_exec.ScanOptions(container_ids=[cid], confirm_interval=0.2))["stuck_execs"]
                  if r["writer"]["pid"] == pid]
     marks = {}
 
@@ -54,8 +54,9 @@ def cycle_ours(hz, proc, cid, evidence_dir, lock_dir):
         answered["seconds"] = until_inspect_answers(hz, c, marks["start"])
         return answered["seconds"] != float("inf"), ""
 
-    kind, entry = _pipe_drain.drain(proc, record, evidence_dir, timeout=10.0, confirm_interval=0.2,
-                                    verify=verify, engine=engine, lock_dir=lock_dir)
+    options = _options.drain_run(dict(timeout=10.0, confirm_interval=0.2, max_evidence_bytes=0))
+    drainer = _pipe_drain.Drainer(options, evidence_dir, lock_dir, _pipe_drain.hooks(verify=verify, engine=engine))
+    kind, entry = _pipe_drain.drain(proc, record, drainer, min_age_seconds=0)
     assert kind == "drained" and entry["unblocked"], entry
     length, sha, dummy = hz.record(pid)
     assert entry["bytes"] >= length

@@ -57,11 +57,11 @@ def main():
         print("hostile: %d fake runc inits blocked on pipe:[%d], %d fds held" % (
             len(h.blocked_writers()), h.pipe_inode, h.held))
         old_s, old = timed(base.scan, proc)
-        print("baseline (%s): %.2f s, %d suspects, %d stuck" % (args.base, old_s, len(old["suspects"]),
-                                                               len(old["stuck_execs"])))
+        counts = (len(old["suspects"]), len(old["stuck_execs"]))
+        print("baseline (%s): %.2f s, %d suspects, %d stuck" % ((args.base, old_s) + counts))
         runs = []
         for dummy in range(args.rounds):
-            s, new = timed(_stuck_exec.scan, proc)
+            s, new = timed(lambda p, **kw: _stuck_exec.scan(p, _stuck_exec.ScanOptions(**kw)), proc)
             runs.append(s)
             print("current: %.3f s, %d suspects, %d stuck, partial %s" % (s, len(new["suspects"]),
                                                                           len(new["stuck_execs"]), new["partial"]))

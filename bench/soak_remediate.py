@@ -37,7 +37,7 @@ from conftest import collections_path  # noqa: E402
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _drain_verify, _pipe_drain  # noqa: E402
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines, _options, _pipe_drain  # noqa: E402
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc  # noqa: E402
 
 
@@ -116,9 +116,11 @@ def baseline_cycle(hz, cid):
 def module_cycle(hz, cid, evidence_dir, proc_root):
     proc, pid = deadlock(hz, cid)
     t0 = time.monotonic()
-    result = _pipe_drain.run(proc_root, container_ids=[cid], evidence_dir=evidence_dir, min_age_seconds=0,
-                             max_evidence_bytes=0, timeout=30, confirm_interval=0.2, max_rounds=1,
-                             engine=_drain_verify.engine_check(hz.docker_host, 5.0))
+    options = _options.drain_run(dict(evidence_dir=evidence_dir, min_age_seconds=0, max_evidence_bytes=0, timeout=30,
+                                      confirm_interval=0.2, max_rounds=1))
+    engine = _engines.container_check(docker_host=hz.docker_host, containerd_address="/nonexistent/containerd.sock",
+                                      timeout=5.0)
+    result = _pipe_drain.run(proc_root, options, container_ids=[cid], engine=engine)
     entries = [e for e in result["drained"] if e["pid"] == pid]
     ok = len(entries) == 1 and recovered(hz, cid, proc, pid, entries[0])
     return ok, time.monotonic() - t0

@@ -105,10 +105,10 @@ def _import_scan(collection_path):
             break
     try:
         from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
-        from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import scan, DiagnosisError
+        from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import ScanOptions, scan, DiagnosisError
     except ImportError as e:
         raise PluginError('hangdoctor.runtime not found (%s); pass --collection-path' % e)
-    return Proc, scan, DiagnosisError
+    return Proc, scan, ScanOptions, DiagnosisError
 
 
 RUNTIME_COMMS = ('containerd-shim', 'containerd', 'dockerd', 'docker-containerd')
@@ -143,7 +143,7 @@ def _check_fd_access(proc_root):
 
 
 def check_proc(args):
-    Proc, scan, DiagnosisError = _import_scan(args.collection_path)
+    Proc, scan, ScanOptions, DiagnosisError = _import_scan(args.collection_path)
     if os.geteuid() != 0:
         raise PluginError('must run as root to read the fds of shims and runc processes')
     proc = Proc(args.proc_root)
@@ -151,8 +151,8 @@ def check_proc(args):
         raise PluginError('not a procfs: %s' % args.proc_root)
     _check_fd_access(args.proc_root)
     try:
-        result = scan(proc, container_ids=args.container_ids, confirm_interval=args.confirm_interval,
-                      peek_bytes=0, min_age_seconds=args.min_age_seconds, kmsg=False)
+        result = scan(proc, ScanOptions(container_ids=args.container_ids, confirm_interval=args.confirm_interval,
+                                        peek_bytes=0, min_age_seconds=args.min_age_seconds, kmsg=False))
     except DiagnosisError as e:
         raise PluginError('diagnosis failed: %s' % e)
     stuck = result.get('stuck_execs') or []

@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) hangdoctor developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Written by scripts/gen_option_docs.py from the CONTAINERD group of plugins/module_utils/_options.py:
+# change the group there and run the script, never this file.
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -8,8 +10,7 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
 
-    # Options of the modules in the action group hangdoctor.runtime.containerd
-    # (defined once in module_utils/_common_args.py CONTAINERD_ARGS).
+    # Options of the modules that also ask containerd's pod shims.
     DOCUMENTATION = r'''
 options:
   containerd_address:
@@ -22,7 +23,8 @@ options:
   containerd_namespace:
     description:
       - containerd namespace of the containers. Kubernetes (CRI) uses V(k8s.io).
-      - When the task does not set it, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if set.
+      - When the task does not set it, the E(CONTAINERD_NAMESPACE) environment variable of the target is used if
+        set.
     type: str
     default: k8s.io
 '''

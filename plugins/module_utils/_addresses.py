@@ -18,9 +18,10 @@ import os
 import stat
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 
-class AddressError(ValueError):
+class AddressError(HangdoctorError, ValueError):
     """An engine address we cannot use (no scheme, a relative path, TLS, ...)."""
 
 

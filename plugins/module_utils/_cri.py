@@ -45,6 +45,7 @@ import struct
 import subprocess
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._addresses import (
@@ -55,7 +56,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     Proc,
     ProcError,
     read_regular_file,
-    same_file,
+    same_inode,
 )
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import (
     ProcessTable,
@@ -93,7 +94,7 @@ CONTAINER_TYPE_KEY = 'io.kubernetes.cri.container-type'
 SANDBOX_ID_KEY = 'io.kubernetes.cri.sandbox-id'
 
 
-class CriError(Exception):
+class CriError(HangdoctorError):
     """containerd or a shim did not give a usable answer."""
 
 
@@ -360,7 +361,7 @@ def task_roots(address, namespace, proc_root='/proc', cmdline_timeout=1.0, conta
     """Folders holding the v2 task bundles of containerd at ADDRESS in NAMESPACE,
     found from the working directory of its running shims (their bundle), then
     the default state folder."""
-    return scan_shims(address, namespace, proc_root, cmdline_timeout, containerd_pid)['roots']
+    return scan_shims(address, namespace, proc_root, cmdline_timeout, containerd_pid=containerd_pid)['roots']
 
 
 def _host_view(proc, pid, path):
@@ -368,7 +369,7 @@ def _host_view(proc, pid, path):
     shares our root, else through ``/proc/PID/root`` (this module in a pod,
     the host's /proc at PROC_ROOT)."""
     root = proc.path(pid, 'root')
-    if proc.root == '/proc' and same_file(root, '/'):
+    if proc.root == '/proc' and same_inode(root, '/'):
         return path
     return proc.host_view(pid, path)
 
@@ -409,7 +410,7 @@ def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0, conta
             continue
         if not opts_addr.startswith('/') and not opts_addr.startswith('unix:///'):
             continue
-        if not same_file(_host_view(proc, pid, socket_path(opts_addr)), sock):
+        if not same_inode(_host_view(proc, pid, socket_path(opts_addr)), sock):
             continue  # another containerd's shim, or a process that is none
         if ref is not None:
             bundle, reasons = shim_identity(proc, pid, ref)

@@ -28,13 +28,15 @@ import socket
 import threading
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
+
 # What thread scheduling may add after the deadline before a result is given up.
 GRACE = 0.25
 # sun_path holds 108 bytes with the terminating NUL.
 MAX_UNIX_PATH = 107
 
 
-class DeadlineExceeded(Exception):
+class DeadlineExceeded(HangdoctorError):
     """The deadline passed before the work finished."""
 
 

@@ -2,8 +2,9 @@
 # Copyright (c) hangdoctor developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Did the drain repair the container (private module_utils): once a
-container's last drain round is over, does the Docker Engine answer an
-inspect of it again (the exec-store lock that hung it is free).
+container's last drain round is over, does the engine that runs it answer for
+it again (the exec-store lock that hung it is free).  The one check is
+``_engines.container_check``; this file applies it to a drain's result.
 
 Target-side code: Python 3.6+ syntax and stdlib only.
 """
@@ -11,25 +12,7 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
-
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
-
-
-def engine_check(docker_host, timeout):
-    """A function (container id) -> (verified, reason): does
-    ``GET /containers/<id>/json`` answer within TIMEOUT seconds.  ``None`` when
-    it cannot be asked (no socket)."""
-    def check(container_id):
-        if not docker_host:
-            return None, 'no docker_host given'
-        if docker_host.startswith('unix://'):
-            sock = docker_host[len('unix://'):]
-            if not os.path.exists(sock):
-                return None, 'docker socket %s not found' % sock
-        # one request under one deadline; only an HTTP answer counts as answered
-        return _engine_api.inspect_answers(docker_host, container_id, timeout)
-    return check
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 
 def no_engine(container_id):
@@ -53,5 +36,9 @@ def verify_containers(result, engine):
             entry['verified'], entry['verify_reason'] = False, 'the container deadlocked again (see recurring)'
             continue
         if cid not in checked:
-            checked[cid] = engine(cid)
+            try:
+                checked[cid] = engine(cid)
+            except HangdoctorError as e:
+                # the drain happened: its result and evidence paths must reach the user
+                checked[cid] = None, 'engine check failed: %s' % e
         entry['verified'], entry['verify_reason'] = checked[cid]

@@ -35,6 +35,7 @@ import time
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 try:
     from urllib.parse import quote, urlencode
@@ -54,7 +55,7 @@ K8S_POD_LABEL = 'io.kubernetes.pod.name'
 K8S_CONTAINER_LABEL = 'io.kubernetes.container.name'
 
 
-class EngineError(Exception):
+class EngineError(HangdoctorError):
     """The Engine API did not give a usable answer.  ``status`` is the HTTP
     status when the daemon answered with an error."""
 
@@ -69,14 +70,6 @@ class EngineTimeout(EngineError):
 
 class EngineUnreachable(EngineError):
     """Nothing listens there: no socket file, connection refused, no permission."""
-
-
-def parse_docker_host(docker_host):
-    """('unix', path) or ('tcp', host, port); EngineError for a form we do not speak."""
-    try:
-        return _addresses.parse_docker_host(docker_host)
-    except _addresses.AddressError as e:
-        raise EngineError(str(e))
 
 
 def _remaining(deadline, what):
@@ -184,7 +177,10 @@ class EngineClient(object):
     def __init__(self, docker_host=DEFAULT_DOCKER_HOST, api_version=None, timeout=DEFAULT_TIMEOUT,
                  max_body_bytes=MAX_BODY_BYTES):
         self.docker_host = docker_host
-        self.address = parse_docker_host(docker_host)
+        try:
+            self.address = _addresses.parse_docker_host(docker_host)
+        except _addresses.AddressError as e:
+            raise EngineError(str(e))
         if api_version in ('auto', ''):
             api_version = None
         if api_version is not None:
@@ -549,7 +545,7 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
             continue
         seen.add(summary['id'])
         containers.append(summary)
-    probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline)
+    probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline=deadline)
     for c in containers:
         c.update(probes[c['id']])
         if c['responsive'] is False:

@@ -20,7 +20,9 @@ __metaclass__ = type
 import math
 import threading
 import time
+from collections import namedtuple
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._addresses import (
     AddressError,
@@ -35,7 +37,7 @@ DEFAULT_CONTAINERD_ADDRESS = _defaults.DEFAULT_CONTAINERD_ADDRESS
 DEFAULT_CONTAINERD_NAMESPACE = _defaults.DEFAULT_CONTAINERD_NAMESPACE
 
 
-class EnginesError(Exception):
+class EnginesError(HangdoctorError):
     """Options that cannot work (an unknown engine name, a malformed address)."""
 
 
@@ -53,6 +55,18 @@ def parse_engines(engines):
         raise EnginesError("unknown engine(s) %s: engines must be 'auto' or a list of %s"
                            % (', '.join(repr(b) for b in bad), ', '.join(ENGINES)))
     return tuple(e for e in ENGINES if e in engines)
+
+
+def check_addresses(docker_host, containerd_address):
+    """Raise EnginesError unless both addresses have a form the clients speak."""
+    try:
+        parse_docker_host(docker_host)
+    except AddressError as e:
+        raise EnginesError(str(e))
+    if not containerd_address or not isinstance(containerd_address, str):
+        raise EnginesError('containerd_address must be a socket path such as %s' % DEFAULT_CONTAINERD_ADDRESS)
+    if not containerd_socket_path(containerd_address).startswith('/'):
+        raise EnginesError('containerd_address %r: use an absolute socket path (unix:// optional)' % containerd_address)
 
 
 def docker_present(docker_host):
@@ -122,11 +136,21 @@ def _containerd(address, namespace, timeout, concurrency, container_ids, deadlin
     return rep['engine'], rep['containers'], rep['hung'], rep['unchecked']
 
 
-def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_CONTAINERD_ADDRESS,
-                  timeout=5.0, concurrency=16, container_ids=None, deadline=None,
-                  containerd_namespace=DEFAULT_CONTAINERD_NAMESPACE, proc_root='/proc', api_version=None,
-                  include_stopped=False):
-    """Check every engine asked for (``auto``: every engine present on the node).
+class EngineQuery(namedtuple('EngineQuery', ['engines', 'docker_host', 'containerd_address', 'containerd_namespace',
+                                             'timeout', 'concurrency', 'container_ids', 'proc_root', 'api_version',
+                                             'include_stopped'])):
+    """Which engines to ask, where, and how: ENGINES (``auto``: every engine
+    present on the node), the addresses, the per-request TIMEOUT, how many
+    requests at once, only CONTAINER_IDS (None: every one), the procfs the
+    shims are read through, Docker's API_VERSION, and stopped containers too."""
+
+
+EngineQuery.__new__.__defaults__ = ('auto', DEFAULT_DOCKER_HOST, DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE,
+                                    5.0, 16, None, '/proc', None, False)
+
+
+def check_engines(query=None, deadline=None):
+    """Check every engine the EngineQuery asks for.
 
     Returns {'engines': [{'name', 'address', 'present', 'checked', 'reachable',
     'version', 'error'}], 'containers': [{'id', 'name', 'engine', 'pod_namespace',
@@ -134,26 +158,22 @@ def check_engines(engines='auto', docker_host=DEFAULT_DOCKER_HOST, containerd_ad
     'hung': [ids], 'unchecked': [ids]}.  Returns by DEADLINE (default now +
     timeout + 1); raises EnginesError only for options that cannot work.
     """
+    q = query or EngineQuery()
+    engines, docker_host, containerd_address, containerd_namespace = q[:4]
+    timeout, concurrency, container_ids, proc_root, api_version, include_stopped = q[4:]
     wanted = parse_engines(engines)
     timeout = float(timeout)
     if math.isnan(timeout) or timeout <= 0:
         raise EnginesError('timeout must be greater than 0, got %s' % timeout)
     if deadline is None:
         deadline = time.monotonic() + timeout + 1.0
-    try:
-        parse_docker_host(docker_host)
-    except AddressError as e:
-        raise EnginesError(str(e))
-    if not containerd_address or not isinstance(containerd_address, str):
-        raise EnginesError('containerd_address must be a socket path such as %s' % DEFAULT_CONTAINERD_ADDRESS)
-    if not containerd_socket_path(containerd_address).startswith('/'):
-        raise EnginesError('containerd_address %r: use an absolute socket path (unix:// optional)' % containerd_address)
+    check_addresses(docker_host, containerd_address)
 
     jobs = {
-        'docker': lambda: _docker(docker_host, timeout, concurrency, container_ids, deadline,
-                                  api_version, include_stopped),
+        'docker': lambda: _docker(docker_host, timeout, concurrency, container_ids, deadline=deadline,
+                                  api_version=api_version, include_stopped=include_stopped),
         'containerd': lambda: _containerd(containerd_address, containerd_namespace, timeout, concurrency,
-                                          container_ids, deadline, proc_root),
+                                          container_ids=container_ids, deadline=deadline, proc_root=proc_root),
     }
     results = {}
 
@@ -238,7 +258,10 @@ def container_check(docker_host=DEFAULT_DOCKER_HOST, containerd_address=DEFAULT_
     """A function (container id) -> (verified, reason) for after a drain: does
     the engine that runs the container answer for it again within TIMEOUT?
     Docker: an inspect of it; containerd: its pod shim's task pids (the call a
-    stuck exec blocks).  ``None`` when no engine on the node knows it."""
+    stuck exec blocks).  ``None`` when no engine on the node knows it.
+    Raises EnginesError at once for an address the clients cannot use."""
+    check_addresses(docker_host, containerd_address)
+
     def docker(cid):
         if docker_present(docker_host)[0] is not True:
             return None, 'no dockerd socket'

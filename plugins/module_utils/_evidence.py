@@ -20,7 +20,9 @@ import re
 import stat as stat_mod
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 HEADER_END = b'----- hangdoctor: pipe bytes follow -----\n'
 ELIDED_MARK = b'\n----- hangdoctor: %d bytes elided -----\n'
@@ -28,16 +30,16 @@ TRAILER_MARK = b'\n----- hangdoctor: end of pipe bytes'
 
 
 # Retention defaults: what a node keeps at most (the documented option defaults).
-RETENTION_COUNT = 1000
-RETENTION_BYTES = 1024 * 1024 * 1024
-RETENTION_DAYS = 30
+RETENTION_COUNT = _defaults.RETENTION_COUNT
+RETENTION_BYTES = _defaults.RETENTION_BYTES
+RETENTION_DAYS = _defaults.RETENTION_DAYS
 # Never removed by retention: a file written in the last hour may still be
 # open in a concurrent run's drain, or be the evidence somebody is reading now.
 RETENTION_GRACE_SECONDS = 3600
 EVIDENCE_RE = re.compile(r'^[0-9a-f]{12}-\d+-\d+-\d{8}T\d{6}\.\d{6}Z\.log$')
 
 
-class EvidenceError(Exception):
+class EvidenceError(HangdoctorError):
     """An unusable evidence directory or a file that is not evidence.
     ``errno``: the system error behind it, None for a refusal (a path or an
     owner that is not safe)."""
@@ -160,7 +162,7 @@ def open_private_dir(path, what):
                         is_link = False
                     if not is_link:
                         raise EvidenceError('%s %s: %s' % (what, path, e.strerror or e), e.errno)
-                    target = _follow_symlink(dir_fd, dir_st, name, here, what)
+                    target = _follow_symlink(dir_fd, dir_st, name, here, what=what)
                     links += 1
                     if links > MAX_SYMLINKS:
                         raise EvidenceError('%s %s: too many levels of symbolic links' % (what, path))
@@ -218,9 +220,9 @@ class NoEvidenceDir(object):
         pass
 
 
-def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
+def apply_retention(open_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
                     keep=(), now=None, grace=RETENTION_GRACE_SECONDS):
-    """Remove the oldest evidence files of EVIDENCE_DIR (only names this
+    """Remove the oldest evidence files of OPEN_DIR (an EvidenceDir) (only names this
     module gives them, only regular files) until at most COUNT files and
     MAX_BYTES bytes are left and none is older than DAYS; 0 lifts a bound.
     The files in KEEP (this run's) and those modified in the last GRACE
@@ -228,11 +230,11 @@ def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYT
     {'removed': n, 'removed_bytes': b}."""
     now = time.time() if now is None else now
     files = []
-    for name in os.listdir(evidence_dir.fd):
+    for name in os.listdir(open_dir.fd):
         if not EVIDENCE_RE.match(name):
             continue
         try:
-            st = os.stat(name, dir_fd=evidence_dir.fd, follow_symlinks=False)
+            st = os.stat(name, dir_fd=open_dir.fd, follow_symlinks=False)
         except OSError:
             continue
         if stat_mod.S_ISREG(st.st_mode):
@@ -244,7 +246,7 @@ def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYT
             max_bytes and kept_bytes + size > max_bytes)
         if old and name not in keep and now - mtime > grace:
             try:
-                os.unlink(name, dir_fd=evidence_dir.fd)
+                os.unlink(name, dir_fd=open_dir.fd)
             except OSError:
                 pass
             else:
@@ -254,15 +256,8 @@ def apply_retention(evidence_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYT
         kept_n += 1
         kept_bytes += size
     if removed:
-        fsync_dir(evidence_dir.fd)
+        fsync_dir(open_dir.fd)
     return {'removed': removed, 'removed_bytes': removed_bytes}
-
-
-def prepare_evidence_dir(path):
-    """Create (0700) or check the evidence directory; return its real path."""
-    d = EvidenceDir(path)
-    d.close()
-    return d.path
 
 
 def fsync_dir(dir_fd):
@@ -332,10 +327,10 @@ class Evidence(object):
     byte is removed, so retries on a full disk leave no pile of headers.
     Always ``kept + elided + lost == total``."""
 
-    def __init__(self, evidence_dir, name, header_lines, limit=0):
-        self.dir = evidence_dir
+    def __init__(self, open_dir, name, header_lines, limit=0):
+        self.dir = open_dir
         self.name = name
-        self.path = os.path.join(evidence_dir.path, name)
+        self.path = os.path.join(open_dir.path, name)
         self.limit = max(0, int(limit or 0))
         self.head_room = self.limit - self.limit // 2 if self.limit else None
         self.tail_limit = self.limit // 2
@@ -353,13 +348,13 @@ class Evidence(object):
         # every byte's first and last INLINE_BYTES, returned when the file
         # could not keep them all (a full disk, no evidence directory)
         self.inline = HeadTail(min(self.limit or INLINE_BYTES, INLINE_BYTES))
-        if evidence_dir.fd is None:
-            self.error = 'no evidence file: %s' % evidence_dir.error
+        if open_dir.fd is None:
+            self.error = 'no evidence file: %s' % open_dir.error
             self.path = None
             return
         try:
             self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC, 0o600,
-                              dir_fd=evidence_dir.fd)
+                              dir_fd=open_dir.fd)
         except OSError as e:
             self.error = 'cannot create %s: %s' % (self.path, e.strerror or e)
             self.path = None

@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
     PIPE_WRITE_WCHANS,
     ProcError,
@@ -27,7 +28,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime
 STDERR_FD = 2
 
 
-class DiagnosisError(Exception):
+class DiagnosisError(HangdoctorError):
     """The scan cannot run (not a procfs, no privilege) or a record is malformed."""
 
 

@@ -16,8 +16,10 @@ import errno
 import os
 import stat
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
-class WriteError(Exception):
+
+class WriteError(HangdoctorError):
     """A file could not be written; the text names it and says why."""
 
 
@@ -149,7 +151,7 @@ def write_atomic(path, data, mode=0o644, create_dir=True, keep_owner=False, dura
             if why:
                 raise WriteError('refusing to write %s: %s, so another user could replace what is written there; '
                                  'remove that directory or choose another one' % (path, why))
-        _write_in(dfd, directory, name, path, data, mode, keep_owner, durable)
+        _write_in(dfd, directory, name, path, data=data, mode=mode, keep_owner=keep_owner, durable=durable)
     finally:
         os.close(dfd)
 

@@ -26,6 +26,7 @@ import time
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _netaddr
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 TCP_LISTEN = '0A'
 FAMILIES = (('tcp', 'ipv4'), ('tcp6', 'ipv6'))
@@ -38,7 +39,7 @@ SCOPE_WILDCARD = 'wildcard'
 SCOPE_SPECIFIC = 'specific'
 
 
-class ListenError(Exception):
+class ListenError(HangdoctorError):
     """The listening sockets could not be read."""
 
 
@@ -281,7 +282,7 @@ def report(proc, client=None, container_ids=(), pids=(), probes=None, ports=None
         try:
             pid, ident = container_pid(client, cid, timeout)
         except _engine_api.EngineTimeout as e:
-            containers.append(_container_entry(proc, None, ports, timeout, {
+            containers.append(_container_entry(proc, None, ports, timeout, ident={
                 'container_id': cid,
                 'error': 'inspect did not answer (%s); a stuck exec may hold the container: '
                          'see hangdoctor.runtime.runc_exec_info' % e}))
@@ -294,7 +295,7 @@ def report(proc, client=None, container_ids=(), pids=(), probes=None, ports=None
         except ListenError as e:
             unknown.append(str(e))
             continue
-        containers.append(_container_entry(proc, pid, ports, timeout, ident))
+        containers.append(_container_entry(proc, pid, ports, timeout, ident=ident))
     if unknown:
         raise ListenError('unknown or stopped containers: %s' % '; '.join(unknown))
     for pid in pids:
@@ -304,7 +305,7 @@ def report(proc, client=None, container_ids=(), pids=(), probes=None, ports=None
 
     checks = []
     if probes:
-        checks = _probe_checks(proc, client, probes, ports, timeout, containers)
+        checks = _probe_checks(proc, client, probes, ports, timeout=timeout, containers=containers)
     return {'containers': containers, 'probe_checks': checks}
 
 
@@ -333,9 +334,9 @@ def _probe_checks(proc, client, probes, ports, timeout, containers):
             if entry is None:
                 try:
                     pid, ident = container_pid(client, summary['id'], timeout)
-                    entry = _container_entry(proc, pid, None, timeout, ident)
+                    entry = _container_entry(proc, pid, None, timeout, ident=ident)
                 except (_engine_api.EngineError, ListenError) as e:
-                    entry = _container_entry(proc, None, None, timeout, _ident(summary))
+                    entry = _container_entry(proc, None, None, timeout, ident=_ident(summary))
                     entry['error'] = str(e)
                 containers.append(entry)
                 checked[summary['id']] = entry

@@ -20,12 +20,13 @@ import os
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 MAX_PID_BYTES = 32
 PID_READ_TIMEOUT = 1.0
 
 
-class CriListenError(Exception):
+class CriListenError(HangdoctorError):
     """A CRI container id that is unknown, ambiguous, or has no running init."""
 
 

@@ -27,6 +27,8 @@ import os
 import re
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
+
 # The textfile directories that node_exporter packages, roles and guides use;
 # the first one that exists on the node wins.
 TEXTFILE_DIRS = (
@@ -91,7 +93,7 @@ _CONTROL = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029]')
 _NAME_CHARS = re.compile(r'[^a-z0-9_]')
 
 
-class MetricsError(Exception):
+class MetricsError(HangdoctorError):
     """Bad input to render (the caller turns it into a module message)."""
 
 
@@ -273,7 +275,7 @@ def _stuck_series(summary):
         row = _row_for(summary, cid)
         ns, pod = _split_pod(x.get('pod') or row.get('pod'))
         container = x.get('pod_container') or _container_name(summary, cid, row) or x.get('container_name') or ''
-        key = _labels(ns, pod, container, cid, x.get('cause'))
+        key = _labels(ns, pod, container, cid, cause=x.get('cause'))
         count, age = out.get(key, (0, 0.0))
         out[key] = (count + 1, max(age, _number(x.get('age_seconds'))))
     return out
@@ -289,7 +291,7 @@ def _hung_series(summary):
             continue
         ns, pod = _split_pod(row.get('pod'))
         key = _labels(ns, pod, _container_name(summary, row.get('container_id'), row), row.get('container_id'),
-                      row.get('cause'))
+                      cause=row.get('cause'))
         out[key] = 1
     return out
 
@@ -307,7 +309,7 @@ def _recurring_series(summary):
         ns, pod = _split_pod(row.get('pod'))
         cause = _cause_label(d.get('cause'))
         key = _labels(ns, pod, _container_name(summary, cid, row), cid,
-                      row.get('cause') if cause == 'unknown' and row.get('cause') else cause)
+                      cause=row.get('cause') if cause == 'unknown' and row.get('cause') else cause)
         out[key] = max(out.get(key, 0), rounds)
     return out
 

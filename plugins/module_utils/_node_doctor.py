@@ -20,12 +20,15 @@ import os
 import socket
 import stat
 import time
+from collections import namedtuple
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 WAITING_FOR_GUARD = 'waiting for the eviction guard (Kubernetes node)'
 # The process that runs the kubelet: kubelet itself; k3s and rke2 servers and
@@ -40,29 +43,54 @@ KUBELET_PATHS = ('/var/lib/kubelet', '/etc/kubernetes/kubelet.conf', '/etc/kuber
                  '/var/snap/microk8s/current/args/kubelet', '/var/lib/k0s/kubelet')
 
 
-class NodeDoctorError(Exception):
+class NodeDoctorError(HangdoctorError):
     """The node cannot be checked at all (bad options, no procfs), or a drain
     was refused as a whole (the drain's own error text)."""
 
 
-def check_engines(engines, docker_host, containerd_address, containerd_namespace, timeout, concurrency,
-                  container_ids, proc_root, check=True, required=False):
-    """(report, skipped reason).  The report has hung_container_info's shape
-    (``engines``, ``containers``, ``hung``); an engine that is not on this node
-    is a fact in it, not a failure (a containerd-CRI node has no dockerd)."""
-    if not check:
+NodeOptions = namedtuple('NodeOptions', ['mode', 'engine', 'containerd', 'proc', 'scan', 'engine_check', 'guard',
+                                         'drain_run', 'metrics'])
+
+
+def options(params=None):
+    """node_doctor's option objects from its module PARAMS (or any mapping of
+    its option names; what it lacks takes the group's default)."""
+    params = params or {}
+    mode = params.get('mode', 'detect')
+    if mode not in ('detect', 'remediate'):
+        raise NodeDoctorError('mode must be detect or remediate, got %r' % (mode,))
+    return NodeOptions(
+        mode=mode,
+        engine=_options.ENGINE.values(params),
+        containerd=_options.CONTAINERD.values(params),
+        proc=_options.PROC.values(params),
+        scan=_options.SCAN.values(params),
+        engine_check=_options.ENGINE_CHECK.values(params),
+        guard=_options.GUARD.values(params),
+        drain_run=_options.drain_run(params, _options.NODE_DOCTOR_DRAIN_NAMES),
+        metrics=_options.METRICS.values(params))
+
+
+def ask_engines(opts, proc_root):
+    """(report, skipped reason) for the node options OPTS.  The report has
+    hung_container_info's shape (``engines``, ``containers``, ``hung``); an
+    engine that is not on this node is a fact in it, not a failure (a
+    containerd-CRI node has no dockerd)."""
+    ask = opts.engine_check
+    if not ask.check_engine:
         return None, 'engine check turned off'
     from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
     try:
-        report = _engines.check_engines(
-            engines=engines, docker_host=docker_host, containerd_address=containerd_address,
-            containerd_namespace=containerd_namespace, timeout=timeout, concurrency=concurrency,
-            container_ids=container_ids or None, proc_root=proc_root)
+        report = _engines.check_engines(_engines.EngineQuery(
+            engines=ask.engines, docker_host=opts.engine.docker_host,
+            containerd_address=opts.containerd.containerd_address,
+            containerd_namespace=opts.containerd.containerd_namespace, timeout=opts.engine.inspect_timeout,
+            concurrency=ask.inspect_concurrency, container_ids=opts.scan.container_ids or None, proc_root=proc_root))
     except _engines.EnginesError as e:
         raise NodeDoctorError(str(e))
     present = [e for e in report['engines'] if e.get('present')]
     checked = [e for e in present if e.get('checked')]
-    if required and not any(e.get('reachable') for e in checked):
+    if ask.engine_required and not any(e.get('reachable') for e in checked):
         raise NodeDoctorError('no container engine answers on this node: %s' % _engines.summary_msg(report))
     docker = [e for e in present if e['name'] == 'docker']
     report['engine'] = dict((docker or present or [{}])[0])
@@ -213,9 +241,11 @@ def guard_required(policy, kube):
     return kube is not None
 
 
-def write_metrics(summary, metrics_dir, metrics_file, now=None):
-    """{'path', 'written', 'error'} for the node's textfile; counters go on
-    from the previous file.  A metrics failure never hides the findings."""
+def write_metrics(summary, metrics, now=None):
+    """{'path', 'written', 'error'} for the node's textfile (METRICS: the
+    metrics option object); counters go on from the previous file.  A
+    metrics failure never hides the findings."""
+    metrics_dir = metrics.metrics_dir
     # a directory named by the user is created; auto only uses one that exists
     create_dir = metrics_dir != 'auto'
     if metrics_dir == 'auto':
@@ -225,7 +255,7 @@ def write_metrics(summary, metrics_dir, metrics_file, now=None):
                     'reason': 'no node_exporter textfile directory on this node'}
     if not metrics_dir:
         return {'path': None, 'written': False, 'error': None, 'reason': 'metrics turned off'}
-    path = os.path.join(metrics_dir, metrics_file)
+    path = os.path.join(metrics_dir, metrics.metrics_file)
     try:
         previous = _files.read_small(path)
         text = _metrics.render(summary, previous, now)
@@ -239,91 +269,83 @@ def write_metrics(summary, metrics_dir, metrics_file, now=None):
     return {'path': path, 'written': True, 'error': None}
 
 
-def run(proc, mode='detect', docker_host='unix:///var/run/docker.sock', inspect_timeout=5.0,
-        inspect_concurrency=16, ask_engine=True, engines='auto', containerd_address='/run/containerd/containerd.sock',
-        containerd_namespace='k8s.io', engine_required=False, container_ids=None,
-        min_age_seconds=0, confirm_interval=1.0, peek_bytes=4096, kernel_log=True, cmdline_timeout=1.0,
-        drain=True, drain_min_age_seconds=60, max_drains=5, evidence_dir='/var/log/hangdoctor',
-        max_evidence_bytes=16 * 1024 * 1024, drain_timeout=30.0, fallback='none', max_rounds=3,
-        lock_dir='/run/hangdoctor', evidence_retention_count=1000, evidence_retention_bytes=1024 ** 3,
-        evidence_retention_days=30,
-        require_guard='auto', guard=None, metrics_dir='', metrics_file='hangdoctor.prom',
-        check_mode=False, hostname=None, now=None):
-    """Check (and in mode ``remediate`` repair) one node.  Returns the module
-    result: ``ansible_facts.hangdoctor`` (the host summary), ``msg``, and the
-    full records (``stuck_execs``, ``suspects``, ``drain``) for ad hoc use."""
+def run(proc, opts=None, check_mode=False, hostname=None, now=None):
+    """Check (and in mode ``remediate`` repair) one node with the options
+    OPTS (``options()``).  Returns the module result:
+    ``ansible_facts.hangdoctor`` (the host summary), ``msg``, and the full
+    records (``stuck_execs``, ``suspects``, ``drain``) for ad hoc use."""
     t0 = time.monotonic()
-    if mode not in ('detect', 'remediate'):
-        raise NodeDoctorError('mode must be detect or remediate, got %r' % (mode,))
+    opts = opts or options()
     host = hostname or socket.gethostname()
-    engine_report, engine_skipped = check_engines(
-        engines, docker_host, containerd_address, containerd_namespace, inspect_timeout, inspect_concurrency,
-        container_ids, proc.root, ask_engine, engine_required)
+    engine_report, engine_skipped = ask_engines(opts, proc.root)
+    sc, po = opts.scan, opts.proc
     try:
-        found = _exec_candidates.find(proc, confirm_interval=confirm_interval, peek_bytes=peek_bytes,
-                                      min_age_seconds=min_age_seconds)
+        found = _exec_candidates.find(proc, confirm_interval=po.confirm_interval, peek_bytes=po.peek_bytes,
+                                      min_age_seconds=sc.min_age_seconds)
         if found['candidates']:
             # Loaded only here: a node without a possible stuck exec (nearly
             # every node of a fleet run) does not pay for the diagnosis.
             from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
-            scan = _stuck_exec.scan(proc, container_ids=container_ids, confirm_interval=confirm_interval,
-                                    peek_bytes=peek_bytes, min_age_seconds=min_age_seconds,
-                                    kmsg=kernel_log, cmdline_timeout=cmdline_timeout, first_pass=found)
+            scan = _stuck_exec.scan(proc, _stuck_exec.scan_options(sc, po), first_pass=found)
         else:
             scan = _exec_candidates.result(found)
     except _exec_candidates.DiagnosisError as e:
         raise NodeDoctorError('diagnosis failed: %s' % e)
-    summary = _summary.host_summary(scan, engine_report, host, now, engine_skipped or None)
-    summary['mode'] = mode
+    summary = _summary.host_summary(scan, engine_report, host, now, engine_skipped=engine_skipped or None)
+    summary['mode'] = opts.mode
     result = {'changed': False, 'stuck_execs': scan['stuck_execs'], 'suspects': scan['suspects'],
               'scanned_processes': scan['scanned_processes'], 'drain': None}
 
-    if mode == 'remediate':
-        from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
-        kube = kube_node(proc, cmdline_timeout) if scan['stuck_execs'] else None
-        summary['kubernetes'] = kube
-        plan = _policy.drain_plan(scan['stuck_execs'], drain_min_age_seconds, max_drains, guard, allow=drain)
-        drain_result = None
-        summary['guard_needed'] = False
-        if plan['targets'] and guard is None and guard_required(require_guard, kube):
-            # The role asks the Kubernetes API from the controller and calls again.
-            summary['guard_needed'] = True
-            plan = {'targets': [], 'skipped': plan['skipped'] + [
-                {'container_id': r.get('container_id'), 'reason': WAITING_FOR_GUARD, 'by': 'policy'}
-                for r in plan['targets']]}
-        elif plan['targets']:
-            # Imported here: a node without stuck execs (nearly every node of a
-            # fleet run) does not pay for loading the drain.
-            from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines, _pipe_drain
-            engine = None
-            if engine_report is not None and not engine_skipped:
-                engine = _engines.container_check(docker_host, containerd_address, inspect_timeout,
-                                                  containerd_namespace, proc.root)
-            try:
-                drain_result = _pipe_drain.run(
-                    proc, stuck_execs=plan['targets'], evidence_dir=evidence_dir,
-                    min_age_seconds=drain_min_age_seconds, max_evidence_bytes=max_evidence_bytes,
-                    timeout=drain_timeout, fallback=fallback, max_rounds=max_rounds,
-                    confirm_interval=confirm_interval, peek_bytes=peek_bytes, check_mode=check_mode,
-                    engine=engine, hostname=host, lock_dir=lock_dir,
-                    evidence_retention_count=evidence_retention_count,
-                    evidence_retention_bytes=evidence_retention_bytes,
-                    evidence_retention_days=evidence_retention_days)
-            except _pipe_drain.DrainError as e:
-                raise NodeDoctorError(str(e))
-        summary = _summary.remediation(summary, drain=drain_result, plan=plan, guard=guard)
-        summary['mode'] = mode
-        result['drain'] = drain_result
-        result['changed'] = bool(drain_result and drain_result.get('changed'))
+    if opts.mode == 'remediate':
+        summary, result['drain'] = _remediate(proc, opts, scan, summary, run_state=dict(
+            engine_report=engine_report, engine_skipped=engine_skipped, check_mode=check_mode, host=host))
+        result['changed'] = bool(result['drain'] and result['drain'].get('changed'))
 
     if check_mode:
         summary['metrics'] = {'path': None, 'written': False, 'error': None, 'reason': 'check mode'}
     else:
-        summary['metrics'] = write_metrics(summary, metrics_dir, metrics_file, now)
+        summary['metrics'] = write_metrics(summary, opts.metrics, now)
     summary['seconds'] = round(time.monotonic() - t0, 3)
     result['msg'] = message(summary)
     result['ansible_facts'] = {'hangdoctor': summary}
     return result
+
+
+def _remediate(proc, opts, scan, summary, run_state):
+    """(summary, drain result or None): plan, guard and drain the stuck execs of SCAN."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
+    guard = opts.guard
+    kube = kube_node(proc, opts.scan.cmdline_timeout) if scan['stuck_execs'] else None
+    summary['kubernetes'] = kube
+    plan = _policy.drain_plan(scan['stuck_execs'], opts.drain_run.drain.min_age_seconds, guard.max_drains,
+                              guard.guard, allow=guard.drain)
+    drain_result = None
+    summary['guard_needed'] = False
+    if plan['targets'] and guard.guard is None and guard_required(guard.require_guard, kube):
+        # The role asks the Kubernetes API from the controller and calls again.
+        summary['guard_needed'] = True
+        plan = {'targets': [], 'skipped': plan['skipped'] + [
+            {'container_id': r.get('container_id'), 'reason': WAITING_FOR_GUARD, 'by': 'policy'}
+            for r in plan['targets']]}
+    elif plan['targets']:
+        # Imported here: a node without stuck execs (nearly every node of a
+        # fleet run) does not pay for loading the drain.
+        from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines, _pipe_drain
+        engine = None
+        if run_state['engine_report'] is not None and not run_state['engine_skipped']:
+            engine = _engines.container_check(
+                docker_host=opts.engine.docker_host, containerd_address=opts.containerd.containerd_address,
+                timeout=opts.engine.inspect_timeout, containerd_namespace=opts.containerd.containerd_namespace,
+                proc_root=proc.root)
+        try:
+            drain_result = _pipe_drain.run(proc, opts.drain_run, stuck_execs=plan['targets'],
+                                           check_mode=run_state['check_mode'], engine=engine,
+                                           hks=_pipe_drain.hooks(hostname=run_state['host']))
+        except _pipe_drain.DrainError as e:
+            raise NodeDoctorError(str(e))
+    summary = _summary.remediation(summary, drain=drain_result, plan=plan, guard=guard.guard)
+    summary['mode'] = opts.mode
+    return summary, drain_result
 
 
 def _engine_words(summary):

@@ -32,6 +32,7 @@ import select
 import signal
 import socket
 import time
+from collections import namedtuple
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _policy
@@ -41,12 +42,13 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lo
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 
 RECURRING_HINT = (
     'the container deadlocked again after its pipe was drained: the cause persists '
     '(usually its memory cgroup at its limit). Raise the memory limit, restart the '
-    'container, or move its exec probes off exec (hangdoctor.runtime.exec_probe_convert).')
+    'container, or move its exec probes off exec (hangdoctor.runtime.exec_probe_swap).')
 
 SKIP_LOCKED = 'locked'
 SKIP_DONE = 'already drained'
@@ -71,7 +73,7 @@ KILL_PROOF_SECONDS = 0.3
 KILL_GRACE_SECONDS = 5.0
 
 
-class DrainError(Exception):
+class DrainError(HangdoctorError):
     """Bad input or an unusable evidence or lock directory."""
 
 
@@ -106,7 +108,7 @@ def thread_states(proc, pid, start_time, inode, machine=None):
     except _procfs.ProcError:
         tids = [pid]
     machine = machine or proc.machine()
-    return dict((tid, _thread_state(proc, pid, tid, inode, machine)) for tid in tids)
+    return dict((tid, _thread_state(proc, pid, tid, inode, machine=machine)) for tid in tids)
 
 
 def writer_state(proc, pid, start_time, inode, machine=None):
@@ -115,7 +117,7 @@ def writer_state(proc, pid, start_time, inode, machine=None):
     INODE), ``runnable`` (a thread running, woken inside write(2), or in a
     page fault: not yet settled), or ``settled`` (every thread asleep
     somewhere else)."""
-    states = [s for s in thread_states(proc, pid, start_time, inode, machine).values() if s != GONE]
+    states = [s for s in thread_states(proc, pid, start_time, inode, machine=machine).values() if s != GONE]
     if not states:
         return GONE
     for state in (BLOCKED, RUNNABLE):
@@ -142,7 +144,7 @@ def _read_available(f, evidence, chunk=65536):
         got += len(data)
 
 
-def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, sample_interval=0.02, machine=None):
+def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, sample_interval=0.02):
     """Read pipe F into EVIDENCE until the writer is no longer blocked on it
     and it is empty, or DEADLINE (``clock()`` time).  WATCH: [(pid,
     start_time)], the stuck writer first, then runc exec (which must not be
@@ -154,6 +156,7 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
     empty) or ``timeout``.  Both halves of the stop rule matter: bytes a
     dead runc init wrote stay in the pipe until read, and a still-full pipe
     blocks runc exec's own error line next."""
+    machine = proc.machine()
     poller = select.poll()
     poller.register(f, select.POLLIN)
     quiet = 0
@@ -164,7 +167,7 @@ def drain_pipe(proc, f, inode, watch, evidence, deadline, clock=time.monotonic, 
             return 'timeout', states
         if _read_available(f, evidence):
             quiet = 0
-        states = [writer_state(proc, pid, st, inode, machine) for pid, st in watch]
+        states = [writer_state(proc, pid, st, inode, machine=machine) for pid, st in watch]
         # the pipe may have filled again between the read and the sample
         if _read_available(f, evidence):
             quiet = 0
@@ -193,7 +196,7 @@ def _blocked_switches(proc, pid, start_time, inode, machine):
     """{tid: voluntary context switches} of the threads of PID blocked in
     write(2) on pipe INODE."""
     out = {}
-    for tid, state in thread_states(proc, pid, start_time, inode, machine).items():
+    for tid, state in thread_states(proc, pid, start_time, inode, machine=machine).items():
         if state != BLOCKED:
             continue
         try:
@@ -213,17 +216,17 @@ def still_stuck(proc, f, pid, start_time, inode, machine=None, interval=KILL_PRO
     block with a little room left; an empty pipe, though, blocks nobody."""
     machine = machine or proc.machine()
     sleep(interval)  # give a writer we just read for time to fill the pipe again
-    first = _blocked_switches(proc, pid, start_time, inode, machine)
+    first = _blocked_switches(proc, pid, start_time, inode, machine=machine)
     if not first:
         return False, 'not blocked in write(2) on pipe:[%d] (%s)' % (
-            inode, writer_state(proc, pid, start_time, inode, machine))
+            inode, writer_state(proc, pid, start_time, inode, machine=machine))
     try:
         queued1 = _procfs.pipe_queued(f)
         sleep(interval)
         queued2, capacity = _procfs.pipe_queued(f), _procfs.pipe_capacity(f)
     except (IOError, OSError) as e:
         return False, 'pipe:[%d] unreadable: %s' % (inode, e)
-    second = _blocked_switches(proc, pid, start_time, inode, machine)
+    second = _blocked_switches(proc, pid, start_time, inode, machine=machine)
     if second != first:
         return False, 'making progress (blocked threads and their context switches changed)'
     if queued2 != queued1:
@@ -252,7 +255,7 @@ def kill_if_still_stuck(proc, f, info, machine=None, interval=KILL_PROOF_SECONDS
     try:
         if not proc.same_process(pid, start_time):
             return False, 'writer pid %d exited or was reused: not killed' % pid
-        stuck, why = still_stuck(proc, f, pid, start_time, inode, machine, interval, sleep)
+        stuck, why = still_stuck(proc, f, pid, start_time, inode=inode, machine=machine, interval=interval, sleep=sleep)
         if not stuck:
             return False, 'writer pid %d not killed: %s' % (pid, why)
         try:
@@ -336,28 +339,43 @@ def pipefs_device():
     return _PIPEFS_DEV[0]
 
 
-def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallback='none',
-          min_age_seconds=0, confirm_interval=1.0, verify=None, engine=None, hostname=None,
-          clock=time.time, sample_interval=0.02, round_no=1, lock_dir=None):
-    """Drain the pipe of one stuck exec RECORD.  EVIDENCE_DIR is an open
-    ``_evidence.EvidenceDir``, LOCK_DIR an open ``_pipe_lock.LockDir``.
-    VERIFY(proc, record, confirm_interval=…) -> (ok, reason) re-checks every
-    hard signal (default ``_stuck_exec.verify``); ENGINE(container_id) ->
-    (verified, reason), default: no check.
+class Hooks(namedtuple('Hooks', ['verify', 'scan', 'engine', 'hostname', 'clock', 'sleep', 'sample_interval'])):
+    """What a drain asks the world, replaceable in tests: VERIFY(proc, record,
+    confirm_interval=...) -> (ok, reason) re-checks every hard signal; SCAN is
+    ``_stuck_exec.scan``; ENGINE(container_id) -> (verified, reason) asks the
+    engine after the last round; HOSTNAME goes into the evidence header."""
+
+
+def hooks(**given):
+    """Hooks with the real world where GIVEN names none."""
+    h = Hooks(verify=_stuck_exec.verify, scan=_stuck_exec.scan, engine=_drain_verify.no_engine,
+              hostname=None, clock=time.time, sleep=time.sleep, sample_interval=0.02)
+    h = h._replace(**dict((k, v) for k, v in given.items() if v is not None))
+    return h._replace(hostname=h.hostname or socket.gethostname())
+
+
+class Drainer(namedtuple('Drainer', ['options', 'open_evidence_dir', 'open_lock_dir', 'hooks'])):
+    """One run's fixed parts, handed to each drain: the option object
+    (``_options.DrainRun``), the opened evidence directory
+    (``_evidence.EvidenceDir``), the opened lock directory
+    (``_pipe_lock.LockDir``) and the hooks."""
+
+
+def drain(proc, record, drainer, round_no=1, min_age_seconds=None):
+    """Drain the pipe of one stuck exec RECORD with DRAINER.  MIN_AGE_SECONDS
+    defaults to the drain option (rounds after the first pass 0).
 
     Returns ('drained', entry) or ('skipped', entry)."""
-    if lock_dir is None:
+    if drainer.open_lock_dir is None:
         raise DrainError('drain needs an open lock directory')
-    if fallback not in ('none', 'kill'):
-        raise DrainError("fallback must be 'none' or 'kill', got %r" % (fallback,))
-    verify = verify or _stuck_exec.verify
-    engine = engine or _drain_verify.no_engine
-    hostname = hostname or socket.gethostname()
+    opts, hk = drainer.options, drainer.hooks
+    if min_age_seconds is None:
+        min_age_seconds = opts.drain.min_age_seconds
 
-    info, skipped = preflight(proc, record, min_age_seconds, clock)
+    info, skipped = preflight(proc, record, min_age_seconds, hk.clock)
     if skipped:
         return 'skipped', skipped
-    lock = lock_dir.lock(pipefs_device(), info['inode'], info['pid'], info['start_time'])
+    lock = drainer.open_lock_dir.lock(pipefs_device(), info['inode'], info['pid'], info['start_time'])
     try:
         acquired = lock.acquire()
     except OSError as e:
@@ -377,7 +395,7 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
                 return _skip(info, SKIP_DONE, 'see %s' % lock.done_path)
             blocked_again = True
         try:
-            ok, why = verify(proc, record, confirm_interval=confirm_interval)
+            ok, why = hk.verify(proc, record, confirm_interval=opts.proc.confirm_interval)
         except VERIFY_ERRORS as e:
             return _skip(info, SKIP_MALFORMED, '%s: %s' % (type(e).__name__, e))
         if not ok:
@@ -389,8 +407,7 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
         except _procfs.ProcessGone as e:
             return _skip(info, SKIP_STALE, str(e))
         try:
-            kind, entry = _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes,
-                                      timeout, fallback, engine, hostname, clock, sample_interval, round_no)
+            kind, entry = _drain_open(proc, record, info, f, lock=lock, drainer=drainer, round_no=round_no)
             if blocked_again and kind == 'drained':
                 entry['recurring'] = True
                 entry['blocked_again'] = True
@@ -401,14 +418,15 @@ def drain(proc, record, evidence_dir, max_evidence_bytes=0, timeout=30.0, fallba
         lock.release()
 
 
-def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, timeout, fallback,
-                engine, hostname, clock, sample_interval, round_no):
-    t0 = clock()
+def _drain_open(proc, record, info, f, lock, drainer, round_no):
+    opts, hk = drainer.options, drainer.hooks
+    timeout, fallback, sample_interval = opts.drain.timeout, opts.drain.fallback, hk.sample_interval
+    t0 = hk.clock()
     mono0 = time.monotonic()
     name = _evidence.evidence_name(info['container_id'], info['pid'], info['start_time'], t0)
     # never raises: a workload is repaired even when its evidence cannot be written
-    evidence = _evidence.Evidence(evidence_dir, name, _evidence.header(record, info, hostname, t0, proc),
-                                  max_evidence_bytes)
+    header = _evidence.header(record, info, hk.hostname, t0, proc=proc)
+    evidence_file = _evidence.Evidence(drainer.open_evidence_dir, name, header, opts.evidence.max_evidence_bytes)
     killed = False
     kill_note = ''
     errors = []
@@ -416,22 +434,23 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
     try:
         # deadlines on the monotonic clock: a wall-clock step must not cut a
         # drain short or stretch it past its timeout
-        outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence,
-                                     mono0 + timeout, time.monotonic, sample_interval)
+        outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence=evidence_file,
+                                     deadline=mono0 + timeout, clock=time.monotonic, sample_interval=sample_interval)
         if outcome == 'timeout' and fallback == 'kill':
             killed, kill_note = kill_if_still_stuck(proc, f, info)
             if killed:
                 kill_note = '%s after %ss' % (kill_note, timeout)
             # what is left stays evidence, and must be read or runc exec blocks on it
-            outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence,
-                                         time.monotonic() + KILL_GRACE_SECONDS, time.monotonic, sample_interval)
+            outcome, states = drain_pipe(proc, f, info['inode'], info['watch'], evidence=evidence_file,
+                                         deadline=time.monotonic() + KILL_GRACE_SECONDS, clock=time.monotonic,
+                                         sample_interval=sample_interval)
             if killed:
                 outcome = 'killed, ' + outcome
     except RECORD_ERRORS as e:
         # what was read so far is still counted, hashed and reported
         errors.append('drain of pipe:[%d] failed: %s: %s' % (info['inode'], type(e).__name__, e))
     finally:
-        evidence.close(kill_note)
+        evidence_file.close(kill_note)
     seconds = round(time.monotonic() - mono0, 3)
     # a few bytes may be queued again (runc exec's error line): that is for the
     # shim, which reads it once runc exec returns
@@ -443,10 +462,10 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
         lock_error = 'drained without the lock: %s' % lock_error
     if unblocked:
         try:
-            lock.mark_done('%s\n' % (evidence.path or '-'))
+            lock.mark_done('%s\n' % (evidence_file.path or '-'))
         except OSError as e:
             errors.append('writing %s failed: %s' % (lock.done_path, e.strerror or e))
-        verified, verify_reason = engine(info['container_id'])
+        verified, verify_reason = hk.engine(info['container_id'])
     else:
         verified, verify_reason = False, 'writer still blocked on pipe:[%d] (%s)' % (
             info['inode'], ', '.join('%d %s' % (w[0], s) for w, s in zip(info['watch'], after)))
@@ -456,18 +475,18 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
         'start_time': info['start_time'],
         'writer': info['role'],
         'pipe_inode': info['inode'],
-        'bytes': evidence.total,
-        'sha256': evidence.sha.hexdigest(),
-        'evidence_path': evidence.path,
-        'evidence_truncated': evidence.elided > 0,
-        'evidence_elided_bytes': evidence.elided,
-        'evidence_error': evidence.error,
-        'evidence_kept_bytes': evidence.kept,
-        'evidence_kept_ranges': evidence.kept_ranges,
-        'evidence_kept_sha256': evidence.kept_sha.hexdigest(),
-        'evidence_lost_bytes': evidence.lost,
+        'bytes': evidence_file.total,
+        'sha256': evidence_file.sha.hexdigest(),
+        'evidence_path': evidence_file.path,
+        'evidence_truncated': evidence_file.elided > 0,
+        'evidence_elided_bytes': evidence_file.elided,
+        'evidence_error': evidence_file.error,
+        'evidence_kept_bytes': evidence_file.kept,
+        'evidence_kept_ranges': evidence_file.kept_ranges,
+        'evidence_kept_sha256': evidence_file.kept_sha.hexdigest(),
+        'evidence_lost_bytes': evidence_file.lost,
         # what the file could not keep, carried here instead (head and tail)
-        'evidence_inline': evidence.inline_result(),
+        'evidence_inline': evidence_file.inline_result(),
         'lock_error': lock_error,
         'error': '; '.join(errors) or None,
         'queued_after': left,
@@ -486,17 +505,19 @@ def _drain_open(proc, record, info, f, lock, evidence_dir, max_evidence_bytes, t
 
 
 # ---- a whole run -----------------------------------------------------------
-def preview(proc, record, min_age_seconds, confirm_interval, peek_bytes, verify, clock=time.time):
-    """check_mode: what would be drained, read nothing (tee(2) peek only)."""
-    info, skipped = preflight(proc, record, min_age_seconds, clock)
+def preview(proc, record, options, hks):
+    """check_mode: what would be drained, read nothing (tee(2) peek only).
+    OPTIONS is a ``_options.DrainRun``, HKS the Hooks."""
+    info, skipped = preflight(proc, record, options.drain.min_age_seconds, hks.clock)
     if skipped:
         return 'skipped', skipped
     try:
-        ok, why = verify(proc, record, confirm_interval=confirm_interval)
+        ok, why = hks.verify(proc, record, confirm_interval=options.proc.confirm_interval)
     except VERIFY_ERRORS as e:
         return _skip(info, SKIP_MALFORMED, '%s: %s' % (type(e).__name__, e))
     if not ok:
         return _skip(info, SKIP_STALE, why)
+    peek_bytes = options.proc.peek_bytes
     queued = capacity = None
     peek = record.get('peek') or ''
     try:
@@ -520,27 +541,24 @@ def preview(proc, record, min_age_seconds, confirm_interval, peek_bytes, verify,
         'queued': queued,
         'capacity': capacity,
         'peek': peek,
-        'age_seconds': round(_age(proc, info, record, clock), 1),
+        'age_seconds': round(_age(proc, info, record, hks.clock), 1),
         'cause': record.get('cause'),
         'pod': record.get('pod'),
     }
 
 
-def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangdoctor',
-        min_age_seconds=60, max_evidence_bytes=0, timeout=30.0, fallback='none', max_rounds=3,
-        confirm_interval=1.0, peek_bytes=4096, check_mode=False, scan=None, verify=None,
-        engine=None, hostname=None, sleep=time.sleep, clock=time.time,
-        lock_dir=_pipe_lock.DEFAULT_LOCK_DIR, evidence_retention_count=_evidence.RETENTION_COUNT,
-        evidence_retention_bytes=_evidence.RETENTION_BYTES, evidence_retention_days=_evidence.RETENTION_DAYS):
+def run(proc, options, stuck_execs=None, container_ids=None, check_mode=False, engine=None, hks=None):
     """Drain every stuck exec among the targets: STUCK_EXECS (records), or a
-    fresh scan of CONTAINER_IDS, or of the whole host.  After a round, look at
-    the drained containers again: dockerd (before moby 24) starts the next
-    queued exec as soon as the pipe is empty, and it deadlocks again while the
-    cause persists.  Such rounds skip min_age_seconds (the cause is known).
-    A record that fails is skipped with reason ``error``; the others go on."""
-    if max_rounds < 1:
-        raise DrainError('max_rounds must be at least 1')
-    if fallback == 'kill':
+    fresh scan of CONTAINER_IDS, or of the whole host.  OPTIONS is the
+    ``_options.DrainRun`` (``_options.drain_run``), ENGINE(container_id) ->
+    (verified, reason) the engine check after the last round, HKS the Hooks
+    (``hooks()``).  After a round, look at the drained containers again:
+    dockerd (before moby 24) starts the next queued exec as soon as the pipe
+    is empty, and it deadlocks again while the cause persists.  Such rounds
+    skip min_age_seconds (the cause is known).  A record that fails is
+    skipped with reason ``error``; the others go on."""
+    hks = hks or hooks()
+    if options.drain.fallback == 'kill':
         # os.kill and pidfds take pids of this process's namespace, the
         # records carry pids read through proc_root
         same_ns, why = _procfs.own_pid_namespace(proc)
@@ -548,17 +566,10 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
             raise DrainError(
                 'fallback=kill refused: %s. A kill would reach another process or none; run with the '
                 "host's pid namespace (hostPID) and proc_root=/proc, or use fallback=none" % why)
-    for name, value in (('evidence_retention_count', evidence_retention_count),
-                        ('evidence_retention_bytes', evidence_retention_bytes),
-                        ('evidence_retention_days', evidence_retention_days)):
-        if value is None or value < 0:
-            raise DrainError('%s must not be negative, got %r' % (name, value))
-    scan = scan or _stuck_exec.scan
-    verify = verify or _stuck_exec.verify
 
     def rescan(ids):
-        return scan(proc, container_ids=ids, confirm_interval=confirm_interval,
-                    peek_bytes=peek_bytes, min_age_seconds=0)['stuck_execs']
+        return hks.scan(proc, _stuck_exec.ScanOptions(container_ids=ids, confirm_interval=options.proc.confirm_interval,
+                                                      peek_bytes=options.proc.peek_bytes, min_age_seconds=0))['stuck_execs']
 
     result = {'changed': False, 'drained': [], 'skipped_execs': [], 'would_drain': [], 'recurring': [], 'rounds': 0,
               'errors': [], 'retention': {'evidence_removed': 0, 'evidence_removed_bytes': 0, 'locks_removed': 0},
@@ -576,7 +587,7 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
     if check_mode:
         for rec in records:
             try:
-                kind, entry = preview(proc, rec, min_age_seconds, confirm_interval, peek_bytes, verify, clock)
+                kind, entry = preview(proc, rec, options, hks)
             except RECORD_ERRORS as e:
                 kind, entry = _skip(rec, SKIP_ERROR, '%s: %s' % (type(e).__name__, e))
             result['would_drain' if kind == 'would_drain' else 'skipped_execs'].append(entry)
@@ -587,65 +598,66 @@ def run(proc, stuck_execs=None, container_ids=None, evidence_dir='/var/log/hangd
     # blocked: the drain goes on without evidence files (bytes in the result)
     # or without locks (see _pipe_lock.NoLockDir), and says so.  A path or an
     # owner that is not safe is refused as before.
+    ev = options.evidence
     try:
-        evidence = _evidence.EvidenceDir(evidence_dir)
+        open_evidence_dir = _evidence.EvidenceDir(ev.evidence_dir)
     except _evidence.EvidenceError as e:
         if e.errno not in _evidence.CONDITION_ERRNOS:
             raise DrainError(str(e))
-        evidence = _evidence.NoEvidenceDir(evidence_dir, str(e))
+        open_evidence_dir = _evidence.NoEvidenceDir(ev.evidence_dir, str(e))
         result['evidence_dir_error'] = str(e)
         result['errors'].append('%s: evidence kept in the result only' % e)
     try:
         try:
-            locks = _pipe_lock.LockDir(lock_dir)
+            open_lock_dir = _pipe_lock.LockDir(ev.lock_dir)
         except _pipe_lock.LockError as e:
             if e.errno not in _evidence.CONDITION_ERRNOS:
                 raise DrainError(str(e))
-            locks = _pipe_lock.NoLockDir(lock_dir, str(e))
+            open_lock_dir = _pipe_lock.NoLockDir(ev.lock_dir, str(e))
             result['lock_dir_error'] = str(e)
             result['errors'].append('%s: drained without the per-pipe lock' % e)
         try:
-            retention = dict(count=evidence_retention_count, max_bytes=evidence_retention_bytes,
-                             days=evidence_retention_days)
+            # each drain's own engine answer comes after the last round
+            drainer = Drainer(options, open_evidence_dir, open_lock_dir, hks._replace(engine=_drain_verify.not_yet))
             # first make room for this run's evidence, then bound what it added
-            _retain(result, evidence, locks, proc, retention, keep=())
-            _rounds(proc, records, result, evidence, locks, rescan, min_age_seconds, max_evidence_bytes, timeout,
-                    fallback, max_rounds, confirm_interval, verify, hostname, sleep, clock)
-            _retain(result, evidence, locks, proc, retention,
+            _retain(result, drainer, proc, keep=())
+            _rounds(proc, records, result, drainer, rescan=rescan)
+            _retain(result, drainer, proc,
                     keep=set(os.path.basename(e['evidence_path']) for e in result['drained'] if e['evidence_path']))
         finally:
-            locks.close()
+            open_lock_dir.close()
     finally:
-        evidence.close()
+        open_evidence_dir.close()
     _drain_verify.verify_containers(result, engine or _drain_verify.no_engine)
     result['changed'] = bool(result['drained'])
     return result
 
 
-def _retain(result, evidence, locks, proc, retention, keep):
-    if evidence.fd is None:
+def _retain(result, drainer, proc, keep):
+    ev = drainer.options.evidence
+    if drainer.open_evidence_dir.fd is None:
         return
     try:
-        removed = _evidence.apply_retention(evidence, keep=keep, **retention)
+        removed = _evidence.apply_retention(drainer.open_evidence_dir, keep=keep, count=ev.evidence_retention_count,
+                                            max_bytes=ev.evidence_retention_bytes, days=ev.evidence_retention_days)
         result['retention']['evidence_removed'] += removed['removed']
         result['retention']['evidence_removed_bytes'] += removed['removed_bytes']
+        locks = drainer.open_lock_dir
         result['retention']['locks_removed'] += locks.prune(proc) if locks.fd is not None else 0
     except OSError as e:
         result['errors'].append('retention: %s' % (e.strerror or e))
 
 
-def _rounds(proc, records, result, evidence, locks, rescan, min_age_seconds, max_evidence_bytes, timeout,
-            fallback, max_rounds, confirm_interval, verify, hostname, sleep, clock):
+def _rounds(proc, records, result, drainer, rescan):
     round_no = 1
-    min_age = min_age_seconds
+    min_age = drainer.options.drain.min_age_seconds
+    max_rounds = drainer.options.drain.max_rounds
     while records:
         result['rounds'] = round_no
         repaired = []
         for rec in records:
             try:
-                kind, entry = drain(proc, rec, evidence, max_evidence_bytes, timeout, fallback, min_age,
-                                    confirm_interval, verify, _drain_verify.not_yet, hostname, clock,
-                                    round_no=round_no, lock_dir=locks)
+                kind, entry = drain(proc, rec, drainer, round_no=round_no, min_age_seconds=min_age)
             except RECORD_ERRORS as e:
                 kind, entry = _skip(rec, SKIP_ERROR, '%s: %s' % (type(e).__name__, e))
             result['drained' if kind == 'drained' else 'skipped_execs'].append(entry)
@@ -653,7 +665,7 @@ def _rounds(proc, records, result, evidence, locks, rescan, min_age_seconds, max
                 repaired.append(entry['container_id'])
         if not repaired:
             break
-        sleep(confirm_interval)
+        drainer.hooks.sleep(drainer.options.proc.confirm_interval)
         try:
             again = [r for r in rescan(repaired) if isinstance(r, dict) and r.get('container_id') in repaired]
         except RECORD_ERRORS as e:

@@ -24,10 +24,12 @@ import re
 import stat as stat_mod
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
-DEFAULT_LOCK_DIR = '/run/hangdoctor'
+DEFAULT_LOCK_DIR = _defaults.DEFAULT_LOCK_DIR
 # A lock file nobody holds is removed after this long: a drain lasts its
 # timeout times max_rounds at most, far less.
 LOCK_KEEP_SECONDS = 3600
@@ -35,7 +37,7 @@ LOCK_RE = re.compile(r'^pipe-(\d+)-(\d+)\.lock$')
 DONE_RE = re.compile(r'^pipe-(\d+)-(\d+)-(\d+)-(\d+)\.done$')
 
 
-class LockError(Exception):
+class LockError(HangdoctorError):
     """The lock directory cannot be used (``errno`` as in EvidenceError)."""
 
     def __init__(self, msg, errno_=None):
@@ -60,7 +62,7 @@ class LockDir(object):
             self.fd = None
 
     def lock(self, dev, inode, pid, start_time):
-        return PipeLock(self, dev, inode, pid, start_time)
+        return PipeLock(self, dev, inode, pid, start_time=start_time)
 
     def prune(self, proc, now=None):
         """Remove done markers whose writer is gone (pid and start time are

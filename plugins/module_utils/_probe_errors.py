@@ -12,8 +12,10 @@ Target-compatible: Python 3.6+ and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
-class ProbeError(Exception):
+
+class ProbeError(HangdoctorError):
     """Bad input (a rule, a definition) that the module reports with fail_json."""
 
 
@@ -42,7 +44,7 @@ REASON_KINDS = (
 )
 
 
-class Refused(Exception):
+class Refused(HangdoctorError):
     """An exec command that is not safely a network check; the message says
     why and ``kind`` (one of REASON_KINDS) says it in one word."""
 

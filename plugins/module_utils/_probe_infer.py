@@ -449,7 +449,7 @@ def _infer_curl(argv):
             'something answers HTTP on port %d; an httpGet probe fails on status >= 400 and would be stricter (a 401 '
             'or 404 the exec probe accepted would restart or unready the pod), a tcpSocket probe checks less '
             '(allow httpGet with allow_stricter, tcpSocket with allow_lossy)' % port,
-            handler, port, timeout, warnings)
+            handler, port, timeout=timeout, warnings=warnings)
     return 'httpGet', handler, timeout, warnings
 
 
@@ -643,7 +643,7 @@ def _infer_argv(argv, script, shell, allow_lossy, allow_stricter=False):
         except Refused:
             pass
         if cmd_timeout is not None:
-            kind, handler, timeout, warns = _infer_argv(argv[2:], script, shell, allow_lossy, allow_stricter)
+            kind, handler, timeout, warns = _infer_argv(argv[2:], script, shell, allow_lossy, allow_stricter=allow_stricter)
             return kind, handler, max(timeout or 0, cmd_timeout), warns
     if tool == 'curl':
         try:
@@ -697,7 +697,7 @@ def infer(command, allow_lossy=False, env=None, allow_stricter=False):
             raise Refused('the command uses %s, a credential by its name: a credential is never copied into a probe spec'
                           % name, 'credential')
     try:
-        result = _infer_argv(argv, script, shell, allow_lossy, allow_stricter)
+        result = _infer_argv(argv, script, shell, allow_lossy, allow_stricter=allow_stricter)
     except Refused as e:
         if unresolved and e.kind not in STRONG_KINDS:
             raise _variable_refusal(unresolved, env)

@@ -39,6 +39,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_patch
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probes
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._probe_errors import ProbeError
 
 MARKER = re.compile(r'^---(\s|$)')
@@ -112,7 +113,7 @@ def _redump(segment, doc):
 
 # ---- line-level edit: change only the lines of the converted probes -----------
 
-class _NoLineEdit(Exception):
+class _NoLineEdit(HangdoctorError):
     """The change cannot be made line by line; rewrite the document instead."""
 
 
@@ -304,11 +305,12 @@ def _write_atomic(path, text):
         raise ProbeError('cannot rewrite %s: %s' % (path, e))
 
 
-def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backup_dir=None, allow_undeclared_ports=False,
-                  allow_lossy=False, allow_stricter=False, objects=None):
-    """Convert the probes of every manifest under path.  Returns
-    (reports, changed files, diffs, backups); the documents read, as they
-    were, are appended to OBJECTS when it is a list."""
+def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backup_dir=None, allow=None, objects=None):
+    """Convert the probes of every manifest under path, with what ALLOW
+    (``_probes.Allow``) allows.  Returns (reports, changed files, diffs,
+    backups); the documents read, as they were, are appended to OBJECTS when
+    it is a list."""
+    allow = allow or _probes.Allow()
     if not HAS_YAML:
         raise ProbeError('PyYAML is required for path')
     rules = _probe_rules.check_rules(rules)
@@ -335,8 +337,9 @@ def convert_files(path, rules, min_timeout_seconds=None, check_mode=False, backu
                 continue
             if objects is not None:
                 objects.append(doc)
-            report = _probes.convert_object(doc, rules, 'files', min_timeout_seconds, allow_undeclared_ports,
-                                            allow_lossy, allow_stricter)
+            report = _probes.convert_object(doc, rules, 'files', min_timeout_seconds,
+                                            allow_undeclared_ports=allow.undeclared_ports, allow_lossy=allow.lossy,
+                                            allow_stricter=allow.stricter)
             if report is None:
                 continue
             report['file'] = f

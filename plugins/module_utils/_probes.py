@@ -21,6 +21,7 @@ __metaclass__ = type
 
 import json
 import shlex
+from collections import namedtuple
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_patch
@@ -150,6 +151,14 @@ def _loopback_reason(container, port, why):
             'probe passes and any probe from the node to the pod IP would fail%s' % (setting, port, ('; also: ' + why) if why else ''))
 
 
+class Allow(namedtuple('Allow', ['undeclared_ports', 'lossy', 'stricter'])):
+    """What a conversion may do beyond the safe default (the module's
+    allow_undeclared_ports, allow_lossy and allow_stricter)."""
+
+
+Allow.__new__.__defaults__ = (False, False, False)
+
+
 def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, allow_undeclared_ports=False,
                    allow_lossy=False, allow_stricter=False, verdicts=None):
     """Return a report for one object:
@@ -208,7 +217,7 @@ def convert_object(obj, rules, mode='definitions', min_timeout_seconds=None, all
                    if isinstance(command, list) and all(isinstance(w, str) for w in command) else ''}
             try:
                 action, hkind, handler, cmd_timeout, warns, rule = _probe_rules.decide(
-                    probe_kind, command, ctx, rules, allow_lossy, allow_stricter)
+                    probe_kind, command, ctx, rules, allow_lossy=allow_lossy, allow_stricter=allow_stricter)
             except Refused as e:
                 if e.kind in LOOPBACK_EXPLAINS:
                     for p in _probe_evidence.ports_in_command(command):
@@ -316,8 +325,8 @@ def convert(objects, rules, mode='definitions', min_timeout_seconds=None, allow_
     for obj in objects:
         if not isinstance(obj, dict):
             raise ProbeError('a definition is not an object: %r' % (obj,))
-        report = convert_object(obj, rules, mode, min_timeout_seconds, allow_undeclared_ports, allow_lossy, allow_stricter,
-                                verdicts)
+        report = convert_object(obj, rules, mode, min_timeout_seconds, allow_undeclared_ports=allow_undeclared_ports,
+                                allow_lossy=allow_lossy, allow_stricter=allow_stricter, verdicts=verdicts)
         if report is not None:
             out.append(report)
     return out

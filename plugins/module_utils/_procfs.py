@@ -27,6 +27,8 @@ import termios
 import threading
 import time
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
+
 F_SETPIPE_SZ = 1031
 F_GETPIPE_SZ = 1032
 SPLICE_F_NONBLOCK = 2
@@ -42,7 +44,7 @@ WRITE_SYSCALLS = {
 PIPE_WRITE_WCHANS = ('pipe_wait', 'pipe_write', 'anon_pipe_write')
 
 
-class ProcError(Exception):
+class ProcError(HangdoctorError):
     """A /proc read failed in a way the caller should report."""
 
 
@@ -481,7 +483,7 @@ def read_regular_file(path, max_bytes, timeout=1.0, truncate=False):
     return _bounded(read, timeout, 'reading %s' % path)
 
 
-def same_file(a, b):
+def same_inode(a, b):
     """True when paths A and B (followed) are the same inode on the same device."""
     try:
         sa, sb = os.stat(a), os.stat(b)
@@ -577,8 +579,10 @@ def pidfd_kill(pidfd, sig):
             if e.errno == errno.ESRCH:
                 raise ProcessGone('pidfd %d' % pidfd)
             raise ProcError('pidfd_send_signal: %s' % (e.strerror or e))
-    rc = _syscall()(ctypes.c_long(_NR_PIDFD_SEND_SIGNAL), ctypes.c_long(pidfd), ctypes.c_long(sig),
-                    ctypes.c_void_p(None), ctypes.c_long(0))
+    # syscall(2) takes its arguments by position only
+    args = (ctypes.c_long(_NR_PIDFD_SEND_SIGNAL), ctypes.c_long(pidfd), ctypes.c_long(sig), ctypes.c_void_p(None),
+            ctypes.c_long(0))
+    rc = _syscall()(*args)
     if rc < 0:
         err = ctypes.get_errno()
         if err == errno.ESRCH:

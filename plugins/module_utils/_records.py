@@ -12,12 +12,13 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import CONTAINER_ID_RE
 
 ROLES = ('runc_init', 'runc_exec')
 
 
-class RecordError(ValueError):
+class RecordError(HangdoctorError, ValueError):
     """A stuck exec record that is not shaped as runc_exec_info returns it."""
 
 

@@ -21,7 +21,7 @@ import re
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
     ProcError,
     read_regular_file,
-    same_file,
+    same_inode,
 )
 
 # comm is cut to 15 bytes: containerd-shim-runc-v2 and containerd-shim both
@@ -291,7 +291,7 @@ def same_host_reasons(proc, pid, ref_pid, what, ref_what):
     exe = proc.exe(pid)
     if exe is not None and not exe.endswith(' (deleted)'):
         # a binary upgraded while the process runs shows "(deleted)": not a proof either way
-        if not exe.startswith('/') or not same_file(proc.path(pid, 'exe'), proc.host_view(ref_pid, exe)):
+        if not exe.startswith('/') or not same_inode(proc.path(pid, 'exe'), proc.host_view(ref_pid, exe)):
             reasons.append('%s executable %s is not the host file of that name' % (what, exe[:200]))
     return reasons
 
@@ -306,7 +306,7 @@ def shim_identity(proc, shim_pid, ref_pid, ref_what='containerd'):
     BUNDLE is the bundle's path as the shim sees it (the caller reads it
     through the shim's root when that is not its own), None unless every
     check passed."""
-    reasons = same_host_reasons(proc, shim_pid, ref_pid, 'containerd shim', ref_what)
+    reasons = same_host_reasons(proc, shim_pid, ref_pid, 'containerd shim', ref_what=ref_what)
     try:
         mine, theirs = proc.status(shim_pid).get('Uid'), proc.status(ref_pid).get('Uid')
     except ProcError:
@@ -317,7 +317,7 @@ def shim_identity(proc, shim_pid, ref_pid, ref_what='containerd'):
     if not cwd or not cwd.startswith('/'):
         reasons.append('containerd shim working directory unreadable')
         return None, reasons
-    if not same_file(proc.path(shim_pid, 'cwd'), proc.host_view(ref_pid, cwd)):
+    if not same_inode(proc.path(shim_pid, 'cwd'), proc.host_view(ref_pid, cwd)):
         reasons.append('containerd shim working directory %s is not the host directory of that name' % cwd[:200])
     return (None if reasons else cwd.rstrip('/')), reasons
 
@@ -340,14 +340,14 @@ def runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=None
 
     Returns (bundle, reasons): BUNDLE is the host-view path of the verified
     bundle directory (None unless every check passed), REASONS what failed."""
-    reasons = same_host_reasons(proc, exec_pid, shim_pid, 'runc exec', 'its shim')
+    reasons = same_host_reasons(proc, exec_pid, shim_pid, 'runc exec', ref_what='its shim')
     cwd = proc.cwd(exec_pid)
     shim_cwd = proc.cwd(shim_pid)
     if not cwd or not cwd.startswith('/'):
         reasons.append('runc exec working directory unreadable')
         return None, reasons
     host_bundle = proc.host_view(shim_pid, cwd)
-    if not same_file(proc.path(exec_pid, 'cwd'), host_bundle):
+    if not same_inode(proc.path(exec_pid, 'cwd'), host_bundle):
         reasons.append('runc exec working directory %s is not the host directory of that name' % cwd[:200])
     parent, name = os.path.split(cwd.rstrip('/'))
     if container_id and name != container_id:

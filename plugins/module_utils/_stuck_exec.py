@@ -20,7 +20,9 @@ __metaclass__ = type
 
 import os
 import time
+from collections import namedtuple
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
     PIPE_WRITE_WCHANS,
     ProcError,
@@ -100,13 +102,12 @@ def _sample(proc, pid, machine):
             'vcs': status.get('voluntary_ctxt_switches'), 'syscall': sc, 'wchan': wchan, 'fd2': link}
 
 
-class ScanDeadline(Exception):
+class ScanDeadline(HangdoctorError):
     """The scan's overall deadline passed (internal: scan() then reports a partial result)."""
 
 
 class _Context(object):
-    def __init__(self, proc, table, machine, pipe_probe, cmdline_timeout, now, shims=None, inodes=(),
-                 deadline=None):
+    def __init__(self, proc, table, machine, pipe_probe, cmdline_timeout, now, shims=None):
         self.proc = proc
         self.table = table
         self.machine = machine
@@ -116,9 +117,9 @@ class _Context(object):
         self.shims = shims
         self._argv = {}
         # every pipe of the scan's candidates: one walk of all fds finds the
-        # holders of all of them (see holders())
-        self.inodes = set(inodes)
-        self.deadline = deadline
+        # holders of all of them (see holders()); scan() sets them
+        self.inodes = set()
+        self.deadline = None
         self._holders = {}
         self._fd_map = None
 
@@ -251,7 +252,7 @@ def _examine(ctx, pid, role, require_write=True):
                 'version': info['version'], 'argv': shim_argv, 'id': info['id']}
         # what proves a real runc exec, not a container process named runc
         # with a runc argv under the shim: namespaces, executable, bundle
-        bundle, why = tree.runc_exec_bundle(proc, exec_pid, shim_pid, container_id, info['namespace'])
+        bundle, why = tree.runc_exec_bundle(proc, exec_pid, shim_pid, container_id, shim_namespace=info['namespace'])
         runc_exec['bundle'] = bundle
         reasons.extend(why)
 
@@ -400,7 +401,9 @@ def _better(found, best):
     before a runc exec, else the first."""
     if best is None:
         return True
-    rank = lambda f: (bool(f[1]), f[0]['writer']['role'] != 'runc_init')  # noqa: E731
+
+    def rank(f):
+        return (bool(f[1]), f[0]['writer']['role'] != 'runc_init')
     return rank(found) < rank(best)
 
 
@@ -412,32 +415,62 @@ SCAN_DEADLINE_SECONDS = 20.0
 DEADLINE_REASON = 'scan deadline of %ss reached: %s'
 
 
-def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_age_seconds=0,
-         kmsg=True, sleep=time.sleep, pipe_probe=None, pipe_peek=None, machine=None,
-         cmdline_timeout=1.0, docker_roots=True, now=None, first_pass=None,
-         deadline_seconds=SCAN_DEADLINE_SECONDS):
-    """Find every stuck exec under PROC (a ``_procfs.Proc``).
+class ScanOptions(namedtuple('ScanOptions', ['container_ids', 'confirm_interval', 'peek_bytes', 'min_age_seconds',
+                                             'kmsg', 'cmdline_timeout', 'deadline_seconds'])):
+    """What one scan looks for: CONTAINER_IDS (None: every one), the seconds
+    between the two progress samples, the bytes to peek, the age below which
+    a stuck exec is a suspect, ``kmsg`` (True reads /dev/kmsg, a path reads
+    that file, False skips), the deadline of one cmdline read, and the
+    seconds the whole scan may take (from the start of the first pass; 0 =
+    none): past it the scan stops looking, reports what it proved so far,
+    lists what it examined but could not confirm as suspects, and says
+    ``partial``: a partial scan never reads as a healthy node."""
+
+
+ScanOptions.__new__.__defaults__ = (None, 1.0, 4096, 0, True, 1.0, SCAN_DEADLINE_SECONDS)
+
+
+def scan_options(scan_group, proc_group, **replaced):
+    """ScanOptions from a module's option objects (``_options.SCAN`` and
+    ``_options.PROC`` values), with REPLACED fields."""
+    return ScanOptions(container_ids=scan_group.container_ids, confirm_interval=proc_group.confirm_interval,
+                       peek_bytes=proc_group.peek_bytes, min_age_seconds=scan_group.min_age_seconds,
+                       kmsg=scan_group.kernel_log, cmdline_timeout=scan_group.cmdline_timeout)._replace(**replaced)
+
+
+class Seams(namedtuple('Seams', ['sleep', 'pipe_probe', 'pipe_peek', 'machine', 'docker_roots', 'now'])):
+    """What a scan asks the world, replaceable in tests:
+    ``pipe_probe(pid, fd, inode) -> (queued, capacity)`` and
+    ``pipe_peek(pid, fd, inode, n) -> bytes`` default to the real pipe."""
+
+
+Seams.__new__.__defaults__ = (time.sleep, None, None, None, True, None)
+
+
+def scan(proc, options=None, first_pass=None, seams=None):
+    """Find every stuck exec under PROC (a ``_procfs.Proc``) with OPTIONS
+    (ScanOptions).
 
     Returns {'stuck_execs': [record], 'suspects': [record + 'reason'],
     'scanned_processes': int, 'scan_seconds': float, 'confirm_seconds': float,
     'partial': bool, 'partial_reason': str or None, 'unexamined_candidates': int}.
-    ``kmsg``: True reads /dev/kmsg, a path reads that file, False skips.
-    ``pipe_probe(pid, fd, inode) -> (queued, capacity)`` and
-    ``pipe_peek(pid, fd, inode, n) -> bytes`` default to the real pipe.
-    ``first_pass``: what ``_exec_candidates.find`` already returned for PROC.
-    ``deadline_seconds`` (from the start of the first pass; 0 = none): past
-    it the scan stops looking, reports what it proved so far, lists what it
-    examined but could not confirm as suspects, and says ``partial``: a
-    partial scan never reads as a healthy node."""
-    first = first_pass or _exec_candidates.find(proc, confirm_interval, peek_bytes, min_age_seconds, machine)
+    ``first_pass``: what ``_exec_candidates.find`` already returned for PROC."""
+    o = options or ScanOptions()
+    w = seams or Seams()
+    container_ids, confirm_interval, peek_bytes = o.container_ids, o.confirm_interval, o.peek_bytes
+    min_age_seconds, kmsg, cmdline_timeout = o.min_age_seconds, o.kmsg, o.cmdline_timeout
+    deadline_seconds = o.deadline_seconds
+    sleep, pipe_probe, pipe_peek, machine, docker_roots, now = w
+    first = first_pass or _exec_candidates.find(proc, confirm_interval, peek_bytes, min_age_seconds, machine=machine)
     if not first['candidates']:
         return _exec_candidates.result(first)
     table, machine = first['table'], first['machine']
     deadline = first['started'] + deadline_seconds if deadline_seconds else None
     groups = _by_pipe(proc, first['candidates'])
-    ctx = _Context(proc, table, machine, pipe_probe or _default_probe(proc), cmdline_timeout,
-                   time.time() if now is None else now, shims=tree.shim_pids(table),
-                   inodes=[k for k, dummy in groups if not isinstance(k, tuple)], deadline=deadline)
+    ctx = _Context(proc, table, machine, pipe_probe or _default_probe(proc), cmdline_timeout=cmdline_timeout,
+                   now=time.time() if now is None else now, shims=tree.shim_pids(table))
+    ctx.inodes = set(k for k, dummy in groups if not isinstance(k, tuple))
+    ctx.deadline = deadline
     wanted = [c for c in (container_ids or []) if c]
 
     partial = None
@@ -501,7 +534,7 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
             bundle = record['runc_exec'].get('bundle')
             if bundle:
                 record['pod'] = tree.pod_of(proc, record['runc_exec']['pid'], record['container_id'], roots,
-                                            record['runc_exec']['argv'], bundle=bundle)
+                                            runc_exec_argv=record['runc_exec']['argv'], bundle=bundle)
         _finish(record, 0 if late else peek_bytes, peek, oom_lines)
         if reasons:
             record['reason'] = '; '.join(reasons)
@@ -509,7 +542,7 @@ def scan(proc, container_ids=None, confirm_interval=1.0, peek_bytes=4096, min_ag
             suspects.append(record)
         else:
             stuck.append(record)
-    return _exec_candidates.result(first, stuck, suspects, confirm_seconds, partial, unexamined)
+    return _exec_candidates.result(first, stuck, suspects, confirm_seconds, partial=partial, unexamined=unexamined)
 
 
 def _check_shape(record):
@@ -538,7 +571,7 @@ def verify(proc, record, confirm_interval=1.0, sleep=time.sleep, pipe_probe=None
         return False, 'pid reused'
     table = tree.ProcessTable(proc)
     ctx = _Context(proc, table, machine or proc.machine(), pipe_probe or _default_probe(proc),
-                   cmdline_timeout, time.time())
+                   cmdline_timeout=cmdline_timeout, now=time.time())
     found = _examine(ctx, writer['pid'], writer['role'], require_write=False)
     if found is None:
         return False, 'writer exited'

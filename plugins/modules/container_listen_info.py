@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes.INFO_MODULE
   - hangdoctor.runtime.attributes.LINUX
   - hangdoctor.runtime.engine
+  - hangdoctor.runtime.containerd
 options:
   container_ids:
     description:
@@ -52,16 +53,6 @@ options:
     type: list
     elements: str
     default: []
-  containerd_address:
-    description:
-      - containerd socket for O(cri_container_ids); its running shims lead to the task bundles.
-    type: str
-    default: /run/containerd/containerd.sock
-  containerd_namespace:
-    description:
-      - containerd namespace of O(cri_container_ids); the CRI plugin uses C(k8s.io).
-    type: str
-    default: k8s.io
   pids:
     description:
       - Process ids on the node whose network namespace to read, for containers the Docker Engine does
@@ -236,22 +227,21 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engine_api
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _listen_cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 
 
 def main():
-    spec = common.argument_spec(
-        common.ENGINE_ARGS,
+    spec = _options.argument_spec(
+        _options.ENGINE, _options.CONTAINERD,
         container_ids=dict(type='list', elements='str', default=[]),
         pids=dict(type='list', elements='int', default=[]),
         cri_container_ids=dict(type='list', elements='str', default=[]),
-        containerd_address=dict(type='str', default='/run/containerd/containerd.sock'),
-        containerd_namespace=dict(type='str', default='k8s.io'),
         probes=dict(type='list', elements='dict'),
         ports=dict(type='list', elements='int'),
         proc_root=dict(type='path', default='/proc'),
@@ -259,74 +249,69 @@ def main():
     spec['inspect_timeout']['aliases'] = ['timeout']
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    ids = [c.strip() for c in p['container_ids'] if c and c.strip()]
-    cri_ids = [c.strip() for c in p['cri_container_ids'] if c and c.strip()]
-    if not ids and not cri_ids and not p['pids'] and p['probes'] is None:
-        module.fail_json(msg='give container_ids, cri_container_ids, pids or probes')
-    bad = [c for c in cri_ids if '/' in c or len(c) < 4]
-    if bad:
-        module.fail_json(msg='cri_container_ids must be container ids or unique id prefixes (4 or more characters): %s' % ', '.join(bad))
-    try:
-        common.check_numbers(p)
-    except common.OptionError as e:
-        module.fail_json(msg=str(e))
-    bad = [str(x) for x in p['pids'] if x < 1]
-    if bad:
-        module.fail_json(msg='pids must be positive process ids: %s' % ', '.join(bad))
-    bad = [str(x) for x in (p['ports'] or []) if not 0 < x < 65536]
-    if bad:
-        module.fail_json(msg='ports must be between 1 and 65535: %s' % ', '.join(bad))
-    bad = [c for c in ids if '/' in c]
-    if bad:
-        module.fail_json(msg='container_ids must be ids, id prefixes or names: %s' % ', '.join(bad))
-    if os.geteuid() != 0:
-        # Unprivileged, other users' net/tcp tables and the Docker socket are
-        # out of reach: the check would pass without having looked.
-        module.fail_json(msg='container_listen_info must run as root: it reads /proc/PID/net/tcp of container processes')
-    proc = _procfs.Proc(p['proc_root'])
-    if not proc.is_procfs():
-        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
+    with reported(module):
+        ids = [c.strip() for c in p['container_ids'] if c and c.strip()]
+        cri_ids = [c.strip() for c in p['cri_container_ids'] if c and c.strip()]
+        if not ids and not cri_ids and not p['pids'] and p['probes'] is None:
+            module.fail_json(msg='give container_ids, cri_container_ids, pids or probes')
+        bad = [c for c in cri_ids if '/' in c or len(c) < 4]
+        if bad:
+            module.fail_json(msg='cri_container_ids must be container ids or unique id prefixes (4 or more characters): %s'
+                             % ', '.join(bad))
+        _options.ENGINE.values(p)
+        _options.CONTAINERD.values(p)
+        bad = [str(x) for x in p['pids'] if x < 1]
+        if bad:
+            module.fail_json(msg='pids must be positive process ids: %s' % ', '.join(bad))
+        bad = [str(x) for x in (p['ports'] or []) if not 0 < x < 65536]
+        if bad:
+            module.fail_json(msg='ports must be between 1 and 65535: %s' % ', '.join(bad))
+        bad = [c for c in ids if '/' in c]
+        if bad:
+            module.fail_json(msg='container_ids must be ids, id prefixes or names: %s' % ', '.join(bad))
+        if os.geteuid() != 0:
+            # Unprivileged, other users' net/tcp tables and the Docker socket are
+            # out of reach: the check would pass without having looked.
+            module.fail_json(msg='container_listen_info must run as root: it reads /proc/PID/net/tcp of container processes')
+        proc = _procfs.Proc(p['proc_root'])
+        if not proc.is_procfs():
+            module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
 
-    client = None
-    if ids or p['probes']:
-        try:
+        client = None
+        if ids or p['probes']:
             client = _engine_api.EngineClient(p['docker_host'], timeout=p['inspect_timeout'])
-        except _engine_api.EngineError as e:
-            module.fail_json(msg=str(e))
-    try:
         result = _listen.report(proc, client, container_ids=ids, pids=p['pids'], probes=p['probes'],
                                 ports=p['ports'], timeout=p['inspect_timeout'])
-    except (_listen.ListenError, _engine_api.EngineError, _procfs.ProcError) as e:
-        module.fail_json(msg=str(e))
-    if cri_ids:
-        ports = None if p['ports'] is None else sorted(set(p['ports']))
-        try:
-            tasks = _cri.list_tasks(p['containerd_address'], p['containerd_namespace'], p['proc_root'])
-            for cid in cri_ids:
-                pid, ident = _listen_cri.container_pid(cid, p['containerd_address'], p['containerd_namespace'],
-                                                       p['proc_root'], tasks)
-                entry = _listen._container_entry(proc, pid, ports, p['inspect_timeout'], ident)  # pylint: disable=protected-access
-                result['containers'].append(entry)
-        except (_listen_cri.CriListenError, _cri.CriError, _procfs.ProcError) as e:
-            module.fail_json(msg='cri_container_ids: %s' % e)
+        if cri_ids:
+            ports = None if p['ports'] is None else sorted(set(p['ports']))
+            try:
+                tasks = _cri.list_tasks(p['containerd_address'], p['containerd_namespace'], p['proc_root'])
+                for cid in cri_ids:
+                    pid, ident = _listen_cri.container_pid(cid, p['containerd_address'], p['containerd_namespace'],
+                                                           p['proc_root'], tasks=tasks)
+                    entry = _listen._container_entry(proc, pid, ports, p['inspect_timeout'],  # pylint: disable=protected-access
+                                                     ident=ident)
+                    result['containers'].append(entry)
+            except (_listen_cri.CriListenError, _cri.CriError, _procfs.ProcError) as e:
+                module.fail_json(msg='cri_container_ids: %s' % e)
 
-    loopback = []
-    for c in result['containers']:
-        for port in c['loopback_only']:
-            addresses = c['ports'][str(port)]['addresses']
-            loopback.append({'container_id': c['container_id'], 'pod_name': c['pod_name'], 'pid': c['pid'],
-                             'port': port, 'addresses': addresses})
-            who = ('container %s (pid %d)' % (c['name'] or c['container_id'], c['pid'])
-                   if c['container_id'] else 'process %d' % c['pid'])
-            module.warn('%s serves port %d only on %s: a tcpSocket/httpGet/grpc probe from the node cannot reach it'
-                        % (who, port, ', '.join(addresses)))
-    for c in result['containers']:
-        if c['error']:
-            module.warn('container %s: %s' % (c['container_id'] or c['pid'], c['error']))
-    where = ['%s:%d' % (x['pod_name'] or x['container_id'] or x['pid'], x['port']) for x in loopback[:10]]
-    result['msg'] = '%d container(s) or process(es) checked; %s' % (
-        len(result['containers']),
-        'ports served on loopback only: %s' % ', '.join(where) if where else 'no probe port is served on loopback only')
+        loopback = []
+        for c in result['containers']:
+            for port in c['loopback_only']:
+                addresses = c['ports'][str(port)]['addresses']
+                loopback.append({'container_id': c['container_id'], 'pod_name': c['pod_name'], 'pid': c['pid'],
+                                 'port': port, 'addresses': addresses})
+                who = ('container %s (pid %d)' % (c['name'] or c['container_id'], c['pid'])
+                       if c['container_id'] else 'process %d' % c['pid'])
+                module.warn('%s serves port %d only on %s: a tcpSocket/httpGet/grpc probe from the node cannot reach it'
+                            % (who, port, ', '.join(addresses)))
+        for c in result['containers']:
+            if c['error']:
+                module.warn('container %s: %s' % (c['container_id'] or c['pid'], c['error']))
+        where = ['%s:%d' % (x['pod_name'] or x['container_id'] or x['pid'], x['port']) for x in loopback[:10]]
+        result['msg'] = '%d container(s) or process(es) checked; %s' % (
+            len(result['containers']),
+            'ports served on loopback only: %s' % ', '.join(where) if where else 'no probe port is served on loopback only')
     module.exit_json(changed=False, loopback_only=loopback, **result)
 
 

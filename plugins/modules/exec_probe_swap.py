@@ -511,7 +511,7 @@ backups:
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_errors
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_manifest
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _probe_rules
@@ -575,26 +575,29 @@ def main():
             module.fail_json(msg='pods must be Pod objects with metadata and spec, as kubernetes.core.k8s_info returns them')
     reports, files, diffs, backups, targets, documents = [], [], [], [], [], []
     opts = dict(allow_lossy=p['allow_lossy'], allow_stricter=p['allow_stricter'])
-    try:
-        if p['definitions'] is not None:
-            reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
-                                           p['allow_undeclared_ports'], **opts))
-            if p['verify_listeners']:
-                # what the static rules would convert, checked against the running pods' listeners
-                targets, unverified = _probe_evidence.listener_targets(reports, p['definitions'], p['pods'], p['node_hosts'])
-                evidence = _probe_evidence.read_evidence(p['listener_evidence'])
-                verdicts = _probe_evidence.verdicts(reports, targets, unverified, evidence, p['allow_unverified'])
-                reports = _probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
-                                          p['allow_undeclared_ports'], verdicts=verdicts, **opts)
-        if p['path']:
-            file_reports, files, diffs, backups = _probe_manifest.convert_files(
-                p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, p['backup_dir'], p['allow_undeclared_ports'],
-                objects=documents, **opts)
-            reports.extend(file_reports)
-    except _probe_errors.ProbeError as e:
-        module.fail_json(msg=str(e))
-    except (IOError, OSError) as e:
-        module.fail_json(msg='cannot read or write manifests: %s' % e)
+    with reported(module):
+        try:
+            if p['definitions'] is not None:
+                reports.extend(_probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
+                                               allow_undeclared_ports=p['allow_undeclared_ports'], **opts))
+                if p['verify_listeners']:
+                    # what the static rules would convert, checked against the running pods' listeners
+                    targets, unverified = _probe_evidence.listener_targets(reports, p['definitions'], p['pods'],
+                                                                           p['node_hosts'])
+                    evidence = _probe_evidence.read_evidence(p['listener_evidence'])
+                    verdicts = _probe_evidence.verdicts(reports, targets, unverified, evidence,
+                                                        allow_unverified=p['allow_unverified'])
+                    reports = _probes.convert(p['definitions'], p['rules'], 'definitions', p['min_timeout_seconds'],
+                                              allow_undeclared_ports=p['allow_undeclared_ports'], verdicts=verdicts, **opts)
+            if p['path']:
+                allow = _probes.Allow(undeclared_ports=p['allow_undeclared_ports'], lossy=p['allow_lossy'],
+                                      stricter=p['allow_stricter'])
+                file_reports, files, diffs, backups = _probe_manifest.convert_files(
+                    p['path'], p['rules'], p['min_timeout_seconds'], module.check_mode, backup_dir=p['backup_dir'],
+                    allow=allow, objects=documents)
+                reports.extend(file_reports)
+        except (IOError, OSError) as e:
+            module.fail_json(msg='cannot read or write manifests: %s' % e)
     if p['pods'] is not None:
         inventory = _probe_evidence.exec_probe_inventory(pods=p['pods'])
     else:

@@ -316,9 +316,12 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import EngineClient, EngineError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import EngineClient
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import (
-    EnginesError,
+    EngineQuery,
     check_engines,
     parse_engines,
     summary_msg,
@@ -326,8 +329,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import
 
 
 def main():
-    spec = common.argument_spec(
-        common.ENGINE_ARGS, common.CONTAINERD_ARGS,
+    spec = _options.argument_spec(
+        _options.ENGINE, _options.CONTAINERD,
         engines=dict(type='list', elements='str', default=['auto']),
         total_timeout=dict(type='float'),
         concurrency=dict(type='int', default=16),
@@ -341,49 +344,42 @@ def main():
     p = module.params
     if not p['docker_host']:
         # an empty DOCKER_HOST in the environment means the default, as for the docker CLI
-        p['docker_host'] = common.DEFAULT_DOCKER_HOST
-    try:
+        p['docker_host'] = _defaults.DEFAULT_DOCKER_HOST
+    with reported(module):
         common.check_numbers(p)
-        common.check_containerd_namespace(p['containerd_namespace'])
+        _options.ENGINE.values(p)
+        _options.CONTAINERD.values(p)
         engines = p['engines'] if p['engines'] != ['auto'] else 'auto'
         parse_engines(engines)
-    except (common.OptionError, EnginesError) as e:
-        module.fail_json(msg=str(e))
-    timeout = p['inspect_timeout']
-    try:
+        timeout = p['inspect_timeout']
         # checks docker_host and api_version before any engine is asked
         EngineClient(p['docker_host'], api_version=p['api_version'], timeout=timeout)
-    except EngineError as e:
-        module.fail_json(msg=str(e))
 
-    t0 = time.monotonic()
-    total = timeout + 1.0 if p['total_timeout'] is None else p['total_timeout']
-    try:
-        result = check_engines(
+        t0 = time.monotonic()
+        total = timeout + 1.0 if p['total_timeout'] is None else p['total_timeout']
+        result = check_engines(EngineQuery(
             engines=engines, docker_host=p['docker_host'], containerd_address=p['containerd_address'],
             containerd_namespace=p['containerd_namespace'], timeout=timeout, concurrency=p['concurrency'],
-            deadline=t0 + total, api_version=p['api_version'], include_stopped=p['include_stopped'])
-    except EnginesError as e:
-        module.fail_json(msg=str(e))
-    result['elapsed_seconds'] = round(time.monotonic() - t0, 3)
-    by_name = dict((e['name'], e) for e in result['engines'])
-    docker = by_name.get('docker')
-    if docker is not None and (docker.get('present') or 'containerd' not in by_name
-                               or not by_name['containerd'].get('present')):
-        result['engine'] = dict(docker, docker_host=p['docker_host'])
-    else:
-        result['engine'] = by_name.get('containerd') or {}
-    result['msg'] = summary_msg(result)
+            api_version=p['api_version'], include_stopped=p['include_stopped']), deadline=t0 + total)
+        result['elapsed_seconds'] = round(time.monotonic() - t0, 3)
+        by_name = dict((e['name'], e) for e in result['engines'])
+        docker = by_name.get('docker')
+        if docker is not None and (docker.get('present') or 'containerd' not in by_name
+                                   or not by_name['containerd'].get('present')):
+            result['engine'] = dict(docker, docker_host=p['docker_host'])
+        else:
+            result['engine'] = by_name.get('containerd') or {}
+        result['msg'] = summary_msg(result)
 
-    # An engine on the node that does not answer is a failure; one that is not on the node is not,
-    # unless its address was set by hand (a typo must not pass as "no engine here").
-    explicit = {'docker': p['docker_host'] != common.DEFAULT_DOCKER_HOST,
-                'containerd': p['containerd_address'] != common.DEFAULT_CONTAINERD_ADDRESS}
-    unusable = [e for e in result['engines'] if e.get('error') and e.get('reachable') is not True
-                and (e.get('present') or explicit.get(e['name']))]
-    if unusable and p['fail_on_unreachable']:
-        result['msg'] = '; '.join('%s at %s not usable: %s' % (e['name'], e.get('address'), e['error']) for e in unusable)
-        module.fail_json(changed=False, **result)
+        # An engine on the node that does not answer is a failure; one that is not on the node is not,
+        # unless its address was set by hand (a typo must not pass as "no engine here").
+        explicit = {'docker': p['docker_host'] != _defaults.DEFAULT_DOCKER_HOST,
+                    'containerd': p['containerd_address'] != _defaults.DEFAULT_CONTAINERD_ADDRESS}
+        unusable = [e for e in result['engines'] if e.get('error') and e.get('reachable') is not True
+                    and (e.get('present') or explicit.get(e['name']))]
+        if unusable and p['fail_on_unreachable']:
+            result['msg'] = '; '.join('%s at %s not usable: %s' % (e['name'], e.get('address'), e['error']) for e in unusable)
+            module.fail_json(changed=False, **result)
     module.exit_json(changed=False, **result)
 
 

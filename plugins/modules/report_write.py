@@ -171,6 +171,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._files import (
     WriteError,
     check_dir,
@@ -241,36 +242,37 @@ def main():
         required_together=[('path', 'content')],
         supports_check_mode=True,
     )
-    try:
-        mode = parse_mode(module.params['mode'])
-    except WriteError as e:
-        module.fail_json(msg=str(e))
-    if module.params['files'] is None:
-        path = module.params['path']
+    with reported(module):
         try:
-            result = _write(module, path, module.params['content'], mode)
+            mode = parse_mode(module.params['mode'])
         except WriteError as e:
-            module.fail_json(msg=str(e), path=path)
-        result['msg'] = '%s %s (%d bytes)' % (_verb(module, result['changed']), path, result['size'])
-        module.exit_json(**result)
-    if not module.params['files']:
-        module.fail_json(msg='files must name at least one file')
-    written = []
-    for entry in module.params['files']:
-        try:
-            written.append(_write(module, entry['path'], entry['content'], mode))
-        except WriteError as e:
-            module.fail_json(msg='%s (%d of the files before it done)' % (e, len(written)), files=written,
-                             changed=any(f['changed'] for f in written))
-    diffs = [f.pop('diff') for f in written if 'diff' in f]
-    changed = [f for f in written if f['changed']]
-    paths = ', '.join(f['path'] for f in written)
-    if changed:
-        msg = '%s %d of %d files (%s)' % (_verb(module, True), len(changed), len(written), paths)
-    else:
-        msg = 'unchanged %d files (%s)' % (len(written), paths)
-    if diffs:
-        module.exit_json(changed=bool(changed), files=written, msg=msg, diff=diffs)
+            module.fail_json(msg=str(e))
+        if module.params['files'] is None:
+            path = module.params['path']
+            try:
+                result = _write(module, path, module.params['content'], mode)
+            except WriteError as e:
+                module.fail_json(msg=str(e), path=path)
+            result['msg'] = '%s %s (%d bytes)' % (_verb(module, result['changed']), path, result['size'])
+            module.exit_json(**result)
+        if not module.params['files']:
+            module.fail_json(msg='files must name at least one file')
+        written = []
+        for entry in module.params['files']:
+            try:
+                written.append(_write(module, entry['path'], entry['content'], mode))
+            except WriteError as e:
+                module.fail_json(msg='%s (%d of the files before it done)' % (e, len(written)), files=written,
+                                 changed=any(f['changed'] for f in written))
+        diffs = [f.pop('diff') for f in written if 'diff' in f]
+        changed = [f for f in written if f['changed']]
+        paths = ', '.join(f['path'] for f in written)
+        if changed:
+            msg = '%s %d of %d files (%s)' % (_verb(module, True), len(changed), len(written), paths)
+        else:
+            msg = 'unchanged %d files (%s)' % (len(written), paths)
+        if diffs:
+            module.exit_json(changed=bool(changed), files=written, msg=msg, diff=diffs)
     module.exit_json(changed=bool(changed), files=written, msg=msg)
 
 

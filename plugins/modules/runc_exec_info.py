@@ -33,33 +33,7 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes.INFO_MODULE
   - hangdoctor.runtime.attributes.LINUX
   - hangdoctor.runtime.proc
-options:
-  container_ids:
-    description:
-      - Report only stuck execs in these containers (full 64-hex ids or unique prefixes).
-      - The container is taken from the C(runc exec) argv (its last argument), never from shim v2's
-        C(-id), which is the pod sandbox under Kubernetes CRI.
-      - Empty means every container.
-    type: list
-    elements: str
-    default: []
-  min_age_seconds:
-    description:
-      - A stuck exec whose blocked writer is younger than this is returned in RV(suspects) instead of
-        RV(stuck_execs).
-    type: float
-    default: 0
-  kernel_log:
-    description:
-      - Read the kernel log (C(/dev/kmsg), non-blocking and bounded) for OOM-kill lines that name each
-        stuck exec's container.
-    type: bool
-    default: true
-  cmdline_timeout:
-    description:
-      - Deadline in seconds for reading the argv of one shim, C(runc exec) or dockerd.
-    type: float
-    default: 1.0
+  - hangdoctor.runtime.scan
 attributes:
   check_mode:
     support: full
@@ -232,40 +206,30 @@ unexamined_candidates:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import DiagnosisError, scan
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec import DiagnosisError, scan, scan_options
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=common.argument_spec(
-            common.PROC_ARGS,
-            container_ids=dict(type='list', elements='str', default=[]),
-            min_age_seconds=dict(type='float', default=0),
-            kernel_log=dict(type='bool', default=True),
-            cmdline_timeout=dict(type='float', default=1.0),
-        ),
+        argument_spec=_options.argument_spec(_options.PROC, _options.SCAN),
         supports_check_mode=True,
     )
-    p = module.params
-    try:
-        common.check_numbers(p)
-        ids = common.container_ids(p['container_ids'])
+    with reported(module):
+        po, sc = _options.PROC.values(module.params), _options.SCAN.values(module.params)
         common.require_root('runc_exec_info')
-        common.require_fd_access(p['proc_root'], 'runc_exec_info')
-    except common.OptionError as e:
-        module.fail_json(msg=str(e))
-    proc = Proc(p['proc_root'])
-    if not proc.is_procfs():
-        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
-    try:
-        result = scan(proc, container_ids=ids, confirm_interval=p['confirm_interval'],
-                      peek_bytes=p['peek_bytes'], min_age_seconds=p['min_age_seconds'],
-                      kmsg=p['kernel_log'], cmdline_timeout=p['cmdline_timeout'])
-    except DiagnosisError as e:
-        module.fail_json(msg='diagnosis failed: %s' % e)
-    result['msg'] = _message(result)
+        common.require_fd_access(po.proc_root, 'runc_exec_info')
+        proc = Proc(po.proc_root)
+        if not proc.is_procfs():
+            module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % po.proc_root)
+        try:
+            result = scan(proc, scan_options(sc, po))
+        except DiagnosisError as e:
+            module.fail_json(msg='diagnosis failed: %s' % e)
+        result['msg'] = _message(result)
     module.exit_json(changed=False, **result)
 
 

@@ -46,6 +46,8 @@ extends_documentation_fragment:
   - hangdoctor.runtime.engine
   - hangdoctor.runtime.proc
   - hangdoctor.runtime.containerd
+  - hangdoctor.runtime.drain
+  - hangdoctor.runtime.evidence
 attributes:
   check_mode:
     support: full
@@ -67,82 +69,6 @@ options:
         is given, every stuck exec on the host is a target.
     type: list
     elements: str
-  min_age_seconds:
-    description:
-      - Skip stuck execs whose writer started less than this many seconds ago (an exec that is merely slow).
-      - Rounds after the first one (the same container deadlocking again) do not apply it.
-    type: float
-    default: 60
-  evidence_dir:
-    description:
-      - Absolute path of the directory that receives one evidence file per drained pipe, named
-        C(<container12>-<pid>-<starttime>-<utc stamp>.log).
-      - Created with mode 0700; evidence files are created 0600. Refused with a clear message when it is owned
-        by another user or writable by group or others, when a directory on its path is owned by another user or
-        writable by others (a sticky one such as C(/tmp) is fine), or when it is a symlink owned by another user.
-        Every component is opened without following symlinks, and files are created relative to the opened
-        directory.
-      - Bounded by O(evidence_retention_count), O(evidence_retention_bytes) and O(evidence_retention_days).
-    type: path
-    default: /var/log/hangdoctor
-  lock_dir:
-    description:
-      - Absolute path of the host-wide directory of the per-pipe lock files (C(pipe-<dev>-<inode>.lock)) and the
-        done markers, shared by every run on the host whatever its O(evidence_dir).
-      - Same ownership and symlink rules as O(evidence_dir). A lock file nobody holds is removed after an hour,
-        a done marker once its writer is gone.
-    type: path
-    default: /run/hangdoctor
-  evidence_retention_count:
-    description:
-      - After draining, keep at most this many evidence files in O(evidence_dir), removing the oldest first.
-        C(0) lifts this bound. Files written by this run, and files modified in the last hour (a concurrent run
-        may still be writing them), are never removed.
-      - Only files named as this module names them are counted or removed.
-    type: int
-    default: 1000
-  evidence_retention_bytes:
-    description:
-      - Keep at most this many bytes of evidence files in O(evidence_dir), removing the oldest first.
-        C(0) lifts this bound.
-    type: int
-    default: 1073741824
-  evidence_retention_days:
-    description:
-      - Remove evidence files older than this many days. C(0) lifts this bound.
-    type: int
-    default: 30
-  max_evidence_bytes:
-    description:
-      - Keep at most this many bytes of pipe content per evidence file, the first half and the last half,
-        with the number of elided bytes in between. C(0) keeps everything.
-      - RV(drained[].bytes) and RV(drained[].sha256) always cover everything that was read.
-    type: int
-    default: 16777216
-  timeout:
-    description:
-      - Seconds one drain may take before it gives up (or, with O(fallback=kill), kills the writer).
-    type: float
-    default: 30
-  fallback:
-    description:
-      - What to do with a writer still blocked at O(timeout).
-      - V(none) leaves it and reports RV(drained[].unblocked=false).
-      - V(kill) re-checks its identity, sends it SIGKILL and reads what is left in the pipe (kept as evidence), because
-        killing alone does not repair the hang (C(runc exec) then blocks writing its own error line).
-        It kills only a writer still proven stuck at that moment (with reading paused, blocked in write(2) on the
-        same pipe, without progress), through a pidfd where the kernel has one; else it says why in
-        RV(drained[].kill_note).
-      - V(kill) is refused when O(proc_root) is not a procfs of the module's own pid namespace (for example the
-        host's C(/proc) mounted in a pod without hostPID), where its pids would name other processes.
-    type: str
-    choices: [none, kill]
-    default: none
-  max_rounds:
-    description:
-      - How many rounds of drains a container may get in one run (see the description).
-    type: int
-    default: 3
 notes:
   - Needs root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to open another process's C(/proc/PID/fd/2).
   - Only the Python standard library is used on the target.
@@ -429,65 +355,40 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_args as common
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _options
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=common.argument_spec(
-            common.ENGINE_ARGS, common.CONTAINERD_ARGS, common.PROC_ARGS,
+        argument_spec=_options.argument_spec(
+            _options.ENGINE, _options.CONTAINERD, _options.PROC, _options.DRAIN, _options.EVIDENCE,
             stuck_execs=dict(type='list', elements='dict'),
             container_ids=dict(type='list', elements='str'),
-            min_age_seconds=dict(type='float', default=60),
-            evidence_dir=dict(type='path', default='/var/log/hangdoctor'),
-            lock_dir=dict(type='path', default='/run/hangdoctor'),
-            evidence_retention_count=dict(type='int', default=1000),
-            evidence_retention_bytes=dict(type='int', default=1024 * 1024 * 1024),
-            evidence_retention_days=dict(type='int', default=30),
-            max_evidence_bytes=dict(type='int', default=16 * 1024 * 1024),
-            timeout=dict(type='float', default=30),
-            fallback=dict(type='str', choices=['none', 'kill'], default='none'),
-            max_rounds=dict(type='int', default=3),
         ),
         mutually_exclusive=[('stuck_execs', 'container_ids')],
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        common.check_numbers(p)
-        ids = common.container_ids(p['container_ids']) if p['container_ids'] is not None else None
+    with reported(module):
+        options = _options.drain_run(p)
+        engine_opts, containerd = _options.ENGINE.values(p), _options.CONTAINERD.values(p)
+        ids = _options.hex_ids('container_ids', p['container_ids'])
         common.require_root('runc_pipe_drain')
-        common.require_fd_access(p['proc_root'], 'runc_pipe_drain')
-    except common.OptionError as e:
-        module.fail_json(msg=str(e))
-    proc = _procfs.Proc(p['proc_root'])
-    if not proc.is_procfs():
-        module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % p['proc_root'])
-    try:
-        result = _pipe_drain.run(
-            proc,
-            stuck_execs=p['stuck_execs'],
-            container_ids=ids,
-            evidence_dir=p['evidence_dir'],
-            min_age_seconds=p['min_age_seconds'],
-            max_evidence_bytes=p['max_evidence_bytes'],
-            timeout=p['timeout'],
-            fallback=p['fallback'],
-            max_rounds=p['max_rounds'],
-            confirm_interval=p['confirm_interval'],
-            peek_bytes=p['peek_bytes'],
-            check_mode=module.check_mode,
-            engine=_engines.container_check(p['docker_host'], p['containerd_address'], p['inspect_timeout'],
-                                            p['containerd_namespace']),
-            lock_dir=p['lock_dir'],
-            evidence_retention_count=p['evidence_retention_count'],
-            evidence_retention_bytes=p['evidence_retention_bytes'],
-            evidence_retention_days=p['evidence_retention_days'],
-        )
-    except (_pipe_drain.DrainError, _stuck_exec.DiagnosisError, _procfs.ProcError) as e:
-        module.fail_json(msg=str(e))
+        common.require_fd_access(options.proc.proc_root, 'runc_pipe_drain')
+        proc = _procfs.Proc(options.proc.proc_root)
+        if not proc.is_procfs():
+            module.fail_json(msg='proc_root %s is not a procfs (no stat or self/stat in it)' % options.proc.proc_root)
+        # built (and its addresses checked) before anything is drained: a bad
+        # docker_host must fail here, not after the drain with its result lost
+        engine = _engines.container_check(
+            docker_host=engine_opts.docker_host, containerd_address=containerd.containerd_address,
+            timeout=engine_opts.inspect_timeout, containerd_namespace=containerd.containerd_namespace,
+            proc_root=proc.root)
+        result = _pipe_drain.run(proc, options, stuck_execs=p['stuck_execs'], container_ids=ids,
+                                 check_mode=module.check_mode, engine=engine)
     result['msg'] = _message(result, module.check_mode)
     module.exit_json(**result)
 
@@ -498,8 +399,8 @@ def _message(result, check_mode):
         parts.append('drained %s (%s bytes, unblocked %s, verified %s%s%s)' % (
             (d.get('container_id') or '-')[:12], d.get('bytes'), d.get('unblocked'), d.get('verified'),
             ', recurring' if d.get('recurring') else '',
-            ', %s bytes not kept as evidence%s' % (d['evidence_lost_bytes'], ' file (head and tail in evidence_inline)'
-                                                    if d.get('evidence_inline') else '')
+            ', %s bytes not kept as evidence%s' % (
+                d['evidence_lost_bytes'], ' file (head and tail in evidence_inline)' if d.get('evidence_inline') else '')
             if d.get('evidence_lost_bytes') else ''))
     for d in result['would_drain']:
         parts.append('would drain %s (%s bytes queued)' % ((d.get('container_id') or '-')[:12], d.get('queued')))

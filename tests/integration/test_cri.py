@@ -216,8 +216,9 @@ def test_cri_detection_runs_on_a_python36_target(cri, cri_release):
     fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
     assert_really_stuck(cri, pod, app, fut, pid)
     code = ("import json, sys; sys.path.insert(0, %r)\n"
-            "from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import check_engines\n"
-            "print(json.dumps(check_engines(containerd_address=%r, timeout=2)))" % (collections_path(), str(cri.cri_sock)))
+            "from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import EngineQuery, check_engines\n"
+            "print(json.dumps(check_engines(EngineQuery(containerd_address=%r, timeout=2))))"
+            % (collections_path(), str(cri.cri_sock)))
     r = subprocess.run([py36, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
     assert r.returncode == 0, r.stderr.decode()
     res = json.loads(r.stdout.decode())

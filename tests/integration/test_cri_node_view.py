@@ -66,8 +66,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
 pod = %(pod)r
 address = pod + '/run/containerd/containerd.sock'
 proc_root = pod + '/host/proc'
-report = _engines.check_engines(engines=['containerd'], containerd_address=address, proc_root=proc_root,
-                                timeout=%(timeout)r, containerd_namespace=%(ns)r)
+report = _engines.check_engines(_engines.EngineQuery(engines=['containerd'], containerd_address=address,
+                                                    proc_root=proc_root, timeout=%(timeout)r, containerd_namespace=%(ns)r))
 check = _engines.container_check(docker_host='unix:///nonexistent/docker.sock', containerd_address=address,
                                  timeout=%(timeout)r, containerd_namespace=%(ns)r, proc_root=proc_root)
 print(json.dumps({'hidden': [os.path.exists(p) for p in (%(sock)r, '/run/containerd/s')],

@@ -72,22 +72,6 @@ def test_old_filter_names_redirect_to_existing_filters():
         assert route["deprecation"]["removal_version"] and route["deprecation"]["warning_text"]
 
 
-def test_action_groups_name_modules_that_take_the_group_options():
-    import importlib
-    meta = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())
-    groups = {"engine": ("docker_host", "inspect_timeout"), "proc": ("proc_root", "confirm_interval", "peek_bytes"),
-              "containerd": ("containerd_address", "containerd_namespace")}
-    assert set(meta["action_groups"]) == set(groups)
-    for group, options in groups.items():
-        for module in meta["action_groups"][group]:
-            src = (ROOT / "plugins" / "modules" / (module + ".py")).read_text()
-            doc = yaml.safe_load(src.split("DOCUMENTATION = r'''", 1)[1].split("'''", 1)[0])
-            frag = "hangdoctor.runtime." + group
-            # module_defaults for the group hands these options to every member
-            assert frag in doc["extends_documentation_fragment"] or all(o in doc["options"] for o in options), (module, group)
-            assert ("common.%s_ARGS" % group.upper()) in src or all(o + "=dict(" in src for o in options), (module, group)
-
-
 def test_the_changelog_is_released_with_antsibull_changelog():
     """changelog.yaml holds the galaxy.yml version as a release with its changes,
     CHANGELOG.rst is generated from it, and the fragments folder stays for the

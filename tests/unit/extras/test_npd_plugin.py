@@ -153,11 +153,11 @@ def test_a_partial_scan_is_unknown_not_ok(tmp_path):
     assert "hangdoctor_scan_partial 1" in _metrics.render(s)
     rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, s))
     assert rc == 2 and "partial" in out, out
-    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, dict(summary(1), scan_seconds=20.1,
-                                                                                          scan_partial=True)))
+    partial = dict(summary(1), scan_seconds=20.1, scan_partial=True)
+    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, partial))
     assert rc == 1, out
-    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, dict(summary(0), scan_seconds=0.2,
-                                                                                          scan_partial=False)))
+    whole = dict(summary(0), scan_seconds=0.2, scan_partial=False)
+    rc, out = run("--source", "textfile", "--metrics-file", metrics_file(tmp_path, whole))
     assert rc == 0, out
 
 

@@ -62,10 +62,10 @@ def listing(ids):
 
 
 # ---- addresses (parsed in _addresses, tested there) ---------------------------
-def test_parse_docker_host_errors_are_engine_errors():
-    assert api.parse_docker_host("tcp://node1") == ("tcp", "node1", 2375)
+def test_address_errors_of_the_client_are_engine_errors():
+    assert api.EngineClient("tcp://node1").address == ("tcp", "node1", 2375)
     with pytest.raises(api.EngineError) as e:
-        api.parse_docker_host("https://node1:2376")
+        api.EngineClient("https://node1:2376")
     assert "not supported" in str(e.value)
     with pytest.raises(api.EngineError):
         api.EngineClient("docker.sock")

@@ -21,8 +21,8 @@ def test_unknown_engines_are_refused_clearly(bad):
 
 
 def test_node_without_engines_is_a_result(tmp_path):
-    r = _engines.check_engines(docker_host="unix://%s/d.sock" % tmp_path, containerd_address=str(tmp_path / "c.sock"),
-                               timeout=1)
+    r = _engines.check_engines(_engines.EngineQuery(docker_host="unix://%s/d.sock" % tmp_path,
+                                                    containerd_address=str(tmp_path / "c.sock"), timeout=1))
     assert [(e["name"], e["present"], e["checked"]) for e in r["engines"]] == [
         ("docker", False, False), ("containerd", False, False)]
     assert r["containers"] == [] and r["hung"] == []
@@ -30,7 +30,8 @@ def test_node_without_engines_is_a_result(tmp_path):
 
 
 def test_only_the_engines_asked_for_are_listed(tmp_path):
-    r = _engines.check_engines(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"), timeout=1)
+    r = _engines.check_engines(_engines.EngineQuery(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"),
+                                                    timeout=1))
     assert [e["name"] for e in r["engines"]] == ["containerd"]
     assert r["engines"][0]["error"].startswith("no socket at")
 
@@ -42,7 +43,7 @@ def test_only_the_engines_asked_for_are_listed(tmp_path):
 ])
 def test_bad_options_raise(kwargs, word):
     with pytest.raises(_engines.EnginesError) as e:
-        _engines.check_engines(**kwargs)
+        _engines.check_engines(_engines.EngineQuery(**kwargs))
     assert word in str(e.value)
 
 
@@ -77,7 +78,8 @@ def _silent_listener(path):
 
 def test_a_dead_dockerd_is_checked_and_unreachable(tmp_path):
     _stale_socket(tmp_path / "d.sock")
-    r = _engines.check_engines(engines=["docker"], docker_host="unix://%s/d.sock" % tmp_path, timeout=1)
+    r = _engines.check_engines(_engines.EngineQuery(engines=["docker"], docker_host="unix://%s/d.sock" % tmp_path,
+                                                    timeout=1))
     (e,) = r["engines"]
     assert (e["present"], e["checked"], e["reachable"]) == (True, True, False), e
     msg = _engines.summary_msg(r)
@@ -87,7 +89,8 @@ def test_a_dead_dockerd_is_checked_and_unreachable(tmp_path):
 def test_a_hung_dockerd_is_checked_and_unreachable(tmp_path):
     s = _silent_listener(tmp_path / "d.sock")
     try:
-        r = _engines.check_engines(engines=["docker"], docker_host="unix://%s/d.sock" % tmp_path, timeout=0.5)
+        r = _engines.check_engines(_engines.EngineQuery(engines=["docker"], docker_host="unix://%s/d.sock" % tmp_path,
+                                                        timeout=0.5))
     finally:
         s.close()
     (e,) = r["engines"]
@@ -97,7 +100,8 @@ def test_a_hung_dockerd_is_checked_and_unreachable(tmp_path):
 
 def test_a_dead_containerd_is_checked_and_unreachable(tmp_path):
     _stale_socket(tmp_path / "c.sock")
-    r = _engines.check_engines(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"), timeout=1)
+    r = _engines.check_engines(_engines.EngineQuery(engines=["containerd"], containerd_address=str(tmp_path / "c.sock"),
+                                                    timeout=1))
     (e,) = r["engines"]
     assert (e["present"], e["checked"], e["reachable"]) == (True, True, False), e
     assert _engines.summary_msg(r).startswith("containerd UNREACHABLE, not usable: ")

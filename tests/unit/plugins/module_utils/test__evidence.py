@@ -43,21 +43,29 @@ def test_evidence_file_never_written_through_a_planted_file(evdir, tmp_path):
     assert (ev.total, ev.kept, ev.lost) == (3, 0, 3)
 
 
+def opened_path(path):
+    """Open the evidence directory as the drain does (created 0700 or
+    checked), close it, and return the path it opened."""
+    d = _evidence.EvidenceDir(path)
+    d.close()
+    return d.path
+
+
 def test_evidence_dir_rules(tmp_path):
     with pytest.raises(_evidence.EvidenceError, match="absolute"):
-        _evidence.prepare_evidence_dir("relative/dir")
-    made = _evidence.prepare_evidence_dir(str(tmp_path / "a" / "b"))
+        opened_path("relative/dir")
+    made = opened_path(str(tmp_path / "a" / "b"))
     assert os.stat(made).st_mode & 0o777 == 0o700
     os.symlink(made, str(tmp_path / "mine"))
-    assert _evidence.prepare_evidence_dir(str(tmp_path / "mine")) == made
+    assert opened_path(str(tmp_path / "mine")) == made
     if os.geteuid() == 0:
         os.symlink(made, str(tmp_path / "theirs"))
         os.lchown(str(tmp_path / "theirs"), 65534, 65534)
         with pytest.raises(_evidence.EvidenceError, match="symlink owned by uid 65534"):
-            _evidence.prepare_evidence_dir(str(tmp_path / "theirs"))
+            opened_path(str(tmp_path / "theirs"))
     # readable by others only: tightened
     os.chmod(made, 0o755)
-    _evidence.prepare_evidence_dir(made)
+    opened_path(made)
     assert os.stat(made).st_mode & 0o777 == 0o700
 
 
@@ -67,29 +75,29 @@ def test_a_directory_another_user_owns_or_may_write_is_refused(tmp_path):
     theirs.mkdir(mode=0o700)
     os.chown(str(theirs), 65534, 65534)
     with pytest.raises(_evidence.EvidenceError, match="owned by uid 65534, not by uid 0"):
-        _evidence.prepare_evidence_dir(str(theirs))
+        opened_path(str(theirs))
     # nor anything below a directory another user could rename things in
     with pytest.raises(_evidence.EvidenceError, match="owned by uid 65534"):
-        _evidence.prepare_evidence_dir(str(theirs / "evidence"))
+        opened_path(str(theirs / "evidence"))
     assert not (theirs / "evidence").exists()
     for mode in (0o777, 0o770, 0o702):
         shared = tmp_path / ("shared-%o" % mode)
         shared.mkdir()
         os.chmod(str(shared), mode)
         with pytest.raises(_evidence.EvidenceError, match="writable by group or others"):
-            _evidence.prepare_evidence_dir(str(shared))
+            opened_path(str(shared))
         assert os.stat(str(shared)).st_mode & 0o777 == mode
     # nor anything below a directory everybody may write to
     with pytest.raises(_evidence.EvidenceError, match="shared-777 is writable by others"):
-        _evidence.prepare_evidence_dir(str(tmp_path / "shared-777" / "evidence"))
+        opened_path(str(tmp_path / "shared-777" / "evidence"))
     # a root-owned directory its group may write on the way (Ubuntu's /var/log) is fine
-    assert _evidence.prepare_evidence_dir(str(tmp_path / "shared-770" / "evidence")) == str(
+    assert opened_path(str(tmp_path / "shared-770" / "evidence")) == str(
         tmp_path / "shared-770" / "evidence")
     # a sticky, world-writable directory on the way (like /tmp) is fine
     sticky = tmp_path / "sticky"
     sticky.mkdir()
     os.chmod(str(sticky), 0o1777)
-    assert _evidence.prepare_evidence_dir(str(sticky / "evidence")) == str(sticky / "evidence")
+    assert opened_path(str(sticky / "evidence")) == str(sticky / "evidence")
 
 
 def test_a_component_swapped_for_a_symlink_is_never_followed(tmp_path):
@@ -126,7 +134,7 @@ def test_a_middle_symlink_of_another_user_is_not_followed(tmp_path):
     os.symlink(str(bait), str(sticky / "hd"))
     os.lchown(str(sticky / "hd"), 65534, 65534)
     with pytest.raises(_evidence.EvidenceError, match="hd is a symlink owned by uid 65534, refusing it"):
-        _evidence.prepare_evidence_dir(str(sticky / "hd" / "evidence"))
+        opened_path(str(sticky / "hd" / "evidence"))
     assert os.listdir(str(bait)) == []
 
 
@@ -138,22 +146,22 @@ def test_root_symlinks_are_followed_only_where_only_root_could_put_them(tmp_path
     run.mkdir(mode=0o755)
     # like /var/run -> ../run: root's, in a directory only root may write
     os.symlink("../run", str(var / "run"))
-    assert _evidence.prepare_evidence_dir(str(var / "run" / "hangdoctor")) == str(run / "hangdoctor")
+    assert opened_path(str(var / "run" / "hangdoctor")) == str(run / "hangdoctor")
     assert os.stat(str(run / "hangdoctor")).st_mode & 0o777 == 0o700
     # an absolute target is walked from / the same way
     os.symlink(str(run), str(var / "abs"))
-    assert _evidence.prepare_evidence_dir(str(var / "abs" / "hangdoctor")) == str(run / "hangdoctor")
+    assert opened_path(str(var / "abs" / "hangdoctor")) == str(run / "hangdoctor")
     # a directory its group may write could have had the link renamed into it
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(str(shared), 0o775)
     os.symlink(str(run), str(shared / "run"))
     with pytest.raises(_evidence.EvidenceError, match="symlink in a directory others may write"):
-        _evidence.prepare_evidence_dir(str(shared / "run" / "x"))
+        opened_path(str(shared / "run" / "x"))
     # loops end
     os.symlink("loop", str(var / "loop"))
     with pytest.raises(_evidence.EvidenceError, match="too many levels"):
-        _evidence.prepare_evidence_dir(str(var / "loop" / "x"))
+        opened_path(str(var / "loop" / "x"))
     assert sorted(os.listdir(str(run))) == ["hangdoctor"]
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor, _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor, _options, _procfs
 
 
 def start(tmp_path, name, *prefix):
@@ -71,8 +71,8 @@ def test_a_healthy_node_loads_neither_the_diagnosis_nor_the_engine_clients(tmp_p
         "import json, sys",
         "sys.path.insert(0, %r)" % collections_path(),
         "from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor, _procfs",
-        "r = _node_doctor.run(_procfs.Proc(%r), docker_host='unix://%s/d.sock', containerd_address='%s/c.sock',"
-        " kernel_log=False, metrics_dir='')" % (str(proc), tmp_path, tmp_path),
+        "r = _node_doctor.run(_procfs.Proc(%r), _node_doctor.options(dict(docker_host='unix://%s/d.sock',"
+        " containerd_address='%s/c.sock', kernel_log=False, metrics_dir='')))" % (str(proc), tmp_path, tmp_path),
         "prefix = 'ansible_collections.hangdoctor.runtime.plugins.module_utils.'",
         "print(json.dumps({'msg': r['msg'], 'loaded': sorted(m[len(prefix):] for m in sys.modules"
         " if m.startswith(prefix))}))",
@@ -86,8 +86,8 @@ def test_a_healthy_node_loads_neither_the_diagnosis_nor_the_engine_clients(tmp_p
 
 def test_a_partial_scan_is_never_reported_as_no_stuck_exec():
     s = {'host': 'node-1', 'scanned_processes': 900, 'engines': [], 'engine': {'skipped': 'no engine'},
-         'scan_partial': True, 'scan_partial_reason': 'scan deadline of 20.0s reached: not every possible writer '
-                                                       'was examined'}
+         'scan_partial': True,
+         'scan_partial_reason': 'scan deadline of 20.0s reached: not every possible writer was examined'}
     line = _node_doctor.message(s)
     assert 'no stuck exec' not in line
     assert line.startswith('node-1: scan PARTIAL, stuck execs unknown (scan deadline of 20.0s reached')
@@ -107,16 +107,16 @@ def test_auto_refuses_a_textfile_directory_another_user_owns(tmp_path, monkeypat
     summary = {"host": "n1", "checked_at": 1700000000, "stuck_execs": [], "hung": [], "containers": []}
 
     os.chown(str(d), 1000, 1000)
-    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    res = _node_doctor.write_metrics(summary, _options.METRICS.make(metrics_dir="auto", metrics_file="hangdoctor.prom"))
     assert res["written"] is False and "owned by uid 1000" in res["error"], res
     assert os.listdir(str(d)) == []
 
     os.chown(str(d), 0, 0)
     os.chmod(str(d), 0o777)
-    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    res = _node_doctor.write_metrics(summary, _options.METRICS.make(metrics_dir="auto", metrics_file="hangdoctor.prom"))
     assert res["written"] is False and "every user may write" in res["error"], res
 
     os.chmod(str(d), 0o755)
-    res = _node_doctor.write_metrics(summary, "auto", "hangdoctor.prom")
+    res = _node_doctor.write_metrics(summary, _options.METRICS.make(metrics_dir="auto", metrics_file="hangdoctor.prom"))
     assert res["written"] is True and res["error"] is None, res
     assert (d / "hangdoctor.prom").read_text().startswith("# HELP")

@@ -10,10 +10,12 @@ import time
 import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain as pd
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_lock
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.pipe_writers import CID, ERROR_LINE, PROC
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import drain_helpers as dh
 
 
 def ok_verify(proc, record, confirm_interval=1.0):
@@ -23,7 +25,7 @@ def ok_verify(proc, record, confirm_interval=1.0):
 def run_drain(record, evdir, lockdir, **kw):
     kw.setdefault("verify", ok_verify)
     kw.setdefault("timeout", 10.0)
-    return pd.drain(PROC, record, evdir, hostname="node-1", lock_dir=lockdir, **kw)
+    return dh.drain(PROC, record, evdir, hostname="node-1", lock_dir=lockdir, **kw)
 
 
 def body_of(path):
@@ -180,13 +182,13 @@ def test_one_lock_per_pipe_whatever_the_writer_and_evidence_dir(writers, tmp_pat
     assert held.acquire()
     try:
         mine = _evidence.EvidenceDir(str(tmp_path / "mine"))
-        kind, entry = pd.drain(PROC, init_rec, mine, verify=ok_verify, lock_dir=lockdir)
+        kind, entry = dh.drain(PROC, init_rec, mine, verify=ok_verify, lock_dir=lockdir)
         assert (kind, entry["reason"]) == ("skipped", pd.SKIP_LOCKED), entry
         mine.close()
     finally:
         held.release()
     assert w.queued() > 0
-    kind, entry = pd.drain(PROC, exec_rec, other, verify=ok_verify, lock_dir=lockdir)
+    kind, entry = dh.drain(PROC, exec_rec, other, verify=ok_verify, lock_dir=lockdir)
     other.close()
     assert kind == "drained" and entry["bytes"] >= len(w.data)
 
@@ -195,7 +197,7 @@ def test_check_mode_reads_nothing(writers, tmp_path):
     w = writers()
     w.wait_blocked()
     before = w.queued()
-    res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
+    res = dh.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
                  check_mode=True, scan=lambda *a, **k: {}, verify=ok_verify, peek_bytes=64)
     assert res["changed"] is True and not res["drained"]
     (would,) = res["would_drain"]
@@ -212,8 +214,8 @@ class Rescans(object):
         self.batches = list(batches)
         self.calls = []
 
-    def __call__(self, proc, container_ids=None, **kw):
-        self.calls.append(container_ids)
+    def __call__(self, proc, options, **kw):
+        self.calls.append(options.container_ids)
         return {"stuck_execs": self.batches.pop(0)() if self.batches else []}
 
 
@@ -222,7 +224,7 @@ def test_recurrence_drains_the_next_exec_in_a_later_round(writers, tmp_path):
     first.wait_blocked()
     second.wait_blocked()
     scan = Rescans(lambda: [first.record()], lambda: [second.record()], lambda: [])
-    res = pd.run(PROC, container_ids=[CID], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=3600,
+    res = dh.run(PROC, container_ids=[CID], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=3600,
                  max_rounds=3, confirm_interval=0.05, scan=scan, verify=ok_verify, sleep=time.sleep)
     # min_age_seconds held back round 1 only
     assert [(s["pid"], s["reason"]) for s in res["skipped_execs"]] == [(first.pid, pd.SKIP_YOUNG)]
@@ -234,7 +236,7 @@ def test_recurrence_drains_the_next_exec_in_a_later_round(writers, tmp_path):
     def engine(cid):
         asked.append(cid)
         return True, ""
-    res = pd.run(PROC, container_ids=[CID], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
+    res = dh.run(PROC, container_ids=[CID], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
                  max_rounds=3, confirm_interval=0.05, scan=scan, verify=ok_verify, engine=engine)
     assert [(d["pid"], d["round"], d["bytes"]) for d in res["drained"]] == [
         (first.pid, 1, len(first.data)), (second.pid, 2, len(second.data))]
@@ -249,7 +251,7 @@ def test_recurrence_past_max_rounds_is_reported(writers, tmp_path):
     first.wait_blocked()
     second.wait_blocked()
     scan = Rescans(lambda: [second.record()])
-    res = pd.run(PROC, stuck_execs=[first.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
+    res = dh.run(PROC, stuck_execs=[first.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"), min_age_seconds=0,
                  max_rounds=1, confirm_interval=0.01, scan=scan, verify=ok_verify)
     assert [d["pid"] for d in res["drained"]] == [first.pid]
     assert res["drained"][0]["recurring"] is True and res["drained"][0]["verified"] is False
@@ -383,7 +385,7 @@ def test_run_refuses_a_malformed_record_before_draining_anything(writers, tmp_pa
     w.wait_blocked()
     before = w.queued()
     with pytest.raises(pd.DrainError, match="writer missing"):
-        pd.run(PROC, stuck_execs=[w.record(), {"container_id": CID}], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"),
+        dh.run(PROC, stuck_execs=[w.record(), {"container_id": CID}], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"),
                min_age_seconds=0, scan=lambda *a, **k: {}, verify=ok_verify)
     assert w.queued() == before and not (tmp_path / "ev").exists()
 
@@ -398,7 +400,7 @@ def test_an_unexpected_error_is_that_records_error_and_the_others_are_drained(wr
         if record["writer"]["pid"] == bad.pid:
             raise _procfs.ProcError("/proc/%d/fdinfo/2: Input/output error" % bad.pid)
         return True, ""
-    res = pd.run(PROC, stuck_execs=[bad.record(), good.record()], evidence_dir=str(tmp_path / "ev"),
+    res = dh.run(PROC, stuck_execs=[bad.record(), good.record()], evidence_dir=str(tmp_path / "ev"),
                  lock_dir=str(tmp_path / "locks"), min_age_seconds=0, max_rounds=1, confirm_interval=0.01,
                  scan=lambda *a, **k: {"stuck_execs": []}, verify=verify)
     assert [(s["pid"], s["reason"]) for s in res["skipped_execs"]] == [(bad.pid, pd.SKIP_ERROR)]
@@ -414,7 +416,7 @@ def test_a_lock_that_cannot_be_opened_is_that_records_error(writers, tmp_path):
     locks.mkdir(mode=0o700)
     # ELOOP: a symlink planted where the lock of BAD's pipe goes
     os.symlink("/etc/passwd", str(locks / ("pipe-%d-%d.lock" % (pd.pipefs_device(), bad.inode))))
-    res = pd.run(PROC, stuck_execs=[bad.record(), good.record()], evidence_dir=str(tmp_path / "ev"),
+    res = dh.run(PROC, stuck_execs=[bad.record(), good.record()], evidence_dir=str(tmp_path / "ev"),
                  lock_dir=str(locks), min_age_seconds=0, max_rounds=1, confirm_interval=0.01,
                  scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify)
     (skipped,) = res["skipped_execs"]
@@ -457,9 +459,9 @@ def test_a_failing_rescan_keeps_the_drains_of_the_round(writers, tmp_path):
     w = writers()
     w.wait_blocked()
 
-    def scan(proc, container_ids=None, **kw):
+    def scan(proc, options, **kw):
         raise _procfs.ProcError("/proc: Permission denied")
-    res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"),
+    res = dh.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=str(tmp_path / "locks"),
                  min_age_seconds=0, max_rounds=2, confirm_interval=0.01, scan=scan, verify=ok_verify)
     assert [d["pid"] for d in res["drained"]] == [w.pid] and res["changed"]
     (err,) = res["errors"]
@@ -478,7 +480,7 @@ def test_a_run_bounds_the_evidence_it_keeps_and_never_removes_its_own(writers, t
         old.append(name)
     w = writers()
     w.wait_blocked()
-    res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(ev), lock_dir=str(tmp_path / "locks"),
+    res = dh.run(PROC, stuck_execs=[w.record()], evidence_dir=str(ev), lock_dir=str(tmp_path / "locks"),
                  min_age_seconds=0, max_rounds=1, confirm_interval=0.01, scan=lambda *a, **k: {"stuck_execs": []},
                  verify=ok_verify, evidence_retention_count=1, evidence_retention_days=0)
     (entry,) = res["drained"]
@@ -494,7 +496,7 @@ def test_two_runs_with_different_evidence_dirs_share_the_host_lock(writers, tmp_
     held = lockdir.lock(pd.pipefs_device(), w.inode, w.pid, w.start_time)
     assert held.acquire()
     try:
-        res = pd.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "adhoc"), lock_dir=locks,
+        res = dh.run(PROC, stuck_execs=[w.record()], evidence_dir=str(tmp_path / "adhoc"), lock_dir=locks,
                      min_age_seconds=0, max_rounds=1, confirm_interval=0.01, verify=ok_verify,
                      scan=lambda *a, **k: {"stuck_execs": []})
     finally:
@@ -505,8 +507,8 @@ def test_two_runs_with_different_evidence_dirs_share_the_host_lock(writers, tmp_
 
 
 def test_retention_options_must_not_be_negative(tmp_path):
-    with pytest.raises(pd.DrainError, match="evidence_retention_days must not be negative"):
-        pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev"), evidence_retention_days=-1)
+    with pytest.raises(HangdoctorError, match="evidence_retention_days must be between 0 and"):
+        dh.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev"), evidence_retention_days=-1)
 
 
 def test_no_evidence_dir_and_a_read_only_lock_dir_still_repair_with_the_bytes_in_the_result(writers, tiny_fs, tmp_path):
@@ -526,7 +528,7 @@ def test_no_evidence_dir_and_a_read_only_lock_dir_still_repair_with_the_bytes_in
         small, big = writers(100 * 1024), writers(3 * 1024 * 1024)
         for w in (small, big):
             w.wait_blocked()
-        res = pd.run(PROC, stuck_execs=[small.record(), big.record()], evidence_dir=str(fs / "evidence"),
+        res = dh.run(PROC, stuck_execs=[small.record(), big.record()], evidence_dir=str(fs / "evidence"),
                      lock_dir=str(ro / "hangdoctor"), min_age_seconds=0, max_rounds=1,
                      scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify, max_evidence_bytes=0)
     finally:
@@ -555,10 +557,10 @@ def test_an_unsafe_evidence_or_lock_dir_still_fails_the_run(writers, tmp_path):
     drained through; a path that is not safe stays a clear error."""
     (tmp_path / "file").write_text("")
     with pytest.raises(pd.DrainError, match="Not a directory"):
-        pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "file" / "ev"), lock_dir=str(tmp_path / "locks"),
+        dh.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "file" / "ev"), lock_dir=str(tmp_path / "locks"),
                scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify)
-    with pytest.raises(pd.DrainError, match="lock_dir must be an absolute path"):
-        pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev"), lock_dir="run/hangdoctor",
+    with pytest.raises(HangdoctorError, match="lock_dir must be an absolute path"):
+        dh.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev"), lock_dir="run/hangdoctor",
                scan=lambda *a, **k: {"stuck_execs": []}, verify=ok_verify)
 
 

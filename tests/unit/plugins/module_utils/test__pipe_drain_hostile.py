@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_drain as pd
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import drain_helpers as dh
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.pipe_writers import CID, PROC, Writer
 
 SCRIPT = r'''
@@ -75,7 +76,7 @@ def ok_verify(proc, record, confirm_interval=1.0):
 def drain(w, evdir, lockdir, **kw):
     kw.setdefault("verify", ok_verify)
     kw.setdefault("timeout", 10.0)
-    return pd.drain(PROC, w.record(), evdir, hostname="node-1", lock_dir=lockdir, **kw)
+    return dh.drain(PROC, w.record(), evdir, hostname="node-1", lock_dir=lockdir, **kw)
 
 
 def test_a_short_pause_outside_write_is_not_settled(scripted, evdir, lockdir):
@@ -135,7 +136,7 @@ def test_a_done_marker_does_not_hide_a_writer_blocked_again(writers, evdir, lock
     w2 = writers(256 * 1024)
     w2.wait_blocked()
     lockdir.lock(os.fstat(w2.r).st_dev, w2.inode, w2.pid, w2.start_time).mark_done("x\n")
-    res = pd.run(PROC, stuck_execs=[w2.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=lockdir.path,
+    res = dh.run(PROC, stuck_execs=[w2.record()], evidence_dir=str(tmp_path / "ev"), lock_dir=lockdir.path,
                  min_age_seconds=0, verify=ok_verify,
                  scan=lambda proc, **kw: {"stuck_execs": []}, sleep=lambda s: None, timeout=10.0,
                  engine=lambda cid: (True, ""))
@@ -187,13 +188,13 @@ def test_kill_fallback_refused_in_another_pid_namespace(tmp_path):
     fake.mkdir()
     (fake / "self").symlink_to("1" if os.getpid() != 1 else "2")
     with pytest.raises(pd.DrainError, match="fallback=kill refused: .* another pid namespace"):
-        pd.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"),
+        dh.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"),
                lock_dir=str(tmp_path / "locks"), fallback="kill")
     # fallback none does not need it
-    pd.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"),
+    dh.run(_procfs.Proc(str(fake)), stuck_execs=[], evidence_dir=str(tmp_path / "ev"),
            lock_dir=str(tmp_path / "locks"), fallback="none")
     # this process's own procfs is proven
-    pd.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev2"), lock_dir=str(tmp_path / "locks"),
+    dh.run(PROC, stuck_execs=[], evidence_dir=str(tmp_path / "ev2"), lock_dir=str(tmp_path / "locks"),
            fallback="kill")
 
 

@@ -25,6 +25,12 @@ DUMP = (b"runtime/cgo: pthread_create failed: Resource temporarily unavailable\n
         b"SIGABRT: abort\nPC=0x7f512b7365f7 m=0 sigcode=18446744073709551610\n\ngoroutine 0 [idle]:\n") * 50
 
 
+def scan_kw(proc=None, first_pass=None, **kw):
+    """se.scan with its options and seams given by name."""
+    seams = dict((k, kw.pop(k)) for k in list(kw) if k in se.Seams._fields)
+    return se.scan(proc, se.ScanOptions(**kw), first_pass=first_pass, seams=se.Seams(**seams))
+
+
 def peek_of(data=DUMP):
     seen = []
 
@@ -48,7 +54,7 @@ def run(tmp_path, name, probes, **kw):
     kw.setdefault("pipe_peek", peek_of())
     kw.setdefault("sleep", Sleeps())
     kw.setdefault("kmsg", False)
-    return root, se.scan(Proc(root), pipe_probe=probe_from(probes), **kw)
+    return root, scan_kw(Proc(root), pipe_probe=probe_from(probes), **kw)
 
 
 def test_kernel_310_docker_shim_v1(tmp_path):
@@ -102,7 +108,7 @@ def test_arm64_numbers_and_a_one_page_pipe(tmp_path):
     assert rec["runc_init"]["syscall"] == "write" and rec["runc_init"]["wchan"] == "pipe_write"
     assert rec["pipe"]["capacity"] == 4096
     # the same tree read as x86_64: 64 is not write there, so nothing is found
-    res = se.scan(Proc(root), pipe_probe=probe_from({511: (4096, 4096)}), machine="x86_64",
+    res = scan_kw(Proc(root), pipe_probe=probe_from({511: (4096, 4096)}), machine="x86_64",
                   sleep=Sleeps(), kmsg=False, pipe_peek=peek_of())
     assert res["stuck_execs"] == [] and res["suspects"] == []
 
@@ -135,7 +141,7 @@ def test_vanished_writer_between_samples_is_dropped(tmp_path):
 
     def sleep_and_exit(seconds):
         set_field(root, 511, "stat", open(root + "/511/stat").read().replace(" 901 ", " 99999 "))
-    res = se.scan(Proc(root), pipe_probe=probe_from({511: (4096, 4096)}), sleep=sleep_and_exit,
+    res = scan_kw(Proc(root), pipe_probe=probe_from({511: (4096, 4096)}), sleep=sleep_and_exit,
                   kmsg=False, pipe_peek=peek_of())
     assert res["stuck_execs"] == [] and res["suspects"] == []
 
@@ -191,12 +197,12 @@ def test_oom_lines_attached_from_kernel_log(tmp_path):
 def test_negative_numbers_are_refused(tmp_path, bad):
     root = materialize("arm64_one_page_pipe", tmp_path)
     with pytest.raises(se.DiagnosisError, match="must not be negative"):
-        se.scan(Proc(root), **bad)
+        scan_kw(Proc(root), **bad)
 
 
 def test_not_a_procfs(tmp_path):
     with pytest.raises(se.DiagnosisError, match="not a procfs"):
-        se.scan(Proc(str(tmp_path)))
+        scan_kw(Proc(str(tmp_path)))
 
 
 # ---- verify ------------------------------------------------------------------
@@ -288,7 +294,7 @@ def scan_within(seconds, fifos, **kw):
 
     def go():
         try:
-            box["res"] = se.scan(**kw)
+            box["res"] = scan_kw(**kw)
         except Exception as e:  # reported below
             box["error"] = e
 
@@ -404,7 +410,7 @@ def test_the_blocked_writer_may_be_a_thread_other_than_the_leader(tmp_path):
     set_field(root, 4001, "task/4005/syscall", leader_syscall)
     set_field(root, 4001, "syscall", "202 0xc000 0x80 0x0 0x0 0x0 0x0 0x7ffc 0x4567\n")
     set_field(root, 4001, "wchan", "futex_wait_queue")
-    res = se.scan(Proc(root), pipe_probe=probe_from({4001: (65536, 65536), 4100: (65536, 65536)}),
+    res = scan_kw(Proc(root), pipe_probe=probe_from({4001: (65536, 65536), 4100: (65536, 65536)}),
                   pipe_peek=peek_of(), sleep=Sleeps(), kmsg=False)
     app = [r for r in res["stuck_execs"] if r["container_id"] == C_APP]
     assert len(app) == 1, res["suspects"]
@@ -424,8 +430,8 @@ def test_the_first_pass_alone_decides_a_node_without_candidates(tmp_path):
     def kw():
         return dict(pipe_probe=probe_from({15638: (65536, 65536)}), pipe_peek=peek_of(), sleep=Sleeps(), kmsg=False,
                     machine="x86_64", now=2000000000.0)
-    whole = se.scan(Proc(root), **kw())
-    given = se.scan(Proc(root), first_pass=first, **kw())
+    whole = scan_kw(Proc(root), **kw())
+    given = scan_kw(Proc(root), first_pass=first, **kw())
     for res in (whole, given):
         res.pop("scan_seconds")
     assert given == whole and len(given["stuck_execs"]) == 1

@@ -47,7 +47,7 @@ def test_a_hundred_fake_runc_inits_on_one_pipe_cost_one_fd_walk(hostile):
     found = _exec_candidates.find(proc, confirm_interval=0.2)
     fakes = [pid for pid, role in found['candidates'] if pid in set(hostile.children())]
     assert len(fakes) == 120  # every fake passes the cheap first pass
-    result = _stuck_exec.scan(proc, confirm_interval=0.2, kmsg=False, first_pass=found)
+    result = _stuck_exec.scan(proc, _stuck_exec.ScanOptions(confirm_interval=0.2, kmsg=False), first_pass=found)
     # merged by pipe: one suspect for the hostile pipe, never a stuck exec
     assert mine(result['stuck_execs'], hostile) == []
     suspects = mine(result['suspects'], hostile)
@@ -63,7 +63,7 @@ def test_a_hundred_fake_runc_inits_on_one_pipe_cost_one_fd_walk(hostile):
 def test_the_scan_deadline_gives_an_honest_partial_result(hostile):
     found = _exec_candidates.find(PROC, confirm_interval=0.2)
     # a deadline already past when the diagnosis starts: nothing examined
-    result = _stuck_exec.scan(PROC, confirm_interval=0.2, kmsg=False, first_pass=found, deadline_seconds=1e-9)
+    result = _stuck_exec.scan(PROC, _stuck_exec.ScanOptions(confirm_interval=0.2, kmsg=False, deadline_seconds=1e-9), first_pass=found)
     assert result['partial'] is True
     assert 'scan deadline' in result['partial_reason']
     assert result['stuck_execs'] == []
@@ -83,6 +83,6 @@ def test_a_deadline_inside_the_fd_walk_stops_it(hostile, monkeypatch):
         return real(self, inodes, pids, deadline)
 
     monkeypatch.setattr(CountingProc, 'pipe_holders', slow)
-    result = _stuck_exec.scan(proc, confirm_interval=0.2, kmsg=False, first_pass=found)
+    result = _stuck_exec.scan(proc, _stuck_exec.ScanOptions(confirm_interval=0.2, kmsg=False), first_pass=found)
     assert result['partial'] is True and result['unexamined_candidates'] >= 120
     assert mine(result['stuck_execs'], hostile) == []

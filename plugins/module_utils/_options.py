@@ -1,0 +1,394 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Option groups, the one source of truth for options several modules or
+roles share (private module_utils).
+
+A group names its options once: the Ansible spec (type, default, choices),
+the bounds of a number, a check of the value, and the description.  From it
+come the modules' ``argument_spec``, the immutable option object (a
+namedtuple) that ``main()`` hands to the logic, the doc fragment of the same
+name (``plugins/doc_fragments/<group>.py``, written by
+``scripts/gen_option_docs.py``), the action groups of meta/runtime.yml
+(``module_defaults: group/hangdoctor.runtime.<group>``) and the roles'
+``hangdoctor_*`` defaults and argument specs; tests/unit/test_option_groups.py
+fails when any of these differs from the group.
+
+A module may expose a group option under another name (node_doctor's
+``drain_timeout`` is the drain group's ``timeout``): ``names`` maps the
+group's name to the module's, and the object's field keeps the group's name.
+
+Numbers are checked here too: AnsibleModule accepts ``nan`` and ``inf`` as
+floats, and ``nan < 0`` is false, so a NaN would pass a plain sign check and
+silently turn a guard off; ``inf`` overflows ``settimeout``.
+
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import math
+import os
+from collections import namedtuple
+
+try:
+    from ansible.module_utils.basic import env_fallback
+except ImportError:  # a standalone client loads the groups without Ansible; fallbacks are Ansible's
+    env_fallback = None
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
+
+DAY = 86400.0
+
+
+class OptionError(HangdoctorError):
+    """An option value the module must refuse; the text names the option."""
+
+
+class Option(namedtuple('Option', ['name', 'spec', 'bounds', 'check', 'doc'])):
+    """One option: NAME, its Ansible SPEC (type, default, choices, ...), the
+    BOUNDS of a number ``(lowest, highest, lowest allowed itself)``, a CHECK
+    ``(public name, value) -> value`` that raises OptionError, and its DOC
+    (description lines, Ansible markup)."""
+
+
+def option(name, doc, bounds=None, check=None, **spec):
+    return Option(name, spec, bounds, check, doc=tuple(doc))
+
+
+def _fmt(v):
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def bounds_text(bounds):
+    lo, hi, lo_ok = bounds
+    if lo_ok:
+        return 'between %s and %s' % (_fmt(lo), _fmt(hi))
+    return 'greater than %s and at most %s' % (_fmt(lo), _fmt(hi))
+
+
+def check_number(name, value, bounds):
+    """Raise OptionError unless VALUE is a finite number within BOUNDS."""
+    if value is None:
+        return
+    lo, hi, lo_ok = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OptionError('%s must be a number, got %r' % (name, value))
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        raise OptionError('%s must be a finite number, got %s' % (name, value))
+    if value < lo or (value == lo and not lo_ok) or value > hi:
+        raise OptionError('%s must be %s, got %s' % (name, bounds_text(bounds), _fmt(value)))
+
+
+class Group(object):
+    """Options that belong together; ``values()`` makes the option object."""
+
+    def __init__(self, name, options, action_group=False, doc=''):
+        self.name = name
+        self.options = tuple(options)
+        self.action_group = action_group
+        self.doc = doc
+        self.type = namedtuple('%sOptions' % name.title().replace('_', ''), [o.name for o in self.options])
+
+    def __iter__(self):
+        return iter(self.options)
+
+    def public(self, names=None):
+        """[(option, the module's name for it)]"""
+        names = names or {}
+        return [(o, names.get(o.name, o.name)) for o in self.options]
+
+    def argument_spec(self, names=None):
+        spec = {}
+        for o, public in self.public(names):
+            spec[public] = dict(o.spec)
+            if 'fallback' in spec[public] and env_fallback is not None:
+                spec[public]['fallback'] = (env_fallback, spec[public]['fallback'])
+            elif 'fallback' in spec[public]:
+                del spec[public]['fallback']
+        return spec
+
+    def values(self, params=None, names=None):
+        """The option object from PARAMS (a module's params, or any mapping
+        of the module's names; what it lacks takes the group's default),
+        every value checked."""
+        params = params or {}
+        out = []
+        for o, public in self.public(names):
+            value = params.get(public, o.spec.get('default'))
+            if o.bounds is not None:
+                check_number(public, value, o.bounds)
+            if o.check is not None:
+                value = o.check(public, value)
+            out.append(value)
+        return self.type(*out)
+
+    def make(self, **values):
+        """The option object from keyword VALUES by the group's names (library callers, tests)."""
+        unknown = sorted(set(values) - set(o.name for o in self.options))
+        if unknown:
+            raise OptionError('%s options have no %s' % (self.name, ', '.join(unknown)))
+        return self.values(values)
+
+
+# ---- checks of single values ----------------------------------------------
+def hex_ids(name, values):
+    """Normalise container ids or id prefixes (hex); raise on anything else."""
+    if values is None:
+        return None
+    ids = [str(c).strip().lower() for c in values if c is not None and str(c).strip()]
+    bad = [c for c in ids if not all(ch in '0123456789abcdef' for ch in c)]
+    if bad:
+        raise OptionError('%s must be hex container ids or prefixes: %s' % (name, ', '.join(bad)))
+    return ids
+
+
+def docker_address(name, value):
+    """A docker_host the Engine client speaks (_addresses' rule); empty (an
+    empty DOCKER_HOST) means the default, as for the docker CLI."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses
+    if value == '':
+        return _defaults.DEFAULT_DOCKER_HOST
+    _addresses.parse_docker_host(value)
+    return value
+
+
+def containerd_address(name, value):
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses
+    if not value or not isinstance(value, str) or not _addresses.containerd_socket_path(value).startswith('/'):
+        raise OptionError('%s %r: use an absolute socket path (unix:// optional)' % (name, value))
+    return value
+
+
+def containerd_namespace(name, namespace):
+    if not namespace or '/' in namespace:
+        raise OptionError('%s must be a containerd namespace such as k8s.io, got %r' % (name, namespace))
+    return namespace
+
+
+def one_of(*allowed):
+    def check(name, value):
+        if value not in allowed:
+            raise OptionError('%s must be one of %s, got %r' % (name, ', '.join(allowed), value))
+        return value
+    return check
+
+
+def engine_names(name, value):
+    """'auto' (every engine present) or the list of engine names (_engines' rule)."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _engines
+    try:
+        _engines.parse_engines(value)
+    except _engines.EnginesError as e:
+        raise OptionError(str(e))
+    return 'auto' if value in (None, 'auto', ['auto']) else value
+
+
+def metrics_dir(name, value):
+    if value not in ('', 'auto') and not os.path.isabs(value):
+        raise OptionError('%s must be an absolute path, auto or empty, got %r' % (name, value))
+    return value
+
+
+def file_name(name, value):
+    if not value or '/' in value or value in ('.', '..'):
+        raise OptionError('%s must be a file name, not a path: %r' % (name, value))
+    return value
+
+
+def absolute_path(name, value):
+    if not value or not os.path.isabs(value):
+        raise OptionError('%s must be an absolute path, got %r' % (name, value))
+    return value
+
+
+# ---- the groups --------------------------------------------------------------
+ENGINE = Group('engine', [
+    # The task's docker_host wins, then $DOCKER_HOST of the target, then the default.
+    option('docker_host', type='str', default=_defaults.DEFAULT_DOCKER_HOST, fallback=['DOCKER_HOST'],
+           check=docker_address, doc=[
+        'Where the Docker daemon listens, as C(unix:///path/to/docker.sock), a bare absolute socket path, or '
+        'C(tcp://host:port) / C(http://host:port) without TLS.',
+        'When the task does not set it, the E(DOCKER_HOST) environment variable of the target is used if set.',
+        'Set it once for a play with C(module_defaults) and C(group/hangdoctor.runtime.engine).']),
+    option('inspect_timeout', type='float', default=5.0, bounds=(0.0, 600.0, False), doc=[
+        'Seconds one Engine API request (a container\'s inspect, the version check, the list) may take in total, '
+        'not per read. An inspect that gets no whole answer in that time marks the container as hung.']),
+], action_group=True, doc='Options of the modules that ask a container engine.')
+
+CONTAINERD = Group('containerd', [
+    option('containerd_address', type='str', default=_defaults.DEFAULT_CONTAINERD_ADDRESS,
+           fallback=['CONTAINERD_ADDRESS'], check=containerd_address, doc=[
+               'containerd\'s gRPC socket, as a path or C(unix:///path). Only the shims of this containerd are asked.',
+               'When the task does not set it, the E(CONTAINERD_ADDRESS) environment variable of the target is used '
+               'if set.',
+               'Set it once for a play with C(module_defaults) and C(group/hangdoctor.runtime.containerd).']),
+    option('containerd_namespace', type='str', default=_defaults.DEFAULT_CONTAINERD_NAMESPACE,
+           fallback=['CONTAINERD_NAMESPACE'], check=containerd_namespace, doc=[
+               'containerd namespace of the containers. Kubernetes (CRI) uses V(k8s.io).',
+               'When the task does not set it, the E(CONTAINERD_NAMESPACE) environment variable of the target is '
+               'used if set.']),
+], action_group=True, doc='Options of the modules that also ask containerd\'s pod shims.')
+
+PROC = Group('proc', [
+    option('proc_root', type='path', default='/proc', doc=[
+        'The procfs to read, for example C(/host/proc) from a privileged pod that mounts the host\'s C(/proc).',
+        'Set it once for a play with C(module_defaults) and C(group/hangdoctor.runtime.proc).']),
+    option('confirm_interval', type='float', default=1.0, bounds=(0.0, 60.0, True), doc=[
+        'Seconds between the two progress samples that confirm a stuck exec (queued bytes and context '
+        'switches unchanged). V(0) skips the second sample.']),
+    option('peek_bytes', type='int', default=4096, bounds=(0, 1024 * 1024, True), doc=[
+        'How many bytes of the crash dump to copy out of the pipe with C(tee(2)), without consuming them. '
+        'V(0) turns the peek off.']),
+], action_group=True, doc='Options of the modules that read /proc.')
+
+SCAN = Group('scan', [
+    option('container_ids', type='list', elements='str', default=[], check=hex_ids, doc=[
+        'Report only stuck execs in these containers (full 64-hex ids or unique prefixes).',
+        'The container is taken from the C(runc exec) argv (its last argument), never from shim v2\'s '
+        'C(-id), which is the pod sandbox under Kubernetes CRI.',
+        'Empty means every container.']),
+    option('min_age_seconds', type='float', default=0, bounds=(0.0, 30 * DAY, True), doc=[
+        'A stuck exec whose blocked writer is younger than this is returned in RV(suspects) instead of '
+        'RV(stuck_execs).']),
+    option('kernel_log', type='bool', default=True, doc=[
+        'Read the kernel log (C(/dev/kmsg), non-blocking and bounded) for OOM-kill lines that name each '
+        'stuck exec\'s container.']),
+    option('cmdline_timeout', type='float', default=1.0, bounds=(0.0, 60.0, False), doc=[
+        'Deadline in seconds for reading the argv of one shim, C(runc exec) or dockerd.']),
+], doc='Options of the modules that diagnose stuck execs.')
+
+DRAIN = Group('drain', [
+    option('min_age_seconds', type='float', default=60, bounds=(0.0, 30 * DAY, True), doc=[
+        'Skip stuck execs whose writer started less than this many seconds ago (an exec that is merely slow).',
+        'Rounds after the first one (the same container deadlocking again) do not apply it.']),
+    option('timeout', type='float', default=30, bounds=(0.0, 3600.0, False), doc=[
+        'Seconds one drain may take before it gives up (or, with O(fallback=kill), kills the writer).']),
+    option('fallback', type='str', choices=['none', 'kill'], default='none', check=one_of('none', 'kill'), doc=[
+        'What to do with a writer still blocked at O(timeout).',
+        'V(none) leaves it and reports C(unblocked=false).',
+        'V(kill) re-checks its identity, sends it SIGKILL and reads what is left in the pipe (kept as evidence), '
+        'because killing alone does not repair the hang (C(runc exec) then blocks writing its own error line). '
+        'It kills only a writer still proven stuck at that moment (with reading paused, blocked in write(2) on the '
+        'same pipe, without progress), through a pidfd where the kernel has one; else it says why in C(kill_note).',
+        'V(kill) is refused when O(proc_root) is not a procfs of the module\'s own pid namespace (for example the '
+        'host\'s C(/proc) mounted in a pod without hostPID), where its pids would name other processes.']),
+    option('max_rounds', type='int', default=3, bounds=(1, 100, True), doc=[
+        'How many rounds of drains a container may get in one run: after each round the drained containers are '
+        'diagnosed again, and one whose deadlock came back at once (the cause persists) is drained again.']),
+], doc='How the drain reads a stuck pipe.')
+
+EVIDENCE = Group('evidence', [
+    option('evidence_dir', type='path', default=_defaults.DEFAULT_EVIDENCE_DIR, check=absolute_path, doc=[
+        'Absolute path of the directory that receives one evidence file per drained pipe, named '
+        'C(<container12>-<pid>-<starttime>-<utc stamp>.log).',
+        'Created with mode 0700; evidence files are created 0600. Refused with a clear message when it is owned '
+        'by another user or writable by group or others, when a directory on its path is owned by another user or '
+        'writable by others (a sticky one such as C(/tmp) is fine), or when it is a symlink owned by another user. '
+        'Every component is opened without following symlinks, and files are created relative to the opened '
+        'directory.',
+        'Bounded by O(evidence_retention_count), O(evidence_retention_bytes) and O(evidence_retention_days).']),
+    option('lock_dir', type='path', default=_defaults.DEFAULT_LOCK_DIR, check=absolute_path, doc=[
+        'Absolute path of the host-wide directory of the per-pipe lock files (C(pipe-<dev>-<inode>.lock)) and the '
+        'done markers, shared by every run on the host whatever its O(evidence_dir).',
+        'Same ownership and symlink rules as O(evidence_dir). A lock file nobody holds is removed after an hour, '
+        'a done marker once its writer is gone.']),
+    option('evidence_retention_count', type='int', default=_defaults.RETENTION_COUNT, bounds=(0, 10 ** 7, True), doc=[
+        'After draining, keep at most this many evidence files in O(evidence_dir), removing the oldest first. '
+        'V(0) lifts this bound. Files written by this run, and files modified in the last hour (a concurrent run '
+        'may still be writing them), are never removed.',
+        'Only files named as the drain names them are counted or removed.']),
+    option('evidence_retention_bytes', type='int', default=_defaults.RETENTION_BYTES, bounds=(0, 2 ** 50, True), doc=[
+        'Keep at most this many bytes of evidence files in O(evidence_dir), removing the oldest first. '
+        'V(0) lifts this bound.']),
+    option('evidence_retention_days', type='int', default=_defaults.RETENTION_DAYS, bounds=(0, 100 * 365, True), doc=[
+        'Remove evidence files older than this many days. V(0) lifts this bound.']),
+    option('max_evidence_bytes', type='int', default=_defaults.MAX_EVIDENCE_BYTES, bounds=(0, 1024 * 1024 * 1024, True), doc=[
+        'Keep at most this many bytes of pipe content per evidence file, the first half and the last half, '
+        'with the number of elided bytes in between. V(0) keeps everything.',
+        'The byte count and SHA-256 of a drain always cover everything that was read.']),
+], action_group=True, doc='Where the drain keeps what it reads, and its host-wide locks.')
+
+METRICS = Group('metrics', [
+    option('metrics_dir', type='str', default='auto', check=metrics_dir, doc=[
+        'The node_exporter textfile-collector directory to write O(metrics_file) in. V(auto) uses the first '
+        'existing one of C(/var/lib/node_exporter/textfile_collector), C(/var/lib/prometheus/node-exporter), '
+        'C(/var/lib/node-exporter/textfile-collector), and writes nothing when none exists. An empty string '
+        'turns metrics off. A directory given by path is created (mode 0755) when it does not exist.',
+        'V(auto) writes only in a directory that root (or the user the module runs as) owns, that is not a '
+        'symlink, and that no other user may write in; otherwise C(metrics) of RV(ansible_facts.hangdoctor) says '
+        'why nothing was written. A directory given by path is trusted as given.',
+        'The metrics file is written through a temporary file created exclusively without following a '
+        'symlink, its mode set on its descriptor, and renamed in place.']),
+    option('metrics_file', type='str', default='hangdoctor.prom', check=file_name, doc=[
+        'File name of the metrics in O(metrics_dir).']),
+], doc='The node\'s Prometheus textfile metrics.')
+
+ENGINE_CHECK = Group('engine_check', [
+    option('check_engine', type='bool', default=True, doc=[
+        'Ask the container engines which containers no longer answer (Docker\'s inspect; containerd\'s pod '
+        'shims, the calls a stuck exec blocks). An engine that is not on the node is skipped and said so.']),
+    option('engines', type='list', elements='str', default=['auto'], check=engine_names, doc=[
+        'Which engines to ask. V(auto) asks every engine present on the node; a list of V(docker) and '
+        'V(containerd) asks those.']),
+    option('engine_required', type='bool', default=False, doc=[
+        'Fail when no container engine on the node answers. By default an unreachable or absent engine is '
+        'a fact in the result.']),
+    option('inspect_concurrency', type='int', default=16, bounds=(1, 256, True), doc=[
+        'How many inspect requests are in flight at once.']),
+], doc='Which container engines a node check asks.')
+
+GUARD = Group('guard', [
+    option('drain', type='bool', default=True, doc=[
+        'With O(mode=remediate), whether drains may happen at all. V(false) reports every stuck exec as skipped.']),
+    option('max_drains', type='int', default=5, bounds=(0, 1000, True), doc=[
+        'At most this many stuck execs are drained on the node in one run (oldest first).']),
+    option('require_guard', type='str', choices=['auto', 'always', 'never'], default='auto',
+           check=one_of('auto', 'always', 'never'), doc=[
+               'When drains must wait for the eviction guard\'s verdict in O(guard). V(auto) on Kubernetes nodes '
+               '(a C(kubelet), C(k3s-agent), C(k3s-server) or C(kubelite) process runs in the host\'s mount namespace, '
+               'or a kubelet\'s files such as C(/var/lib/kubelet) are on the host; a node that cannot be told is one), '
+               'V(always), or V(never).']),
+    option('guard', type='dict', doc=[
+        'The eviction guard\'s verdict (the C(hangdoctor.runtime.kube_guard) filter\'s output). A verdict with '
+        'C(blocked=true) drains nothing and gives its reason for every stuck exec.']),
+], doc='Which stuck execs a node check may drain.')
+
+GROUPS = (ENGINE, CONTAINERD, PROC, SCAN, DRAIN, EVIDENCE, METRICS, ENGINE_CHECK, GUARD)
+
+# node_doctor scans and drains in one run: its min_age_seconds is the scan's,
+# so the drain's threshold and timeout carry a drain_ prefix there.
+NODE_DOCTOR_DRAIN_NAMES = {'min_age_seconds': 'drain_min_age_seconds', 'timeout': 'drain_timeout'}
+
+# Doc fragments of a group under other names: hangdoctor.runtime.<group>.<variant>.
+FRAGMENT_VARIANTS = {'drain': {'node_doctor': NODE_DOCTOR_DRAIN_NAMES}}
+
+# What a drain needs, built the same way by every module that drains.
+DrainRun = namedtuple('DrainRun', ['drain', 'evidence', 'proc'])
+
+
+def drain_run(params=None, names=None):
+    """The drain's option object from a module's PARAMS (or any mapping of its
+    option names; what it lacks takes the group's default).  NAMES maps the
+    drain group's names to the module's (see NODE_DOCTOR_DRAIN_NAMES)."""
+    return DrainRun(DRAIN.values(params, names), EVIDENCE.values(params), PROC.values(params))
+
+
+def argument_spec(*groups, **own):
+    """A module's argument_spec: its GROUPS (a group, or (group, names)) and its OWN options."""
+    spec = {}
+    for g in groups:
+        group, names = g if isinstance(g, tuple) else (g, None)
+        for name, opts in group.argument_spec(names).items():
+            if name in spec:
+                raise ValueError('option %s is in two groups' % name)
+            spec[name] = opts
+    for name in own:
+        if name in spec:
+            raise ValueError('option %s is in a group already' % name)
+    spec.update(own)
+    return spec
