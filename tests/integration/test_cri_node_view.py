@@ -129,10 +129,15 @@ def test_shims_found_but_none_reachable_is_cannot_tell_not_healthy(cri, cri_clea
     away = path + ".away"
     os.rename(path, away)
     try:
-        result, dummy = run_module("hung_container_info", {"timeout": 2, "engines": ["containerd"]},
+        failed, dummy = run_module("hung_container_info", {"timeout": 2, "engines": ["containerd"]},
                                    env=cri_env(cri))
+        result, dummy = run_module("hung_container_info", {"timeout": 2, "engines": ["containerd"],
+                                                           "fail_on_unreachable": False}, env=cri_env(cri))
     finally:
         os.rename(away, path)
+    # cannot tell is not healthy: by default the task fails and says why
+    assert failed["_status"] == "FAILED!", failed
+    assert "none could be asked" in failed["msg"], failed
     assert result["_status"] == "SUCCESS", result
     (engine,) = result["engines"]
     # the shim is there (containerd and its process run) but nothing could be asked
