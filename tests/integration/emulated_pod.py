@@ -29,6 +29,7 @@ AppArmor profiles, cgroup limits."""
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -126,7 +127,11 @@ class EmulatedPod(object):
             (layer / "usr" / "local" / "bin" / tool).symlink_to(bindir / tool)
         coll = layer / "usr" / "share" / "ansible" / "collections" / "ansible_collections" / "hangdoctor"
         coll.mkdir(parents=True)
-        (coll / "runtime").symlink_to(self.collection)
+        # a copy, as the image holds one: a symlink to a checkout under /tmp
+        # (where make test lays the collection out) would point into the
+        # pod's own /tmp volume
+        shutil.copytree(self.collection, str(coll / "runtime"), symlinks=True,
+                        ignore=shutil.ignore_patterns(".git", "tests", "__pycache__", "*.pyc"))
         for src, dest in image_installs():
             target = layer / dest.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
