@@ -281,7 +281,8 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     sc, po = opts.scan, opts.proc
     try:
         found = _exec_candidates.find(proc, confirm_interval=po.confirm_interval, peek_bytes=po.peek_bytes,
-                                      min_age_seconds=sc.min_age_seconds)
+                                      min_age_seconds=sc.min_age_seconds, method=sc.scan_method,
+                                      cmdline_timeout=sc.cmdline_timeout)
         if found['candidates']:
             # Loaded only here: a node without a possible stuck exec (nearly
             # every node of a fleet run) does not pay for the diagnosis.
@@ -294,7 +295,8 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     summary = _summary.host_summary(scan, engine_report, host, now, engine_skipped=engine_skipped or None)
     summary['mode'] = opts.mode
     result = {'changed': False, 'stuck_execs': scan['stuck_execs'], 'suspects': scan['suspects'],
-              'scanned_processes': scan['scanned_processes'], 'drain': None}
+              'scanned_processes': scan['scanned_processes'], 'scan_method': scan.get('scan_method'),
+              'scan_fallback_reason': scan.get('scan_fallback_reason'), 'drain': None}
 
     if opts.mode == 'remediate':
         summary, result['drain'] = _remediate(proc, opts, scan, summary, run_state=dict(
