@@ -89,7 +89,8 @@ class ShimPass(object):
     """What one shim pass found: ``clean`` (True: no stuck exec can exist
     now), ``reason`` (why not clean: the full scan then decides), the
     proven ``shims`` {pid: info}, ``state_dirs``, ``processes`` (how many
-    processes it read)."""
+    processes it read), ``unknown`` (live shim sockets no proven shim
+    serves), ``full`` ([(shim pid, pipe inode)] full or not moving)."""
 
     def __init__(self):
         self.clean = False
@@ -98,6 +99,8 @@ class ShimPass(object):
         self.state_dirs = []
         self.processes = 0
         self.refused = []
+        self.unknown = []
+        self.full = []
 
     def as_dict(self):
         return {'clean': self.clean, 'reason': self.reason, 'shims': len(self.shims),
@@ -335,6 +338,7 @@ def _check_pipes(proc, out):
             return 'the fds of shim %d are unreadable' % pid
         for fd, inode, queued, capacity in pipes:
             if pipe_is_full(queued, capacity):
+                out.full.append((pid, inode))
                 return 'shim %d holds a full pipe (pipe:[%d], %s of %s bytes)' % (pid, inode, queued, capacity)
             if queued:
                 waiting.append((pid, fd, inode, queued))
@@ -346,6 +350,7 @@ def _check_pipes(proc, out):
         except (ProcError, IOError, OSError):
             continue
         if again == queued:
+            out.full.append((pid, inode))
             return 'shim %d holds %d bytes in pipe:[%d] that do not move' % (pid, queued, inode)
     return None
 
@@ -374,7 +379,7 @@ def _pass(proc, cmdline_timeout):
     if not daemons:
         out.reason = 'no containerd state folder known'
         return out
-    unknown = sorted(shim_sockets(listening) - set(accounted))
+    unknown = out.unknown = sorted(shim_sockets(listening) - set(accounted))
     if unknown:
         out.reason = '%d live shim socket(s) without a shim proven from a known state folder (%s)' % (
             len(unknown), unknown[0][:120])
