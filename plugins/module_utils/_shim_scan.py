@@ -253,9 +253,12 @@ def _bundle_shim(proc, bundle, layout):
     return st, None
 
 
-def _prove(proc, st, containerd_pid, ns_dir, address):
-    """Reasons why the process ST (from a bundle) is not a shim of that
-    containerd serving ADDRESS ([] when it is)."""
+def _prove(proc, st, containerd_pid, bundle, address):
+    """Reasons why the process ST (from BUNDLE) is not a shim of that
+    containerd serving ADDRESS ([] when it is): its working directory is
+    BUNDLE, or (one v2 shim per CRI pod) a bundle next to it that serves
+    the same socket."""
+    ns_dir = os.path.dirname(bundle)
     pid = st['pid']
     exe = proc.exe(pid) or ''
     if 'shim' not in os.path.basename(exe.replace(' (deleted)', '')):
@@ -264,7 +267,9 @@ def _prove(proc, st, containerd_pid, ns_dir, address):
     if reasons:
         return reasons
     here = _view(proc, pid, cwd)
-    if not same_inode(os.path.dirname(here), ns_dir):
+    if here == bundle:
+        return []  # shim_identity proved its working directory is the host's bundle
+    if os.path.dirname(here) != ns_dir and not same_inode(os.path.dirname(here), ns_dir):
         return ['working directory %s is not a bundle of this namespace' % cwd[:200]]
     if _address(here) != address:
         return ['its bundle serves another socket']
@@ -296,7 +301,7 @@ def _walk_state(proc, containerd_pid, state, out, accounted):
                 if st is None:
                     out.refused.append({'bundle': bundle, 'reason': why})
                     continue
-                reasons = _prove(proc, st, containerd_pid, ns_dir=ns_dir, address=address)
+                reasons = _prove(proc, st, containerd_pid, bundle=bundle, address=address)
                 if reasons:
                     out.refused.append({'bundle': bundle, 'pid': st['pid'], 'reason': '; '.join(reasons)})
                     continue
@@ -330,17 +335,20 @@ def shim_pipes(proc, pid):
 
 
 def _check_pipes(proc, out):
-    """The reason a proven shim's pipe needs the diagnosis, or None."""
+    """The reason a proven shim's pipe needs the diagnosis, or None; every
+    such pipe goes to ``out.full``."""
     waiting = []
+    reasons = []
     for pid in sorted(out.shims):
         pipes = shim_pipes(proc, pid)
         if pipes is None:
-            return 'the fds of shim %d are unreadable' % pid
+            reasons.append('the fds of shim %d are unreadable' % pid)
+            continue
         for fd, inode, queued, capacity in pipes:
             if pipe_is_full(queued, capacity):
                 out.full.append((pid, inode))
-                return 'shim %d holds a full pipe (pipe:[%d], %s of %s bytes)' % (pid, inode, queued, capacity)
-            if queued:
+                reasons.append('shim %d holds a full pipe (pipe:[%d], %s of %s bytes)' % (pid, inode, queued, capacity))
+            elif queued:
                 waiting.append((pid, fd, inode, queued))
     # a pipe filling without progress: bytes still there, unchanged, once
     # every other shim was looked at
@@ -351,8 +359,10 @@ def _check_pipes(proc, out):
             continue
         if again == queued:
             out.full.append((pid, inode))
-            return 'shim %d holds %d bytes in pipe:[%d] that do not move' % (pid, queued, inode)
-    return None
+            reasons.append('shim %d holds %d bytes in pipe:[%d] that do not move' % (pid, queued, inode))
+    if not reasons:
+        return None
+    return reasons[0] + ('' if len(reasons) == 1 else ' (and %d more)' % (len(reasons) - 1))
 
 
 def _pass(proc, cmdline_timeout):
