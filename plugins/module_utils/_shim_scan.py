@@ -15,8 +15,8 @@ bundles (``io.containerd.runtime.v2.task/<ns>/<id>``, the CRI ``k8s.io``
 namespace included) hold ``init.pid``, whose parent is the shim.  A pid read
 from a bundle is never trusted alone: the process must have started before
 the pid file was written (pid reuse), carry a shim's name and executable,
-prove to be the host's (``_runtime_tree.shim_identity`` against its
-containerd) and work in a bundle of that namespace whose ``address`` is the
+prove to be the host's (the proof of ``_runtime_tree.shim_identity``
+against its containerd) and work in a bundle of that namespace whose ``address`` is the
 same socket.
 
 Each proven shim's pipes opened for reading are measured (queued bytes and
@@ -45,7 +45,6 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     ProcError,
     Timeout,
     _bounded,
-    access_mode,
     pipe_inode_of,
     read_regular_file,
     same_inode,
@@ -253,32 +252,99 @@ def _bundle_shim(proc, bundle, layout):
     return st, None
 
 
-def _prove(proc, st, containerd_pid, bundle, address):
-    """Reasons why the process ST (from BUNDLE) is not a shim of that
-    containerd serving ADDRESS ([] when it is): its working directory is
-    BUNDLE, or (one v2 shim per CRI pod) a bundle next to it that serves
-    the same socket."""
-    ns_dir = os.path.dirname(bundle)
-    pid = st['pid']
-    exe = proc.exe(pid) or ''
+class _Containerd(object):
+    """What every shim of one containerd is proven against, read once: its
+    mount and pid namespaces, its owner, its view of the files (the
+    executables shims name, their bundles)."""
+
+    def __init__(self, proc, pid):
+        self.proc = proc
+        self.pid = pid
+        self.ns = dict((kind, proc.ns(pid, kind)) for kind in ('mnt', 'pid'))
+        try:
+            self.uid = os.stat(proc.path(pid)).st_uid
+        except OSError:
+            self.uid = None
+        self.ours = proc.root == '/proc' and same_inode(proc.path(pid, 'root'), '/')
+        self._files = {}
+
+    def view(self, path):
+        return path if self.ours else self.proc.host_view(self.pid, path)
+
+    def file(self, path):
+        """(st_dev, st_ino) of PATH in containerd's view, or None."""
+        if path not in self._files:
+            try:
+                st = os.stat(self.view(path))
+                self._files[path] = (st.st_dev, st.st_ino)
+            except OSError:
+                self._files[path] = None
+        return self._files[path]
+
+
+def _ident(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _prove(ref, st, bundle, address):
+    """Reasons why the process ST (named by BUNDLE) is not a shim of the
+    containerd REF serving ADDRESS ([] when it is).  The proof of
+    ``_runtime_tree.shim_identity`` (REF's mount and pid namespaces, its
+    owner, an executable and a working directory that are REF's files of
+    those names), read with one cached view of REF: the shim's working
+    directory is BUNDLE itself, or (one v2 shim per CRI pod) a bundle next
+    to it that serves the same socket."""
+    proc, pid = ref.proc, st['pid']
+    base = '%s/%d/' % (proc.root, pid)
+    for kind in ('mnt', 'pid'):
+        try:
+            mine = os.readlink(base + 'ns/' + kind)
+        except OSError:
+            mine = None
+        if mine is not None and ref.ns[kind] is not None and mine != ref.ns[kind]:
+            return ['in another %s namespace than its containerd' % kind]
+    try:
+        exe = os.readlink(base + 'exe')
+    except OSError:
+        return ['executable unreadable']
     if 'shim' not in os.path.basename(exe.replace(' (deleted)', '')):
         return ['executable %s is not a containerd shim' % exe[:200]]
-    cwd, reasons = tree.shim_identity(proc, pid, containerd_pid)
-    if reasons:
-        return reasons
-    here = _view(proc, pid, cwd)
-    if here == bundle:
-        return []  # shim_identity proved its working directory is the host's bundle
-    if os.path.dirname(here) != ns_dir and not same_inode(os.path.dirname(here), ns_dir):
-        return ['working directory %s is not a bundle of this namespace' % cwd[:200]]
+    if not exe.endswith(' (deleted)'):
+        # a binary upgraded while the shim runs shows "(deleted)": no proof either way
+        if not exe.startswith('/') or _ident(base + 'exe') != ref.file(exe):
+            return ['executable %s is not the host file of that name' % exe[:200]]
+    try:
+        uid = os.stat(base[:-1]).st_uid
+    except OSError:
+        return ['gone']
+    if ref.uid is not None and uid != ref.uid:
+        return ['runs as uid %d, its containerd as uid %d' % (uid, ref.uid)]
+    cwd = _ident(base + 'cwd')
+    if cwd is None:
+        return ['working directory unreadable']
+    if cwd == _ident(bundle):
+        return []
+    try:
+        here = ref.view(os.readlink(base + 'cwd'))
+    except OSError:
+        return ['working directory unreadable']
+    ns_dir = os.path.dirname(bundle)
+    if _ident(here) != cwd:
+        return ['working directory %s is not the host directory of that name' % here[:200]]
+    if os.path.dirname(here) != ns_dir and _ident(os.path.dirname(here)) != _ident(ns_dir):
+        return ['working directory %s is not a bundle of this namespace' % here[:200]]
     if _address(here) != address:
         return ['its bundle serves another socket']
     return []
 
 
-def _walk_state(proc, containerd_pid, state, out, accounted):
-    """Prove the shims of every bundle under STATE (containerd's view)."""
-    base = _view(proc, containerd_pid, state)
+def _walk_state(proc, ref, state, out, accounted):
+    """Prove the shims of every bundle under STATE (containerd REF's view)."""
+    base = ref.view(state)
     out.state_dirs.append(state)
     for layout in LAYOUTS:
         try:
@@ -292,7 +358,7 @@ def _walk_state(proc, containerd_pid, state, out, accounted):
             except OSError:
                 continue
             for cid in ids:
-                bundle = os.path.join(ns_dir, cid)
+                bundle = ns_dir + '/' + cid
                 address = _address(bundle)
                 if not address or address in accounted:
                     continue  # under CRI one shim serves a pod's bundles
@@ -301,7 +367,7 @@ def _walk_state(proc, containerd_pid, state, out, accounted):
                 if st is None:
                     out.refused.append({'bundle': bundle, 'reason': why})
                     continue
-                reasons = _prove(proc, st, containerd_pid, bundle=bundle, address=address)
+                reasons = _prove(ref, st, bundle=bundle, address=address)
                 if reasons:
                     out.refused.append({'bundle': bundle, 'pid': st['pid'], 'reason': '; '.join(reasons)})
                     continue
@@ -311,22 +377,23 @@ def _walk_state(proc, containerd_pid, state, out, accounted):
 
 
 def shim_pipes(proc, pid):
-    """[(fd, inode, queued, capacity)] of the pipes shim PID holds open for reading."""
+    """[(fd, inode, queued, capacity)] of the pipes shim PID holds open for
+    reading (the mode of a ``/proc/PID/fd`` link is the fd's: ``lr-x``)."""
     out = []
+    base = '%s/%d/fd/' % (proc.root, pid)
     try:
-        names = os.listdir(proc.path(pid, 'fd'))
+        names = os.listdir(base)
     except OSError:
         return None
     for n in names:
         try:
-            inode = pipe_inode_of(os.readlink(proc.path(pid, 'fd', n)))
+            link = os.readlink(base + n)
+            if not link.startswith('pipe:[') or not os.lstat(base + n).st_mode & 0o400:
+                continue
         except OSError:
             continue
-        if inode is None:
-            continue
+        inode = pipe_inode_of(link)
         try:
-            if 'r' not in access_mode(proc.fdinfo(pid, n).get('flags', 0)):
-                continue
             queued, capacity = proc.pipe_fill(pid, n, inode)
         except (ProcError, IOError, OSError):
             continue
@@ -385,11 +452,11 @@ def _pass(proc, cmdline_timeout):
         if state is None:
             continue
         daemons += 1
-        _walk_state(proc, pid, state, out=out, accounted=accounted)
+        _walk_state(proc, _Containerd(proc, pid), state, out=out, accounted=accounted)
+    unknown = out.unknown = sorted(shim_sockets(listening) - set(accounted))
     if not daemons:
         out.reason = 'no containerd state folder known'
         return out
-    unknown = out.unknown = sorted(shim_sockets(listening) - set(accounted))
     if unknown:
         out.reason = '%d live shim socket(s) without a shim proven from a known state folder (%s)' % (
             len(unknown), unknown[0][:120])

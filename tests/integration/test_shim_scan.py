@@ -151,3 +151,43 @@ def test_module_reports_the_method_and_can_force_the_full_scan(harness, release)
         assert "no containerd shim holds a full pipe" in result["msg"]
     result, dummy = run_module("runc_exec_info", {"scan_method": "fast"})
     assert result["_status"].startswith("FAILED") and "scan_method" in result["msg"], result
+
+
+# ---- CRI: one v2 shim per pod, bundles in the k8s.io namespace ---------------
+
+@pytest.fixture(scope="module")
+def cri():
+    from cri.harness import CriHarness
+    hz = CriHarness()
+    try:
+        hz.up()
+        yield hz
+    finally:
+        errors = hz.down()
+        assert not errors, errors
+
+
+def test_cri_pod_shims_are_proven_and_a_stuck_pod_exec_falls_back(cri):
+    try:
+        sick = cri.run_pod("shimscan-sick", namespace="shop")
+        healthy = cri.run_pod("shimscan-ok", namespace="shop")
+        shims = {name: cri.shim_of(pod["id"]) for name, pod in (("sick", sick), ("ok", healthy))}
+        p = _shim_scan.check(Proc("/proc"))
+        for name, pid in shims.items():
+            assert pid in p.shims, (name, p.as_dict(), p.refused)
+            assert p.shims[pid]["version"] == "v2" and p.shims[pid]["namespace"] == "k8s.io"
+        assert not [f for f in p.full if f[0] in shims.values()], p.full
+        same_findings()
+
+        app = sick["containers"]["app"]
+        fut, pid = cri.hang_execsync(app, request_timeout=60.0)
+        assert pid is not None and not fut.done(), "no deadlock"
+        p = _shim_scan.check(Proc("/proc"))
+        assert [f for f in p.full if f[0] == shims["sick"]], p.as_dict()
+        assert not [f for f in p.full if f[0] == shims["ok"]], p.as_dict()
+        fast, full = same_findings()
+        assert fast["scan_method"] == "full"
+        mine = [r for r in fast["stuck_execs"] if r["container_id"] == app]
+        assert [(r["writer"]["pid"], r["shim"]["pid"]) for r in mine] == [(pid, shims["sick"])], fast
+    finally:
+        cri.release_all()
