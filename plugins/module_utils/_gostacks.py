@@ -40,11 +40,13 @@ CHUNK = 1024 * 1024
 MAX_LINE = 16 * 1024
 MAX_FRAMES = 48
 MAX_FUNC = 512
-MAX_GROUPS = 20000
+MAX_GROUPS = 5000
+MAX_KEY = 4096
+MAX_BLOCK = 1024 * 1024
 TOP_GROUPS = 40
 
-_FULL_HEAD = re.compile(br'^goroutine (\d+) \[([^,\]]*)(?:, (\d+) minutes)?[^\]]*\]:')
-_MINUTES = re.compile(br'(\d+) minutes')
+_FULL_HEAD = re.compile(br'goroutine \d+ \[([^,\]]*)(?:[^\]]*?(\d+) minutes)?[^\]]*\]:')
+_IN_GOROUTINE = re.compile(br' in goroutine \d+')
 
 # Frames that mean "waiting for a lock"; the state a full dump gives for it.
 LOCK_FRAMES = ('sync.(*Mutex).Lock', 'sync.(*RWMutex).Lock', 'sync.(*RWMutex).RLock',
@@ -52,6 +54,7 @@ LOCK_FRAMES = ('sync.(*Mutex).Lock', 'sync.(*RWMutex).Lock', 'sync.(*RWMutex).RL
                'sync.(*Mutex).lockSlow')
 LOCK_STATES = ('semacquire', 'sync.Mutex.Lock', 'sync.RWMutex.Lock', 'sync.RWMutex.RLock')
 # Frames of the Go runtime above the frame that says what the goroutine waits for.
+_SKIP = (b'', b'\t')
 RUNTIME_PREFIXES = ('runtime.', 'internal/poll.runtime_', 'sync.runtime_')
 
 
@@ -60,21 +63,35 @@ class StackParseError(HangdoctorError):
 
 
 class _Group(object):
-    __slots__ = ('count', 'state', 'minutes', 'frames', 'created_by')
+    __slots__ = ('count', 'state', 'minutes', 'body')
 
-    def __init__(self, state, frames, created_by):
+    def __init__(self, state, body):
         self.count = 0
         self.state = state
         self.minutes = 0
-        self.frames = frames
-        self.created_by = created_by
+        self.body = body
+
+    def frames(self):
+        """(frames, created by) of the stack, at most MAX_FRAMES frames."""
+        frames = []
+        created = None
+        for f in self.body.split(b'\n'):
+            if not f or f.startswith((b'...', b'\t')):
+                continue
+            if f.startswith(b'created by '):
+                created = _func(f[11:])
+                continue
+            if len(frames) < MAX_FRAMES:
+                frames.append(_func(f))
+        return frames, created
 
 
 class DumpParser(object):
     """Feed bytes with :meth:`feed` (any chunking), then :meth:`result`.
 
-    Memory is bounded by MAX_LINE + MAX_GROUPS * MAX_FRAMES names,
-    whatever the size of the dump."""
+    Full dumps are read a block (one goroutine) at a time; its file:line
+    lines are its key.  Memory is bounded by MAX_BLOCK + MAX_GROUPS *
+    5 * MAX_KEY whatever the size of the dump."""
 
     def __init__(self, max_groups=MAX_GROUPS):
         self.max_groups = max_groups
@@ -86,72 +103,109 @@ class DumpParser(object):
         self.formats = set()
         self.header_total = None
         self._rest = b''
-        self._skip_rest = False
-        # the goroutine being read
+        self._skip_line = False
+        # the grouped (debug=1) record being read
         self._count = 0
-        self._state = None
-        self._minutes = 0
         self._frames = None
-        self._created = None
-        self._full = False
 
     # ---- input -----------------------------------------------------------
     def feed(self, data):
         self.bytes += len(data)
+        if self._skip_line:
+            # the tail of a line already cut at MAX_LINE
+            i = data.find(b'\n')
+            if i < 0:
+                return
+            data = data[i + 1:]
+            self._skip_line = False
         if self._rest:
             data = self._rest + data
             self._rest = b''
-        lines = data.split(b'\n')
-        rest = lines.pop()
-        if self._skip_rest:
-            # the tail of a line already cut at MAX_LINE
-            if lines:
-                lines[0] = b''
-                self._skip_rest = False
-            else:
+        cut = data.rfind(b'\n\n')
+        if cut < 0 and len(data) > MAX_BLOCK:
+            # no blank line in a long stretch: take it up to its last newline
+            cut = data.rfind(b'\n')
+            if cut < 0:
+                self.long_lines += 1
+                self._skip_line = True
+                self._blocks(data[:MAX_LINE])
                 return
-        if len(rest) > MAX_LINE:
-            lines.append(rest[:MAX_LINE])
-            self.long_lines += 1
-            self._skip_rest = True
-            rest = b''
-        self._rest = rest
-        self._lines(lines)
+        if cut < 0:
+            self._rest = data
+            return
+        self._rest = data[cut + 1:]
+        self._blocks(data[:cut])
 
     def close(self):
         if self._rest:
-            self._lines([self._rest])
+            self._blocks(self._rest)
             self._rest = b''
         self._end()
 
-    def _lines(self, lines):
-        frames = self._frames
-        full = self._full
-        for line in lines:
-            if not line:
+    def _blocks(self, text):
+        groups = self.groups
+        for block in text.split(b'\n\n'):
+            if block[:1] == b'\n':
+                block = block.lstrip(b'\n')
+            if not block:
                 continue
+            if block.startswith(b'goroutine ') and not block.startswith(b'goroutine profile:'):
+                lines = block.split(b'\n', 2 * MAX_FRAMES + 1)
+                m = _FULL_HEAD.match(lines[0])
+                if m is not None:
+                    if self._frames is not None:
+                        self._end()
+                    # A frame is two lines: the function with its arguments
+                    # (pointers that differ between goroutines), then its
+                    # file:line +pc, which does not.  The file lines are the
+                    # stack's key; one sample of the functions is kept.
+                    key = b'\n'.join(lines[2:2 * MAX_FRAMES + 1:2])
+                    if b' in goroutine ' in key:
+                        key = _IN_GOROUTINE.sub(b'', key)
+                    key = (m.group(1), key[:MAX_KEY])
+                    g = groups.get(key)
+                    if g is None:
+                        if len(groups) >= self.max_groups:
+                            self.dropped += 1
+                            self.total += 1
+                            continue
+                        g = groups[key] = _Group(m.group(1), b'\n'.join(lines[1:2 * MAX_FRAMES + 1])[:MAX_KEY * 4])
+                        self.formats.add('full')
+                    g.count += 1
+                    self.total += 1
+                    if m.group(2):
+                        minutes = int(m.group(2))
+                        if minutes > g.minutes:
+                            g.minutes = minutes
+                    continue
+            self._lines(block.split(b'\n'))
+            self._end()
+
+    def _lines(self, lines):
+        """The slow path: grouped (debug=1) records and anything else."""
+        frames = self._frames
+        for line in lines:
+            if len(line) > MAX_LINE:
+                line = line[:MAX_LINE]
+                self.long_lines += 1
             c = line[:1]
-            if c == b'\t':
-                continue  # file:line of the frame above
+            if not line or c == b'\t':
+                continue
             if c == b'#':
-                if frames is not None and not full and len(frames) < MAX_FRAMES:
+                if frames is not None and len(frames) < MAX_FRAMES:
                     parts = line.split(None, 3)
                     if len(parts) >= 3:
                         f = parts[2]
                         i = f.rfind(b'+0x')
                         frames.append((f[:i] if i > 0 else f)[:MAX_FUNC])
                 continue
-            if c == b'g' and line.startswith(b'goroutine '):
+            if line.startswith(b'goroutine profile: total '):
                 self._end()
-                if line.startswith(b'goroutine profile: total '):
-                    frames, full = None, False
-                    try:
-                        self.header_total = int(line[25:].strip())
-                    except ValueError:
-                        pass
-                else:
-                    frames = self._start_full(line)
-                    full = frames is not None
+                frames = None
+                try:
+                    self.header_total = int(line[25:].strip())
+                except ValueError:
+                    pass
                 continue
             if c.isdigit():
                 head, sep, dummy = line.partition(b' @ ')
@@ -159,73 +213,35 @@ class DumpParser(object):
                     self._end()
                     self.formats.add('grouped')
                     self._count = int(head)
-                    self._state = None
-                    self._minutes = 0
-                    self._created = None
                     frames = self._frames = []
-                    full = False
                     continue
-            if full and frames is not None:
-                if c == b'c' and line.startswith(b'created by '):
-                    self._created = _func(line[11:])
-                elif len(frames) < MAX_FRAMES and not line.startswith(b'...'):
-                    if line[-1:] == b')':
-                        i = line.rfind(b'(')
-                        if i > 0:
-                            line = line[:i]
-                    frames.append(line[:MAX_FUNC])
-                continue
             if frames is not None:
                 # any other line ends the record (a log line between dumps)
                 self._end()
-                frames, full = None, False
+                frames = None
         self._frames = frames
-        self._full = full
-
-    def _start_full(self, line):
-        m = _FULL_HEAD.match(line)
-        if not m:
-            self._frames = None
-            self._full = False
-            return None
-        self.formats.add('full')
-        self._count = 1
-        self._state = m.group(2).decode('utf-8', 'replace')
-        minutes = m.group(3)
-        if minutes is None:
-            mm = _MINUTES.search(line)
-            minutes = mm.group(1) if mm else None
-        self._minutes = int(minutes) if minutes else 0
-        self._created = None
-        self._frames = []
-        return self._frames
 
     def _end(self):
         frames = self._frames
+        self._frames = None
         if frames is None or not self._count:
-            self._frames = None
             return
-        self.total += self._count
-        key = (self._state, tuple(frames))
+        count, self._count = self._count, 0
+        self.total += count
+        key = (None, b'\n'.join(frames))
         g = self.groups.get(key)
         if g is None:
             if len(self.groups) >= self.max_groups:
-                self.dropped += self._count
-                self._frames = None
-                self._count = 0
+                self.dropped += count
                 return
-            g = self.groups[key] = _Group(self._state, key[1], self._created)
-        g.count += self._count
-        if self._minutes > g.minutes:
-            g.minutes = self._minutes
-        self._frames = None
-        self._count = 0
+            g = self.groups[key] = _Group(None, key[1])
+        g.count += count
 
     # ---- output ----------------------------------------------------------
     def result(self, top=TOP_GROUPS):
         """{'format', 'goroutines', 'groups' (the TOP largest), 'fingerprints', ...}"""
         self.close()
-        groups = sorted(self.groups.values(), key=lambda g: (-g.count, g.frames))
+        groups = sorted(self.groups.values(), key=lambda g: (-g.count, g.body))
         described = [describe(g) for g in groups]
         fmt = 'mixed' if len(self.formats) > 1 else (next(iter(self.formats)) if self.formats else 'none')
         return {
@@ -358,12 +374,14 @@ def lock_name(frames):
 
 
 def describe(g):
-    frames = _text(g.frames)
+    frames, created = g.frames()
+    frames = _text(frames)
+    state = g.state.decode('utf-8', 'replace') if isinstance(g.state, bytes) else g.state
     comp, op = handler_of(frames)
-    wait = wait_of(g.state, frames)
-    out = {'count': g.count, 'state': g.state, 'wait': wait, 'max_minutes': g.minutes,
+    wait = wait_of(state, frames)
+    out = {'count': g.count, 'state': state, 'wait': wait, 'max_minutes': g.minutes,
            'top': frames[:8], 'component': comp, 'handler': op,
-           'created_by': g.created_by.decode('utf-8', 'replace') if isinstance(g.created_by, bytes) else g.created_by}
+           'created_by': created.decode('utf-8', 'replace') if isinstance(created, bytes) else created}
     if wait == 'lock':
         out['lock'] = lock_name(frames)
     else:

@@ -107,19 +107,20 @@ def test_hostile_input_is_bounded():
     """A line of megabytes is cut, frames past MAX_FRAMES are dropped, distinct
     stacks past max_groups are counted but not kept, and garbage is no dump."""
     p = gs.DumpParser(max_groups=3)
-    long_line = b"goroutine 1 [select]:\n" + b"x" * (3 * gs.MAX_LINE) + b"(0x1)\n\t/f.go:1\n"
-    for i in range(0, len(long_line), 4096):
-        p.feed(long_line[i:i + 4096])
-        assert len(p._rest) <= gs.MAX_LINE
+    long_line = b"goroutine 1 [select]:\n" + b"x" * (3 * gs.MAX_BLOCK) + b"(0x1)\n\t/f.go:1\n"
+    for i in range(0, len(long_line), 65536):
+        p.feed(long_line[i:i + 65536])
+        assert len(p._rest) <= gs.MAX_BLOCK + 65536
     for i in range(10):
-        p.feed(b"goroutine %d [select]:\n" % (i + 2))
-        p.feed(b"".join(b"pkg.f%d_%d()\n\t/f.go:1\n" % (i, j) for j in range(gs.MAX_FRAMES + 20)))
+        p.feed(b"\ngoroutine %d [select]:\n" % (i + 2))
+        p.feed(b"".join(b"pkg.f%d_%d()\n\t/f%d.go:%d\n" % (i, j, i, j) for j in range(gs.MAX_FRAMES + 20)))
     r = p.result()
     assert r["long_lines"] == 1
     assert r["goroutines"] == 11 and r["distinct_stacks"] == 3 and r["ungrouped"] == 8
     assert all(len(g["top"]) <= 8 for g in r["groups"])
-    assert max(len(k[1]) for k in p.groups) == gs.MAX_FRAMES
-    assert max(len(f) for k in p.groups for f in k[1]) <= gs.MAX_FUNC
+    assert max(len(g.frames()[0]) for g in p.groups.values()) == gs.MAX_FRAMES
+    assert max(len(k[1]) for k in p.groups) <= gs.MAX_KEY
+    assert max(len(f) for g in p.groups.values() for f in g.frames()[0]) <= gs.MAX_FUNC
     junk = gs.parse_stream(io.BytesIO(b"\x00\xff not a dump\n" * 1000))
     assert junk["format"] == "none" and junk["goroutines"] == 0 and junk["fingerprints"] == []
 
