@@ -280,8 +280,8 @@ def report_lines(report, report_dir=''):
                  t.get('drained', 0), t.get('would_drain', 0), t.get('skipped', 0), t.get('recurring', 0))]
     groups = (report or {}).get('groups') or {}
     for g in groups.get('by_cause') or []:
-        lines.append('%d node%s: %s (%d container%s)' % (len(g['hosts']), '' if len(g['hosts']) == 1 else 's', g['cause'],
-                                                       g.get('containers', 0), '' if g.get('containers') == 1 else 's'))
+        n, k = len(g['hosts']), g.get('containers', 0)
+        lines.append('%d node%s: %s (%d container%s)' % (n, '' if n == 1 else 's', g['cause'], k, '' if k == 1 else 's'))
     for g in groups.get('by_fingerprint') or []:
         lines.append(g['text'])
     for s in (report or {}).get('hosts') or []:

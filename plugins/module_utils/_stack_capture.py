@@ -45,6 +45,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _default
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _gostacks
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
 
 SIGUSR1_BIT = 1 << (signal.SIGUSR1 - 1)
 # comm (at most 15 characters) -> executable names it may have
@@ -59,7 +60,10 @@ STAMP = 'stacks-capture.stamp'
 BEGIN = b'=== BEGIN goroutine stack dump ==='
 END = b'=== END goroutine stack dump ==='
 READ_CHUNK = 1024 * 1024
-MAX_LOG_READ = 256 * 1024 * 1024
+# what a log grew by after the signal is read whole (a logged dump is one
+# line): bounded; a dump file is streamed, at most MAX_DUMP_READ bytes
+MAX_LOG_READ = 64 * 1024 * 1024
+MAX_DUMP_READ = 4 * 1024 * 1024 * 1024
 POLL = 0.1
 _NAME_RE = re.compile(r'[^A-Za-z0-9_.-]')
 
@@ -120,7 +124,7 @@ def identify(proc, pid):
     if not caught:
         return None, 'does not catch SIGUSR1 (SigCgt): the signal would end it'
     kind = KIND.get(exe_name, 'shim')
-    return Target(pid, st['starttime'], comm, exe_text, kind), None
+    return Target(pid=pid, starttime=st['starttime'], comm=comm, exe=exe_text, kind=kind), None
 
 
 def host_ns(proc, kind):
@@ -136,8 +140,9 @@ def host_ns(proc, kind):
     return ns
 
 
-class RateLimited(Exception):
-    pass
+class RateLimited(HangdoctorError):
+    """A capture this node may not make now (its last one is too recent), or
+    whose stamp file cannot be trusted."""
 
 
 def _rate_limit(lock_dir, min_interval, now):
@@ -287,7 +292,7 @@ def _copy_file(open_dir, target, path, opts):
     fd, st = _open_dump(path)
     try:
         c = _Copy(open_dir, _name(target, 'file'), _header(target, path), opts.stacks_max_bytes)
-        left = MAX_LOG_READ * 4
+        left = MAX_DUMP_READ
         while left > 0:
             data = os.read(fd, READ_CHUNK)
             if not data:
@@ -309,16 +314,17 @@ def _log_blocks(path, offset, pid_field):
     fd, st = _open_dump(path)
     try:
         os.lseek(fd, offset if st.st_size >= offset else 0, os.SEEK_SET)
-        data = b''
+        chunks = []
         left = MAX_LOG_READ
         while left > 0:
             chunk = os.read(fd, min(READ_CHUNK, left))
             if not chunk:
                 break
-            data += chunk
+            chunks.append(chunk)
             left -= len(chunk)
     finally:
         os.close(fd)
+    data = b''.join(chunks)
     out = []
     for line in data.split(b'\n'):
         i = line.find(BEGIN)
@@ -397,7 +403,7 @@ def capture_for(chain, options, evidence_dir, lock_dir=None, proc=None):
         out['refused'].extend({'pid': t.pid, 'reason': 'no evidence directory: %s' % e} for t in targets)
         return out
     try:
-        _signal_and_collect(proc, targets, options, open_dir, out)
+        _signal_and_collect(proc, targets, options, open_dir=open_dir, out=out)
     finally:
         open_dir.close()
     fps = []

@@ -373,8 +373,8 @@ def fleet_groups(summaries):
     fps_out = []
     for (c, fp), hosts in by_fp.items():
         phrase = fingerprint_phrase(fp)
-        fps_out.append({'cause': c, 'fingerprint': fp, 'phrase': phrase, 'hosts': sorted(hosts),
-                        'text': '%d node%s: %s' % (len(hosts), '' if len(hosts) == 1 else 's',
-                                                    '%s in %s' % (c, phrase) if c else phrase)})
+        what = '%s in %s' % (c, phrase) if c else phrase
+        text = '%d node%s: %s' % (len(hosts), '' if len(hosts) == 1 else 's', what)
+        fps_out.append({'cause': c, 'fingerprint': fp, 'phrase': phrase, 'hosts': sorted(hosts), 'text': text})
     fps_out.sort(key=lambda g: (-len(g['hosts']), g['cause'] or '', g['fingerprint']))
     return {'by_cause': causes_out, 'by_fingerprint': fps_out}
