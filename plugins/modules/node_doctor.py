@@ -125,7 +125,8 @@ ansible_facts:
           C(containers) (one row per hung or stuck container), C(stuck_execs) and C(suspects) (compact, with pod, writer,
           pid, age, pipe fill, cause, dump head), C(drained), C(skipped), C(guard), C(guard_needed), C(verify),
           C(kubernetes) (kubelet pid or null, node name, and what C(found) it, remediate mode), C(metrics), C(seconds).
-        - With O(capture_stacks=true) and a hung or stuck container, C(stacks) (also in C(diagnosis.evidence.stacks) of
+        - >-
+          With O(capture_stacks=true) and a hung or stuck container, C(stacks) (also in C(diagnosis.evidence.stacks) of
           each row of C(containers)) with C(files) (C(path), C(sha256), C(bytes), C(source), C(pid), C(kind),
           C(goroutines), C(fingerprints), C(groups)), C(fingerprints) (the blocking chain as stable strings, for example
           C(dockerd: ContainerInspect waits for the container lock held by ContainerExecStart -> containerd Exec)),
