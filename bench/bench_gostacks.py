@@ -86,7 +86,11 @@ def main():
     ap.add_argument("--keep", help="write the dump here and keep it")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    path = args.keep or tempfile.mktemp(prefix="gostacks-bench-", suffix=".log", dir="/var/tmp")
+    if args.keep:
+        path = args.keep
+    else:
+        fd, path = tempfile.mkstemp(prefix="gostacks-bench-", suffix=".log", dir="/var/tmp")
+        os.close(fd)
     try:
         size, goroutines = generate(path, args.size_mb * 1024 * 1024)
         mb = size / 1e6

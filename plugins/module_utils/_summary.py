@@ -362,7 +362,7 @@ def fleet_groups(summaries):
                 entry['containers'] += 1
             for fp in _row_fingerprints(row, host_stacks):
                 if _is_lock_fp(fp):
-                    pair = ['engine_lock'] if 'engine_lock' in causes else [c for c in causes[:1]] or [None]
+                    pair = ['engine_lock'] if 'engine_lock' in causes else causes[:1] or [None]
                 else:
                     pair = [c for c in causes if c != 'engine_lock'] or (causes[:1] or [None])
                 for c in pair:
