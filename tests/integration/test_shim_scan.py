@@ -133,7 +133,9 @@ def test_a_shim_whose_state_folder_is_unknown_falls_back_to_the_full_scan(harnes
         assert address(harness, cid, "v2") in p.unknown, p.as_dict()
         assert str(harness.ctd / "state") not in p.state_dirs
         fast, full = same_findings()
-        assert fast["scan_method"] == "full" and "socket" in fast["scan_fallback_reason"]
+        # with other containerds on the machine its shim's socket is the unknown one; alone, no state is known
+        why = fast["scan_fallback_reason"]
+        assert fast["scan_method"] == "full" and ("socket" in why or "no containerd state folder known" in why), why
         assert [r["writer"]["pid"] for r in fast["stuck_execs"] if r["container_id"] == cid] == [pid]
     finally:
         os.rename(hidden, sock)
