@@ -49,7 +49,7 @@ class NodeDoctorError(HangdoctorError):
 
 
 NodeOptions = namedtuple('NodeOptions', ['mode', 'engine', 'containerd', 'proc', 'scan', 'engine_check', 'guard',
-                                         'drain_run', 'metrics'])
+                                         'drain_run', 'metrics', 'triage', 'triage_actions'])
 
 
 def options(params=None):
@@ -68,7 +68,9 @@ def options(params=None):
         engine_check=_options.ENGINE_CHECK.values(params),
         guard=_options.GUARD.values(params),
         drain_run=_options.drain_run(params, _options.NODE_DOCTOR_DRAIN_NAMES),
-        metrics=_options.METRICS.values(params))
+        metrics=_options.METRICS.values(params),
+        triage=_options.TRIAGE.values(params),
+        triage_actions=_options.TRIAGE_ACTIONS.values(params))
 
 
 def ask_engines(opts, proc_root):
@@ -295,6 +297,9 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     summary['mode'] = opts.mode
     result = {'changed': False, 'stuck_execs': scan['stuck_execs'], 'suspects': scan['suspects'],
               'scanned_processes': scan['scanned_processes'], 'drain': None}
+    if opts.triage.triage:
+        triage_rows(proc, opts, found['table'], scan, run_state=dict(
+            engine_report=engine_report, summary=summary, check_mode=check_mode))
 
     if opts.mode == 'remediate':
         summary, result['drain'] = _remediate(proc, opts, scan, summary, run_state=dict(
@@ -309,6 +314,54 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     result['msg'] = message(summary)
     result['ansible_facts'] = {'hangdoctor': summary}
     return result
+
+
+def _unusual(table):
+    """Whether any process is in a state worth the triage: D, stopped, or a
+    runc init.  One pass over the snapshot already in memory: a healthy node
+    does not load the triage."""
+    for st in table.stats.values():
+        if st and (st['state'] in ('D', 'T', 't') or st['comm'] == 'runc:[2:INIT]'):
+            return True
+    return False
+
+
+def triage_rows(proc, opts, table, scan, run_state):
+    """Give every container row of the summary in RUN_STATE its
+    ``diagnosis`` (causes, chain, evidence, action, done), adding rows for
+    containers whose processes are in an unusual state although the engine
+    answers for them.  Safe actions (thaw, reap) only in mode remediate."""
+    summary = run_state['summary']
+    unusual = _unusual(table)
+    if not summary['containers'] and not unusual:
+        return
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _triage
+    tr, acts = opts.triage, opts.triage_actions
+    settings = _triage.Settings(confirm_interval=min(opts.proc.confirm_interval, 1.0),
+                                pileup_min_count=tr.pileup_min_count,
+                                stale_exec_min_age_seconds=tr.stale_exec_min_age_seconds)
+    engine_report = run_state['engine_report']
+    targets = [r['container_id'] for r in summary['containers']]
+    if unusual:
+        extra = _triage.suspect_containers(proc, table, _triage.suspicious(table))
+        wanted = opts.scan.container_ids
+        for cid in extra:
+            if wanted and not any(_summary.same_container(cid, w) for w in wanted):
+                continue
+            if not any(_summary.same_container(cid, t) for t in targets):
+                targets.append(cid)
+                summary['containers'].append(_summary.container_row(cid, engine_report))
+    found = _triage.diagnose(proc, table, targets, engine_report=engine_report, stuck_execs=scan['stuck_execs'],
+                             settings=settings)
+    act = opts.mode == 'remediate' and not run_state['check_mode']
+    for row in summary['containers']:
+        diag = found.get(row['container_id'])
+        if diag is None:
+            continue
+        if act and (acts.thaw or acts.reap_stale_execs):
+            _triage.act(proc, diag, thaw=acts.thaw, reap=acts.reap_stale_execs)
+        row['diagnosis'] = _triage.public(diag)
+        row['causes'] = list(diag['causes'])
 
 
 def _remediate(proc, opts, scan, summary, run_state):

@@ -39,6 +39,8 @@ extends_documentation_fragment:
   - hangdoctor.runtime.metrics
   - hangdoctor.runtime.engine_check
   - hangdoctor.runtime.guard
+  - hangdoctor.runtime.triage
+  - hangdoctor.runtime.triage_actions
 attributes:
   check_mode:
     support: full
@@ -133,7 +135,7 @@ def main():
         argument_spec=_options.argument_spec(
             _options.ENGINE, _options.CONTAINERD, _options.PROC, _options.SCAN,
             (_options.DRAIN, _options.NODE_DOCTOR_DRAIN_NAMES), _options.EVIDENCE, _options.METRICS,
-            _options.ENGINE_CHECK, _options.GUARD,
+            _options.ENGINE_CHECK, _options.GUARD, _options.TRIAGE, _options.TRIAGE_ACTIONS,
             mode=dict(type='str', choices=['detect', 'remediate'], default='detect'),
         ),
         supports_check_mode=True,
