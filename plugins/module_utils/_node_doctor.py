@@ -316,14 +316,24 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     return result
 
 
-def _unusual(table):
-    """Whether any process is in a state worth the triage: D, stopped, or a
-    runc init.  One pass over the snapshot already in memory: a healthy node
-    does not load the triage."""
+def _unusual(table, pileup_min_count):
+    """Whether any process is in a state worth the triage: D, stopped, a
+    runc init, or a shim with PILEUP_MIN_COUNT children started a second or
+    more after its first (exec processes).  One pass over the snapshot already in memory: a
+    healthy node does not load the triage."""
     for st in table.stats.values():
         if st and (st['state'] in ('D', 'T', 't') or st['comm'] == 'runc:[2:INIT]'):
             return True
+    for shim in _shims(table):
+        starts = sorted(s['starttime'] for s in (table.get(c) for c in table.children(shim)) if s)
+        # execs come after the container's init (one second: 100 clock ticks at the usual 100 Hz)
+        if len([t for t in starts[1:] if t - starts[0] > 100]) >= pileup_min_count:
+            return True
     return False
+
+
+def _shims(table):
+    return [p for p, st in table.stats.items() if st and st['comm'].startswith(('containerd-shim', 'docker-containe'))]
 
 
 def triage_rows(proc, opts, table, scan, run_state):
@@ -332,27 +342,30 @@ def triage_rows(proc, opts, table, scan, run_state):
     containers whose processes are in an unusual state although the engine
     answers for them.  Safe actions (thaw, reap) only in mode remediate."""
     summary = run_state['summary']
-    unusual = _unusual(table)
+    tr, acts = opts.triage, opts.triage_actions
+    unusual = _unusual(table, tr.pileup_min_count)
     if not summary['containers'] and not unusual:
         return
     from ansible_collections.hangdoctor.runtime.plugins.module_utils import _triage
-    tr, acts = opts.triage, opts.triage_actions
     settings = _triage.Settings(confirm_interval=min(opts.proc.confirm_interval, 1.0),
                                 pileup_min_count=tr.pileup_min_count,
                                 stale_exec_min_age_seconds=tr.stale_exec_min_age_seconds)
     engine_report = run_state['engine_report']
     targets = [r['container_id'] for r in summary['containers']]
+    extra = []
     if unusual:
-        extra = _triage.suspect_containers(proc, table, _triage.suspicious(table))
         wanted = opts.scan.container_ids
-        for cid in extra:
+        for cid in _triage.suspect_containers(proc, table, _triage.suspicious(table, tr.pileup_min_count)):
             if wanted and not any(_summary.same_container(cid, w) for w in wanted):
                 continue
-            if not any(_summary.same_container(cid, t) for t in targets):
-                targets.append(cid)
-                summary['containers'].append(_summary.container_row(cid, engine_report))
-    found = _triage.diagnose(proc, table, targets, engine_report=engine_report, stuck_execs=scan['stuck_execs'],
-                             settings=settings)
+            if not any(_summary.same_container(cid, t) for t in targets + extra):
+                extra.append(cid)
+    found = _triage.diagnose(proc, table, targets + extra, engine_report=engine_report,
+                             stuck_execs=scan['stuck_execs'], settings=settings)
+    for cid in extra:
+        # a container the engine answers for gets a row only for a cause proven
+        if found[cid]['causes'] != ['unknown']:
+            summary['containers'].append(_summary.container_row(cid, engine_report))
     act = opts.mode == 'remediate' and not run_state['check_mode']
     for row in summary['containers']:
         diag = found.get(row['container_id'])

@@ -124,12 +124,12 @@ def syscall_name(nr, machine):
     return SYSCALL_NAMES.get(machine, SYSCALL_NAMES['x86_64']).get(nr)
 
 
-def suspicious(table):
-    """Container ids cannot be told from the process table alone, so this
-    says only whether any shim has a descendant worth a closer look: a
-    process in D (uninterruptible; the v1 freezer shows as D too), a stopped
-    shim, or a runc init that is a direct child of a shim (created, never
-    started).  Cheap: one pass over the snapshot's states."""
+def suspicious(table, pileup_min_count=3):
+    """Pids worth a closer look, from the process table alone: a process in
+    D (uninterruptible; the v1 freezer shows as D too) under a shim, a
+    stopped shim, a runc init that is a direct child of a shim (created,
+    never started), a shim with PILEUP_MIN_COUNT children started a second or more
+    after its first (exec processes).  Cheap: one pass over the snapshot."""
     shims = set(tree.shim_pids(table))
     if not shims:
         return []
@@ -138,7 +138,9 @@ def suspicious(table):
         if not st:
             continue
         if pid in shims:
-            if st['state'] in ('T', 't'):
+            kids = [table.get(c) for c in table.children(pid)]
+            starts = sorted(s['starttime'] for s in kids if s)
+            if st['state'] in ('T', 't') or len([t for t in starts[1:] if t - starts[0] > 100]) >= pileup_min_count:
                 out.append(pid)
             continue
         if st['state'] == 'D' or (st['comm'] in tree.RUNC_INIT_COMMS and st['ppid'] in shims):
@@ -414,10 +416,14 @@ def _freezer_state(proc, cg):
             continue
         rel = '/sys/fs/cgroup/%s%s/%s' % (mount + '/' if mount else '', path.strip('/'), name)
         rel = rel.replace('//', '/')
-        full = proc.host_view(1, rel)
-        try:
-            text = _procfs.read_regular_file(full, 64, timeout=1.0, truncate=True)
-        except (ProcError, OSError):
+        text = None
+        for full in _host_paths(proc, rel):
+            try:
+                text = _procfs.read_regular_file(full, 64, timeout=1.0, truncate=True)
+                break
+            except (ProcError, OSError):
+                continue
+        if text is None:
             continue
         if isinstance(text, bytes):
             text = text.decode('ascii', 'replace')
@@ -426,6 +432,16 @@ def _freezer_state(proc, cg):
             return ('FROZEN' if text == '1' else 'THAWED'), rel
         return text, rel
     return None, None
+
+
+def _host_paths(proc, path):
+    """Where the host's PATH is: under PID 1's root (the host's view also
+    from a pod with the host's /proc), and when that cannot be entered (PID 1
+    more privileged than us) and PROC is our own /proc, PATH itself."""
+    out = [proc.host_view(1, path)]
+    if os.path.realpath(proc.root) == '/proc':
+        out.append(path)
+    return out
 
 
 def _engine_entry(engine_report, container_id):
@@ -480,10 +496,13 @@ def diagnose_container(ctx, container_id, record=None, engine_report=None, setti
             'progress': record.get('evidence')}
 
     # frozen_cgroup
-    frozen_wchan = [p for p in procs + chain if p['role'] in ('process', 'runc_init') and p['wchan'] in FREEZER_WCHANS
-                    and p['wchan'] != 'get_signal']
     cg = cgroups(proc, members[0]) if members else {}
     fstate, fpath = _freezer_state(proc, cg) if cg else (None, None)
+    # A freezable sleep is frozen in place (state D, the wchan where it
+    # slept); a task that wakes meets the refrigerator.
+    frozen_wchan = [p for p in procs + chain if p['role'] in ('process', 'runc_init') and (
+        (p['wchan'] in FREEZER_WCHANS and p['wchan'] != 'get_signal')
+        or (fstate in ('FROZEN', 'FREEZING') and p['state'] == 'D'))]
     paused = (entry or {}).get('state') == 'paused' if entry and entry.get('state') else None
     if fstate in ('FROZEN', 'FREEZING') or frozen_wchan:
         ev = {'freezer_state': fstate, 'freezer_file': fpath, 'engine_paused': paused,
@@ -702,12 +721,16 @@ def _thaw(proc, diagnosis):
                                              'did not say whether it paused the container')
     if not fpath or fstate not in ('FROZEN', 'FREEZING'):
         return 'not thawed: no frozen freezer file found'
-    full = proc.host_view(1, fpath)
     value = b'0' if fpath.endswith('cgroup.freeze') else b'THAWED'
-    try:
-        fd = os.open(full, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
-    except OSError as e:
-        return 'not thawed: %s: %s' % (fpath, e.strerror or e)
+    fd, err = None, None
+    for full in _host_paths(proc, fpath):
+        try:
+            fd = os.open(full, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
+            break
+        except OSError as e:
+            err = e
+    if fd is None:
+        return 'not thawed: %s: %s' % (fpath, err.strerror or err)
     try:
         if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
             return 'not thawed: %s is not a regular file' % fpath

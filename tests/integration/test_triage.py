@@ -7,10 +7,13 @@ import signal
 import subprocess
 import time
 
+import json
+import sys
+
 import pytest
 
-from conftest import run_module
-from harness import hdharness
+import hdharness
+from conftest import collections_path, run_module
 from test_runc_pipe_drain import assert_stuck, new_container
 
 
@@ -93,3 +96,188 @@ def test_healthy_containers_get_no_diagnosis(harness, release, tmp_path):
     assert harness.inspect_answers(cid, timeout=3.0)
     res, rows = node_doctor(harness, tmp_path, [cid])
     assert cid not in rows and rows == {}, rows
+
+
+# ---- helpers for the other causes --------------------------------------------
+
+def docker(*args, timeout=30):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env=HARNESS_ENV[0],
+                          check=True).stdout.strip()
+
+
+def shim_of(cid):
+    pid = init_pid(cid)
+    shim = hdharness.proc_ppid(pid)
+    assert hdharness.proc_comm(shim).startswith("containerd-shim"), hdharness.proc_comm(shim)
+    return shim
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+TRIAGE = r"""
+import json, sys
+sys.path.insert(0, %(coll)r)
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs, _runtime_tree, _triage
+proc = _procfs.Proc('/proc')
+table = _runtime_tree.ProcessTable.snapshot(proc)
+d = _triage.diagnose(proc, table, [%(cid)r], settings=_triage.Settings(confirm_interval=0.5))
+print(json.dumps(_triage.public(d[%(cid)r])))
+"""
+
+
+def triage_direct(cid):
+    """The diagnosis of CID asked directly (a container no engine or scan flags)."""
+    out = subprocess.run([sys.executable, "-c", TRIAGE % {"coll": collections_path(), "cid": cid}],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.fixture
+def stopped():
+    """Processes a test stopped are resumed, frozen cgroups thawed, even when it fails."""
+    pids, freezers = [], []
+    yield pids, freezers
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    for path in freezers:
+        try:
+            with open(path, "w") as f:
+                f.write("THAWED")
+        except OSError:
+            pass
+
+
+def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp_path, stopped):
+    cid = new_container(harness)
+    pid = init_pid(cid)
+    state = freezer_dir(cid) + "/freezer.state"
+    stopped[1].append(state)
+    with open(state, "w") as f:
+        f.write("FROZEN")
+    wait_for(lambda: read(state) == "FROZEN", 10, "the freezer")
+    # the hang is real: the container's init is frozen (a freezable sleep is frozen in place: state D, the
+    # wchan where it slept; a task that wakes meets the refrigerator), and docker top, which asks runc, hangs
+    wait_for(lambda: hdharness.proc_state(pid) == "D", 10, "the init to freeze")
+
+    res, rows = node_doctor(harness, tmp_path, [cid])
+    diag = rows[cid]["diagnosis"]
+    assert diag["causes"] == ["frozen_cgroup"], diag
+    ev = diag["evidence"]["frozen_cgroup"]
+    assert ev["freezer_state"] == "FROZEN" and ev["engine_paused"] is False, ev
+    assert ev["freezer_file"].endswith("/%s/freezer.state" % cid), ev
+    assert pid in ev["frozen_pids"], ev
+    assert read(state) == "FROZEN", "detect must not thaw"
+
+    # thaw only when asked
+    res, rows = node_doctor(harness, tmp_path, [cid], mode="remediate", require_guard="never")
+    assert read(state) == "FROZEN" and rows[cid]["diagnosis"]["done"] is None
+    res, rows = node_doctor(harness, tmp_path, [cid], mode="remediate", require_guard="never", thaw=True)
+    assert rows[cid]["diagnosis"]["done"].startswith("thawed"), rows[cid]["diagnosis"]
+    wait_for(lambda: read(state) == "THAWED", 10, "the thaw")
+
+
+def test_decoy_engine_paused_container_is_not_frozen_cgroup(harness, release, tmp_path, stopped):
+    cid = new_container(harness)
+    state = freezer_dir(cid) + "/freezer.state"
+    docker("pause", cid)
+    stopped[1].append(state)
+    wait_for(lambda: read(state) == "FROZEN", 10, "docker pause")
+    try:
+        res, rows = node_doctor(harness, tmp_path, [cid], mode="remediate", require_guard="never", thaw=True)
+        assert cid not in rows or "frozen_cgroup" not in rows[cid]["diagnosis"]["causes"], rows
+        assert read(state) == "FROZEN", "a container the engine paused must never be thawed"
+        res, dummy = run_module("hung_container_info", {"docker_host": harness.docker_host, "inspect_timeout": 2})
+        (entry,) = [c for c in res["containers"] if c["id"] == cid]
+        assert entry["state"] == "paused" and entry["responsive"] is True and "diagnosis" not in entry, entry
+    finally:
+        docker("unpause", cid)
+
+
+def test_stopped_shim_is_shim_unresponsive(harness, release, tmp_path, stopped):
+    cid = new_container(harness)
+    shim = shim_of(cid)
+    os.kill(shim, signal.SIGSTOP)
+    stopped[0].append(shim)
+    wait_for(lambda: hdharness.proc_state(shim) == "T", 10, "the shim to stop")
+    res, rows = node_doctor(harness, tmp_path, [cid])
+    diag = rows[cid]["diagnosis"]
+    assert diag["causes"] == ["shim_unresponsive"], diag
+    assert diag["evidence"]["shim_unresponsive"]["pid"] == shim
+    assert hdharness.proc_state(shim) == "T", "the shim is left as it was"
+
+
+LINE = "x" * 200
+
+
+def test_stdout_blocked_behind_a_stopped_shim_is_stdio_stall(harness, release, tmp_path, stopped):
+    # the writer starts after a pause, once the shim is stopped; 4 MB is far more than the pipe holds
+    cmd = ("sh", "-c", "sleep 3; i=0; while [ $i -lt 20000 ]; do echo %s; i=$((i+1)); done; sleep 100000" % LINE)
+    cid = harness.run_container("triage-stdio-%d" % os.getpid(), cmd=cmd)
+    shim = shim_of(cid)
+    pid = init_pid(cid)
+    os.kill(shim, signal.SIGSTOP)
+    stopped[0].append(shim)
+    # the hang is real: the container's process sits in write(2) on fd 1, the pipe full
+    wait_for(lambda: hdharness.syscall_of(pid)[:2] in (["1", "0x1"], ["64", "0x1"]), 30, "the writer to block")
+    queued, cap = hdharness.pipe_fill(pid, fd=1)
+    assert queued > cap - 4096, (queued, cap)  # every page in use: a 201-byte line fits in none
+    res, rows = node_doctor(harness, tmp_path, [cid])
+    diag = rows[cid]["diagnosis"]
+    assert diag["causes"] == ["stdio_stall", "shim_unresponsive"], diag
+    (w,) = diag["evidence"]["stdio_stall"]["writers"]
+    assert w["pid"] == pid and w["fd"] == 1 and w["queued"] == queued
+    assert any(r["pid"] == shim for r in w["readers"]), w
+
+
+def test_decoy_progressing_writer_is_not_stdio_stall(harness, release, tmp_path):
+    cmd = ("sh", "-c", "i=0; while [ $i -lt 400000 ]; do echo %s; i=$((i+1)); done; sleep 100000" % LINE)
+    cid = harness.run_container("triage-busy-%d" % os.getpid(), cmd=cmd)
+    pid = init_pid(cid)
+    diag = triage_direct(cid)
+    alive = hdharness.proc_state(pid)
+    assert "stdio_stall" not in diag["causes"], diag
+    res, rows = node_doctor(harness, tmp_path, [cid])
+    assert cid not in rows, rows
+    assert alive in ("R", "S", "D"), alive
+
+
+def test_stale_exec_pileup_is_named_and_reaped_only_when_asked(harness, release, tmp_path):
+    cid = new_container(harness)
+    time.sleep(2)  # execs start well after the container's init
+    for dummy in range(3):
+        docker("exec", "-d", cid, "sleep", "100000")
+    init = init_pid(cid)
+    shim = shim_of(cid)
+    execs = wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_ppid(p) == shim and p != init
+                              and hdharness.proc_comm(p) == "sleep"] or None, 20, "the execs")
+    wait_for(lambda: len([p for p in hdharness.pids() if hdharness.proc_ppid(p) == shim and p != init
+                          and hdharness.proc_comm(p) == "sleep"]) == 3, 20, "three execs")
+    time.sleep(5)
+    res, rows = node_doctor(harness, tmp_path, [cid], stale_exec_min_age_seconds=5)
+    diag = rows[cid]["diagnosis"]
+    assert diag["causes"] == ["exec_pileup"], diag
+    assert diag["evidence"]["exec_pileup"]["count"] == 3
+    assert all(os.path.exists("/proc/%d" % p) for p in execs), "detect reaps nothing"
+
+    res, rows = node_doctor(harness, tmp_path, [cid], stale_exec_min_age_seconds=5, mode="remediate",
+                            require_guard="never", reap_stale_execs=True)
+    assert rows[cid]["diagnosis"]["done"].startswith("reaped 3"), rows[cid]["diagnosis"]
+    wait_for(lambda: not any(os.path.exists("/proc/%d" % p) for p in execs), 10, "the reap")
+    assert hdharness.proc_state(init) in ("S", "R"), "the container's own process is left alone"
+    assert harness.inspect_answers(cid, timeout=3.0)
