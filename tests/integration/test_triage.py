@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import json
+from pathlib import Path
 import sys
 
 import pytest
@@ -281,3 +282,72 @@ def test_stale_exec_pileup_is_named_and_reaped_only_when_asked(harness, release,
     wait_for(lambda: not any(os.path.exists("/proc/%d" % p) for p in execs), 10, "the reap")
     assert hdharness.proc_state(init) in ("S", "R"), "the container's own process is left alone"
     assert harness.inspect_answers(cid, timeout=3.0)
+
+
+@pytest.fixture
+def fuse_server():
+    procs = []
+    yield procs
+    for p in procs:
+        p.kill()
+        p.wait(timeout=10)
+
+
+def test_process_on_a_fuse_mount_that_never_answers_is_uninterruptible_io(harness, release, tmp_path, fuse_server):
+    cmd = ("sh", "-c", "mkdir -p /fuse; while [ ! -e /go ]; do sleep 0.1; done; cat /fuse/x; sleep 100000")
+    cid = harness.run_container("triage-fuse-%d" % os.getpid(), cmd=cmd)
+    pid = init_pid(cid)
+    server = subprocess.Popen([sys.executable, str(Path(hdharness.__file__).parent / "fuse_never.py"), str(pid),
+                               "/fuse", "/go"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fuse_server.append(server)
+    assert server.stdout.readline().strip() == "mounted", server.stderr.read()
+    # the hang is real: cat (a child of the container's sh) sits in D waiting for the file system
+    cat = wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_ppid(p) == pid
+                            and hdharness.proc_comm(p) == "cat" and hdharness.proc_state(p) == "D"], 20, "cat in D")
+    time.sleep(1.0)
+    assert hdharness.proc_state(cat[0]) == "D"
+
+    res, rows = node_doctor(harness, tmp_path, [cid])
+    diag = rows[cid]["diagnosis"]
+    assert diag["causes"] == ["uninterruptible_io"], diag
+    (p,) = diag["evidence"]["uninterruptible_io"]["processes"]
+    assert p["pid"] == cat[0] and p["comm"] == "cat" and p["wchan"], p
+    assert any("fuse" in frame for frame in p["stack"] or []), p
+    assert "nothing is safe" in diag["action"]
+
+
+def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_path):
+    name = "triage-fifo-%d" % os.getpid()
+    cid = docker("create", "--name", name, "--network", "none", "--runtime", hdharness.FAULT_RUNTIME,
+                 hdharness.IMAGE, "sleep", "100000")
+    harness.hold_start(cid)
+    starter = harness.docker_bg("start", cid)
+    try:
+        # the hang is real: a runc init of the container waits opening exec.fifo under its shim
+        init = wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
+                                 and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
+                                 and cid in open("/proc/%d/cgroup" % p).read()], 30, "runc init on exec.fifo")
+        assert not harness.inspect_answers(cid, timeout=1.0)
+
+        # node_doctor asks the engine about running containers only: this one is "created"
+        res, rows = node_doctor(harness, tmp_path, [cid])
+        diag = rows[cid]["diagnosis"]
+        assert diag["causes"] == ["exec_fifo_wait"], diag
+        (ev,) = diag["evidence"]["exec_fifo_wait"]["runc_init"]
+        assert ev["pid"] == init[0]
+        link = next(x for x in diag["chain"] if x["pid"] == init[0])
+        assert link["role"] == "runc_init" and link["blocking_fd"]["kind"] == "fifo", link
+        assert any(x["role"] == "runc" and x["comm"] == "runc" for x in diag["chain"]), diag["chain"]
+
+        # asked about every container, the engine does not answer for it: its start holds the lock
+        res, dummy = run_module("hung_container_info", {"docker_host": harness.docker_host, "inspect_timeout": 2,
+                                                        "include_stopped": True})
+        (entry,) = [c for c in res["containers"] if c["id"] == cid]
+        assert entry["responsive"] is False
+        diag = entry["diagnosis"]
+        assert diag["causes"] == ["exec_fifo_wait", "engine_lock"], diag
+        holder = diag["evidence"]["engine_lock"]["holder"]
+        assert any(h["role"] == "runc" for h in holder), holder
+    finally:
+        harness.release_start(cid)
+        starter.wait(timeout=60)

@@ -234,7 +234,7 @@ class Harness:
         self.check_prereqs()
         if self.is_up():
             return self
-        for d in (self.bin, self.fault / "armed", self.fault / "records", self.ctd, self.dkr):
+        for d in (self.bin, self.fault / "armed", self.fault / "records", self.fault / "hold-start", self.ctd, self.dkr):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
         self._build_fault_runtime()
@@ -410,6 +410,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         p = self.fault / "armed" / cid
         p.write_text(f"{size or self.dump_size} {count} {pipe_size}\n")
 
+    def hold_start(self, cid):
+        """The next ``runc start`` of CID waits until ``release_start``: its
+        runc init waits opening exec.fifo (a created, never started container)."""
+        (self.fault / "hold-start" / cid).write_text("")
+
+    def release_start(self, cid=None):
+        for p in (self.fault / "hold-start").glob(cid or "*"):
+            p.unlink()
+
     def disarm(self, cid):
         try:
             (self.fault / "armed" / cid).unlink()
@@ -490,6 +499,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     def release_all(self):
         """Undo every injected hang: kill the fault runtime's processes (both
         the runc:[2:INIT] child and its parent, or the parent blocks again)."""
+        self.release_start()
         for f in (self.fault / "armed").glob("*"):
             f.unlink(missing_ok=True)
         for dummy in range(3):
