@@ -45,8 +45,8 @@ CAUSES = (
     ('frozen_cgroup',
      "the container's processes (or its runc init) sit in the cgroup freezer while the engine does not report the "
      'container paused',
-     'freezer.state FROZEN (cgroup v1) or cgroup.freeze 1 (v2), processes waiting in __refrigerator / '
-     'do_freezer_trap, and the engine does not say paused',
+     'freezer.state FROZEN (cgroup v1) or cgroup.freeze 1 (v2), its processes frozen (state D where they slept, or '
+     'in __refrigerator / do_freezer_trap), and the engine does not say paused',
      'report; thaw only with thaw=true and only when the engine does not report the container paused'),
     ('exec_fifo_wait',
      'runc init of a created container waits opening exec.fifo for a runc start that never came',
