@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import json
+import shutil
 from pathlib import Path
 import sys
 
@@ -61,8 +62,47 @@ def _env(harness):
     yield
 
 
-def test_pipe_deadlock_is_pipe_full_init_and_engine_lock(harness, release, tmp_path):
-    cid = new_container(harness)
+RULES = Path(__file__).resolve().parents[2] / "extras" / "prometheus" / "hangdoctor.rules.yml"
+
+
+def alert_fires_on(prom_text, tmp_path, cid):
+    """promtool's unit test of HangdoctorHangCause on the series of a metrics
+    file node_doctor really wrote (as node_exporter would expose them)."""
+    import yaml
+    series = []
+    for line in prom_text.splitlines():
+        if line.startswith("hangdoctor_container_cause{"):
+            labels = line[line.index("{") + 1:line.rindex("}")]
+            series.append({"series": "hangdoctor_container_cause{%s,instance=\"n1\",job=\"node\"}" % labels,
+                           "values": "1x10"})
+    assert series, prom_text
+    names = [s["series"] for s in series]
+    causes = sorted(n.split('cause="')[1].split('"')[0] for n in names)
+    (tmp_path / "hangdoctor.rules.yml").write_text(RULES.read_text())
+    exp = [{"exp_labels": {"severity": "warning", "instance": "n1", "job": "node", "namespace": "", "pod": "",
+                           "container": c.split('container="')[1].split('"')[0], "container_id": cid[:12], "cause": cause}}
+           for c, cause in zip(sorted(names, key=lambda n: n.split('cause="')[1]), causes)]
+    for e in exp:
+        e["exp_labels"] = dict((k, v) for k, v in e["exp_labels"].items() if v != "")
+        lab = e["exp_labels"]
+        e["exp_annotations"] = {
+            "summary": "Container of pod / hangs: %s on n1" % lab["cause"],
+            "description": "hangdoctor named the cause %s for container %s (%s) of pod /. The runbook has a section per "
+                           "cause: what proves it and what is safe to do." % (lab["cause"], lab["container"], cid[:12]),
+            "runbook_url": "https://github.com/hangdoctor/hangdoctor.runtime/blob/main/docs/runbook.md#hangdoctorhangcause"}
+    test = {"rule_files": ["hangdoctor.rules.yml"], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series,
+                       "alert_rule_test": [{"alertname": "HangdoctorHangCause", "eval_time": "6m", "exp_alerts": exp}]}]}
+    (tmp_path / "t.yml").write_text(yaml.safe_dump(test))
+    r = subprocess.run(["promtool", "test", "rules", "t.yml"], cwd=str(tmp_path), capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return causes
+
+
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_pipe_deadlock_is_pipe_full_init_and_engine_lock(harness, release, tmp_path, layout):
+    cid = new_container(harness, layout=layout)
     exec_proc, pid = harness.hang(cid)
     assert_stuck(harness, cid, pid)
 
@@ -79,6 +119,11 @@ def test_pipe_deadlock_is_pipe_full_init_and_engine_lock(harness, release, tmp_p
     holder = diag["evidence"]["engine_lock"]["holder"]
     assert any(h["pid"] == pid for h in holder), holder
     assert "drain" in diag["action"]
+    # the metrics carry the causes, and the alert fires on what was really written
+    prom = (tmp_path / "metrics" / "hangdoctor.prom").read_text()
+    assert 'cause="pipe_full_init"} 1' in prom.split("hangdoctor_hung_container{", 1)[1].splitlines()[0], prom
+    if shutil.which("promtool"):
+        assert alert_fires_on(prom, tmp_path, cid) == ["engine_lock", "pipe_full_init"]
 
     # runc_exec_info gives the same diagnosis for the stuck exec it proves
     res, dummy = run_module("runc_exec_info", {"container_ids": [cid], "confirm_interval": 0.3})
@@ -164,8 +209,9 @@ def stopped():
             pass
 
 
-def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp_path, stopped):
-    cid = new_container(harness)
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp_path, stopped, layout):
+    cid = new_container(harness, layout=layout)
     pid = init_pid(cid)
     state = freezer_dir(cid) + "/freezer.state"
     stopped[1].append(state)
@@ -210,8 +256,9 @@ def test_decoy_engine_paused_container_is_not_frozen_cgroup(harness, release, tm
         docker("unpause", cid)
 
 
-def test_stopped_shim_is_shim_unresponsive(harness, release, tmp_path, stopped):
-    cid = new_container(harness)
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_stopped_shim_is_shim_unresponsive(harness, release, tmp_path, stopped, layout):
+    cid = new_container(harness, layout=layout)
     shim = shim_of(cid)
     os.kill(shim, signal.SIGSTOP)
     stopped[0].append(shim)
