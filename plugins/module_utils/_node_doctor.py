@@ -427,11 +427,19 @@ def _engine_words(summary):
     return 'engine answers'
 
 
+def _causes_words(summary):
+    named = ['%s: %s' % (r.get('name') or (r.get('container_id') or '')[:12], '+'.join(r['causes']))
+             for r in summary.get('containers') or [] if r.get('causes')]
+    return '; causes: %s' % ', '.join(named) if named else ''
+
+
 def message(summary):
     """The one line a person reads at 3 a.m."""
     s = summary
     if s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped'):
-        return '%s: %s' % (s.get('host'), _summary.host_line(s))
+        return '%s: %s%s' % (s.get('host'), _summary.host_line(s), _causes_words(s))
+    if _causes_words(s):
+        return '%s: no stuck exec, no hung container%s' % (s.get('host'), _causes_words(s))
     if s.get('scan_partial'):
         # never "no stuck exec" when the scan did not look at everything
         line = '%s: scan PARTIAL, stuck execs unknown (%s; %s processes scanned, %s)' % (
