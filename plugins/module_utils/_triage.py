@@ -717,8 +717,8 @@ def act(proc, diagnosis, thaw=False, reap=False):
 def _thaw(proc, diagnosis):
     fstate, fpath, paused = diagnosis['_freezer']
     if paused is not False:
-        return 'not thawed: the engine %s' % ('reports the container paused' if paused else
-                                             'did not say whether it paused the container')
+        why = 'reports the container paused' if paused else 'did not say whether it paused the container'
+        return 'not thawed: the engine %s' % why
     if not fpath or fstate not in ('FROZEN', 'FREEZING'):
         return 'not thawed: no frozen freezer file found'
     value = b'0' if fpath.endswith('cgroup.freeze') else b'THAWED'

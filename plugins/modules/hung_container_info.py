@@ -215,11 +215,11 @@ containers:
       sample: inspect did not answer within 3.0s
     diagnosis:
       description:
-        - Only for a hung container (RV(containers[].responsive=false)) with O(triage=true) - why it hangs, from
-          C(/proc): C(causes) (ids of docs/causes/, for example V(pipe_full_init) and V(engine_lock)), the wait
+        - Only for a hung container (RV(containers[].responsive=false)) with O(triage=true) - why it hangs, read
+          from C(/proc) - C(causes) (ids of docs/causes/, for example V(pipe_full_init) and V(engine_lock)), the wait
           C(chain) (engine, shim, runc, runc init, the container's processes; each with pid, comm, state, wchan,
           syscall, age, the fd it blocks on with its peers, and the kernel stack), C(evidence) per cause, the safe
-          C(action), and C(done) (always null here: this module changes nothing).
+          C(action), and C(done) (always null here, this module changes nothing).
         - Without root (C(/proc) of other processes unreadable) the cause is V(unknown) with the reason in
           C(evidence).
       type: dict
