@@ -398,3 +398,38 @@ def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_
     finally:
         harness.release_start(cid)
         starter.wait(timeout=60)
+
+
+def test_decoy_slow_but_answering_inspect_is_not_engine_lock(harness, release, tmp_path):
+    """dockerd holds the container's lock for about a second (a slow start), and
+    inspect answers within its deadline: slow is not hung, no engine_lock."""
+    import threading
+    name = "triage-slow-%d" % os.getpid()
+    cid = docker("create", "--name", name, "--network", "none", "--runtime", hdharness.FAULT_RUNTIME,
+                 hdharness.IMAGE, "sleep", "100000")
+    harness.hold_start(cid)
+    starter = harness.docker_bg("start", cid)
+    try:
+        wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
+                          and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
+                          and cid in open("/proc/%d/cgroup" % p).read()], 30, "the held start")
+        # released 4 s after the module's own process started (ansible takes seconds to get there)
+        def release_later():
+            # cmdline only of python processes: a stuck runc init's cmdline read never ends
+            wait_for(lambda: any("AnsiballZ_hung_container_info" in " ".join(hdharness.proc_cmdline(p))
+                                 for p in hdharness.pids() if (hdharness.proc_comm(p) or "").startswith("python")),
+                     60, "the module")
+            time.sleep(4.0)
+            harness.release_start(cid)
+        timer = threading.Thread(target=release_later)
+        timer.start()
+        res, dummy = run_module("hung_container_info", {"docker_host": harness.docker_host, "inspect_timeout": 30,
+                                                        "include_stopped": True})
+        timer.join()
+        (entry,) = [c for c in res["containers"] if c["id"] == cid]
+        # the inspect really waited for the lock, and answered
+        assert entry["responsive"] is True and entry["latency_ms"] >= 500, entry
+        assert "diagnosis" not in entry and cid not in res["hung"], entry
+    finally:
+        harness.release_start(cid)
+        starter.wait(timeout=60)
