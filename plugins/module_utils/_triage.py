@@ -377,10 +377,35 @@ def _runc_role(ctx, pid):
     return 'runc_init' if tree.is_runc_comm(parent) else 'runc'
 
 
-def _engine_pid(ctx, engine_name):
-    comms = ('dockerd',) if engine_name != 'containerd' else ('containerd',)
-    pids = ctx.table.pids_with_comm(comms)
-    return pids[0] if pids else None
+DEFAULT_ENGINE_SOCKETS = {'docker': '/var/run/docker.sock', 'containerd': '/run/containerd/containerd.sock'}
+
+
+def _engine_pid(ctx, engine_name, address=None):
+    """The engine daemon's pid: the only dockerd (containerd) of the node,
+    or, where several run, the one whose argv names ADDRESS (its socket; a
+    daemon without a socket option listens on the default).  None rather
+    than a guess."""
+    name = 'containerd' if engine_name == 'containerd' else 'docker'
+    pids = ctx.table.pids_with_comm(('containerd',) if name == 'containerd' else ('dockerd',))
+    if len(pids) <= 1:
+        return pids[0] if pids else None
+    path = (address or '').replace('unix://', '', 1) or DEFAULT_ENGINE_SOCKETS[name]
+    default = path in (DEFAULT_ENGINE_SOCKETS[name], '/run/docker.sock')
+    found = []
+    for pid in pids:
+        argv = ctx.argv(pid)
+        if any(path in a for a in argv[1:]):
+            found.append(pid)
+        elif default and not any(a.startswith(('-H', '--host', '--address', '-a')) for a in argv[1:]):
+            found.append(pid)
+    return found[0] if len(found) == 1 else None
+
+
+def _engine_address(engine_report, engine_name):
+    for e in (engine_report or {}).get('engines') or []:
+        if e.get('name') == (engine_name or 'docker'):
+            return e.get('address')
+    return ((engine_report or {}).get('engine') or {}).get('docker_host')
 
 
 # ---- sampling and classification --------------------------------------------
@@ -470,7 +495,7 @@ def diagnose_container(ctx, container_id, record=None, engine_report=None, setti
     shim = container_shim(ctx, container_id, record)
     runcs, members = _members(ctx, shim, container_id) if shim else ([], [])
     chain_pids = set([shim] if shim else []) | set(runcs) | set(members)
-    engine_pid = _engine_pid(ctx, engine_name)
+    engine_pid = _engine_pid(ctx, engine_name, _engine_address(engine_report, engine_name)) if engine_name else None
     if engine_pid:
         chain_pids.add(engine_pid)
 

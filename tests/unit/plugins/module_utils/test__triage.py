@@ -250,3 +250,14 @@ def test_public_diagnosis_has_exactly_the_contract_keys(fake):
 def test_a_hostile_cgroup_path_is_not_read(fake, tmp_path):
     (fake.root / "101" / "cgroup").write_text("12:freezer:/../../etc\n")
     assert _triage._freezer_state(fake.proc(), _triage.cgroups(fake.proc(), 101)) == (None, None)
+
+
+def test_the_engine_link_is_the_daemon_of_the_engine_asked_never_a_guess(fake):
+    fake.add(60, "dockerd", 1, argv=["/usr/bin/dockerd", "-H", "unix:///tmp/h/d.sock", "--data-root", "/tmp/h/data"])
+    rep = engine(responsive=False)
+    rep["engines"][0]["address"] = "unix:///tmp/h/d.sock"
+    assert [x["pid"] for x in run(fake, engine=rep)["chain"] if x["role"] == "engine"] == [60]
+    rep["engines"][0]["address"] = "unix:///var/run/docker.sock"
+    assert [x["pid"] for x in run(fake, engine=rep)["chain"] if x["role"] == "engine"] == [50]
+    fake.add(61, "dockerd", 1)  # two daemons on the default socket: cannot tell
+    assert [x for x in run(fake, engine=rep)["chain"] if x["role"] == "engine"] == []
