@@ -316,24 +316,37 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     return result
 
 
+_SHIM_PREFIXES = ('containerd-shim', 'docker-containe')
+_UNUSUAL_STATES = frozenset(('D', 'T', 't'))
+
+
 def _unusual(table, pileup_min_count):
     """Whether any process is in a state worth the triage: D, stopped, a
     runc init, or a shim with PILEUP_MIN_COUNT children started a second or
-    more after its first (exec processes).  One pass over the snapshot already in memory: a
-    healthy node does not load the triage."""
-    for st in table.stats.values():
-        if st and (st['state'] in ('D', 'T', 't') or st['comm'] == 'runc:[2:INIT]'):
+    more after its first (exec processes).  Two plain passes over the
+    snapshot already in memory: a healthy node does not load the triage."""
+    stats = table.stats
+    shims = set()
+    for pid, st in stats.items():
+        if st is None:
+            continue
+        if st['state'] in _UNUSUAL_STATES or st['comm'] == 'runc:[2:INIT]':
             return True
-    for shim in _shims(table):
-        starts = sorted(s['starttime'] for s in (table.get(c) for c in table.children(shim)) if s)
-        # execs come after the container's init (one second: 100 clock ticks at the usual 100 Hz)
-        if len([t for t in starts[1:] if t - starts[0] > 100]) >= pileup_min_count:
-            return True
+        if st['comm'].startswith(_SHIM_PREFIXES):
+            shims.add(pid)
+    if not shims:
+        return False
+    starts = {}
+    for st in stats.values():
+        if st is not None and st['ppid'] in shims:
+            starts.setdefault(st['ppid'], []).append(st['starttime'])
+    for times in starts.values():
+        if len(times) > pileup_min_count:
+            first = min(times)
+            # execs come after the container's init (one second: 100 clock ticks at the usual 100 Hz)
+            if sum(1 for t in times if t - first > 100) >= pileup_min_count:
+                return True
     return False
-
-
-def _shims(table):
-    return [p for p, st in table.stats.items() if st and st['comm'].startswith(('containerd-shim', 'docker-containe'))]
 
 
 def triage_rows(proc, opts, table, scan, run_state):

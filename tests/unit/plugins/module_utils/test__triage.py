@@ -261,3 +261,17 @@ def test_the_engine_link_is_the_daemon_of_the_engine_asked_never_a_guess(fake):
     assert [x["pid"] for x in run(fake, engine=rep)["chain"] if x["role"] == "engine"] == [50]
     fake.add(61, "dockerd", 1)  # two daemons on the default socket: cannot tell
     assert [x for x in run(fake, engine=rep)["chain"] if x["role"] == "engine"] == []
+
+
+def test_the_healthy_path_gate_loads_the_triage_only_for_unusual_tables(fake):
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_doctor
+    table = tree.ProcessTable.snapshot(fake.proc())
+    assert _node_doctor._unusual(table, 3) is False
+    for pid, start in ((110, 300), (111, 300)):
+        fake.add(pid, "sleep", 100, cgroup=CID, start=start)
+    assert _node_doctor._unusual(tree.ProcessTable.snapshot(fake.proc()), 3) is False
+    fake.add(112, "sleep", 100, cgroup=CID, start=300)
+    assert _node_doctor._unusual(tree.ProcessTable.snapshot(fake.proc()), 3) is True  # three execs after the init
+    assert _node_doctor._unusual(tree.ProcessTable.snapshot(fake.proc()), 4) is False
+    fake.add(120, "cat", 101, state="D", cgroup=CID)
+    assert _node_doctor._unusual(tree.ProcessTable.snapshot(fake.proc()), 4) is True
