@@ -16,7 +16,8 @@ import pytest
 
 import hdharness
 from conftest import collections_path, run_module
-from test_cri import cri, cri_release  # noqa: F401 (fixtures)
+# the CRI harness's fixtures
+from test_cri import cri, cri_release  # noqa: F401  # pylint: disable=unused-import
 from test_runc_pipe_drain import assert_stuck, new_container
 
 
@@ -414,6 +415,7 @@ def test_decoy_slow_but_answering_inspect_is_not_engine_lock(harness, release, t
         wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
                           and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
                           and cid in open("/proc/%d/cgroup" % p).read()], 30, "the held start")
+
         # released 4 s after the module's own process started (ansible takes seconds to get there)
         def release_later():
             # cmdline only of python processes: a stuck runc init's cmdline read never ends
