@@ -392,6 +392,8 @@ def triage_rows(proc, opts, table, scan, run_state):
             _triage.act(proc, diag, thaw=acts.thaw, reap=acts.reap_stale_execs)
         row['diagnosis'] = _triage.public(diag)
         row['causes'] = list(diag['causes'])
+
+
 def capture_stacks(proc, opts, scan, summary):
     """Goroutine stacks of the daemons on the chain of the hung or stuck
     containers (capture_stacks): once per node, before any drain changes the
