@@ -96,3 +96,6 @@ hd_log "after: ctr task ps answers again"
 time timeout 5 ctr --address "$CONTAINERD_ADDRESS" -n k8s.io task ps "$APP_ID"
 ls -l "$CRI/evidence/"
 
+
+# ---- the triage: three containers hung by three different causes -------------
+bash "$HD_ROOT/scripts/demo_triage.sh"

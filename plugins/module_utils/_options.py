@@ -418,3 +418,30 @@ STACKS = Group('stacks', [
 ], doc='Goroutine stacks of the Go daemons on a hung container\'s chain.')
 
 GROUPS = GROUPS + (STACKS,)
+
+
+# ---- triage: the cause of a hung container, and its safe actions (issue 24) ----
+TRIAGE = Group('triage', [
+    option('triage', type='bool', default=True, doc=[
+        'Name the cause of every container that does not answer, has a stuck exec, or has a process in an '
+        'unusual state (D, a stopped shim, a runc init that was never started), with its wait chain and evidence '
+        '(C(diagnosis) of each container). A node without such a container costs nothing extra.']),
+    option('stale_exec_min_age_seconds', type='float', default=300, bounds=(0.0, 30 * DAY, True), doc=[
+        'An exec process older than this counts as stale for C(exec_pileup).']),
+    option('pileup_min_count', type='int', default=3, bounds=(1, 100000, True), doc=[
+        'At least this many stale exec processes in one container make C(exec_pileup).']),
+], doc='Naming the cause of a hung container and its safe actions.')
+
+TRIAGE_ACTIONS = Group('triage_actions', [
+    option('thaw', type='bool', default=False, doc=[
+        'With O(mode=remediate), thaw a container found in C(frozen_cgroup) (write C(THAWED) to its '
+        'C(freezer.state), or C(0) to C(cgroup.freeze)). Only when the engine answered for the container and does not report it paused; '
+        'never in check mode.']),
+    option('reap_stale_execs', type='bool', default=False, doc=[
+        'With O(mode=remediate), kill (SIGKILL) the stale exec processes of a container found in '
+        'C(exec_pileup): children of its shim in its cgroup other than its init, older than O(stale_exec_min_age_seconds). Never the shim, the engine, '
+        'a runc process or the container\'s own processes; identity re-checked right before; never in check '
+        'mode.']),
+], doc='The safe actions a node check may take on a diagnosed container (off by default).')
+
+GROUPS = GROUPS + (TRIAGE, TRIAGE_ACTIONS)
