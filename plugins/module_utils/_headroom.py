@@ -1,0 +1,256 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hangdoctor developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Thread and memory headroom of each running container (private module_utils).
+
+A new ``runc init`` joins the container's cgroups; its Go runtime aborts with
+``pthread_create failed: Resource temporarily unavailable`` when the pids
+cgroup is at ``pids.max`` or the memory cgroup is at its limit, and writes
+the crash dump that deadlocks on the shim's pipe.  The containers are found
+as the children of the shims (their init processes); their cgroups are read
+from ``/proc/PID/cgroup`` and the cgroup files (v1 and v2), small kernel files
+a workload cannot replace.  Names come from the bundle's ``config.json``
+annotations (CRI) or Docker's ``config.v2.json`` (name and labels).
+Target-side code: Python 3.6+ syntax and stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree
+
+_ID_IN_PATH = re.compile(r'([0-9a-f]{64})(?:\.scope)?$')
+MAX_CGROUP_FILE = 64 * 1024
+
+
+def parse_proc_cgroup(text):
+    """{'v2': path or None, 'pids': path, 'memory': path} from /proc/PID/cgroup."""
+    out = {'v2': None}
+    for line in text.splitlines():
+        parts = line.split(':', 2)
+        if len(parts) != 3:
+            continue
+        hid, controllers, path = parts
+        if hid == '0' and controllers == '':
+            out['v2'] = path
+            continue
+        for c in controllers.split(','):
+            if c in ('pids', 'memory'):
+                out[c] = path
+    return out
+
+
+def container_id_of(path):
+    """The 64-hex container id a cgroup path ends with (docker/<id>,
+    docker-<id>.scope, cri-containerd-<id>.scope, kubepods/.../<id>), or None."""
+    if not path:
+        return None
+    m = _ID_IN_PATH.search(path.rstrip('/').rsplit('/', 1)[-1])
+    return m.group(1) if m else None
+
+
+def _read_value(path):
+    """The first line of a cgroup file, or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0))
+    except OSError:
+        return None
+    try:
+        return os.read(fd, MAX_CGROUP_FILE).decode('ascii', 'replace')
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _int(text):
+    if text is None:
+        return None
+    text = text.strip().split('\n')[0].strip()
+    if text == 'max':
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _events(text):
+    out = {}
+    for line in (text or '').splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+# v1 reports "no limit" as a huge page-aligned number
+_V1_UNLIMITED = 1 << 62
+
+
+def read_limits(cgroup_root, cgroups):
+    """pids/memory limits and usage of one process's CGROUPS (parse_proc_cgroup)."""
+    out = {'cgroup_version': None, 'pids_max': None, 'pids_current': None, 'memory_limit': None,
+           'memory_usage': None, 'memory_events': {}}
+    if cgroups.get('pids') or cgroups.get('memory'):
+        out['cgroup_version'] = 1
+        pdir = os.path.join(cgroup_root, 'pids', cgroups.get('pids', '').lstrip('/'))
+        mdir = os.path.join(cgroup_root, 'memory', cgroups.get('memory', '').lstrip('/'))
+        out['pids_max'] = _int(_read_value(os.path.join(pdir, 'pids.max')))
+        out['pids_current'] = _int(_read_value(os.path.join(pdir, 'pids.current')))
+        limit = _int(_read_value(os.path.join(mdir, 'memory.limit_in_bytes')))
+        out['memory_limit'] = limit if limit is not None and limit < _V1_UNLIMITED else None
+        out['memory_usage'] = _int(_read_value(os.path.join(mdir, 'memory.usage_in_bytes')))
+        events = {}
+        failcnt = _int(_read_value(os.path.join(mdir, 'memory.failcnt')))
+        if failcnt is not None:
+            events['max'] = failcnt
+        oom = _events(_read_value(os.path.join(mdir, 'memory.oom_control')))
+        if 'oom_kill' in oom:
+            events['oom_kill'] = oom['oom_kill']
+        out['memory_events'] = events
+    elif cgroups.get('v2') is not None:
+        out['cgroup_version'] = 2
+        d = os.path.join(cgroup_root, cgroups['v2'].lstrip('/'))
+        out['pids_max'] = _int(_read_value(os.path.join(d, 'pids.max')))
+        out['pids_current'] = _int(_read_value(os.path.join(d, 'pids.current')))
+        out['memory_limit'] = _int(_read_value(os.path.join(d, 'memory.max')))
+        out['memory_usage'] = _int(_read_value(os.path.join(d, 'memory.current')))
+        ev = _events(_read_value(os.path.join(d, 'memory.events')))
+        out['memory_events'] = dict((k, ev[k]) for k in ('max', 'oom', 'oom_kill') if k in ev)
+    return out
+
+
+def assess_container(limits, pids_min, memory_min_ratio):
+    """(risk reasons, score) of one container's LIMITS: higher score, nearer a failing runc init."""
+    reasons = []
+    score = 0.0
+    pmax, pcur = limits.get('pids_max'), limits.get('pids_current')
+    if pmax is not None and pcur is not None:
+        headroom = pmax - pcur
+        limits['pids_headroom'] = headroom
+        if headroom <= 0:
+            reasons.append('pids_at_limit')
+            score += 100
+        elif headroom < pids_min:
+            reasons.append('pids_low_headroom')
+            score += 50 + (pids_min - headroom)
+    else:
+        limits['pids_headroom'] = None
+    mlim, muse = limits.get('memory_limit'), limits.get('memory_usage')
+    if mlim and muse is not None:
+        free = max(0, mlim - muse)
+        limits['memory_headroom_bytes'] = free
+        ratio = free / float(mlim)
+        if ratio < memory_min_ratio:
+            reasons.append('memory_near_limit')
+            score += 40 + 40 * (1 - ratio / memory_min_ratio if memory_min_ratio else 1)
+    else:
+        limits['memory_headroom_bytes'] = None
+    ev = limits.get('memory_events') or {}
+    if ev.get('oom_kill') or ev.get('oom'):
+        reasons.append('memory_oom_seen')
+        score += 10
+    return reasons, score
+
+
+def _name_of(proc, shim_pid, cid, docker_roots):
+    """{'name', 'pod_namespace', 'pod_name', 'container_name'} of container CID of SHIM_PID."""
+    out = {'name': None, 'pod_namespace': None, 'pod_name': None, 'container_name': None}
+    cwd = proc.cwd(shim_pid)
+    config = None
+    if cwd and cwd.startswith('/'):
+        # under CRI one shim serves a pod: each container's bundle is a sibling of the shim's
+        bundle = os.path.join(os.path.dirname(cwd.rstrip('/')), cid)
+        config = _runtime_tree._read_json(proc.host_view(shim_pid, os.path.join(bundle, 'config.json')))
+    pod = _runtime_tree.pod_from_mapping((config if isinstance(config, dict) else {}).get('annotations'))
+    if pod['name'] is None and docker_roots is not None:
+        cfg = docker_roots.config(cid, None, proc.ns(shim_pid, 'mnt'))
+        if isinstance(cfg, dict):
+            if isinstance(cfg.get('Name'), str):
+                out['name'] = cfg['Name'].lstrip('/')
+            if isinstance(cfg.get('Config'), dict):
+                found = _runtime_tree.pod_from_mapping(cfg['Config'].get('Labels'))
+                pod = dict((k, pod[k] if pod[k] is not None else found[k]) for k in pod)
+    out['pod_namespace'], out['pod_name'], out['container_name'] = pod['namespace'], pod['name'], pod['container']
+    if out['name'] is None:
+        out['name'] = pod['container']
+    return out
+
+
+def containers(proc, table, cgroup_root='/sys/fs/cgroup', cmdline_timeout=1.0):
+    """[{'container_id', 'pid', 'shim_pid', names..., limits...}] of every
+    container whose init is a child of a shim."""
+    docker_roots = _runtime_tree.DockerRoots(proc, table, cmdline_timeout)
+    out = []
+    seen = set()
+    for shim in _runtime_tree.shim_pids(table):
+        for child in table.children(shim):
+            if _runtime_tree.is_runc_comm(table.comm(child)) or table.comm(child) in _runtime_tree.RUNC_INIT_COMMS:
+                continue  # a runc exec / runc init of an exec, not a container
+            try:
+                with open(proc.path(child, 'cgroup')) as f:
+                    cg = parse_proc_cgroup(f.read(MAX_CGROUP_FILE))
+            except (IOError, OSError):
+                continue
+            cid = container_id_of(cg.get('pids') or cg.get('memory') or cg.get('v2'))
+            if not cid or cid in seen:
+                continue
+            seen.add(cid)
+            rec = {'container_id': cid, 'pid': child, 'shim_pid': shim}
+            rec.update(_name_of(proc, shim, cid, docker_roots))
+            rec.update(read_limits(cgroup_root, cg))
+            out.append(rec)
+    return out
+
+
+def exec_containers(proc, table, cmdline_timeout=1.0):
+    """Container ids with a ``runc exec`` running now (an exec probe, most likely)."""
+    out = set()
+    for pid, role in _runtime_tree.exec_candidates(table):
+        if role != 'runc_exec':
+            continue
+        try:
+            cid = _runtime_tree.exec_container_id(proc.cmdline(pid, cmdline_timeout))
+        except ProcError:
+            continue
+        if cid:
+            out.add(cid)
+    return out
+
+
+def _known(rec, names):
+    for n in names:
+        if not n:
+            continue
+        if rec['container_id'].startswith(n.lower()) or n in (rec.get('name'), rec.get('container_name')):
+            return True
+        if rec.get('pod_name') and n in ('%s/%s' % (rec.get('pod_namespace'), rec['pod_name']),
+                                         '%s/%s/%s' % (rec.get('pod_namespace'), rec['pod_name'], rec.get('container_name'))):
+            return True
+    return False
+
+
+def assess(proc, table, options=None):
+    """{'containers': [...] sorted by risk, 'at_risk': [ids]}.
+
+    OPTIONS: 'cgroup_root', 'pids_min', 'memory_min_ratio', 'exec_probe_containers'
+    (ids, names, ``namespace/pod`` or ``namespace/pod/container`` known to run
+    exec probes), 'cmdline_timeout'."""
+    opts = dict({'cgroup_root': '/sys/fs/cgroup', 'pids_min': 8, 'memory_min_ratio': 0.05,
+                 'exec_probe_containers': [], 'cmdline_timeout': 1.0}, **(options or {}))
+    recs = containers(proc, table, opts['cgroup_root'], opts['cmdline_timeout'])
+    execing = exec_containers(proc, table, opts['cmdline_timeout'])
+    for rec in recs:
+        reasons, score = assess_container(rec, opts['pids_min'], opts['memory_min_ratio'])
+        rec['risk_reasons'] = reasons
+        rec['exec_probe'] = rec['container_id'] in execing or _known(rec, opts['exec_probe_containers'])
+        rec['risk_score'] = round(score, 2)
+        rec['at_risk'] = bool(reasons and set(reasons) - set(['memory_oom_seen']))
+    # exec-probe containers first (they are the ones that exec), then by risk
+    recs.sort(key=lambda r: (not r['at_risk'], not r['exec_probe'], -r['risk_score'], r['container_id']))
+    return {'containers': recs, 'at_risk': [r['container_id'] for r in recs if r['at_risk']]}
