@@ -1,0 +1,335 @@
+"""node_risk on real state: the pipe capacity a real shim would give its next
+exec under a lowered fs.pipe-user-pages-soft (a root shim keeps full pipes on
+this kernel, a real containerd shim running as an unprivileged user does not),
+the drain of a real stuck exec on a small pipe under that limit, real
+containers at and below their pids limit, and the versions of the installed
+binaries."""
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import hdharness
+from conftest import collections_path, run_module
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _versions  # noqa: E402
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc  # noqa: E402
+
+SOFT = "/proc/sys/fs/pipe-user-pages-soft"
+NOBODY = 65534
+ONE_PAGE = 4096
+
+
+def read_soft():
+    with open(SOFT) as f:
+        return int(f.read())
+
+
+def write_soft(value):
+    with open(SOFT, "w") as f:
+        f.write("%d\n" % value)
+
+
+@pytest.fixture
+def low_pipe_soft():
+    """fs.pipe-user-pages-soft at 1 page for the test; the value found is
+    put back even when the test fails."""
+    before = read_soft()
+    write_soft(1)
+    try:
+        yield before
+    finally:
+        write_soft(before)
+        assert read_soft() == before
+
+
+@pytest.fixture
+def nobody_shim():
+    """A real containerd-shim-runc-v2 serving (on fd 3, as containerd starts
+    it) under uid/gid 65534 with no capabilities: a rootless engine's shim."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="hd-risk-shim-"))  # pytest's tmp_path is not reachable for uid 65534
+    os.chmod(tmp_path, 0o755)
+    work = tmp_path / "shim-bundle"
+    work.mkdir()
+    os.chown(work, NOBODY, NOBODY)
+    os.mkfifo(work / "log")
+    os.chmod(work / "log", 0o666)  # mkfifo honours the umask
+    log = os.open(work / "log", os.O_RDONLY | os.O_NONBLOCK)  # the shim opens its log FIFO for writing
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "shim.sock"))
+    listener.listen(8)
+
+    def as_fd3():
+        os.dup2(listener.fileno(), 3)
+
+    p = subprocess.Popen(["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups",
+                          "containerd-shim-runc-v2", "-namespace", "hdrisk", "-id", "risk-probe",
+                          "-address", str(tmp_path / "containerd.sock"), "-publish-binary", "/bin/true"],
+                         cwd=str(work), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=as_fd3, pass_fds=tuple(set([listener.fileno(), 3])))
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and hdharness.proc_comm(p.pid) != "containerd-shim":
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert p.poll() is None, p.communicate()
+        status = open("/proc/%d/status" % p.pid).read()
+        assert re.search(r"^Uid:\s+%d\s" % NOBODY, status, re.M) and re.search(r"^CapEff:\s+0+$", status, re.M)
+        yield p
+    finally:
+        p.kill()
+        p.communicate()
+        listener.close()
+        os.close(log)
+        shutil.rmtree(tmp_path)
+
+
+def engine_with(result, pid):
+    found = [e for e in result["pipe"]["engines"] if pid in e["pids"]]
+    assert len(found) == 1, (pid, result["pipe"])
+    return found[0]
+
+
+def shim_of_container(cid):
+    for pid in hdharness.pids():
+        if hdharness.proc_comm(pid) == "containerd-shim" and cid in " ".join(hdharness.proc_cmdline(pid) or []):
+            return pid
+    raise AssertionError("no shim for %s" % cid)
+
+
+def test_pipe_capacity_of_a_root_shim_and_of_an_unprivileged_shim(harness, release, nobody_shim, tmp_path):
+    cid = harness.run_container("risk-root-shim", "v2")
+    root_shim = shim_of_container(cid)
+    args = {"risk_checks": ["pipe"], "metrics_dir": str(tmp_path / "metrics")}
+
+    # at the default limit both get full pipes: no false alarm
+    if read_soft() >= 16384:
+        res, dummy = run_module("node_risk", args)
+        assert res["_status"] == "SUCCESS", res
+        assert engine_with(res, nobody_shim.pid)["capacity"] == 65536
+        assert engine_with(res, root_shim)["collapsed"] is False
+
+    before = read_soft()
+    write_soft(1)
+    try:
+        res, dummy = run_module("node_risk", args)
+    finally:
+        write_soft(before)
+    assert res["_status"] == "SUCCESS", res
+    assert res["changed"] is False and res["pipe"]["limits"]["soft_pages"] == 1
+    root = engine_with(res, root_shim)
+    assert root["uid"] == 0 and root["capabilities_exempt"] is True
+    assert root["capacity"] == 65536 and root["collapsed"] is False, root
+    nobody = engine_with(res, nobody_shim.pid)
+    assert nobody["engine"] == "containerd-uid%d" % NOBODY and nobody["uid"] == NOBODY
+    assert nobody["capabilities_exempt"] is False
+    # current kernels cut an unprivileged user's new pipes to two pages
+    assert nobody["capacity"] == 2 * ONE_PAGE and nobody["collapsed"] is True, nobody
+    assert nobody["deadlock_dump_bytes"] == 2 * ONE_PAGE + 1
+    assert nobody["user_pipes"] >= 2  # the shim's own stdout/stderr pipes at least
+    assert "pipe_capacity" in res["at_risk"] and "containerd-uid65534: 8192 bytes" in res["msg"]
+    text = (tmp_path / "metrics" / "hangdoctor_risk.prom").read_text()
+    assert 'hangdoctor_pipe_capacity_bytes{engine="containerd-uid65534"} 8192' in text
+    assert 'hangdoctor_pipe_capacity_collapsed{engine="containerd-uid65534"} 1' in text
+    assert 'hangdoctor_node_at_risk{reason="pipe_capacity"} 1' in text
+    assert 'hangdoctor_pipe_user_pages_soft 1' in text
+
+
+def test_mitigation_raises_the_soft_limit_and_never_lowers_it(low_pipe_soft, nobody_shim, tmp_path):
+    conf = tmp_path / "sysctl.d" / "90-hangdoctor-pipe.conf"
+    conf.parent.mkdir()
+    conf.write_text("fs.pipe-user-pages-soft = 1\n")
+    args = {"risk_checks": ["pipe"], "mitigate": True, "sysctl_file": str(conf), "metrics_dir": ""}
+
+    res, dummy = run_module("node_risk", args, check=True)
+    assert res["_status"] == "CHANGED" and res["changed"] is True, res
+    assert res["mitigation"]["action"] == "raise" and res["mitigation"]["after"] == 65536
+    assert read_soft() == 1 and conf.read_text() == "fs.pipe-user-pages-soft = 1\n"
+
+    res, dummy = run_module("node_risk", args)
+    assert res["_status"] == "CHANGED" and res["changed"] is True, res
+    assert read_soft() == 65536
+    assert "fs.pipe-user-pages-soft = 65536" in conf.read_text()
+    backup = res["mitigation"]["backup"]
+    assert backup and open(backup).read() == "fs.pipe-user-pages-soft = 1\n"
+    assert stat.S_IMODE(os.stat(conf).st_mode) == 0o644
+
+    # the unprivileged shim's next pipe is full again; a second run changes nothing
+    res, dummy = run_module("node_risk", args)
+    assert res["changed"] is False, res
+    assert engine_with(res, nobody_shim.pid)["capacity"] == 65536
+    assert read_soft() == 65536
+
+    # at or above the configured value nothing is touched, even with capacity
+    # collapsed: here the user holds more pipe pages than the limit (leaked pipes)
+    write_soft(16384)
+    leaker = hold_pipes(NOBODY, 1100)  # 1100 pipes x 16 pages > 16384
+    try:
+        res, dummy = run_module("node_risk", dict(args, pipe_user_pages_soft=16384))
+        nobody = engine_with(res, nobody_shim.pid)
+        assert nobody["collapsed"] is True and nobody["user_pipes"] >= 1100, nobody
+        assert res["changed"] is False and read_soft() == 16384, res
+        assert "never lowered" in res["mitigation"]["reason"]
+        res, dummy = run_module("node_risk", dict(args, pipe_user_pages_soft=65536))
+        assert res["changed"] is True and read_soft() == 65536, res
+    finally:
+        leaker.kill()
+        leaker.wait()
+
+
+def hold_pipes(uid, count):
+    """A process of UID that holds COUNT pipes open (created under its own uid)."""
+    def more_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4 * count, 4 * count))
+    code = ("import os,sys,time\nps=[os.pipe() for i in range(%d)]\nsys.stdout.write('ready\\n')\n"
+            "sys.stdout.flush()\ntime.sleep(600)\n" % count)
+    p = subprocess.Popen(["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", sys.executable,
+                          "-c", code], stdout=subprocess.PIPE, preexec_fn=more_fds)
+    assert p.stdout.readline() == b"ready\n"
+    return p
+
+
+def test_drain_of_a_stuck_exec_on_a_small_pipe_under_the_low_limit(harness, release, low_pipe_soft, tmp_path):
+    cid = harness.run_container("risk-small-pipe", "v2")
+    exec_proc, pid = harness.hang(cid, size=64 * 1024, pipe_size=ONE_PAGE)
+    assert pid is not None and exec_proc.poll() is None, "no deadlock"
+    ev = hdharness.evidence(pid)
+    assert ev["capacity"] == ONE_PAGE and ev["queued"] == ONE_PAGE
+    res, dummy = run_module("runc_pipe_drain", {
+        "container_ids": [cid], "min_age_seconds": 0, "evidence_dir": str(tmp_path / "evidence"),
+        "docker_host": harness.docker_host, "confirm_interval": 0.3, "timeout": 10, "max_evidence_bytes": 0})
+    assert res["_status"] == "CHANGED", res
+    (entry,) = [d for d in res["drained"] if d["container_id"] == cid]
+    assert entry["unblocked"] is True, entry
+    length, dummy, dump = harness.record(pid)
+    assert entry["bytes"] >= length == 64 * 1024
+    assert dump in open(entry["evidence_path"], "rb").read()  # every byte of the dump kept
+    exec_proc.wait(timeout=10)
+    assert harness.inspect_answers(cid, timeout=5)
+
+
+def run_limited(harness, name, pids_limit, cmd):
+    if harness.container_id(name):
+        harness.docker("rm", "-f", name, timeout=30, check=True)
+    r = harness.docker("run", "-d", "--name", name, "--network", "none", "--pids-limit", str(pids_limit),
+                       hdharness.IMAGE, "sh", "-c", cmd, timeout=60, check=True)
+    return r.stdout.strip()
+
+
+def test_container_at_its_pids_limit_is_flagged_and_one_with_headroom_is_not(harness, release, tmp_path):
+    # sh and two sleeps: three pids, the limit
+    full = run_limited(harness, "risk-pids-full", 3, "sleep 100000 & sleep 100000 & wait")
+    roomy = run_limited(harness, "risk-pids-roomy", 100, "sleep 100000 & wait")
+    deadline = time.monotonic() + 10
+    cg = None
+    while time.monotonic() < deadline:
+        res, dummy = run_module("node_risk", {"risk_checks": ["headroom"], "metrics_dir": str(tmp_path / "m"),
+                                              "exec_probe_containers": ["risk-pids-roomy"]})
+        assert res["_status"] == "SUCCESS", res
+        mine = dict((c["container_id"], c) for c in res["headroom"]["containers"] if c["container_id"] in (full, roomy))
+        cg = mine.get(full)
+        if cg and cg["pids_current"] == 3 and roomy in mine:
+            break
+        time.sleep(0.3)
+    assert cg and cg["pids_max"] == 3 and cg["pids_current"] == 3, mine
+    assert cg["name"] == "risk-pids-full" and cg["pids_headroom"] == 0
+    assert cg["at_risk"] is True and "pids_at_limit" in cg["risk_reasons"]
+    other = mine[roomy]
+    assert other["pids_max"] == 100 and other["pids_headroom"] == 98 and other["at_risk"] is False, other
+    assert other["exec_probe"] is True and cg["exec_probe"] is False
+    order = [c["container_id"] for c in res["headroom"]["containers"]]
+    assert order.index(full) < order.index(roomy)
+    assert full in res["headroom"]["at_risk"] and roomy not in res["headroom"]["at_risk"]
+    assert "container_headroom" in res["at_risk"]
+    text = (tmp_path / "m" / "hangdoctor_risk.prom").read_text()
+    assert re.search(r'hangdoctor_container_pids_headroom\{[^}]*container="risk-pids-full",container_id="%s"'
+                     r',exec_probe="false"\} 0\n' % full[:12], text), text
+    assert re.search(r'container="risk-pids-roomy",container_id="%s",exec_probe="true"\} 98\n' % roomy[:12], text)
+
+
+def test_versions_of_the_installed_binaries(tmp_path):
+    cache = tmp_path / "cache" / "versions.json"
+    res, dummy = run_module("node_risk", {"risk_checks": ["versions"], "version_cache": str(cache), "metrics_dir": ""})
+    assert res["_status"] == "SUCCESS", res
+    comps = dict((c["component"], c) for c in res["versions"]["components"])
+    for component, package in (("runc", "runc"), ("containerd", "containerd"), ("dockerd", "docker.io"),
+                               ("shim", "containerd")):
+        pkg = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True,
+                             check=True).stdout
+        assert comps[component]["error"] is None, comps[component]
+        # Debian's package version starts with the upstream version the binary prints
+        assert pkg.startswith(comps[component]["version"].lstrip("v")), (component, pkg, comps[component])
+    assert re.match(r"^\d+\.\d+", comps["runc"]["go_version"])
+    assert res["versions"]["kernel"] == os.uname().release
+    assert "No containerd, runc or Docker version fixes the pipe deadlock" in res["versions"]["note"]
+    ids = [a["id"] for a in res["versions"]["advisories"]]
+    assert "pipe_deadlock_unfixed" in ids
+    assert res["versions"]["cache"]["written"] is True and stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+    assert res["versions"]["cache"]["hits"] == 0
+    res2, dummy = run_module("node_risk", {"risk_checks": ["versions"], "version_cache": str(cache), "metrics_dir": ""})
+    assert res2["versions"]["cache"]["hits"] == len(comps) and res2["versions"]["components"] == res["versions"]["components"]
+
+
+@pytest.fixture
+def root_dir():
+    """A directory whose every ancestor is root's and writable by nobody else
+    (pytest's tmp_path is under the sticky, world-writable /tmp)."""
+    d = tempfile.mkdtemp(prefix="hd-risk-", dir=os.path.expanduser("~"))
+    os.chmod(d, 0o755)
+    try:
+        yield Path(d)
+    finally:
+        shutil.rmtree(d)
+
+
+def test_a_binary_that_is_not_root_owned_is_not_run(root_dir):
+    tmp_path = root_dir
+    d = tmp_path / "bin"
+    d.mkdir()
+    marker = tmp_path / "ran"
+    runc = d / "runc"
+    runc.write_text("#!/bin/sh\ntouch %s\necho 'runc version 1.3.1'\n" % marker)
+    runc.chmod(0o755)
+    os.chmod(d, 0o777)  # writable by others: anyone could have replaced it
+    res = _versions.assess(Proc("/proc"), {"dirs": [str(d)], "cache_path": ""})
+    (entry,) = res["components"]
+    assert entry["version"] is None and entry["error"].startswith("not run:"), entry
+    assert not marker.exists() and res["advisories"] == []
+    os.chmod(d, 0o755)
+    res = _versions.assess(Proc("/proc"), {"dirs": [str(d)], "cache_path": ""})
+    (entry,) = res["components"]
+    assert entry["version"] == "1.3.1" and marker.exists(), entry
+    assert [a["id"] for a in res["advisories"]] == ["runc_exec_hang_regression", "pipe_deadlock_unfixed"]
+
+
+def test_a_version_command_that_never_ends_is_cut_off(root_dir):
+    d = root_dir / "bin"
+    d.mkdir()
+    pids = root_dir / "pids"
+    (d / "runc").write_text("#!/bin/sh\nsleep 600 &\necho $! $$ > %s\nexec sleep 600\n" % pids)
+    (d / "runc").chmod(0o755)
+    t0 = time.monotonic()
+    res = _versions.assess(Proc("/proc"), {"dirs": [str(d)], "cache_path": "", "timeout": 0.5})
+    assert time.monotonic() - t0 < 5
+    (entry,) = res["components"]
+    assert "did not answer within 0.5 s" in entry["error"], entry
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(hdharness.proc_state(p) not in (None, "Z") for p in started):
+        time.sleep(0.05)
+    assert [hdharness.proc_state(p) for p in started if hdharness.proc_state(p) not in (None, "Z")] == []
+    json.dumps(res)
