@@ -28,6 +28,9 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _version
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc  # noqa: E402
 
 SOFT = "/proc/sys/fs/pipe-user-pages-soft"
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "extras" / "prometheus" / "hangdoctor.rules.yml"
+PROMTOOL = shutil.which("promtool")
 NOBODY = 65534
 ONE_PAGE = 4096
 
@@ -97,6 +100,41 @@ def nobody_shim():
         shutil.rmtree(tmp_path)
 
 
+def alerts_over(tmp_path, text, alertname, eval_time):
+    """The alerts ALERTNAME has at EVAL_TIME when promtool evaluates the shipped
+    rules over the metrics TEXT (one node, scraped every minute): promtool's
+    test passes only with the expected set, so try what the file should give."""
+    series = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", line)
+        assert m, line
+        labels = ",".join(x for x in (m.group(2), 'instance="node-1",job="node"') if x)
+        series.append({"series": "%s{%s}" % (m.group(1), labels), "values": "%sx60" % m.group(3)})
+    return series
+
+
+def promtool_expect(tmp_path, text, alertname, eval_time, exp_labels, value=None):
+    """Does promtool, evaluating the shipped rules over TEXT, give exactly the
+    alerts EXP_LABELS (their annotations filled from the rule with VALUE)?"""
+    import yaml
+    rule = next(r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if r.get("alert") == alertname)
+
+    def fill(template, labels):
+        out = re.sub(r"\{\{ \$labels\.([a-z_]+) \}\}", lambda m: labels.get(m.group(1), ""), template)
+        return out.replace("{{ $value }}", str(value))
+    exp = [{"exp_labels": labels, "exp_annotations": dict((k, fill(v, labels)) for k, v in rule["annotations"].items())}
+           for labels in exp_labels]
+    tests = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": alerts_over(tmp_path, text, alertname, eval_time),
+        "alert_rule_test": [{"alertname": alertname, "eval_time": eval_time, "exp_alerts": exp}]}]}
+    f = tmp_path / ("%s-%s.test.yml" % (alertname, eval_time))
+    f.write_text(yaml.safe_dump(tests, sort_keys=False))
+    r = subprocess.run([PROMTOOL, "test", "rules", str(f)], capture_output=True, text=True, timeout=120, check=False)
+    return r.returncode == 0, r.stdout + r.stderr
+
+
 def engine_with(result, pid):
     found = [e for e in result["pipe"]["engines"] if pid in e["pids"]]
     assert len(found) == 1, (pid, result["pipe"])
@@ -146,6 +184,14 @@ def test_pipe_capacity_of_a_root_shim_and_of_an_unprivileged_shim(harness, relea
     assert 'hangdoctor_pipe_capacity_collapsed{engine="containerd-uid65534"} 1' in text
     assert 'hangdoctor_node_at_risk{reason="pipe_capacity"} 1' in text
     assert 'hangdoctor_pipe_user_pages_soft 1' in text
+    if PROMTOOL:
+        # the shipped alert fires for the unprivileged engine only, after its 15 minutes
+        base = {"severity": "warning", "instance": "node-1", "job": "node"}
+        ok, out = promtool_expect(tmp_path, text, "HangdoctorPipeCapacityCollapsed", "20m",
+                                  [dict(base, engine="containerd-uid%d" % NOBODY)], value=8192)
+        assert ok, out + text
+        ok, out = promtool_expect(tmp_path, text, "HangdoctorPipeCapacityCollapsed", "10m", [])
+        assert ok, out
 
 
 def test_mitigation_raises_the_soft_limit_and_never_lowers_it(low_pipe_soft, nobody_shim, tmp_path):
@@ -258,6 +304,15 @@ def test_container_at_its_pids_limit_is_flagged_and_one_with_headroom_is_not(har
     assert re.search(r'hangdoctor_container_pids_headroom\{[^}]*container="risk-pids-full",container_id="%s"'
                      r',exec_probe="false"\} 0\n' % full[:12], text), text
     assert re.search(r'container="risk-pids-roomy",container_id="%s",exec_probe="true"\} 98\n' % roomy[:12], text)
+    if PROMTOOL:
+        # the shipped alert names the full container, not the roomy one (others' containers may be in the file)
+        ours = "\n".join(line for line in text.splitlines()
+                         if "container_pids_headroom{" not in line or full[:12] in line or roomy[:12] in line)
+        labels = {"severity": "warning", "instance": "node-1", "job": "node", "namespace": "", "pod": "",
+                  "container": "risk-pids-full", "container_id": full[:12], "exec_probe": "false"}
+        labels = dict((k, v) for k, v in labels.items() if v)
+        ok, out = promtool_expect(tmp_path, ours, "HangdoctorContainerPidsExhausted", "15m", [labels])
+        assert ok, out + ours
 
 
 def test_versions_of_the_installed_binaries(tmp_path):
