@@ -215,6 +215,21 @@ def mitigation(result, opts, proc_root='/proc', check_mode=False):
     return out
 
 
+def host_fact(result, now=None):
+    """The compact verdict the roles aggregate on the controller (host fact ``hangdoctor_risk``)."""
+    pipe = result.get('pipe') or {}
+    head = result.get('headroom') or {}
+    versions = result.get('versions') or {}
+    return {
+        'at_risk': list(result.get('at_risk') or []),
+        'reasons': dict((k, v[:10]) for k, v in (result.get('reasons') or {}).items()),
+        'pipe_capacity': dict((e['engine'], e.get('capacity')) for e in pipe.get('engines') or []),
+        'containers_at_risk': len(head.get('at_risk') or []),
+        'advisories': sorted(set(a['id'] for a in versions.get('advisories') or [] if a.get('severity') == 'warning')),
+        'checked_at': int(now if now is not None else time.time()),
+    }
+
+
 def run(proc, opts, cgroup_root='/sys/fs/cgroup', check_mode=False):
     """The module's result (without metrics and mitigation): 'pipe', 'headroom',
     'versions' (None when not checked), 'reasons', 'at_risk', 'seconds'."""

@@ -124,8 +124,8 @@ def cred_key(cred):
 def _capset(eff, prm, inh):
     libc = ctypes.CDLL(None, use_errno=True)
     header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (ctypes.c_uint32 * 6)(eff & 0xffffffff, prm & 0xffffffff, inh & 0xffffffff,
-                                 eff >> 32, prm >> 32, inh >> 32)
+    words = [eff & 0xffffffff, prm & 0xffffffff, inh & 0xffffffff, eff >> 32, prm >> 32, inh >> 32]
+    data = (ctypes.c_uint32 * 6)(*words)
     if libc.capset(header, data) != 0:
         err = ctypes.get_errno()
         raise OSError(err, 'capset: %s' % os.strerror(err))

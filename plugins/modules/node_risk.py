@@ -20,7 +20,7 @@ description:
     shims (and each containerd, whose next shim inherits its credentials) a short-lived child takes their uid,
     gids and capabilities (from C(/proc/PID/status)), creates a pipe and reads its C(F_GETPIPE_SZ). The kernel
     cuts a user's new pipes to one or two pages past C(fs.pipe-user-pages-soft) and exempts, on current kernels,
-    processes with C(CAP_SYS_RESOURCE) or C(CAP_SYS_ADMIN): a root shim keeps 64 KiB, a rootless engine's shim
+    processes with C(CAP_SYS_RESOURCE) or C(CAP_SYS_ADMIN), so a root shim keeps 64 KiB, a rootless engine's shim
     does not. A crash dump of RV(pipe.engines[].deadlock_dump_bytes) or more then deadlocks. How many pipes
     that user holds is counted from C(/proc/*/fd) links (readlink only, no pipe is opened).
   - B(Container headroom.) For every container (the children of the shims), its pids cgroup (C(pids.max) vs
@@ -132,19 +132,19 @@ pipe:
           description: V(docker), V(containerd); an engine whose shims do not run as root in the host's user
             namespace carries the uid (V(docker-uid1000)).
           type: str
-        pids: {description: The shims (or containerd) with these credentials., type: list, elements: int}
-        uid: {description: Real uid., type: int}
-        capabilities_exempt: {description: Whether a current kernel exempts these credentials from the soft limit., type: bool}
-        capacity: {description: Bytes of the pipe the probe child created with these credentials., type: int}
-        default_capacity: {description: A pipe's capacity below the soft limit (16 pages)., type: int}
-        collapsed: {description: Whether RV(pipe.engines[].capacity) is below the default (null when it cannot be told)., type: bool}
-        deadlock_dump_bytes: {description: A crash dump of this many bytes or more blocks runc init., type: int}
-        user_pipes: {description: Distinct pipes held by the processes of that uid., type: int}
-        user_pages_estimate: {description: RV(pipe.engines[].user_pipes) times 16 pages (an upper estimate)., type: int}
-        soft_limit_fraction: {description: The estimate over the soft limit., type: float}
-        error: {description: Why the probe failed, or null., type: str}
-        probe_note: {description: A limit of the probe (capabilities this module lacks), or null., type: str}
-    at_risk: {description: Whether any engine's capacity collapsed., type: bool}
+        pids: {description: "The shims (or containerd) with these credentials.", type: list, elements: int}
+        uid: {description: "Real uid.", type: int}
+        capabilities_exempt: {description: "Whether a current kernel exempts these credentials from the soft limit.", type: bool}
+        capacity: {description: "Bytes of the pipe the probe child created with these credentials.", type: int}
+        default_capacity: {description: "A pipe's capacity below the soft limit (16 pages).", type: int}
+        collapsed: {description: "Whether RV(pipe.engines[].capacity) is below the default (null when it cannot be told).", type: bool}
+        deadlock_dump_bytes: {description: "A crash dump of this many bytes or more blocks runc init.", type: int}
+        user_pipes: {description: "Distinct pipes held by the processes of that uid.", type: int}
+        user_pages_estimate: {description: "RV(pipe.engines[].user_pipes) times 16 pages (an upper estimate).", type: int}
+        soft_limit_fraction: {description: "The estimate over the soft limit.", type: float}
+        error: {description: "Why the probe failed, or null.", type: str}
+        probe_note: {description: "A limit of the probe (capabilities this module lacks), or null.", type: str}
+    at_risk: {description: "Whether any engine's capacity collapsed.", type: bool}
 headroom:
   description: Containers sorted by risk (exec-probe containers first); null when not checked.
   returned: always
@@ -155,26 +155,26 @@ headroom:
       type: list
       elements: dict
       contains:
-        container_id: {description: Full id., type: str}
-        name: {description: Docker name or container name., type: str}
-        pod_namespace: {description: Pod namespace (CRI annotations or Docker labels)., type: str}
-        pod_name: {description: Pod name., type: str}
-        container_name: {description: Container name in the pod., type: str}
-        cgroup_version: {description: 1 or 2., type: int}
-        pids_max: {description: pids.max (null for no limit)., type: int}
-        pids_current: {description: pids.current., type: int}
-        pids_headroom: {description: pids.max - pids.current (null for no limit)., type: int}
-        memory_limit: {description: Memory limit in bytes (null for no limit)., type: int}
-        memory_usage: {description: Memory usage in bytes., type: int}
-        memory_headroom_bytes: {description: Limit minus usage (null for no limit)., type: int}
+        container_id: {description: "Full id.", type: str}
+        name: {description: "Docker name or container name.", type: str}
+        pod_namespace: {description: "Pod namespace (CRI annotations or Docker labels).", type: str}
+        pod_name: {description: "Pod name.", type: str}
+        container_name: {description: "Container name in the pod.", type: str}
+        cgroup_version: {description: "1 or 2.", type: int}
+        pids_max: {description: "pids.max (null for no limit).", type: int}
+        pids_current: {description: "pids.current.", type: int}
+        pids_headroom: {description: "pids.max - pids.current (null for no limit).", type: int}
+        memory_limit: {description: "Memory limit in bytes (null for no limit).", type: int}
+        memory_usage: {description: "Memory usage in bytes.", type: int}
+        memory_headroom_bytes: {description: "Limit minus usage (null for no limit).", type: int}
         memory_events: {description: "OOM counters: C(max), C(oom), C(oom_kill) (v2); C(max) (failcnt), C(oom_kill) (v1)."
           , type: dict}
         risk_reasons: {description: "V(pids_at_limit), V(pids_low_headroom), V(memory_near_limit), V(memory_oom_seen).",
           type: list, elements: str}
-        at_risk: {description: Whether a new runc init is likely to fail to create a thread., type: bool}
-        exec_probe: {description: Whether the container runs exec probes (given, or a runc exec seen now)., type: bool}
-        risk_score: {description: Higher is nearer a failing runc init., type: float}
-    at_risk: {description: Ids of the containers at risk, in the same order., type: list, elements: str}
+        at_risk: {description: "Whether a new runc init is likely to fail to create a thread.", type: bool}
+        exec_probe: {description: "Whether the container runs exec probes (given, or a runc exec seen now).", type: bool}
+        risk_score: {description: "Higher is nearer a failing runc init.", type: float}
+    at_risk: {description: "Ids of the containers at risk, in the same order.", type: list, elements: str}
 versions:
   description: Versions and matching advisories; null when not checked.
   returned: always
@@ -189,28 +189,37 @@ versions:
         C(severity) (V(warning), or V(info) for the note that no version fixes the pipe deadlock).
       type: list
       elements: dict
-    kernel: {description: The running kernel's release., type: str}
-    note: {description: No version fixes the pipe deadlock., type: str}
-    checked_table: {description: When the advisory table was checked against upstream., type: str}
-    skipped: {description: Why no binary was run, or null., type: str}
+    kernel: {description: "The running kernel's release.", type: str}
+    note: {description: "No version fixes the pipe deadlock.", type: str}
+    checked_table: {description: "When the advisory table was checked against upstream.", type: str}
+    skipped: {description: "Why no binary was run, or null.", type: str}
     cache: {description: "C(path), C(hits), C(written).", type: dict}
 mitigation:
   description: What O(mitigate=true) did or would do; null without it.
   returned: always
   type: dict
   contains:
-    action: {description: V(raise) or V(none)., type: str}
-    reason: {description: Why., type: str}
-    before: {description: The live soft limit before., type: int}
-    after: {description: The live soft limit after., type: int}
-    file: {description: O(sysctl_file)., type: str}
-    backup: {description: Copy of the previous O(sysctl_file), or null., type: str}
+    action: {description: "V(raise) or V(none).", type: str}
+    reason: {description: "Why.", type: str}
+    before: {description: "The live soft limit before.", type: int}
+    after: {description: "The live soft limit after.", type: int}
+    file: {description: "O(sysctl_file).", type: str}
+    backup: {description: "Copy of the previous O(sysctl_file), or null.", type: str}
     overridden_by: {description: "Other sysctl files read after O(sysctl_file) that set a lower value: they win at
       boot.", type: list, elements: dict}
 metrics:
   description: C(path), C(written), C(error), C(reason) of the risk metrics file.
   returned: always
   type: dict
+ansible_facts:
+  description: The host fact C(hangdoctor_risk), the compact verdict the detect and risk roles aggregate.
+  returned: always
+  type: dict
+  contains:
+    hangdoctor_risk:
+      description: C(at_risk) (reasons), C(reasons) (details, at most 10 per reason), C(pipe_capacity) (bytes per engine),
+        C(containers_at_risk), C(advisories) (ids of warning rows), C(checked_at) (Unix time).
+      type: dict
 seconds:
   description: How long the checks took.
   returned: always
@@ -258,6 +267,7 @@ def main():
         else:
             result['metrics'] = _node_risk.write_metrics(result, metrics_dir, opts.risk_metrics_file)
         result['msg'] = _message(result)
+        result['ansible_facts'] = {'hangdoctor_risk': _node_risk.host_fact(result)}
     module.exit_json(changed=changed, **result)
 
 
