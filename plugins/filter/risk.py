@@ -2,7 +2,7 @@
 # Copyright (c) hangdoctor developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller-side fleet view of node_risk: how many nodes are at risk of the
-pipe deadlock, by reason, from every host's ``hangdoctor_risk`` fact."""
+pipe deadlock, by reason, from every host's ``hangdoctor_node_risk`` fact."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -17,9 +17,9 @@ def risk_report(hostvars, hosts=None):
     names = hosts if hosts is not None else list(hostvars.keys()) if hasattr(hostvars, 'keys') else []
     for h in names:
         try:
-            fact = hostvars[h]['hangdoctor_risk'] if 'hangdoctor_risk' in hostvars[h] else None
+            fact = hostvars[h]['hangdoctor_node_risk']
         except Exception:  # pylint: disable=broad-except
-            # hostvars of a host not reached yet (serial) or a plain dict of facts
+            # no such fact (risk not checked), a host not reached yet (serial), or a plain dict of facts
             fact = None
         if fact is None and isinstance(hostvars, dict) and isinstance(hostvars.get(h), dict) \
                 and 'at_risk' in hostvars[h]:

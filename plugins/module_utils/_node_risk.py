@@ -216,7 +216,7 @@ def mitigation(result, opts, proc_root='/proc', check_mode=False):
 
 
 def host_fact(result, now=None):
-    """The compact verdict the roles aggregate on the controller (host fact ``hangdoctor_risk``)."""
+    """The compact verdict the roles aggregate on the controller (host fact ``hangdoctor_node_risk``)."""
     pipe = result.get('pipe') or {}
     head = result.get('headroom') or {}
     versions = result.get('versions') or {}

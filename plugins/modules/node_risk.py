@@ -212,11 +212,11 @@ metrics:
   returned: always
   type: dict
 ansible_facts:
-  description: The host fact C(hangdoctor_risk), the compact verdict the detect and risk roles aggregate.
+  description: The host fact C(hangdoctor_node_risk), the compact verdict the detect and risk roles aggregate.
   returned: always
   type: dict
   contains:
-    hangdoctor_risk:
+    hangdoctor_node_risk:
       description: C(at_risk) (reasons), C(reasons) (details, at most 10 per reason), C(pipe_capacity) (bytes per engine),
         C(containers_at_risk), C(advisories) (ids of warning rows), C(checked_at) (Unix time).
       type: dict
@@ -267,7 +267,7 @@ def main():
         else:
             result['metrics'] = _node_risk.write_metrics(result, metrics_dir, opts.risk_metrics_file)
         result['msg'] = _message(result)
-        result['ansible_facts'] = {'hangdoctor_risk': _node_risk.host_fact(result)}
+        result['ansible_facts'] = {'hangdoctor_node_risk': _node_risk.host_fact(result)}
     module.exit_json(changed=changed, **result)
 
 

@@ -388,3 +388,36 @@ def test_a_version_command_that_never_ends_is_cut_off(root_dir):
         time.sleep(0.05)
     assert [hdharness.proc_state(p) for p in started if hdharness.proc_state(p) not in (None, "Z")] == []
     json.dumps(res)
+
+
+def playbook(book, tmp_path, extra):
+    from conftest import ansible_env
+    evars = {"ansible_python_interpreter": sys.executable, "hangdoctor_become": False, "hangdoctor_metrics_dir": "",
+             "hangdoctor_report_dir": str(tmp_path / "reports"), "hangdoctor_check_engine": False,
+             "hangdoctor_confirm_interval": 0.3}
+    evars.update(extra)
+    r = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "hangdoctor.runtime." + book,
+                        "-e", json.dumps(evars)], capture_output=True, text=True, timeout=300, env=ansible_env(),
+                       check=False)
+    assert r.returncode == 0 and "ERROR!" not in r.stdout + r.stderr, r.stdout[-4000:] + r.stderr[-2000:]
+    return r
+
+
+def test_the_fleet_view_says_how_many_nodes_are_at_risk(harness, release, tmp_path):
+    run_limited(harness, "risk-fleet-full", 2, "sleep 100000 & wait")
+    r = playbook("detect", tmp_path, {"hangdoctor_risk": True})
+    report = json.loads((tmp_path / "reports" / "hangdoctor-detect.json").read_text())
+    assert report["risk"]["hosts_checked"] == 1 and report["risk"]["hosts_at_risk"] == 1, report["risk"]
+    assert report["risk"]["by_reason"]["container_headroom"] == ["localhost"]
+    assert any("risk-fleet-full" in d for d in report["risk"]["hosts"]["localhost"]["reasons"]["container_headroom"])
+    assert "1 of 1 node(s) at risk of the pipe deadlock" in r.stdout
+    md = (tmp_path / "reports" / "hangdoctor-detect.md").read_text()
+    assert "## Node risk (before it hangs)" in md
+
+    # off (the default): node_risk does not run and the report has no risk
+    r = playbook("detect", tmp_path, {})
+    report = json.loads((tmp_path / "reports" / "hangdoctor-detect.json").read_text())
+    assert report["risk"] is None and "at risk of the pipe deadlock" not in r.stdout
+
+    r = playbook("risk", tmp_path, {"hangdoctor_risk_checks": ["headroom"]})
+    assert "1 of 1 node(s) at risk of the pipe deadlock: container_headroom 1" in r.stdout, r.stdout[-3000:]
