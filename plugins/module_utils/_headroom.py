@@ -92,36 +92,78 @@ def _events(text):
 _V1_UNLIMITED = 1 << 62
 
 
+def _levels(base, path):
+    """The cgroup directories from PATH up to the root of the hierarchy at BASE."""
+    parts = [p for p in (path or '').split('/') if p]
+    return [os.path.join(base, *parts[:n]) if n else base for n in range(len(parts), -1, -1)]
+
+
+def _tightest(levels, read_pair, unlimited=None):
+    """(limit, usage, directory) of the level with the least headroom (limit -
+    usage) among LEVELS: a container's pids or memory may be bounded by its
+    pod's cgroup (the kubelet's pod pids limit), not its own."""
+    best = (None, None, None)
+    for d in levels:
+        limit, usage = read_pair(d)
+        if limit is None or (unlimited is not None and limit >= unlimited):
+            if best[1] is None and d == levels[0]:
+                best = (None, usage, d)  # the container's own usage, even without a limit
+            continue
+        if usage is None:
+            continue
+        if best[0] is None or limit - usage < best[0] - best[1]:
+            best = (limit, usage, d)
+    return best
+
+
 def read_limits(cgroup_root, cgroups):
-    """pids/memory limits and usage of one process's CGROUPS (parse_proc_cgroup)."""
+    """pids/memory limits and usage of one process's CGROUPS (parse_proc_cgroup),
+    from the level (the container's cgroup or one of its parents) with the
+    least headroom."""
     out = {'cgroup_version': None, 'pids_max': None, 'pids_current': None, 'memory_limit': None,
-           'memory_usage': None, 'memory_events': {}}
+           'memory_usage': None, 'memory_events': {}, 'pids_limit_cgroup': None, 'memory_limit_cgroup': None}
+
+    def pids(d):
+        return _int(_read_value(os.path.join(d, 'pids.max'))), _int(_read_value(os.path.join(d, 'pids.current')))
+
     if cgroups.get('pids') or cgroups.get('memory'):
         out['cgroup_version'] = 1
-        pdir = os.path.join(cgroup_root, 'pids', cgroups.get('pids', '').lstrip('/'))
-        mdir = os.path.join(cgroup_root, 'memory', cgroups.get('memory', '').lstrip('/'))
-        out['pids_max'] = _int(_read_value(os.path.join(pdir, 'pids.max')))
-        out['pids_current'] = _int(_read_value(os.path.join(pdir, 'pids.current')))
-        limit = _int(_read_value(os.path.join(mdir, 'memory.limit_in_bytes')))
-        out['memory_limit'] = limit if limit is not None and limit < _V1_UNLIMITED else None
-        out['memory_usage'] = _int(_read_value(os.path.join(mdir, 'memory.usage_in_bytes')))
+        pbase, mbase = os.path.join(cgroup_root, 'pids'), os.path.join(cgroup_root, 'memory')
+
+        def memory(d):
+            return (_int(_read_value(os.path.join(d, 'memory.limit_in_bytes'))),
+                    _int(_read_value(os.path.join(d, 'memory.usage_in_bytes'))))
+        plevels = _levels(pbase, cgroups.get('pids'))
+        mlevels = _levels(mbase, cgroups.get('memory'))
+        out['pids_max'], out['pids_current'], pdir = _tightest(plevels, pids)
+        out['memory_limit'], out['memory_usage'], mdir = _tightest(mlevels, memory, _V1_UNLIMITED)
+        own = mlevels[0]
         events = {}
-        failcnt = _int(_read_value(os.path.join(mdir, 'memory.failcnt')))
+        failcnt = _int(_read_value(os.path.join(own, 'memory.failcnt')))
         if failcnt is not None:
             events['max'] = failcnt
-        oom = _events(_read_value(os.path.join(mdir, 'memory.oom_control')))
+        oom = _events(_read_value(os.path.join(own, 'memory.oom_control')))
         if 'oom_kill' in oom:
             events['oom_kill'] = oom['oom_kill']
         out['memory_events'] = events
+        bases = (pbase, mbase)
     elif cgroups.get('v2') is not None:
         out['cgroup_version'] = 2
-        d = os.path.join(cgroup_root, cgroups['v2'].lstrip('/'))
-        out['pids_max'] = _int(_read_value(os.path.join(d, 'pids.max')))
-        out['pids_current'] = _int(_read_value(os.path.join(d, 'pids.current')))
-        out['memory_limit'] = _int(_read_value(os.path.join(d, 'memory.max')))
-        out['memory_usage'] = _int(_read_value(os.path.join(d, 'memory.current')))
-        ev = _events(_read_value(os.path.join(d, 'memory.events')))
+
+        def memory(d):
+            return _int(_read_value(os.path.join(d, 'memory.max'))), _int(_read_value(os.path.join(d, 'memory.current')))
+        levels = _levels(cgroup_root, cgroups['v2'])
+        out['pids_max'], out['pids_current'], pdir = _tightest(levels, pids)
+        out['memory_limit'], out['memory_usage'], mdir = _tightest(levels, memory)
+        ev = _events(_read_value(os.path.join(levels[0], 'memory.events')))
         out['memory_events'] = dict((k, ev[k]) for k in ('max', 'oom', 'oom_kill') if k in ev)
+        bases = (cgroup_root, cgroup_root)
+    else:
+        return out
+    if out['pids_max'] is not None:
+        out['pids_limit_cgroup'] = '/' + os.path.relpath(pdir, bases[0]).lstrip('.').lstrip('/')
+    if out['memory_limit'] is not None:
+        out['memory_limit_cgroup'] = '/' + os.path.relpath(mdir, bases[1]).lstrip('.').lstrip('/')
     return out
 
 

@@ -74,3 +74,35 @@ def test_a_symlinked_cgroup_file_is_not_followed(tmp_path):
     (d / "pids.max").symlink_to(tmp_path / "elsewhere")
     lim = _headroom.read_limits(str(tmp_path), _headroom.parse_proc_cgroup(V1))
     assert lim["pids_max"] is None
+
+
+def test_a_pod_level_pids_limit_bounds_its_containers(tmp_path):
+    """The kubelet's pod pids limit sits on the pod's cgroup, the parent of the
+    container's: the tightest level counts."""
+    pod = "kubepods/besteffort/pod1234"
+    cg = "12:pids:/%s/%s\n11:memory:/%s/%s\n" % (pod, CID, pod, CID)
+    write(tmp_path, "pids/%s/%s/pids.max" % (pod, CID), "max\n")
+    write(tmp_path, "pids/%s/%s/pids.current" % (pod, CID), "3\n")
+    write(tmp_path, "pids/%s/pids.max" % pod, "10\n")
+    write(tmp_path, "pids/%s/pids.current" % pod, "10\n")
+    write(tmp_path, "pids/kubepods/pids.max", "30000\n")
+    write(tmp_path, "pids/kubepods/pids.current", "200\n")
+    write(tmp_path, "memory/%s/%s/memory.limit_in_bytes" % (pod, CID), "1000000\n")
+    write(tmp_path, "memory/%s/%s/memory.usage_in_bytes" % (pod, CID), "10000\n")
+    lim = _headroom.read_limits(str(tmp_path), _headroom.parse_proc_cgroup(cg))
+    assert (lim["pids_max"], lim["pids_current"], lim["pids_limit_cgroup"]) == (10, 10, "/" + pod)
+    assert (lim["memory_limit"], lim["memory_usage"]) == (1000000, 10000)
+    assert lim["memory_limit_cgroup"] == "/%s/%s" % (pod, CID)
+    assert _headroom.assess_container(lim, 8, 0.05)[0] == ["pids_at_limit"]
+
+
+def test_v2_parent_memory_limit_is_seen(tmp_path):
+    path = "kubepods.slice/kubepods-pod1.slice/cri-containerd-%s.scope" % CID
+    write(tmp_path, path + "/memory.max", "max\n")
+    write(tmp_path, path + "/memory.current", "5000\n")
+    write(tmp_path, "kubepods.slice/kubepods-pod1.slice/memory.max", "100000\n")
+    write(tmp_path, "kubepods.slice/kubepods-pod1.slice/memory.current", "99000\n")
+    lim = _headroom.read_limits(str(tmp_path), {"v2": "/" + path})
+    assert lim["memory_limit"] == 100000 and lim["memory_usage"] == 99000
+    assert lim["memory_limit_cgroup"] == "/kubepods.slice/kubepods-pod1.slice"
+    assert "memory_near_limit" in _headroom.assess_container(lim, 8, 0.05)[0]
