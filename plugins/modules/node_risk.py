@@ -140,6 +140,8 @@ pipe:
         collapsed: {description: "Whether RV(pipe.engines[].capacity) is below the default (null when it cannot be told).", type: bool}
         deadlock_dump_bytes: {description: "A crash dump of this many bytes or more blocks runc init.", type: int}
         user_pipes: {description: "Distinct pipes held by the processes of that uid.", type: int}
+        user_pipes_partial: {description: "Whether counting stopped at its deadline (the count is then a lower bound).",
+          type: bool}
         user_pages_estimate: {description: "RV(pipe.engines[].user_pipes) times 16 pages (an upper estimate).", type: int}
         soft_limit_fraction: {description: "The estimate over the soft limit.", type: float}
         error: {description: "Why the probe failed, or null.", type: str}
