@@ -421,3 +421,21 @@ def test_the_fleet_view_says_how_many_nodes_are_at_risk(harness, release, tmp_pa
 
     r = playbook("risk", tmp_path, {"hangdoctor_risk_checks": ["headroom"]})
     assert "1 of 1 node(s) at risk of the pipe deadlock: container_headroom 1" in r.stdout, r.stdout[-3000:]
+
+
+def test_node_risk_with_ansible_core_216_and_python36(nobody_shim, tmp_path):
+    venv, py36 = os.environ.get("HD_VENV_COMPAT"), os.environ.get("HD_PY36")
+    if not venv or not os.access(os.path.join(venv, "bin", "ansible"), os.X_OK) or not py36 or not os.access(py36, os.X_OK):
+        pytest.skip("HD_VENV_COMPAT (ansible-core 2.16) and HD_PY36 (a Python 3.6 target) are not set")
+    compat = {"ansible_bin": os.path.join(venv, "bin", "ansible"), "python": py36}
+    before = read_soft()
+    write_soft(1)
+    try:
+        res, dummy = run_module("node_risk", {"version_cache": str(tmp_path / "v.json"), "metrics_dir": ""}, **compat)
+    finally:
+        write_soft(before)
+    assert res["_status"] == "SUCCESS", res
+    nobody = engine_with(res, nobody_shim.pid)
+    assert nobody["capacity"] == 8192 and nobody["collapsed"] is True, nobody
+    assert res["versions"]["components"] and all(c["error"] is None for c in res["versions"]["components"])
+    assert isinstance(res["headroom"]["containers"], list)
