@@ -234,7 +234,8 @@ def run(proc, opts, cgroup_root='/sys/fs/cgroup', check_mode=False):
     """The module's result (without metrics and mitigation): 'pipe', 'headroom',
     'versions' (None when not checked), 'reasons', 'at_risk', 'seconds'."""
     t0 = time.monotonic()
-    table = _runtime_tree.ProcessTable.snapshot(proc)
+    # one /proc walk for both process checks; the versions need none
+    table = _runtime_tree.ProcessTable.snapshot(proc) if set(opts.risk_checks) & set(['pipe', 'headroom']) else None
     result = {'pipe': None, 'headroom': None, 'versions': None}
     if 'pipe' in opts.risk_checks:
         from ansible_collections.hangdoctor.runtime.plugins.module_utils import _pipe_risk
