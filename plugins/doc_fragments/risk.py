@@ -63,6 +63,14 @@ options:
         later runs run nothing until a binary changes. Empty turns the cache off.
     type: str
     default: /var/cache/hangdoctor/versions.json
+  risk_state_file:
+    description:
+      - File (mode 0600) that keeps each container's memory cgroup event counters (C(memory.events) C(max), C(oom),
+        C(oom_kill); v1 C(memory.failcnt) and C(oom_kill)) from the previous run, so that their growth since then
+        is reported and a container whose counters grow is at risk. Empty turns it off (then only counters above
+        0 are reported).
+    type: str
+    default: /var/cache/hangdoctor/risk-state.json
   risk_metrics_file:
     description:
       - File name of the risk metrics in O(metrics_dir) (separate from the stuck-exec metrics file).

@@ -167,10 +167,27 @@ def read_limits(cgroup_root, cgroups):
     return out
 
 
+def events_growth(now, before):
+    """{event: increase} of the memory event counters NOW since BEFORE (a
+    counter that went down, a new cgroup, counts from 0)."""
+    if not isinstance(before, dict):
+        return {}
+    out = {}
+    for k, v in (now or {}).items():
+        prev = before.get(k)
+        if isinstance(prev, int) and not isinstance(prev, bool) and 0 <= prev <= v and v > prev:
+            out[k] = v - prev
+    return out
+
+
 def assess_container(limits, pids_min, memory_min_ratio):
     """(risk reasons, score) of one container's LIMITS: higher score, nearer a failing runc init."""
     reasons = []
     score = 0.0
+    if limits.get('memory_events_growth'):
+        # the memory cgroup hit its limit (or OOM-killed) since the previous run: under way now
+        reasons.append('memory_events_growing')
+        score += 60
     pmax, pcur = limits.get('pids_max'), limits.get('pids_current')
     if pmax is not None and pcur is not None:
         headroom = pmax - pcur
@@ -282,12 +299,15 @@ def assess(proc, table, options=None):
 
     OPTIONS: 'cgroup_root', 'pids_min', 'memory_min_ratio', 'exec_probe_containers'
     (ids, names, ``namespace/pod`` or ``namespace/pod/container`` known to run
-    exec probes), 'cmdline_timeout'."""
+    exec probes), 'cmdline_timeout', 'previous_events' ({container id: memory
+    event counters} of the previous run, for their growth)."""
     opts = dict({'cgroup_root': '/sys/fs/cgroup', 'pids_min': 8, 'memory_min_ratio': 0.05,
-                 'exec_probe_containers': [], 'cmdline_timeout': 1.0}, **(options or {}))
+                 'exec_probe_containers': [], 'cmdline_timeout': 1.0, 'previous_events': None}, **(options or {}))
     recs = containers(proc, table, opts['cgroup_root'], opts['cmdline_timeout'])
     execing = exec_containers(proc, table, opts['cmdline_timeout'])
+    previous = opts['previous_events'] if isinstance(opts['previous_events'], dict) else {}
     for rec in recs:
+        rec['memory_events_growth'] = events_growth(rec.get('memory_events'), previous.get(rec['container_id']))
         reasons, score = assess_container(rec, opts['pids_min'], opts['memory_min_ratio'])
         rec['risk_reasons'] = reasons
         rec['exec_probe'] = rec['container_id'] in execing or _known(rec, opts['exec_probe_containers'])

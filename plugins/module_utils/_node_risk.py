@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -230,6 +231,37 @@ def host_fact(result, now=None):
     }
 
 
+def load_state(path):
+    """The previous run's state ({'memory_events': {cid: counters}}), or {}."""
+    if not path:
+        return {}
+    try:
+        text = _files.read_small(path)
+    except _files.WriteError:
+        return {}
+    try:
+        state = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def save_state(path, headroom, check_mode=False):
+    """Keep the running containers' memory event counters for the next run
+    (0600; nothing in check mode).  Returns {'path', 'written', 'error'}."""
+    if not path:
+        return {'path': None, 'written': False, 'error': None}
+    if check_mode:
+        return {'path': path, 'written': False, 'error': None}
+    events = dict((c['container_id'], c.get('memory_events') or {}) for c in headroom.get('containers') or [])
+    try:
+        _files.write_atomic(path, json.dumps({'memory_events': events}, sort_keys=True).encode('utf-8'), 0o600,
+                            create_dir=True, durable=False)
+    except _files.WriteError as e:
+        return {'path': path, 'written': False, 'error': str(e)}
+    return {'path': path, 'written': True, 'error': None}
+
+
 def run(proc, opts, cgroup_root='/sys/fs/cgroup', check_mode=False):
     """The module's result (without metrics and mitigation): 'pipe', 'headroom',
     'versions' (None when not checked), 'reasons', 'at_risk', 'seconds'."""
@@ -242,10 +274,12 @@ def run(proc, opts, cgroup_root='/sys/fs/cgroup', check_mode=False):
         result['pipe'] = _pipe_risk.assess(proc, table, {'probe_timeout': opts.pipe_probe_timeout})
     if 'headroom' in opts.risk_checks:
         from ansible_collections.hangdoctor.runtime.plugins.module_utils import _headroom
+        state = load_state(opts.risk_state_file)
         result['headroom'] = _headroom.assess(proc, table, {
             'cgroup_root': cgroup_root, 'pids_min': opts.pids_min_headroom,
             'memory_min_ratio': opts.memory_min_headroom_ratio,
-            'exec_probe_containers': opts.exec_probe_containers})
+            'exec_probe_containers': opts.exec_probe_containers, 'previous_events': state.get('memory_events')})
+        result['headroom']['state'] = save_state(opts.risk_state_file, result['headroom'], check_mode)
     if 'versions' in opts.risk_checks:
         from ansible_collections.hangdoctor.runtime.plugins.module_utils import _versions
         result['versions'] = _versions.assess(proc, {'timeout': opts.version_timeout, 'cache_path': opts.version_cache,

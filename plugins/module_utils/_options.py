@@ -430,6 +430,11 @@ RISK = Group('risk', [
     option('version_cache', type='str', default='/var/cache/hangdoctor/versions.json', check=cache_path, doc=[
         'File (mode 0600) that keeps each binary\'s version output, keyed on its device, inode, size and mtime, '
         'so later runs run nothing until a binary changes. Empty turns the cache off.']),
+    option('risk_state_file', type='str', default='/var/cache/hangdoctor/risk-state.json', check=cache_path, doc=[
+        'File (mode 0600) that keeps each container\'s memory cgroup event counters (C(memory.events) C(max), '
+        'C(oom), C(oom_kill); v1 C(memory.failcnt) and C(oom_kill)) from the previous run, so that their growth '
+        'since then is reported and a container whose counters grow is at risk. Empty turns it off (then only '
+        'counters above 0 are reported).']),
     option('risk_metrics_file', type='str', default='hangdoctor_risk.prom', check=file_name, doc=[
         'File name of the risk metrics in O(metrics_dir) (separate from the stuck-exec metrics file).']),
     option('mitigate', type='bool', default=False, doc=[

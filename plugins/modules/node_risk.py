@@ -171,12 +171,20 @@ headroom:
         memory_headroom_bytes: {description: "Limit minus usage (null for no limit).", type: int}
         memory_events: {description: "OOM counters: C(max), C(oom), C(oom_kill) (v2); C(max) (failcnt), C(oom_kill) (v1)."
           , type: dict}
-        risk_reasons: {description: "V(pids_at_limit), V(pids_low_headroom), V(memory_near_limit), V(memory_oom_seen).",
+        memory_events_growth: {description: "Increase of each memory event counter since the previous run (see
+          O(risk_state_file)).", type: dict}
+        pids_limit_cgroup: {description: "The cgroup whose pids limit is the tightest (the container's, or its pod's).",
+          type: str}
+        memory_limit_cgroup: {description: "The cgroup whose memory limit is the tightest.", type: str}
+        risk_reasons: {description: "V(pids_at_limit), V(pids_low_headroom), V(memory_near_limit),
+          V(memory_events_growing) (the memory cgroup hit its limit or OOM-killed since the previous run),
+          V(memory_oom_seen) (counters above 0, not by itself a risk).",
           type: list, elements: str}
         at_risk: {description: "Whether a new runc init is likely to fail to create a thread.", type: bool}
         exec_probe: {description: "Whether the container runs exec probes (given, or a runc exec seen now).", type: bool}
         risk_score: {description: "Higher is nearer a failing runc init.", type: float}
     at_risk: {description: "Ids of the containers at risk, in the same order.", type: list, elements: str}
+    state: {description: "C(path), C(written), C(error) of O(risk_state_file).", type: dict}
 versions:
   description: Versions and matching advisories; null when not checked.
   returned: always

@@ -439,3 +439,35 @@ def test_node_risk_with_ansible_core_216_and_python36(nobody_shim, tmp_path):
     assert nobody["capacity"] == 8192 and nobody["collapsed"] is True, nobody
     assert res["versions"]["components"] and all(c["error"] is None for c in res["versions"]["components"])
     assert isinstance(res["headroom"]["containers"], list)
+
+
+def test_a_container_hitting_its_memory_limit_between_two_runs_is_flagged(harness, release, tmp_path):
+    trigger = Path(tempfile.mkdtemp(prefix="hd-risk-mem-"))
+    try:
+        name = "risk-mem"
+        if harness.container_id(name):
+            harness.docker("rm", "-f", name, timeout=30, check=True)
+        # tail keeps a line without a newline in memory: past the 16 MiB limit the cgroup reclaims and OOM-kills
+        cid = harness.docker("run", "-d", "--name", name, "--network", "none", "--memory", "16m",
+                             "--memory-swap", "16m", "-v", "%s:/t" % trigger, hdharness.IMAGE, "sh", "-c",
+                             "while :; do if [ -f /t/go ]; then rm /t/go; head -c 64000000 /dev/zero | tail >/dev/null;"
+                             " touch /t/done; fi; sleep 0.2; done", timeout=60, check=True).stdout.strip()
+        args = {"risk_checks": ["headroom"], "metrics_dir": "", "risk_state_file": str(tmp_path / "state.json")}
+        res, dummy = run_module("node_risk", args)
+        (first,) = [c for c in res["headroom"]["containers"] if c["container_id"] == cid]
+        assert first["memory_limit"] == 16 * 1024 * 1024 and first["memory_events_growth"] == {}, first
+        assert "memory_events_growing" not in first["risk_reasons"] and first["at_risk"] is False
+        (trigger / "go").write_text("")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (trigger / "done").exists():
+            time.sleep(0.2)
+        assert (trigger / "done").exists(), "the allocation did not run"
+        res, dummy = run_module("node_risk", args)
+        (second,) = [c for c in res["headroom"]["containers"] if c["container_id"] == cid]
+        assert sum(second["memory_events_growth"].values()) > 0, second  # max (failcnt) or oom_kill
+        assert "memory_events_growing" in second["risk_reasons"] and second["at_risk"] is True
+        res, dummy = run_module("node_risk", args)  # nothing more happened: no growth, no risk
+        (third,) = [c for c in res["headroom"]["containers"] if c["container_id"] == cid]
+        assert third["memory_events_growth"] == {} and third["at_risk"] is False, third
+    finally:
+        shutil.rmtree(trigger, ignore_errors=True)

@@ -3,7 +3,6 @@
 container flagged, named with pod and container from the CRI annotations; a
 pod with headroom is not flagged."""
 import os
-import time
 
 import pytest
 

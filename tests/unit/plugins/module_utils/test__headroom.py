@@ -106,3 +106,15 @@ def test_v2_parent_memory_limit_is_seen(tmp_path):
     assert lim["memory_limit"] == 100000 and lim["memory_usage"] == 99000
     assert lim["memory_limit_cgroup"] == "/kubepods.slice/kubepods-pod1.slice"
     assert "memory_near_limit" in _headroom.assess_container(lim, 8, 0.05)[0]
+
+
+def test_memory_event_growth_since_the_previous_run():
+    assert _headroom.events_growth({"max": 12, "oom": 1, "oom_kill": 0}, {"max": 10, "oom": 1, "oom_kill": 0}) == {"max": 2}
+    assert _headroom.events_growth({"max": 3}, None) == {}  # first run: nothing to compare
+    assert _headroom.events_growth({"max": 3}, {"max": 9}) == {}  # a new cgroup under the same id
+    assert _headroom.events_growth({"max": 3}, {"max": True}) == {}
+    lim = {"pids_max": None, "pids_current": 2, "memory_limit": 1000, "memory_usage": 10,
+           "memory_events": {"max": 12}, "memory_events_growth": {"max": 2}}
+    reasons, score = _headroom.assess_container(lim, 8, 0.05)
+    assert reasons == ["memory_events_growing"]
+    assert score >= 60

@@ -123,3 +123,17 @@ def test_risk_options_are_checked():
         _options.RISK.make(pipe_user_pages_soft=100)
     with pytest.raises(_options.OptionError, match="version_cache"):
         _options.RISK.make(version_cache="relative/path")
+
+
+def test_state_keeps_the_memory_counters_for_the_next_run(tmp_path):
+    path = str(tmp_path / "cache" / "risk-state.json")
+    head = {"containers": [{"container_id": CID, "memory_events": {"max": 4}}]}
+    assert _node_risk.save_state(path, head, check_mode=True)["written"] is False
+    assert _node_risk.load_state(path) == {}
+    assert _node_risk.save_state(path, head)["written"] is True
+    assert _node_risk.load_state(path) == {"memory_events": {CID: {"max": 4}}}
+    import os
+    import stat
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    (tmp_path / "cache" / "risk-state.json").write_text("not json")
+    assert _node_risk.load_state(path) == {} and _node_risk.load_state("") == {}
