@@ -94,6 +94,8 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
         'check_mode': bool(check_mode),
         'totals': totals,
         'recurring': recurring,
+        # hosts by cause and by goroutine-stack fingerprint ("37 nodes: engine_lock in ContainerInspect behind ...")
+        'groups': _summary.fleet_groups(summaries),
         'missing_hosts': sorted(h for h in (hosts or []) if h not in have and h not in waiting),
         'pending_hosts': pending_hosts,
         'hosts': sorted(summaries, key=weight),
@@ -141,6 +143,27 @@ def _md_fence(lines):
     return [fence] + lines + [fence]
 
 
+def _md_groups(groups):
+    """The fleet by cause and by stack fingerprint, largest group first."""
+    lines = []
+    if groups.get('by_cause'):
+        lines += ['## Causes across the fleet', '', '| cause | hosts | containers | host names |', '|---|---|---|---|']
+        for g in groups['by_cause']:
+            names = g['hosts'][:MAX_LISTED]
+            lines.append('| %s | %d | %d | %s%s |' % (_md_escape(g['cause']), len(g['hosts']), g.get('containers', 0),
+                                                      _md_list(names), ' ...' if len(g['hosts']) > len(names) else ''))
+        lines.append('')
+    if groups.get('by_fingerprint'):
+        lines += ['## Goroutine-stack fingerprints across the fleet', '']
+        for g in groups['by_fingerprint']:
+            names = g['hosts'][:MAX_LISTED]
+            lines.append('- %s (%s%s)' % (_md_escape(g['text']), _md_list(names),
+                                          ' ...' if len(g['hosts']) > len(names) else ''))
+            lines.append('  - %s' % _md_escape(g['fingerprint']))
+        lines.append('')
+    return lines
+
+
 def report_markdown(report):
     """The run report for people: recurring deadlocks first, then each host
     with something to say, then the quiet ones in one line."""
@@ -159,6 +182,7 @@ def report_markdown(report):
             lines.append('| %s | %s | %s | %s | %s | %s |' % tuple(_md_escape(x) for x in (
                 r['host'], r.get('name') or r['container_id'][:12], r.get('pod'), r.get('cause'), r.get('rounds'), r.get('advice'))))
         lines.append('')
+    lines += _md_groups(report.get('groups') or {})
     if report.get('missing_hosts'):
         lines += ['Hosts without a result (unreachable or failed): %s' % _md_list(report['missing_hosts']), '']
     if report.get('pending_hosts'):
@@ -230,8 +254,11 @@ def report_stats(report, max_bytes=STATS_MAX_BYTES):
     out = {'generated_at': report.get('generated_at'), 'mode': report.get('mode'), 'check_mode': report.get('check_mode'),
            'totals': report.get('totals'), 'recurring': list(report.get('recurring') or [])[:MAX_LISTED],
            'hosts': hosts[:MAX_LISTED * 4], 'missing_hosts': list(report.get('missing_hosts') or [])[:MAX_LISTED],
+           'groups': [g['text'] for g in ((report.get('groups') or {}).get('by_fingerprint') or [])][:MAX_LISTED],
+           'causes': [{'cause': g['cause'], 'hosts': len(g['hosts'])}
+                      for g in ((report.get('groups') or {}).get('by_cause') or [])][:MAX_LISTED],
            'truncated': False}
-    for key in ('hosts', 'missing_hosts', 'recurring'):
+    for key in ('hosts', 'missing_hosts', 'recurring', 'groups'):
         while len(json.dumps(out)) > max_bytes and out[key]:
             out[key] = out[key][:len(out[key]) // 2]
             out['truncated'] = True
@@ -251,6 +278,12 @@ def report_lines(report, report_dir=''):
              '%s skipped, %s recurring.' % (
                  t.get('hosts_reported', 0), t.get('hosts', 0), t.get('hung_containers', 0), t.get('stuck_execs', 0),
                  t.get('drained', 0), t.get('would_drain', 0), t.get('skipped', 0), t.get('recurring', 0))]
+    groups = (report or {}).get('groups') or {}
+    for g in groups.get('by_cause') or []:
+        n, k = len(g['hosts']), g.get('containers', 0)
+        lines.append('%d node%s: %s (%d container%s)' % (n, '' if n == 1 else 's', g['cause'], k, '' if k == 1 else 's'))
+    for g in groups.get('by_fingerprint') or []:
+        lines.append(g['text'])
     for s in (report or {}).get('hosts') or []:
         if _busy(s):
             lines.append('%s: %s' % (s['host'], _summary.host_line(s)))

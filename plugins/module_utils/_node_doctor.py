@@ -49,7 +49,7 @@ class NodeDoctorError(HangdoctorError):
 
 
 NodeOptions = namedtuple('NodeOptions', ['mode', 'engine', 'containerd', 'proc', 'scan', 'engine_check', 'guard',
-                                         'drain_run', 'metrics'])
+                                         'drain_run', 'metrics', 'stacks'])
 
 
 def options(params=None):
@@ -68,7 +68,8 @@ def options(params=None):
         engine_check=_options.ENGINE_CHECK.values(params),
         guard=_options.GUARD.values(params),
         drain_run=_options.drain_run(params, _options.NODE_DOCTOR_DRAIN_NAMES),
-        metrics=_options.METRICS.values(params))
+        metrics=_options.METRICS.values(params),
+        stacks=_options.STACKS.values(params))
 
 
 def ask_engines(opts, proc_root):
@@ -296,6 +297,9 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     result = {'changed': False, 'stuck_execs': scan['stuck_execs'], 'suspects': scan['suspects'],
               'scanned_processes': scan['scanned_processes'], 'drain': None}
 
+    if opts.stacks.capture_stacks and (summary['hung'] or scan['stuck_execs']):
+        capture_stacks(proc, opts, scan, summary)
+
     if opts.mode == 'remediate':
         summary, result['drain'] = _remediate(proc, opts, scan, summary, run_state=dict(
             engine_report=engine_report, engine_skipped=engine_skipped, check_mode=check_mode, host=host))
@@ -309,6 +313,31 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     result['msg'] = message(summary)
     result['ansible_facts'] = {'hangdoctor': summary}
     return result
+
+
+def capture_stacks(proc, opts, scan, summary):
+    """Goroutine stacks of the daemons on the chain of the hung or stuck
+    containers (capture_stacks): once per node, before any drain changes the
+    picture.  The result goes to ``stacks`` of the summary and to
+    ``diagnosis.evidence.stacks`` of each such container row."""
+    # Loaded only here: a healthy node (or capture_stacks off) pays nothing.
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _addresses, _stack_capture
+    sockets = []
+    try:
+        sockets.append(_addresses.parse_docker_host(opts.engine.docker_host)[1])
+    except _addresses.AddressError:  # checked by the option already; nothing to find a dockerd by
+        pass
+    sockets.append(_addresses.containerd_socket_path(opts.containerd.containerd_address))
+    engines = _stack_capture.engine_pids(proc, [s for s in sockets if isinstance(s, str) and s.startswith('/')])
+    chain = [{'role': 'engine', 'pid': pid} for pid in engines]
+    for rec in scan['stuck_execs']:
+        chain.extend(link for link in _stack_capture.chain_of(rec, []) if link not in chain)
+    ev = opts.drain_run.evidence
+    stacks = _stack_capture.capture_for(chain, opts.stacks, ev.evidence_dir, lock_dir=ev.lock_dir, proc=proc)
+    summary['stacks'] = stacks
+    for row in summary['containers']:
+        row.setdefault('diagnosis', {}).setdefault('evidence', {})['stacks'] = stacks
+    return stacks
 
 
 def _remediate(proc, opts, scan, summary, run_state):

@@ -392,3 +392,29 @@ def argument_spec(*groups, **own):
             raise ValueError('option %s is in a group already' % name)
     spec.update(own)
     return spec
+
+
+# ---- goroutine stacks of the daemons on a hung container's chain -------------
+STACKS = Group('stacks', [
+    option('capture_stacks', type='bool', default=False, doc=[
+        'For a hung container, send SIGUSR1 to the Go daemons on its chain (dockerd, containerd, the shim) and '
+        'keep the goroutine dumps they write as evidence (mode 0600, with their SHA-256), parsed and fingerprinted '
+        '(for example C(dockerd: ContainerInspect waits for the container lock held by ContainerExecStart -> '
+        'containerd Exec)).',
+        'A process is signalled only when C(/proc/PID/status) C(SigCgt) shows that it catches SIGUSR1 (a Go '
+        'program without a handler exits on it, and a dead shim takes its container with it) and when it is '
+        'proven to be one of those daemons: comm and executable name, a root-owned executable, root, the host\'s '
+        'pid and mount namespaces, and the same start time right before the signal.',
+        'Off by default. A healthy node is never signalled.']),
+    option('stacks_min_interval', type='float', default=900, bounds=(0.0, 30 * DAY, True), doc=[
+        'At most one capture per node in this many seconds (a stamp file in O(lock_dir)). V(0) lifts the limit.']),
+    option('stacks_timeout', type='float', default=5.0, bounds=(0.0, 120.0, False), doc=[
+        'Seconds to wait for the daemons to write their dumps after the signal.']),
+    option('stacks_max_bytes', type='int', default=64 * 1024 * 1024, bounds=(0, 2 ** 40, True), doc=[
+        'Keep at most this many bytes of one dump in its evidence file (head and tail). V(0) keeps everything. '
+        'The SHA-256, the byte count and the parse always cover the whole dump.']),
+    option('stacks_cmdline_timeout', type='float', default=1.0, bounds=(0.0, 60.0, False), doc=[
+        'Deadline in seconds for reading dockerd\'s argv (its C(--exec-root)).']),
+], doc='Goroutine stacks of the Go daemons on a hung container\'s chain.')
+
+GROUPS = GROUPS + (STACKS,)

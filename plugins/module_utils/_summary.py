@@ -13,6 +13,7 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import re
 import time
 
 
@@ -292,3 +293,88 @@ def host_line(summary):
     if (s.get('guard') or {}).get('reason'):
         parts.append(s['guard']['reason'] if s['guard']['reason'].startswith('eviction guard') else 'eviction guard: %s' % s['guard']['reason'])
     return '; '.join(parts)
+
+
+# ---- the fleet by cause and by goroutine-stack fingerprint -------------------
+_FP_HOLDER = re.compile(r'^[\w-]+: (\S+) waits for .+? held by (\S+)')
+_FP_CALL = re.compile(r'^[\w-]+: (\S+) -> (.+)$')
+_FP_WAIT = re.compile(r'^[\w-]+: (\S+) waits for (.+)$')
+
+
+def fingerprint_phrase(fp):
+    """The short words of a stack fingerprint for a fleet line:
+    'dockerd: ContainerInspect waits for the container lock held by
+    ContainerExecStart -> containerd Exec' -> 'ContainerInspect behind
+    ContainerExecStart'."""
+    fp = str(fp)
+    m = _FP_HOLDER.match(fp)
+    if m:
+        return '%s behind %s' % (m.group(1), m.group(2))
+    m = _FP_WAIT.match(fp)
+    if m:
+        return '%s waiting for %s' % (m.group(1), m.group(2))
+    m = _FP_CALL.match(fp)
+    if m:
+        return '%s waiting on %s' % (m.group(1), m.group(2))
+    return fp
+
+
+def _is_lock_fp(fp):
+    return ' waits for ' in str(fp)
+
+
+def _row_causes(row):
+    diag = row.get('diagnosis') if isinstance(row.get('diagnosis'), dict) else {}
+    causes = [c for c in diag.get('causes') or [] if isinstance(c, str) and c]
+    return causes
+
+
+def _row_fingerprints(row, host_stacks):
+    diag = row.get('diagnosis') if isinstance(row.get('diagnosis'), dict) else {}
+    stacks = (diag.get('evidence') or {}).get('stacks') if isinstance(diag.get('evidence'), dict) else None
+    stacks = stacks if isinstance(stacks, dict) else host_stacks
+    return [str(f.get('fingerprint') if isinstance(f, dict) else f)
+            for f in (stacks or {}).get('fingerprints') or [] if f]
+
+
+def fleet_groups(summaries):
+    """Hosts grouped by the causes of their hung containers and by the
+    goroutine-stack fingerprints captured with them:
+    ``{'by_cause': [{cause, hosts, containers}], 'by_fingerprint': [{cause,
+    fingerprint, phrase, hosts, text}]}``, largest group first.  A lock
+    fingerprint (a handler waits for a lock) goes with ``engine_lock``, any
+    other with the container's other causes; without a named cause the
+    fingerprint stands alone (cause None)."""
+    by_cause = {}
+    by_fp = {}
+    for s in summaries or []:
+        if not isinstance(s, dict) or not s.get('host'):
+            continue
+        host = s['host']
+        host_stacks = s.get('stacks') if isinstance(s.get('stacks'), dict) else None
+        for row in s.get('containers') or []:
+            if not isinstance(row, dict):
+                continue
+            causes = _row_causes(row)
+            for c in causes:
+                entry = by_cause.setdefault(c, {'hosts': set(), 'containers': 0})
+                entry['hosts'].add(host)
+                entry['containers'] += 1
+            for fp in _row_fingerprints(row, host_stacks):
+                if _is_lock_fp(fp):
+                    pair = ['engine_lock'] if 'engine_lock' in causes else causes[:1] or [None]
+                else:
+                    pair = [c for c in causes if c != 'engine_lock'] or (causes[:1] or [None])
+                for c in pair:
+                    by_fp.setdefault((c, fp), set()).add(host)
+    causes_out = [{'cause': c, 'hosts': sorted(v['hosts']), 'containers': v['containers']}
+                  for c, v in by_cause.items()]
+    causes_out.sort(key=lambda g: (-len(g['hosts']), g['cause']))
+    fps_out = []
+    for (c, fp), hosts in by_fp.items():
+        phrase = fingerprint_phrase(fp)
+        what = '%s in %s' % (c, phrase) if c else phrase
+        text = '%d node%s: %s' % (len(hosts), '' if len(hosts) == 1 else 's', what)
+        fps_out.append({'cause': c, 'fingerprint': fp, 'phrase': phrase, 'hosts': sorted(hosts), 'text': text})
+    fps_out.sort(key=lambda g: (-len(g['hosts']), g['cause'] or '', g['fingerprint']))
+    return {'by_cause': causes_out, 'by_fingerprint': fps_out}

@@ -39,6 +39,7 @@ extends_documentation_fragment:
   - hangdoctor.runtime.metrics
   - hangdoctor.runtime.engine_check
   - hangdoctor.runtime.guard
+  - hangdoctor.runtime.stacks
 attributes:
   check_mode:
     support: full
@@ -57,6 +58,10 @@ options:
 notes:
   - Must run as root (it reads the fds of shims and C(runc) processes).
   - The C(hangdoctor.runtime.detect) and C(hangdoctor.runtime.remediate) roles run this module once per host.
+  - With O(capture_stacks=true), on a node with a hung or stuck container (never on a healthy one), dockerd,
+    containerd and the containers' shims get SIGUSR1 once (see O(stacks_min_interval)); their goroutine dumps
+    are kept in O(evidence_dir) as C(stacks-<kind>-<pid>-<starttime>-<how>-<utc stamp>.log) and summarised in
+    C(stacks) of RV(ansible_facts.hangdoctor).
 seealso:
   - module: hangdoctor.runtime.runc_exec_info
   - module: hangdoctor.runtime.runc_pipe_drain
@@ -73,6 +78,11 @@ EXAMPLES = r'''
     mode: remediate
     require_guard: never
     drain_min_age_seconds: 120
+
+- name: Check this node and keep the goroutine stacks of the daemons behind a hung container
+  hangdoctor.runtime.node_doctor:
+    capture_stacks: true
+    stacks_min_interval: 3600
 
 - name: Show what was found
   ansible.builtin.debug:
@@ -115,6 +125,12 @@ ansible_facts:
           C(containers) (one row per hung or stuck container), C(stuck_execs) and C(suspects) (compact, with pod, writer,
           pid, age, pipe fill, cause, dump head), C(drained), C(skipped), C(guard), C(guard_needed), C(verify),
           C(kubernetes) (kubelet pid or null, node name, and what C(found) it, remediate mode), C(metrics), C(seconds).
+        - >-
+          With O(capture_stacks=true) and a hung or stuck container, C(stacks) (also in C(diagnosis.evidence.stacks) of
+          each row of C(containers)) with C(files) (C(path), C(sha256), C(bytes), C(source), C(pid), C(kind),
+          C(goroutines), C(fingerprints), C(groups)), C(fingerprints) (the blocking chain as stable strings, for example
+          C(dockerd: ContainerInspect waits for the container lock held by ContainerExecStart -> containerd Exec)),
+          C(signalled), C(refused) and C(not_collected) (C(pid), C(reason)).
         - See docs/roles.md for every field.
       type: dict
 '''
@@ -133,7 +149,7 @@ def main():
         argument_spec=_options.argument_spec(
             _options.ENGINE, _options.CONTAINERD, _options.PROC, _options.SCAN,
             (_options.DRAIN, _options.NODE_DOCTOR_DRAIN_NAMES), _options.EVIDENCE, _options.METRICS,
-            _options.ENGINE_CHECK, _options.GUARD,
+            _options.ENGINE_CHECK, _options.GUARD, _options.STACKS,
             mode=dict(type='str', choices=['detect', 'remediate'], default='detect'),
         ),
         supports_check_mode=True,
