@@ -2,7 +2,8 @@
 # The demo (`make demo`): a private containerd + dockerd, two containers (shim v2
 # and shim v1), a real runc-init stderr-pipe deadlock in each, what it looks like
 # from the outside (docker ps answers, docker inspect hangs), and the /proc
-# evidence.  Everything is stopped and removed at the end.
+# evidence; then, before anything hangs, which node will deadlock on the next
+# crash dump and where (node_risk).  Everything is stopped and removed at the end.
 set -euo pipefail
 HD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export HD_ROOT
@@ -66,10 +67,40 @@ cat "$D/report/"*remediate*.md
 hd_log "the metrics (Prometheus textfile)"
 cat "$D/metrics/"*.prom
 
+# ---- before it hangs: the node risk advisor ---------------------------------
+hd_log "before it hangs: which node will deadlock on the next crash dump, and where"
+$DOCKER run -d --name tight --network none --pids-limit 2 hangdoctor/busybox:latest sh -c 'sleep 100000 & wait' >/dev/null
+# A rootless engine's shim: a real containerd-shim-runc-v2 serving as uid 65534 (nobody), no capabilities.
+SHIMDIR=$(mktemp -d /tmp/hd-demo-shim-XXXXXX); chmod 755 "$SHIMDIR"; mkdir "$SHIMDIR/b"; chown 65534:65534 "$SHIMDIR/b"
+mkfifo "$SHIMDIR/b/log"; chmod 666 "$SHIMDIR/b/log"; exec 7<>"$SHIMDIR/b/log"
+python3 -c 'import os, socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1] + "/shim.sock"); s.listen(8); os.dup2(s.fileno(), 3); os.set_inheritable(3, True)
+os.chdir(sys.argv[1] + "/b")
+os.execvp("setpriv", ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "containerd-shim-runc-v2",
+          "-namespace", "demo", "-id", "rootless", "-address", sys.argv[1] + "/c.sock", "-publish-binary", "/bin/true"])' \
+    "$SHIMDIR" </dev/null >/dev/null 2>&1 &
+SHIM=$!
+SOFT=$(cat /proc/sys/fs/pipe-user-pages-soft)
+trap 'echo "$SOFT" > /proc/sys/fs/pipe-user-pages-soft; kill $SHIM 2>/dev/null; rm -rf "$SHIMDIR"; "$H" down >/dev/null 2>&1 || true; CH down >/dev/null 2>&1 || true; rm -rf "$TREE"' EXIT
+sleep 1
+hd_log "fs.pipe-user-pages-soft lowered to 1 page (was $SOFT): a user past it gets short pipes"
+echo 1 > /proc/sys/fs/pipe-user-pages-soft
+RISK=(-i localhost, -c local -e "ansible_python_interpreter=$HD_PY" -e "hangdoctor_metrics_dir=$D/metrics" -e hangdoctor_become=false)
+ansible-playbook "${RISK[@]}" hangdoctor.runtime.risk
+hd_log "the risk metrics"
+cat "$D/metrics/hangdoctor_risk.prom"
+hd_log "the opt-in mitigation, dry run with diff (a sysctl file under the demo directory)"
+ansible localhost -c local -i localhost, -e "ansible_python_interpreter=$HD_PY" -m hangdoctor.runtime.node_risk \
+    -a "risk_checks=pipe mitigate=true metrics_dir= sysctl_file=$D/sysctl.d/90-hangdoctor-pipe.conf" --check --diff \
+    | grep -E '^[-+]|CHANGED|SUCCESS' || true
+echo "$SOFT" > /proc/sys/fs/pipe-user-pages-soft
+kill $SHIM 2>/dev/null || true
+$DOCKER rm -f tight >/dev/null
+
 # ---- the same failure on a containerd-CRI Kubernetes node (no dockerd) --------
 CRI=$(mktemp -d /tmp/hd-demo-cri-XXXXXX)
 CH() { "$H" cri --root "$CRI" "$@"; }
-trap '"$H" down >/dev/null 2>&1 || true; CH down >/dev/null 2>&1 || true; rm -rf "$TREE"' EXIT
+trap '"$H" down >/dev/null 2>&1 || true; CH down >/dev/null 2>&1 || true; rm -rf "$TREE" "$SHIMDIR"' EXIT
 hd_log "a containerd-CRI node: containerd with its CRI plugin (no dockerd), a pod of two containers served by one shim"
 CH up
 CH hang web-0 --hold 600 | tail -n 1
@@ -96,3 +127,6 @@ hd_log "after: ctr task ps answers again"
 time timeout 5 ctr --address "$CONTAINERD_ADDRESS" -n k8s.io task ps "$APP_ID"
 ls -l "$CRI/evidence/"
 
+
+# ---- the triage: three containers hung by three different causes -------------
+bash "$HD_ROOT/scripts/demo_triage.sh"

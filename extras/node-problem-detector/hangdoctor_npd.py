@@ -212,6 +212,54 @@ def check_textfile(args):
     return int(total), sorted(names)
 
 
+RISK_REASONS = ('pipe_capacity', 'container_headroom')
+
+
+def check_risk(args):
+    """(reasons, names) from node_risk's textfile (--risk-metrics-file): the
+    node is at risk of the pipe deadlock when the next shim pipe is cut short
+    or a container has no thread headroom.  Version advisories are not a node
+    condition."""
+    path = args.risk_metrics_file
+    try:
+        st = os.stat(path)
+        if st.st_size > MAX_METRICS_BYTES:
+            raise PluginError('risk metrics file larger than %d bytes: %s' % (MAX_METRICS_BYTES, path))
+        with open(path, 'rb') as f:
+            text = f.read(MAX_METRICS_BYTES).decode('utf-8', 'replace')
+    except (IOError, OSError) as e:
+        raise PluginError('cannot read risk metrics (%s): %s' % (getattr(e, 'strerror', None) or e, path))
+    at_risk, last_run, engines, containers = {}, None, [], 0
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        labels = dict(_LABELS.findall(m.group(2) or ''))
+        if m.group(1) == 'hangdoctor_node_at_risk' and labels.get('reason') in RISK_REASONS:
+            at_risk[labels['reason']] = value > 0
+        elif m.group(1) == 'hangdoctor_risk_last_run_timestamp_seconds':
+            last_run = value
+        elif m.group(1) == 'hangdoctor_pipe_capacity_collapsed' and value > 0:
+            engines.append(_clean(labels.get('engine', '?')))
+        elif m.group(1) == 'hangdoctor_containers_at_risk':
+            containers = int(value) if math.isfinite(value) else 0
+    if last_run is None or not at_risk:
+        raise PluginError('no hangdoctor risk metrics in %s' % path)
+    age = time.time() - last_run
+    if not math.isfinite(age) or age > args.max_age:
+        raise PluginError('risk metrics file is stale or undated (risk check not running?)')
+    names = []
+    if at_risk.get('pipe_capacity'):
+        names.append('small pipes %s' % ' '.join(sorted(engines)))
+    if at_risk.get('container_headroom'):
+        names.append('%d container(s) near limits' % containers)
+    return len(names), names
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
     p.add_argument('--source', choices=('proc', 'textfile'), default='proc')
@@ -223,6 +271,10 @@ def main(argv=None):
     p.add_argument('--container-ids', default='', help='only these containers (comma-separated id prefixes)')
     p.add_argument('--metrics-file', default=None, help='the textfile (with --source textfile)')
     p.add_argument('--max-age', type=float, default=900.0, help='older metrics are "unknown" (seconds)')
+    p.add_argument('--check', choices=('stuck', 'risk'), default='stuck',
+                   help='stuck: is an exec deadlocked; risk: will the next crash dump deadlock (node_risk textfile)')
+    p.add_argument('--risk-metrics-file', default='/var/lib/node_exporter/textfile_collector/hangdoctor_risk.prom',
+                   help='node_risk textfile (with --check risk)')
     p.add_argument('--max-output', type=int, default=DEFAULT_MAX_OUTPUT,
                    help="NPD's max_output_length (characters of the message)")
     args = p.parse_args(argv)
@@ -238,6 +290,17 @@ def main(argv=None):
     if any(not re.match(r'^[0-9a-f]+$', c) for c in args.container_ids):
         print('unknown: --container-ids takes hex container ids'[:limit])
         return UNKNOWN
+    if args.check == 'risk':
+        try:
+            total, names = check_risk(args)
+        except PluginError as e:
+            print(('unknown: %s' % _clean(e))[:limit])
+            return UNKNOWN
+        if not total:
+            print('no deadlock risk (pipe capacity, thread headroom)'[:limit])
+            return OK
+        print(('deadlock risk: ' + '; '.join(names))[:limit])
+        return PROBLEM
     try:
         total, names = check_proc(args) if args.source == 'proc' else check_textfile(args)
     except PluginError as e:

@@ -40,6 +40,23 @@ def guard_targets(hostvars, hosts):
     return out
 
 
+def drain_targets(hostvars, hosts):
+    """The HOSTS that go through the remediate playbook's rollout batches:
+    those whose node check found stuck execs, and those without a node check
+    (``--tags guard`` alone still shows their verdicts).  A host whose check
+    found nothing to drain is done."""
+    out = []
+    for host in hosts or []:
+        hv = _host_vars(hostvars, host)
+        if hv is None:
+            continue
+        fact = hv.get('hangdoctor') if hasattr(hv, 'get') else None
+        if isinstance(fact, dict) and not fact.get('stuck_execs'):
+            continue
+        out.append(host)
+    return out
+
+
 def _result_for(results, host):
     for r in results or []:
         if isinstance(r, dict) and (r.get('item') or {}).get('host') == host:
@@ -126,6 +143,7 @@ class FilterModule(object):
     def filters(self):
         return {
             'guard_targets': guard_targets,
+            'drain_targets': drain_targets,
             'kube_guard': kube_guard,
             'kube_guard_verdicts': kube_guard_verdicts,
             'cordon_targets': cordon_targets,

@@ -14,6 +14,7 @@ import json
 import re
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary
+from ansible_collections.hangdoctor.runtime.plugins.filter.risk import risk_report, risk_lines
 
 # AWX stores artifacts in its database and shows them in the UI: keep them small.
 STATS_MAX_BYTES = 16384
@@ -52,6 +53,7 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
         # hostvars: with serial batches the hosts of later batches have no
         # fact yet, and reading a missing key of their vars raises.
         found = []
+        risk = risk_report(summaries, hosts)  # node_risk's facts, when the run checked the risk
         for h in hosts:
             try:
                 # the inventory name, not the node's own host name
@@ -59,6 +61,8 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
             except Exception:  # pylint: disable=broad-except
                 continue
         summaries = found
+    else:
+        risk = None
     if isinstance(summaries, dict):
         summaries = [dict(v, host=v.get('host') or k) for k, v in summaries.items() if isinstance(v, dict)]
     summaries = [s for s in (summaries or []) if isinstance(s, dict) and s.get('host')]
@@ -99,6 +103,9 @@ def fleet_report(summaries, hosts=None, mode='detect', check_mode=False, now=Non
         'missing_hosts': sorted(h for h in (hosts or []) if h not in have and h not in waiting),
         'pending_hosts': pending_hosts,
         'hosts': sorted(summaries, key=weight),
+        # the hosts at risk only: the report of a large fleet stays small
+        'risk': dict(risk, hosts=dict((h, f) for h, f in risk['hosts'].items() if f.get('at_risk')))
+        if risk and risk['hosts_checked'] else None,
     }
 
 
@@ -240,6 +247,8 @@ def report_markdown(report):
         lines.append('')
     if quiet:
         lines += ['## Hosts without stuck execs', '', _md_list(sorted(quiet)), '']
+    if report.get('risk'):
+        lines += ['## Node risk (before it hangs)', ''] + ['- ' + e(x) for x in risk_lines(report['risk'])] + ['']
     return '\n'.join(lines)
 
 
@@ -291,6 +300,8 @@ def report_lines(report, report_dir=''):
         lines.append('no result (unreachable or failed): %s' % ', '.join(report['missing_hosts']))
     if report.get('pending_hosts'):
         lines.append('%d host(s) in later serial batches, not reached yet' % len(report['pending_hosts']))
+    if report.get('risk'):
+        lines += risk_lines(report['risk'])
     if report_dir:
         lines.append('Report: %s/hangdoctor-%s.md' % (report_dir, report.get('mode')))
     return lines

@@ -43,7 +43,10 @@ MAX_SERIES_PER_METRIC = 50      # labelled series per metric name; the rest are 
 MAX_LABEL_CHARS = 128           # Kubernetes names fit (namespace 63, container 63, pod 253 is rare)
 MAX_ENGINES = 8
 MAX_PREVIOUS_BYTES = 1 << 20    # a previous file larger than this is not parsed
-CAUSES = ('pthread_create_eagain', 'out_of_memory', 'go_runtime_abort', 'unknown')
+CAUSES = ('pthread_create_eagain', 'out_of_memory', 'go_runtime_abort', 'unknown',
+          # the named causes of a hung container (_triage.CAUSE_IDS, docs/causes/)
+          'pipe_full_init', 'frozen_cgroup', 'exec_fifo_wait', 'uninterruptible_io', 'stdio_stall',
+          'shim_unresponsive', 'engine_lock', 'exec_pileup')
 
 # The per-container stuck-exec series was named hangdoctor_stuck_exec, one
 # letter from the node total hangdoctor_stuck_execs.  It is now
@@ -66,6 +69,8 @@ METRICS = (
     ('hangdoctor_hung_containers', 'gauge', 'Containers whose inspect did not answer within the deadline.'),
     ('hangdoctor_hung_container', 'gauge',
      '1 per container whose inspect did not answer; the series exists only while it does not.'),
+    ('hangdoctor_container_cause', 'gauge',
+     '1 per container and named cause of its hang (docs/causes); the series exists while the cause holds.'),
     ('hangdoctor_recurring_drain', 'gauge',
      'Drain rounds of a container whose deadlock came back in the last run (root cause persists).'),
     ('hangdoctor_engine_present', 'gauge', 'The container engine socket exists on this node (1) or not (0).'),
@@ -290,9 +295,29 @@ def _hung_series(summary):
         if not any(_same(row.get('container_id'), c) for c in hung):
             continue
         ns, pod = _split_pod(row.get('pod'))
+        # the first named cause when the triage ran (the stuck exec's dump kind before it)
+        cause = row['causes'][0] if isinstance(row.get('causes'), list) and row['causes'] else row.get('cause')
         key = _labels(ns, pod, _container_name(summary, row.get('container_id'), row), row.get('container_id'),
-                      cause=row.get('cause'))
+                      cause=cause)
         out[key] = 1
+    return out
+
+
+def _cause_series(summary):
+    """{label tuple: 1} for every named cause of every diagnosed container
+    that this run did not repair."""
+    out = {}
+    dummy, answering = _repaired(summary)
+    repaired = answering + [c for c in summary.get('resolved') or [] if c]
+    for row in summary.get('containers') or []:
+        if not isinstance(row, dict) or not isinstance(row.get('causes'), list):
+            continue
+        cid = row.get('container_id')
+        if any(_same(cid, c) for c in repaired):
+            continue
+        ns, pod = _split_pod(row.get('pod'))
+        for cause in row['causes']:
+            out[_labels(ns, pod, _container_name(summary, cid, row), cid, cause=cause)] = 1
     return out
 
 
@@ -384,6 +409,7 @@ def render(summary, previous_text=None, now=None):
     labelled['hangdoctor_container_stuck_execs'] = dict((k, v[0]) for k, v in stuck.items())
     labelled['hangdoctor_stuck_exec_age_seconds'] = dict((k, round(v[1], 1)) for k, v in stuck.items())
     labelled['hangdoctor_hung_container'] = _hung_series(summary)
+    labelled['hangdoctor_container_cause'] = _cause_series(summary)
     labelled['hangdoctor_recurring_drain'] = _recurring_series(summary)
     dropped = 0
     for name in list(labelled):

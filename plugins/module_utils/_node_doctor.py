@@ -49,7 +49,7 @@ class NodeDoctorError(HangdoctorError):
 
 
 NodeOptions = namedtuple('NodeOptions', ['mode', 'engine', 'containerd', 'proc', 'scan', 'engine_check', 'guard',
-                                         'drain_run', 'metrics', 'stacks'])
+                                         'drain_run', 'metrics', 'stacks', 'triage', 'triage_actions'])
 
 
 def options(params=None):
@@ -69,7 +69,9 @@ def options(params=None):
         guard=_options.GUARD.values(params),
         drain_run=_options.drain_run(params, _options.NODE_DOCTOR_DRAIN_NAMES),
         metrics=_options.METRICS.values(params),
-        stacks=_options.STACKS.values(params))
+        stacks=_options.STACKS.values(params),
+        triage=_options.TRIAGE.values(params),
+        triage_actions=_options.TRIAGE_ACTIONS.values(params))
 
 
 def ask_engines(opts, proc_root):
@@ -298,6 +300,14 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     result = {'changed': False, 'stuck_execs': scan['stuck_execs'], 'suspects': scan['suspects'],
               'scanned_processes': scan['scanned_processes'], 'scan_method': scan.get('scan_method'),
               'scan_fallback_reason': scan.get('scan_fallback_reason'), 'drain': None}
+    if opts.triage.triage:
+        table = found['table']
+        if found.get('method') == 'shims':
+            # the scan by shim read no process table; triage looks at every process
+            from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import ProcessTable
+            table = ProcessTable.snapshot(proc)
+        triage_rows(proc, opts, table, scan, run_state=dict(
+            engine_report=engine_report, summary=summary, check_mode=check_mode))
 
     if opts.stacks.capture_stacks and (summary['hung'] or scan['stuck_execs']):
         capture_stacks(proc, opts, scan, summary)
@@ -315,6 +325,80 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     result['msg'] = message(summary)
     result['ansible_facts'] = {'hangdoctor': summary}
     return result
+
+
+_SHIM_PREFIXES = ('containerd-shim', 'docker-containe')
+_UNUSUAL_STATES = frozenset(('D', 'T', 't'))
+
+
+def _unusual(table, pileup_min_count):
+    """Whether any process is in a state worth the triage: D, stopped, a
+    runc init, or a shim with PILEUP_MIN_COUNT children started a second or
+    more after its first (exec processes).  Two plain passes over the
+    snapshot already in memory: a healthy node does not load the triage."""
+    stats = table.stats
+    shims = set()
+    for pid, st in stats.items():
+        if st is None:
+            continue
+        if st['state'] in _UNUSUAL_STATES or st['comm'] == 'runc:[2:INIT]':
+            return True
+        if st['comm'].startswith(_SHIM_PREFIXES):
+            shims.add(pid)
+    if not shims:
+        return False
+    starts = {}
+    for st in stats.values():
+        if st is not None and st['ppid'] in shims:
+            starts.setdefault(st['ppid'], []).append(st['starttime'])
+    for times in starts.values():
+        if len(times) > pileup_min_count:
+            first = min(times)
+            # execs come after the container's init (one second: 100 clock ticks at the usual 100 Hz)
+            if sum(1 for t in times if t - first > 100) >= pileup_min_count:
+                return True
+    return False
+
+
+def triage_rows(proc, opts, table, scan, run_state):
+    """Give every container row of the summary in RUN_STATE its
+    ``diagnosis`` (causes, chain, evidence, action, done), adding rows for
+    containers whose processes are in an unusual state although the engine
+    answers for them.  Safe actions (thaw, reap) only in mode remediate."""
+    summary = run_state['summary']
+    tr, acts = opts.triage, opts.triage_actions
+    unusual = _unusual(table, tr.pileup_min_count)
+    if not summary['containers'] and not unusual:
+        return
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _triage
+    settings = _triage.Settings(confirm_interval=min(opts.proc.confirm_interval, 1.0),
+                                pileup_min_count=tr.pileup_min_count,
+                                stale_exec_min_age_seconds=tr.stale_exec_min_age_seconds)
+    engine_report = run_state['engine_report']
+    targets = [r['container_id'] for r in summary['containers']]
+    extra = []
+    if unusual:
+        wanted = opts.scan.container_ids
+        for cid in _triage.suspect_containers(proc, table, _triage.suspicious(table, tr.pileup_min_count)):
+            if wanted and not any(_summary.same_container(cid, w) for w in wanted):
+                continue
+            if not any(_summary.same_container(cid, t) for t in targets + extra):
+                extra.append(cid)
+    found = _triage.diagnose(proc, table, targets + extra, engine_report=engine_report,
+                             stuck_execs=scan['stuck_execs'], settings=settings)
+    for cid in extra:
+        # a container the engine answers for gets a row only for a cause proven
+        if found[cid]['causes'] != ['unknown']:
+            summary['containers'].append(_summary.container_row(cid, engine_report))
+    act = opts.mode == 'remediate' and not run_state['check_mode']
+    for row in summary['containers']:
+        diag = found.get(row['container_id'])
+        if diag is None:
+            continue
+        if act and (acts.thaw or acts.reap_stale_execs):
+            _triage.act(proc, diag, thaw=acts.thaw, reap=acts.reap_stale_execs)
+        row['diagnosis'] = _triage.public(diag)
+        row['causes'] = list(diag['causes'])
 
 
 def capture_stacks(proc, opts, scan, summary):
@@ -392,11 +476,19 @@ def _engine_words(summary):
     return 'engine answers'
 
 
+def _causes_words(summary):
+    named = ['%s: %s' % (r.get('name') or (r.get('container_id') or '')[:12], '+'.join(r['causes']))
+             for r in summary.get('containers') or [] if r.get('causes')]
+    return '; causes: %s' % ', '.join(named) if named else ''
+
+
 def message(summary):
     """The one line a person reads at 3 a.m."""
     s = summary
     if s.get('stuck_execs') or s.get('hung') or s.get('drained') or s.get('skipped'):
-        return '%s: %s' % (s.get('host'), _summary.host_line(s))
+        return '%s: %s%s' % (s.get('host'), _summary.host_line(s), _causes_words(s))
+    if _causes_words(s):
+        return '%s: no stuck exec, no hung container%s' % (s.get('host'), _causes_words(s))
     if s.get('scan_partial'):
         # never "no stuck exec" when the scan did not look at everything
         line = '%s: scan PARTIAL, stuck execs unknown (%s; %s processes scanned, %s)' % (

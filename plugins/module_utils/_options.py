@@ -428,3 +428,88 @@ STACKS = Group('stacks', [
 ], doc='Goroutine stacks of the Go daemons on a hung container\'s chain.')
 
 GROUPS = GROUPS + (STACKS,)
+
+
+# ---- triage: the cause of a hung container, and its safe actions (issue 24) ----
+TRIAGE = Group('triage', [
+    option('triage', type='bool', default=True, doc=[
+        'Name the cause of every container that does not answer, has a stuck exec, or has a process in an '
+        'unusual state (D, a stopped shim, a runc init that was never started), with its wait chain and evidence '
+        '(C(diagnosis) of each container). A node without such a container costs nothing extra.']),
+    option('stale_exec_min_age_seconds', type='float', default=300, bounds=(0.0, 30 * DAY, True), doc=[
+        'An exec process older than this counts as stale for C(exec_pileup).']),
+    option('pileup_min_count', type='int', default=3, bounds=(1, 100000, True), doc=[
+        'At least this many stale exec processes in one container make C(exec_pileup).']),
+], doc='Naming the cause of a hung container and its safe actions.')
+
+TRIAGE_ACTIONS = Group('triage_actions', [
+    option('thaw', type='bool', default=False, doc=[
+        'With O(mode=remediate), thaw a container found in C(frozen_cgroup) (write C(THAWED) to its '
+        'C(freezer.state), or C(0) to C(cgroup.freeze)). Only when the engine answered for the container and does not report it paused; '
+        'never in check mode.']),
+    option('reap_stale_execs', type='bool', default=False, doc=[
+        'With O(mode=remediate), kill (SIGKILL) the stale exec processes of a container found in '
+        'C(exec_pileup): children of its shim in its cgroup other than its init, older than O(stale_exec_min_age_seconds). Never the shim, the engine, '
+        'a runc process or the container\'s own processes; identity re-checked right before; never in check '
+        'mode.']),
+], doc='The safe actions a node check may take on a diagnosed container (off by default).')
+
+GROUPS = GROUPS + (TRIAGE, TRIAGE_ACTIONS)
+
+
+# ---- node risk (node_risk) -----------------------------------------------------
+def cache_path(name, value):
+    if value not in ('', None) and not os.path.isabs(value):
+        raise OptionError('%s must be an absolute path or empty, got %r' % (name, value))
+    return value or ''
+
+
+def risk_checks(name, value):
+    allowed = ('pipe', 'headroom', 'versions')
+    bad = [v for v in value or [] if v not in allowed]
+    if bad:
+        raise OptionError('%s must be a list of %s, got %s' % (name, ', '.join(allowed), ', '.join(map(str, bad))))
+    return list(value or [])
+
+
+RISK = Group('risk', [
+    option('risk_checks', type='list', elements='str', default=['pipe', 'headroom', 'versions'], check=risk_checks, doc=[
+        'What to check. V(pipe) probes the capacity of the next pipe each engine\'s shim will create; '
+        'V(headroom) reads every container\'s pids and memory cgroup; V(versions) runs the runtime\'s binaries '
+        'for their versions (cached) and matches the advisory table.']),
+    option('pipe_probe_timeout', type='float', default=2.0, bounds=(0.0, 60.0, False), doc=[
+        'Seconds the short-lived child that creates a pipe with an engine\'s credentials may take.']),
+    option('pids_min_headroom', type='int', default=8, bounds=(0, 100000, True), doc=[
+        'A container whose pids cgroup has fewer free pids than this is at risk: a new C(runc init) needs a '
+        'few threads inside the container\'s cgroups, and its Go runtime aborts when it cannot create them.']),
+    option('memory_min_headroom_ratio', type='float', default=0.05, bounds=(0.0, 1.0, True), doc=[
+        'A container whose memory usage leaves less than this fraction of its limit free is at risk.']),
+    option('exec_probe_containers', type='list', elements='str', default=[], doc=[
+        'Containers known to run exec probes (for example from the exec_probe_swap inventory): container ids '
+        'or prefixes, container names, C(namespace/pod) or C(namespace/pod/container). Containers with a '
+        'C(runc exec) running now count as such too. They are listed first.']),
+    option('version_timeout', type='float', default=3.0, bounds=(0.0, 60.0, False), doc=[
+        'Seconds one version command (C(runc --version), ...) may take before it is killed.']),
+    option('version_cache', type='str', default='/var/cache/hangdoctor/versions.json', check=cache_path, doc=[
+        'File (mode 0600) that keeps each binary\'s version output, keyed on its device, inode, size and mtime, '
+        'so later runs run nothing until a binary changes. Empty turns the cache off.']),
+    option('risk_state_file', type='str', default='/var/cache/hangdoctor/risk-state.json', check=cache_path, doc=[
+        'File (mode 0600) that keeps each container\'s memory cgroup event counters (C(memory.events) C(max), '
+        'C(oom), C(oom_kill); v1 C(memory.failcnt) and C(oom_kill)) from the previous run, so that their growth '
+        'since then is reported and a container whose counters grow is at risk. Empty turns it off (then only '
+        'counters above 0 are reported).']),
+    option('risk_metrics_file', type='str', default='hangdoctor_risk.prom', check=file_name, doc=[
+        'File name of the risk metrics in O(metrics_dir) (separate from the stuck-exec metrics file).']),
+    option('mitigate', type='bool', default=False, doc=[
+        'Raise C(fs.pipe-user-pages-soft) to O(pipe_user_pages_soft) when an engine\'s pipe capacity has '
+        'collapsed, and persist it in O(sysctl_file) (the previous file kept as a backup). Never lowers the '
+        'value, and leaves C(0) (no limit) alone. Supports check mode and diff.']),
+    option('pipe_user_pages_soft', type='int', default=65536, bounds=(16384, 2 ** 31 - 1, True), doc=[
+        'The soft limit O(mitigate=true) sets: pages of pipe buffers a user may hold before its new pipes are cut '
+        'to one or two pages. The default, 65536 pages (256 MiB with 4 KiB pages), is four times the kernel\'s '
+        'default; pipe buffers count towards the memory of the cgroup that filled them.']),
+    option('sysctl_file', type='path', default='/etc/sysctl.d/90-hangdoctor-pipe.conf', check=absolute_path, doc=[
+        'Where O(mitigate=true) persists the raised limit (read by C(systemd-sysctl) / C(sysctl --system) at boot).']),
+], doc='Options of the node risk advisor.')
+
+GROUPS = GROUPS + (RISK,)

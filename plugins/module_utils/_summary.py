@@ -204,6 +204,24 @@ def host_summary(exec_info, hung_info=None, host=None, now=None, engine_skipped=
     }
 
 
+def container_row(cid, engine_report=None):
+    """The summary row of a container that is neither hung nor stuck but
+    whose processes the triage looked at (a frozen or D-state process under
+    a container the engine answers for)."""
+    info = next((c for c in (engine_report or {}).get('containers') or []
+                 if isinstance(c, dict) and same_container(c.get('id'), cid)), {})
+    return {
+        'container_id': info.get('id') or cid,
+        'name': info.get('name'),
+        'pod': '%s/%s' % (info.get('pod_namespace'), info.get('pod_name')) if info.get('pod_name') else None,
+        'hung': (info.get('responsive') is False) if info else None,
+        'latency_ms': info.get('latency_ms'),
+        'error': info.get('error'),
+        'stuck_execs': 0,
+        'cause': None,
+    }
+
+
 def remediation(summary, drain=None, plan=None, guard=None, verify_exec=None, verify_hung=None):
     """Fold the drain (runc_pipe_drain's result), the plan's own skips, the
     guard and the verification into a host summary (a new dict).

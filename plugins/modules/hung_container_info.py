@@ -46,6 +46,8 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes.INFO_MODULE
   - hangdoctor.runtime.engine
   - hangdoctor.runtime.containerd
+  - hangdoctor.runtime.proc
+  - hangdoctor.runtime.triage
 attributes:
   platform:
     platforms: posix
@@ -211,6 +213,17 @@ containers:
       description: Why the probe did not succeed, null when it did.
       type: str
       sample: inspect did not answer within 3.0s
+    diagnosis:
+      description:
+        - Only for a hung container (RV(containers[].responsive=false)) with O(triage=true) - why it hangs, read
+          from C(/proc) - C(causes) (ids of docs/causes/, for example V(pipe_full_init) and V(engine_lock)), the wait
+          C(chain) (engine, shim, runc, runc init, the container's processes; each with pid, comm, state, wchan,
+          syscall, age, the fd it blocks on with its peers, and the kernel stack), C(evidence) per cause, the safe
+          C(action), and C(done) (always null here, this module changes nothing).
+        - Without root (C(/proc) of other processes unreadable) the cause is V(unknown) with the reason in
+          C(evidence).
+      type: dict
+      sample: {"causes": ["pipe_full_init", "engine_lock"], "chain": [], "evidence": {}, "action": "...", "done": null}
 hung:
   description: Ids of the containers whose inspect did not answer within O(inspect_timeout).
   returned: always
@@ -311,6 +324,7 @@ elapsed_seconds:
   sample: 3.04
 '''
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -330,7 +344,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._engines import
 
 def main():
     spec = _options.argument_spec(
-        _options.ENGINE, _options.CONTAINERD,
+        _options.ENGINE, _options.CONTAINERD, _options.PROC, _options.TRIAGE,
         engines=dict(type='list', elements='str', default=['auto']),
         total_timeout=dict(type='float'),
         concurrency=dict(type='int', default=16),
@@ -370,6 +384,9 @@ def main():
         else:
             result['engine'] = by_name.get('containerd') or {}
         result['msg'] = summary_msg(result)
+        tr = _options.TRIAGE.values(p)
+        if tr.triage and result.get('hung'):
+            _diagnose(result, _options.PROC.values(p), tr)
 
         # An engine on the node that does not answer is a failure; one that is not on the node is not,
         # unless its address was set by hand (a typo must not pass as "no engine here").
@@ -381,6 +398,27 @@ def main():
             result['msg'] = '; '.join('%s at %s not usable: %s' % (e['name'], e.get('address'), e['error']) for e in unusable)
             module.fail_json(changed=False, **result)
     module.exit_json(changed=False, **result)
+
+
+def _diagnose(result, po, tr):
+    """Give each hung container its diagnosis (loaded only when one is hung)."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs, _stuck_exec, _triage
+    why = None
+    proc = _procfs.Proc(po.proc_root)
+    if os.geteuid() != 0:
+        why = 'not root: the processes of the containers cannot be read'
+    elif not proc.is_procfs():
+        why = 'proc_root %s is not a procfs' % po.proc_root
+    diags = {}
+    if why is None:
+        try:
+            scan_opts = _stuck_exec.scan_options(_options.SCAN.values({}), po)
+            diags = _triage.diagnose_hung(proc, result, settings=_triage.settings_of(tr, po), scan_opts=scan_opts)
+        except _triage.HangdoctorError as e:
+            why = str(e)
+    for c in result['containers']:
+        if c.get('responsive') is False:
+            c['diagnosis'] = diags.get(c['id']) or _triage.unknown(why or 'no diagnosis')
 
 
 if __name__ == '__main__':

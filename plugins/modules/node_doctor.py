@@ -21,6 +21,10 @@ description:
     textfile metrics.
   - Publishes the host summary as the host fact C(hangdoctor) (RV(ansible_facts.hangdoctor)), which the
     roles' controller-side report reads; no C(set_fact) task is needed.
+  - Names the cause of every container that hangs (docs/causes/) - a stuck exec, a frozen cgroup, a runc init
+    waiting on C(exec.fifo), processes in D state, a container blocked on its stdout, a stopped shim, the engine's
+    container lock, a pile of stale execs - with its wait chain and evidence, read from C(/proc) for those
+    containers only (O(triage)).
   - A healthy node costs one Python start on the target. On a Kubernetes node (a kubelet runs) with
     confirmed stuck execs, O(mode=remediate) drains nothing until it is given the eviction guard's verdict
     in O(guard) (see O(require_guard)); the remediate role asks the Kubernetes API on the controller and
@@ -40,6 +44,8 @@ extends_documentation_fragment:
   - hangdoctor.runtime.engine_check
   - hangdoctor.runtime.guard
   - hangdoctor.runtime.stacks
+  - hangdoctor.runtime.triage
+  - hangdoctor.runtime.triage_actions
 attributes:
   check_mode:
     support: full
@@ -78,6 +84,12 @@ EXAMPLES = r'''
     mode: remediate
     require_guard: never
     drain_min_age_seconds: 120
+
+- name: Repair this node and thaw a cgroup frozen behind the engine's back
+  hangdoctor.runtime.node_doctor:
+    mode: remediate
+    require_guard: never
+    thaw: true
 
 - name: Check this node and keep the goroutine stacks of the daemons behind a hung container
   hangdoctor.runtime.node_doctor:
@@ -132,9 +144,15 @@ ansible_facts:
     hangdoctor:
       description:
         - The host summary. Keys C(host), C(mode), C(checked_at), C(engine), C(engines), C(hung) (container ids),
-          C(containers) (one row per hung or stuck container), C(stuck_execs) and C(suspects) (compact, with pod, writer,
+          C(containers) (one row per hung or stuck container, and per container whose processes the triage found in
+          a named cause although the engine answers for it), C(stuck_execs) and C(suspects) (compact, with pod, writer,
           pid, age, pipe fill, cause, dump head), C(drained), C(skipped), C(guard), C(guard_needed), C(verify),
           C(kubernetes) (kubelet pid or null, node name, and what C(found) it, remediate mode), C(metrics), C(seconds).
+        - With O(triage=true) each row of C(containers) has C(causes) (the ids of docs/causes/) and C(diagnosis) -
+          C(causes), the wait C(chain) (links with C(role) engine, shim, runc, runc_init or process; C(pid), C(comm),
+          C(state), C(wchan), C(syscall), C(age_seconds), C(blocking_fd) with C(fd), C(kind) pipe, fifo, socket or
+          file, C(inode) and the C(peers) holding its other end, and the kernel C(stack)), C(evidence) per cause, the
+          safe C(action), and C(done) (what O(thaw) or O(reap_stale_execs) did, else null).
         - >-
           With O(capture_stacks=true) and a hung or stuck container, C(stacks) (also in C(diagnosis.evidence.stacks) of
           each row of C(containers)) with C(files) (C(path), C(sha256), C(bytes), C(source), C(pid), C(kind),
@@ -159,7 +177,7 @@ def main():
         argument_spec=_options.argument_spec(
             _options.ENGINE, _options.CONTAINERD, _options.PROC, _options.SCAN,
             (_options.DRAIN, _options.NODE_DOCTOR_DRAIN_NAMES), _options.EVIDENCE, _options.METRICS,
-            _options.ENGINE_CHECK, _options.GUARD, _options.STACKS,
+            _options.ENGINE_CHECK, _options.GUARD, _options.STACKS, _options.TRIAGE, _options.TRIAGE_ACTIONS,
             mode=dict(type='str', choices=['detect', 'remediate'], default='detect'),
         ),
         supports_check_mode=True,

@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - hangdoctor.runtime.attributes.LINUX
   - hangdoctor.runtime.proc
   - hangdoctor.runtime.scan
+  - hangdoctor.runtime.triage
 attributes:
   check_mode:
     support: full
@@ -159,6 +160,23 @@ stuck_execs:
       description: The two samples - queued bytes and voluntary context switches - and the interval between them.
       type: dict
       sample: {"queued": [65536, 65536], "voluntary_ctxt_switches": [1, 1], "confirm_interval": 1.0}
+    diagnosis:
+      description:
+        - The named causes of the container's hang (always C(pipe_full_init) first here; more when they hold too),
+          its wait chain, the evidence per cause, the safe C(action), and C(done) (always null in this module).
+          See docs/causes/ for every cause. Absent with O(triage=false).
+      type: dict
+      sample:
+        causes: [pipe_full_init]
+        chain:
+          - {role: shim, pid: 11646, comm: containerd-shim, state: S, wchan: futex_wait_queue, syscall: futex,
+             age_seconds: 90.1, blocking_fd: null, stack: []}
+          - {role: runc_init, pid: 15638, comm: "runc:[2:INIT]", state: S, wchan: pipe_write, syscall: write,
+             age_seconds: 60.2, blocking_fd: {fd: 2, kind: pipe, inode: 1070361747,
+             peers: [{pid: 11646, comm: containerd-shim, fd: 26, mode: r}]}, stack: ["pipe_write", "vfs_write"]}
+        evidence: {pipe_full_init: {writer: {role: runc_init, pid: 15638}}}
+        action: "pipe_full_init: drain the pipe ..."
+        done: null
 suspects:
   description:
     - Processes in write(2) on their stderr that match some signals but not all, with C(reason) (and C(reasons)).
@@ -229,7 +247,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._stuck_exec imp
 
 def main():
     module = AnsibleModule(
-        argument_spec=_options.argument_spec(_options.PROC, _options.SCAN),
+        argument_spec=_options.argument_spec(_options.PROC, _options.SCAN, _options.TRIAGE),
         supports_check_mode=True,
     )
     with reported(module):
@@ -243,6 +261,13 @@ def main():
             result = scan(proc, scan_options(sc, po))
         except DiagnosisError as e:
             module.fail_json(msg='diagnosis failed: %s' % e)
+        tr = _options.TRIAGE.values(module.params)
+        if tr.triage and result['stuck_execs']:
+            # Loaded only when something is stuck.
+            from ansible_collections.hangdoctor.runtime.plugins.module_utils import _triage
+            diags = _triage.diagnose_stuck(proc, result['stuck_execs'], settings=_triage.settings_of(tr, po))
+            for rec in result['stuck_execs']:
+                rec['diagnosis'] = diags.get(rec.get('container_id'))
         result['msg'] = _message(result)
     module.exit_json(changed=False, **result)
 

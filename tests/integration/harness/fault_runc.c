@@ -299,6 +299,14 @@ int main(int argc, char **argv)
     size_t size = 0;
     long pipe_size = 0;
     const char *cid = argv[argc - 1];
+    /* A held start: `runc start` waits while FAULT_DIR/hold-start/<id> exists,
+     * so the created container's runc init waits opening exec.fifo. */
+    if (cmd > 0 && strcmp(argv[cmd], "start") == 0 && argc - 1 > cmd) {
+        char hold[PATH_MAX];
+        snprintf(hold, sizeof(hold), "%s/hold-start/%s", FAULT_DIR, cid);
+        while (access(hold, F_OK) == 0)
+            usleep(100000);
+    }
     if (cmd > 0 && strcmp(argv[cmd], "exec") == 0 && argc - 1 > cmd)
         size = take_arm(cid, &pipe_size);
     if (size == 0) {

@@ -234,7 +234,8 @@ class Harness:
         self.check_prereqs()
         if self.is_up():
             return self
-        for d in (self.bin, self.fault / "armed", self.fault / "records", self.ctd, self.dkr):
+        for d in (self.bin, self.fault / "armed", self.fault / "records", self.fault / "hold-start",
+                  self.fault / "frozen", self.fault / "stopped", self.ctd, self.dkr):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
         self._build_fault_runtime()
@@ -410,6 +411,59 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         p = self.fault / "armed" / cid
         p.write_text(f"{size or self.dump_size} {count} {pipe_size}\n")
 
+    def hold_start(self, cid):
+        """The next ``runc start`` of CID waits until ``release_start``: its
+        runc init waits opening exec.fifo (a created, never started container)."""
+        (self.fault / "hold-start" / cid).write_text("")
+
+    def release_start(self, cid=None):
+        for p in (self.fault / "hold-start").glob(cid or "*"):
+            p.unlink()
+
+    def init_pid(self, name_or_id):
+        """The container's init pid (asks inspect: call it before hanging the container)."""
+        out = self.docker("inspect", "-f", "{{.State.Pid}}", name_or_id, timeout=20, check=True).stdout.strip()
+        return int(out)
+
+    def freeze(self, name_or_id):
+        """Freeze the container's cgroup behind the engine's back (FROZEN in
+        its freezer.state, cgroup v1); ``release_all`` thaws it."""
+        pid = self.init_pid(name_or_id)
+        with open(f"/proc/{pid}/cgroup") as f:
+            path = next("/sys/fs/cgroup/freezer" + line.strip().split(":", 2)[2] for line in f
+                        if "freezer" in line.split(":")[1].split(","))
+        state = path + "/freezer.state"
+        (self.fault / "frozen" / str(pid)).write_text(state)
+        with open(state, "w") as f:
+            f.write("FROZEN")
+        return state
+
+    def stop_shim(self, name_or_id):
+        """SIGSTOP the container's shim; ``release_all`` resumes it."""
+        shim = proc_ppid(self.init_pid(name_or_id))
+        if not (proc_comm(shim) or "").startswith("containerd-shim"):
+            raise HarnessError(f"the parent of the container's init is {proc_comm(shim)}, not a shim")
+        (self.fault / "stopped" / str(shim)).write_text(str(proc_stat_starttime(shim)))
+        os.kill(shim, signal.SIGSTOP)
+        return shim
+
+    def _undo_freeze_and_stop(self):
+        for f in (self.fault / "frozen").glob("*"):
+            try:
+                with open(f.read_text(), "w") as g:
+                    g.write("THAWED")
+            except OSError:
+                pass
+            f.unlink(missing_ok=True)
+        for f in (self.fault / "stopped").glob("*"):
+            pid = int(f.name)
+            if str(proc_stat_starttime(pid)) == f.read_text():
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            f.unlink(missing_ok=True)
+
     def disarm(self, cid):
         try:
             (self.fault / "armed" / cid).unlink()
@@ -490,6 +544,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     def release_all(self):
         """Undo every injected hang: kill the fault runtime's processes (both
         the runc:[2:INIT] child and its parent, or the parent blocks again)."""
+        self.release_start()
+        self._undo_freeze_and_stop()
         for f in (self.fault / "armed").glob("*"):
             f.unlink(missing_ok=True)
         for dummy in range(3):
@@ -688,8 +744,12 @@ def _cli(argv=None):
     h.add_argument("name")
     h.add_argument("--v1", action="store_true")
     h.add_argument("--size", type=int, default=DEFAULT_DUMP_SIZE)
+    fr = sub.add_parser("freeze", help="freeze container NAME's cgroup behind the engine's back")
+    fr.add_argument("name")
+    ss = sub.add_parser("stop-shim", help="SIGSTOP the shim of container NAME")
+    ss.add_argument("name")
     sub.add_parser("status", help="containers, responsiveness and stuck runc inits")
-    sub.add_parser("release", help="kill the fault runtime's processes (undo every hang)")
+    sub.add_parser("release", help="undo every hang: kill the fault runtime's processes, thaw, resume shims")
     sub.add_parser("env", help="print DOCKER_HOST for this harness")
     sub.add_parser("down", help="stop everything and remove the folder")
     a = ap.parse_args(argv)
@@ -712,6 +772,10 @@ def _cli(argv=None):
                 return 1
             print(json.dumps(evidence(pid), indent=2))
             print(f"docker exec (pid {proc.pid}) is stuck; runc:[2:INIT] pid {pid}")
+        elif a.cmd == "freeze":
+            print(hz.freeze(a.name))
+        elif a.cmd == "stop-shim":
+            print(hz.stop_shim(a.name))
         elif a.cmd == "status":
             for line in hz.docker("ps", "--format", "{{.ID}} {{.Names}}", timeout=10).stdout.splitlines():
                 cid, name = line.split()

@@ -12,6 +12,7 @@ import yaml
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _summary as sm
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _metrics
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _node_risk
 
 ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "extras" / "prometheus" / "hangdoctor.rules.yml"
@@ -23,7 +24,7 @@ need_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian package 'prometheus'; scripts/bootstrap.sh installs it)")
 # Metrics whose series name a pod: their alerts must too.
 POD_METRICS = ("hangdoctor_container_stuck_execs", "hangdoctor_stuck_exec", "hangdoctor_hung_container",
-               "hangdoctor_recurring_drain")
+               "hangdoctor_recurring_drain", "hangdoctor_container_cause")
 
 
 def promtool(*args, stdin=None):
@@ -103,7 +104,8 @@ def test_every_alert_links_an_existing_runbook_section():
 
 
 def test_every_metric_an_alert_uses_is_rendered():
-    names = set(n for n, dummy, dummy2 in _metrics.METRICS)
+    # node_doctor's file and node_risk's own file
+    names = set(n for n, dummy, dummy2 in _metrics.METRICS + _node_risk.METRICS)
     for rule in alerts():
         used = set(re.findall(r"\bhangdoctor_[a-z_]+", rule["expr"]))
         assert used and used <= names, (rule["alert"], used - names)
@@ -125,6 +127,9 @@ def _busy_summary():
                            {"id": other, "name": "db", "responsive": False}],
             "hung": [cid, other], "engine": {"reachable": True, "version": "20.10.24"}}
     s = sm.host_summary({"stuck_execs": [stuck], "suspects": [], "scan_seconds": 0.31}, hung, host="n1", now=1700000000)
+    # the triage named causes: the stuck container's two, and another for the container without a pod
+    s["containers"][0]["causes"] = ["pipe_full_init", "engine_lock"]
+    s["containers"][1]["causes"] = ["frozen_cgroup"]
     s["engines"] = [{"name": "docker", "present": True, "checked": True, "reachable": True},
                     {"name": "containerd", "present": True, "checked": True, "reachable": False, "error": "timeout"}]
     return sm.remediation(s, drain={"drained": [{"container_id": cid, "bytes": 70000, "evidence_path": "/x",
@@ -142,6 +147,21 @@ def test_promtool_check_metrics_on_rendered_output():
         rc, out = promtool("check", "metrics", stdin=text)
         # promtool prints lint problems and exits non-zero on any of them.
         assert rc == 0 and not out.strip(), out
+
+
+@need_promtool
+def test_named_causes_are_written_while_they_hold():
+    before = dict(_busy_summary())
+    before.pop("drained")
+    text = _metrics.render(before)
+    labels = 'namespace="shop",pod="web-0",container="web",container_id="4f2a9c1d7e3b"'
+    assert 'hangdoctor_container_cause{%s,cause="pipe_full_init"} 1' % labels in text, text
+    assert 'hangdoctor_container_cause{%s,cause="engine_lock"} 1' % labels in text, text
+    assert 'hangdoctor_hung_container{%s,cause="pipe_full_init"} 1' % labels in text, text
+    rc, out = promtool("check", "metrics", stdin=text)
+    assert rc == 0 and not out.strip(), out
+    # the drain repaired it: no cause left for that container
+    assert 'hangdoctor_container_cause{%s' % labels not in _metrics.render(_busy_summary())
 
 
 @need_promtool

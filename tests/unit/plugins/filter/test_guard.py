@@ -14,6 +14,17 @@ def test_guard_targets_only_hosts_that_wait_or_were_not_checked():
         {"host": "a", "node": "node-a.k8s"}, {"host": "c", "node": "override-c"}, {"host": "d", "node": "d"}]
 
 
+def test_drain_targets_only_hosts_with_stuck_execs_or_without_a_check():
+    hv = {
+        "healthy": {"hangdoctor": {"stuck_execs": [], "hung": ["c1"], "suspects": [{"pid": 1}]}},
+        "stuck": {"hangdoctor": {"stuck_execs": [{"container_id": "ab" * 32}]}},
+        "unchecked": {},
+        "odd": {"hangdoctor": "not a dict"},
+    }
+    assert gd.drain_targets(hv, ["healthy", "stuck", "unchecked", "odd", "missing"]) == ["stuck", "unchecked", "odd"]
+    assert gd.drain_targets(hv, []) == [] and gd.drain_targets(hv, None) == []
+
+
 def test_kube_guard_verdicts_per_host_from_looped_results():
     targets = [{"host": "a", "node": "na"}, {"host": "b", "node": "nb"}, {"host": "c", "node": "nc"}]
     nodes = [dict(node(False), item=targets[0]), dict(node(True), item=targets[1]),
