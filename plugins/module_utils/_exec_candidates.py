@@ -24,6 +24,9 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     write_syscall_name,
 )
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree as tree
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_scan
+
+SCAN_METHODS = ('auto', 'full')
 
 STDERR_FD = 2
 
@@ -132,39 +135,58 @@ def writing_thread(proc, pid, machine, leader_sc=None):
     return pid, sc
 
 
-def find(proc, confirm_interval=1.0, peek_bytes=4096, min_age_seconds=0, machine=None):
-    """The first pass: {'table', 'machine', 'candidates': [(pid, role)], 'started'}.
+def find(proc, confirm_interval=1.0, peek_bytes=4096, min_age_seconds=0, machine=None, method='auto',
+         cmdline_timeout=1.0):
+    """The first pass: {'table', 'machine', 'candidates': [(pid, role)],
+    'started', 'method', 'fallback_reason', 'scanned'}.  METHOD ``auto``
+    first asks the shims (``_shim_scan``): a node whose proven shims hold no
+    full pipe has no stuck exec, and no process table is read; anything
+    else, and METHOD ``full``, reads every process.
     Raises DiagnosisError when the options or PROC (a ``_procfs.Proc``) cannot work."""
     started = time.monotonic()
     for name, value in (('confirm_interval', confirm_interval), ('peek_bytes', peek_bytes),
                         ('min_age_seconds', min_age_seconds)):
         if value is None or value < 0:
             raise DiagnosisError('%s must not be negative (got %r)' % (name, value))
+    if method not in SCAN_METHODS:
+        raise DiagnosisError('scan_method must be one of %s (got %r)' % (', '.join(SCAN_METHODS), method))
     if not proc.is_procfs():
         raise DiagnosisError('%s is not a procfs (no self/stat or stat in it)' % proc.root)
     try:
         proc.boot_time()
     except ProcError as e:
         raise DiagnosisError('%s: %s' % (proc.root, e))
+    machine = machine or proc.machine()
+    fallback = 'scan_method full'
+    if method == 'auto':
+        shims = _shim_scan.check(proc, cmdline_timeout)
+        if shims.clean:
+            return {'table': tree.ProcessTable(proc), 'machine': machine, 'candidates': [], 'started': started,
+                    'method': 'shims', 'fallback_reason': None, 'scanned': shims.processes + len(shims.shims)}
+        fallback = shims.reason
     try:
         table = tree.ProcessTable.snapshot(proc)
     except ProcError as e:
         raise DiagnosisError(str(e))
-    machine = machine or proc.machine()
     # Cheap filter: only processes in write(2) on fd 2 get a closer look.
     candidates = [(pid, role) for pid, role in tree.exec_candidates(table)
                   if writing_stderr(proc, pid, machine)]
-    return {'table': table, 'machine': machine, 'candidates': candidates, 'started': started}
+    return {'table': table, 'machine': machine, 'candidates': candidates, 'started': started,
+            'method': 'full', 'fallback_reason': fallback, 'scanned': len(table)}
 
 
 def result(found, stuck=(), suspects=(), confirm_seconds=0.0, partial=None, unexamined=0):
     """The scan's result (see ``_stuck_exec.scan``) for the first pass FOUND.
     PARTIAL: why the scan stopped before it looked at every candidate (its
-    deadline), None when it did; UNEXAMINED: how many it did not look at."""
+    deadline), None when it did; UNEXAMINED: how many it did not look at.
+    ``scan_method``: ``shims`` when the shims proved the node clean, else
+    ``full`` with ``scan_fallback_reason``."""
     return {
         'stuck_execs': list(stuck),
         'suspects': list(suspects),
-        'scanned_processes': len(found['table']),
+        'scanned_processes': found.get('scanned', len(found['table'])),
+        'scan_method': found.get('method', 'full'),
+        'scan_fallback_reason': found.get('fallback_reason'),
         'scan_seconds': round(time.monotonic() - found['started'], 4),
         'confirm_seconds': round(confirm_seconds, 4),
         'partial': bool(partial),

@@ -284,7 +284,8 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     sc, po = opts.scan, opts.proc
     try:
         found = _exec_candidates.find(proc, confirm_interval=po.confirm_interval, peek_bytes=po.peek_bytes,
-                                      min_age_seconds=sc.min_age_seconds)
+                                      min_age_seconds=sc.min_age_seconds, method=sc.scan_method,
+                                      cmdline_timeout=sc.cmdline_timeout)
         if found['candidates']:
             # Loaded only here: a node without a possible stuck exec (nearly
             # every node of a fleet run) does not pay for the diagnosis.
@@ -297,9 +298,15 @@ def run(proc, opts=None, check_mode=False, hostname=None, now=None):
     summary = _summary.host_summary(scan, engine_report, host, now, engine_skipped=engine_skipped or None)
     summary['mode'] = opts.mode
     result = {'changed': False, 'stuck_execs': scan['stuck_execs'], 'suspects': scan['suspects'],
-              'scanned_processes': scan['scanned_processes'], 'drain': None}
+              'scanned_processes': scan['scanned_processes'], 'scan_method': scan.get('scan_method'),
+              'scan_fallback_reason': scan.get('scan_fallback_reason'), 'drain': None}
     if opts.triage.triage:
-        triage_rows(proc, opts, found['table'], scan, run_state=dict(
+        table = found['table']
+        if found.get('method') == 'shims':
+            # the scan by shim read no process table; triage looks at every process
+            from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import ProcessTable
+            table = ProcessTable.snapshot(proc)
+        triage_rows(proc, opts, table, scan, run_state=dict(
             engine_report=engine_report, summary=summary, check_mode=check_mode))
 
     if opts.stacks.capture_stacks and (summary['hung'] or scan['stuck_execs']):

@@ -260,6 +260,16 @@ SCAN = Group('scan', [
         'stuck exec\'s container.']),
     option('cmdline_timeout', type='float', default=1.0, bounds=(0.0, 60.0, False), doc=[
         'Deadline in seconds for reading the argv of one shim, C(runc exec) or dockerd.']),
+    option('scan_method', type='str', choices=['auto', 'full'], default='auto', check=one_of('auto', 'full'), doc=[
+        'How the scan finds stuck execs.',
+        'V(auto) first asks the containerd shims found from the runtime state folders (each running containerd, '
+        'found by its socket, names its C(state) folder; shim v1 bundles hold C(shim.pid), shim v2 bundles '
+        'C(init.pid)) and measures the pipes they read: when every live shim is proven and none holds a full '
+        'pipe, or bytes that do not move, the node has no stuck exec and no other process is read. Otherwise '
+        '(a full pipe, a shim whose state folder is unknown, no containerd found) it falls back to the full scan.',
+        'V(full) always reads every process (the reference; RV(scan_method) says which one ran).',
+        'Processes that only look like a stuck exec but whose pipe no shim reads are reported in '
+        'RV(suspects) by the full scan only.']),
 ], doc='Options of the modules that diagnose stuck execs.')
 
 DRAIN = Group('drain', [

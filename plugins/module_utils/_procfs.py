@@ -437,7 +437,8 @@ def read_regular_file(path, max_bytes, timeout=1.0, truncate=False):
     block the open), O_NOFOLLOW (its last component is never a symlink),
     O_NOCTTY; fstat must say regular file; the whole read has a deadline.
     The one reader for such files (bundles, /proc tables of a container's
-    namespaces, files in directories others may write).  Raises ProcError:
+    namespaces, files in directories others may write).  TIMEOUT None reads
+    in the calling thread (its caller runs under a deadline).  Raises ProcError:
     ProcessGone when the file does not exist, Refused when it is not read on
     purpose, Timeout past the deadline."""
     flags = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, 'O_NOCTTY', 0) |
@@ -480,6 +481,9 @@ def read_regular_file(path, max_bytes, timeout=1.0, truncate=False):
         finally:
             os.close(fd)
 
+    if timeout is None:
+        # the caller bounds a whole walk of such files with one deadline
+        return read()
     return _bounded(read, timeout, 'reading %s' % path)
 
 

@@ -32,6 +32,7 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     tee_peek,
 )
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _exec_candidates
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._shim_scan import pipe_is_full
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._exec_candidates import (
     STDERR_FD,
     DiagnosisError,
@@ -45,15 +46,6 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _crash_d
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _records
 
 CLASSIFY_BYTES = 4096
-
-
-def pipe_is_full(queued, capacity):
-    """A blocked writer leaves a little room per page slot when its writes do
-    not fit the last page (Go prints the dump in small writes), so "full"
-    allows a slack below one page, and never assumes 64 KiB."""
-    if not capacity or queued is None or queued <= 0:
-        return False
-    return capacity - queued <= min(4095, max(capacity // 16, 0))
 
 
 def _default_probe(proc):
@@ -416,7 +408,7 @@ DEADLINE_REASON = 'scan deadline of %ss reached: %s'
 
 
 class ScanOptions(namedtuple('ScanOptions', ['container_ids', 'confirm_interval', 'peek_bytes', 'min_age_seconds',
-                                             'kmsg', 'cmdline_timeout', 'deadline_seconds'])):
+                                             'kmsg', 'cmdline_timeout', 'deadline_seconds', 'method'])):
     """What one scan looks for: CONTAINER_IDS (None: every one), the seconds
     between the two progress samples, the bytes to peek, the age below which
     a stuck exec is a suspect, ``kmsg`` (True reads /dev/kmsg, a path reads
@@ -424,10 +416,11 @@ class ScanOptions(namedtuple('ScanOptions', ['container_ids', 'confirm_interval'
     seconds the whole scan may take (from the start of the first pass; 0 =
     none): past it the scan stops looking, reports what it proved so far,
     lists what it examined but could not confirm as suspects, and says
-    ``partial``: a partial scan never reads as a healthy node."""
+    ``partial``: a partial scan never reads as a healthy node.  METHOD
+    (``auto``, ``full``): see ``_exec_candidates.find``."""
 
 
-ScanOptions.__new__.__defaults__ = (None, 1.0, 4096, 0, True, 1.0, SCAN_DEADLINE_SECONDS)
+ScanOptions.__new__.__defaults__ = (None, 1.0, 4096, 0, True, 1.0, SCAN_DEADLINE_SECONDS, 'auto')
 
 
 def scan_options(scan_group, proc_group, **replaced):
@@ -435,7 +428,8 @@ def scan_options(scan_group, proc_group, **replaced):
     ``_options.PROC`` values), with REPLACED fields."""
     return ScanOptions(container_ids=scan_group.container_ids, confirm_interval=proc_group.confirm_interval,
                        peek_bytes=proc_group.peek_bytes, min_age_seconds=scan_group.min_age_seconds,
-                       kmsg=scan_group.kernel_log, cmdline_timeout=scan_group.cmdline_timeout)._replace(**replaced)
+                       kmsg=scan_group.kernel_log, cmdline_timeout=scan_group.cmdline_timeout,
+                       method=scan_group.scan_method)._replace(**replaced)
 
 
 class Seams(namedtuple('Seams', ['sleep', 'pipe_probe', 'pipe_peek', 'machine', 'docker_roots', 'now'])):
@@ -461,7 +455,8 @@ def scan(proc, options=None, first_pass=None, seams=None):
     min_age_seconds, kmsg, cmdline_timeout = o.min_age_seconds, o.kmsg, o.cmdline_timeout
     deadline_seconds = o.deadline_seconds
     sleep, pipe_probe, pipe_peek, machine, docker_roots, now = w
-    first = first_pass or _exec_candidates.find(proc, confirm_interval, peek_bytes, min_age_seconds, machine=machine)
+    first = first_pass or _exec_candidates.find(proc, confirm_interval, peek_bytes, min_age_seconds, machine=machine,
+                                                method=o.method, cmdline_timeout=cmdline_timeout)
     if not first['candidates']:
         return _exec_candidates.result(first)
     table, machine = first['table'], first['machine']

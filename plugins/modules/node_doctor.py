@@ -122,6 +122,16 @@ scanned_processes:
   returned: always
   type: int
   sample: 412
+scan_method:
+  description: V(shims) when the containerd shims proved that no stuck exec exists, V(full) when every process was read.
+  returned: always
+  type: str
+  sample: shims
+scan_fallback_reason:
+  description: Why the full scan ran, or null.
+  returned: always
+  type: str
+  sample: null
 drain:
   description: The drain's result as M(hangdoctor.runtime.runc_pipe_drain) returns it; null when nothing was drained.
   returned: always

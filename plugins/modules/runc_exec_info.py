@@ -186,10 +186,24 @@ suspects:
   elements: dict
   sample: [{"container_id": null, "reason": "parent is not runc exec; reader is not a shim", "reasons": ["parent is not runc exec", "reader is not a shim"]}]
 scanned_processes:
-  description: How many processes the scan looked at.
+  description:
+    - How many processes the scan looked at.
+    - With RV(scan_method=shims), only the shims and the container inits their bundles name.
   returned: always
   type: int
   sample: 5087
+scan_method:
+  description:
+    - V(shims) when the containerd shims, found from the runtime state folders, proved that no stuck exec exists
+      (no shim holds a full pipe); V(full) when every process was read (see O(scan_method)).
+  returned: always
+  type: str
+  sample: shims
+scan_fallback_reason:
+  description: Why the full scan ran (a shim holds a full pipe, a shim whose state folder is unknown, ...), or null.
+  returned: always
+  type: str
+  sample: null
 scan_seconds:
   description: Wall time of the scan, including RV(confirm_seconds).
   returned: always
@@ -260,6 +274,8 @@ def main():
 
 def _message(result):
     stuck = result['stuck_execs']
+    if not stuck and result.get('scan_method') == 'shims':
+        return 'no stuck exec: no containerd shim holds a full pipe (%d processes read)' % result['scanned_processes']
     if not stuck:
         return 'no stuck exec among %d processes%s' % (
             result['scanned_processes'],

@@ -3,7 +3,9 @@ a hundred runc inits blocked on one pipe, next to tens of thousands of open
 fds, made one scan take longer than the node-problem-detector plugin's 30 s.
 Candidates are merged by pipe before readers are looked for, one fd map
 serves the scan, and an overall deadline ends it with a partial result that
-says so (never "healthy")."""
+says so (never "healthy").  These exercise the full scan (the fallback
+and the reference of the scan by shim, see _shim_scan); the last test runs
+the default, which asks the shims first."""
 import os
 
 import pytest
@@ -44,7 +46,7 @@ def mine(records, hostile):
 def test_a_hundred_fake_runc_inits_on_one_pipe_cost_one_fd_walk(hostile):
     assert len(hostile.blocked_writers()) == 120 and hostile.held >= 29000
     proc = CountingProc()
-    found = _exec_candidates.find(proc, confirm_interval=0.2)
+    found = _exec_candidates.find(proc, confirm_interval=0.2, method='full')
     fakes = [pid for pid, role in found['candidates'] if pid in set(hostile.children())]
     assert len(fakes) == 120  # every fake passes the cheap first pass
     result = _stuck_exec.scan(proc, _stuck_exec.ScanOptions(confirm_interval=0.2, kmsg=False), first_pass=found)
@@ -61,7 +63,7 @@ def test_a_hundred_fake_runc_inits_on_one_pipe_cost_one_fd_walk(hostile):
 
 
 def test_the_scan_deadline_gives_an_honest_partial_result(hostile):
-    found = _exec_candidates.find(PROC, confirm_interval=0.2)
+    found = _exec_candidates.find(PROC, confirm_interval=0.2, method='full')
     # a deadline already past when the diagnosis starts: nothing examined
     result = _stuck_exec.scan(PROC, _stuck_exec.ScanOptions(confirm_interval=0.2, kmsg=False, deadline_seconds=1e-9), first_pass=found)
     assert result['partial'] is True
@@ -74,7 +76,7 @@ def test_a_deadline_inside_the_fd_walk_stops_it(hostile, monkeypatch):
     """The deadline reached while every process's fds are walked: the walk
     stops there and the examined writer stays a suspect, marked unconfirmed."""
     proc = CountingProc()
-    found = _exec_candidates.find(proc, confirm_interval=0.2)
+    found = _exec_candidates.find(proc, confirm_interval=0.2, method='full')
     real = _procfs.Proc.pipe_holders
 
     def slow(self, inodes, pids=None, deadline=None):
@@ -86,3 +88,20 @@ def test_a_deadline_inside_the_fd_walk_stops_it(hostile, monkeypatch):
     result = _stuck_exec.scan(proc, _stuck_exec.ScanOptions(confirm_interval=0.2, kmsg=False), first_pass=found)
     assert result['partial'] is True and result['unexamined_candidates'] >= 120
     assert mine(result['stuck_execs'], hostile) == []
+
+
+def test_the_default_scan_never_calls_the_fakes_stuck(hostile):
+    """scan_method auto: the fakes' pipe has no shim reader.  Either the
+    shims prove the node clean (no process table, no fd walk: the fakes
+    cost nothing), or (another engine's shim holds a full pipe, a shim of
+    unknown state) the full scan runs and names them a suspect, as above."""
+    proc = CountingProc()
+    result = _stuck_exec.scan(proc, _stuck_exec.ScanOptions(confirm_interval=0.2, kmsg=False))
+    assert mine(result['stuck_execs'], hostile) == []
+    if result['scan_method'] == 'shims':
+        assert result['scan_fallback_reason'] is None and proc.full_walks == 0
+        assert result['scanned_processes'] < len(hostile.children())
+    else:
+        assert result['scan_fallback_reason']
+        suspects = mine(result['suspects'], hostile)
+        assert len(suspects) == 1 and 'reader is not a shim' in suspects[0]['reason']
