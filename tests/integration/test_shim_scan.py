@@ -93,7 +93,13 @@ def test_healthy_shims_prove_the_node_clean(harness, release):
         assert not [f for f in p.full if f[0] in shims.values()] and not ours & set(p.unknown), p.as_dict()
     else:
         assert fast["scan_fallback_reason"] is None
-        assert fast["scanned_processes"] < full["scanned_processes"]
+        # the shim pass reads per container (a shim, its init, a v2 shim's
+        # parent link), never the whole table: bounded by the shims, however
+        # many processes the node runs (on a node of one-process containers
+        # the two counts are close, so they are not compared)
+        after = _shim_scan.check(Proc("/proc"))
+        bundles = max(len(p.shims) + len(p.refused), len(after.shims) + len(after.refused))
+        assert 0 < fast["scanned_processes"] <= 3 * bundles, (fast, p.as_dict())
 
 
 @pytest.mark.parametrize("layout", ["v2", "v1"])
