@@ -7,6 +7,7 @@ the container's v2 shim (they catch SIGUSR1), keeps what each wrote as 0600
 evidence and fingerprints the blocking chain.  A process that does not catch
 SIGUSR1 is never signalled, even when it passes every other identity check."""
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -144,7 +145,8 @@ def test_stacks_of_the_real_daemons_name_the_engine_lock(harness, release, tmp_p
         stacks = fact["stacks"]
         assert fact["hung"] == [cid]
         assert stacks["refused"] == [], stacks
-        assert sorted(s["pid"] for s in stacks["signalled"]) == sorted([dockerd, containerd, shim])
+        assert sorted(s["pid"] for s in stacks["signalled"]) == sorted([dockerd, containerd, shim]), \
+            json.dumps(dict((k, v) for k, v in fact.items() if k not in ("stacks",)), default=str)[:6000]
         by_kind = dict((f["kind"], f) for f in stacks["files"])
         assert sorted(by_kind) == ["containerd", "dockerd", "shim"], stacks
         # dockerd's file under its exec root, containerd's stacks file, the shim's dump from containerd's log
