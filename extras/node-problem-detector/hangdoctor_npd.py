@@ -168,18 +168,25 @@ def check_proc(args):
     return len(stuck), sorted(names)
 
 
+def read_metrics(path, label):
+    """The text of the metrics file at PATH, read bounded (MAX_METRICS_BYTES);
+    LABEL names the file in the messages of the PluginError raised when it
+    cannot be read or is too large."""
+    try:
+        st = os.stat(path)
+        if st.st_size > MAX_METRICS_BYTES:
+            raise PluginError('%s larger than %d bytes: %s' % (label, MAX_METRICS_BYTES, path))
+        with open(path, 'rb') as f:
+            return f.read(MAX_METRICS_BYTES).decode('utf-8', 'replace')
+    except (IOError, OSError) as e:
+        raise PluginError('cannot read %s (%s): %s' % (label, getattr(e, 'strerror', None) or e, path))
+
+
 def check_textfile(args):
     path = args.metrics_file
     if not path:
         raise PluginError('--metrics-file is required with --source textfile')
-    try:
-        st = os.stat(path)
-        if st.st_size > MAX_METRICS_BYTES:
-            raise PluginError('metrics file larger than %d bytes: %s' % (MAX_METRICS_BYTES, path))
-        with open(path, 'rb') as f:
-            text = f.read(MAX_METRICS_BYTES).decode('utf-8', 'replace')
-    except (IOError, OSError) as e:
-        raise PluginError('cannot read metrics file (%s): %s' % (getattr(e, 'strerror', None) or e, path))
+    text = read_metrics(path, 'metrics file')
     total, last_run, names, partial = None, None, [], False
     for line in text.splitlines():
         m = _SAMPLE.match(line)
@@ -221,14 +228,7 @@ def check_risk(args):
     or a container has no thread headroom.  Version advisories are not a node
     condition."""
     path = args.risk_metrics_file
-    try:
-        st = os.stat(path)
-        if st.st_size > MAX_METRICS_BYTES:
-            raise PluginError('risk metrics file larger than %d bytes: %s' % (MAX_METRICS_BYTES, path))
-        with open(path, 'rb') as f:
-            text = f.read(MAX_METRICS_BYTES).decode('utf-8', 'replace')
-    except (IOError, OSError) as e:
-        raise PluginError('cannot read risk metrics (%s): %s' % (getattr(e, 'strerror', None) or e, path))
+    text = read_metrics(path, 'risk metrics file')
     at_risk, last_run, engines, containers = {}, None, [], 0
     for line in text.splitlines():
         m = _SAMPLE.match(line)
