@@ -243,19 +243,23 @@ def main():
                                   "sh", "-c", SPAWN % per1, timeout=120, check=True).stdout.strip())
         parallel(range(a.containers), start)
         n1 = wait_for_processes(base_procs + a.containers * (per1 + 2))
-        print("%d containers, %d processes on the host (%.0fs)" % (len(cids), n1, time.perf_counter() - t0))
+        print("%d containers, %d processes on the host (%.0fs)" % (len(cids), n1, time.perf_counter() - t0), flush=True)
         proc_fs = Proc("/proc")
         ours = str(hz.ctd / "state")
         figures = [measure(proc_fs, a.rounds, "phase1", ours)]
+        print(json.dumps(figures[-1]), flush=True)  # each figure as soon as measured: a long run may be cut short
         ba1 = before_after(trees, a.rounds)
+        print_before_after("%d processes" % figures[0]["processes"], ba1)
 
         per2 = max(0, (a.phase2 - n1) // a.containers)
         t0 = time.perf_counter()
         parallel(cids, lambda cid: hz.docker("exec", "-d", cid, "sh", "-c", SPAWN % per2, timeout=120, check=True))
         n2 = wait_for_processes(n1 + a.containers * (per2 + 1))
-        print("topped up to %d processes on the host (%.0fs)" % (n2, time.perf_counter() - t0))
+        print("topped up to %d processes on the host (%.0fs)" % (n2, time.perf_counter() - t0), flush=True)
         figures.append(measure(proc_fs, a.rounds, "phase2", ours))
+        print(json.dumps(figures[-1]), flush=True)
         ba2 = before_after(trees, a.rounds)
+        print_before_after("%d processes" % figures[1]["processes"], ba2)
 
         mod, ping = [], []
         for dummy in range(3):
