@@ -17,7 +17,7 @@ import pytest
 
 import hdharness
 from conftest import collections_path
-from test_runc_pipe_drain import new_container
+from test_runc_pipe_drain import assert_stuck, new_container
 
 HOLD = Path(__file__).resolve().parent / "harness" / "shim_hold.py"
 
@@ -191,3 +191,30 @@ def test_decoy_busy_but_answering_shim_is_not_shim_unresponsive(harness, release
         assert probe["request"] == "containerd.task.v2.Task/Connect", probe
     finally:
         docker(harness, "rm", "-f", cid, timeout=60)
+
+
+def test_decoy_shim_silent_behind_a_stuck_exec_is_not_shim_unresponsive(harness, release):
+    """A task call that waits on a stuck exec (ctr task ps behind the pipe deadlock) leaves the shim
+    answering nothing until the exec returns (measured on containerd 1.6): that silence is the stuck
+    exec's.  The shim has a runc child, so it is not asked and not named."""
+    cid = new_container(harness, layout="v2")
+    exec_proc, pid = harness.hang(cid)
+    assert_stuck(harness, cid, pid)
+    init, shim = hdharness.proc_ppid(pid), None
+    while init and not (hdharness.proc_comm(init) or "").startswith("containerd-shim"):
+        init = hdharness.proc_ppid(init)
+    shim = init
+    ps = subprocess.Popen(["ctr", "--address", str(harness.containerd_sock), "-n", "moby", "task", "ps", cid],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        assert ps.poll() is None, "ctr task ps answered behind the stuck exec"
+        diag = triage_direct(cid, 1.0)
+        assert "shim_unresponsive" not in diag["causes"], diag
+        skipped = diag["evidence"]["shim_probe"]
+        assert skipped["pid"] == shim and "runtime call(s) in flight" in skipped["skipped"], skipped
+    finally:
+        ps.kill()
+        ps.wait()
+        harness.release_all()
+        exec_proc.wait(timeout=30)
