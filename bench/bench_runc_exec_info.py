@@ -13,17 +13,23 @@ same run and at each size (median of ROUNDS):
     state folder and their pipes; must say ``scan_method: shims``);
 then the whole module through ``ansible`` ad hoc against an ``ansible ping``
 of the same host (pairs, median), and last one stuck exec: the scan by shim
-must fall back and find exactly what the full scan finds.
+must fall back and find exactly what the full scan finds.  At each size the
+shim pass and the full scan are also timed in fresh processes (wall and CPU,
+median of ROUNDS) for this checkout and for the collection at git revision
+BASE (``--base``; ``git archive`` into a temporary tree): before and after
+in one run, on the same processes.
 Targets (issue 25): 20,000 processes in 200 containers <= 0.1 s and >= 20x
 the naive loop; 5,000 processes <= 0.05 s; module run <= 1.2x ping.
 Run as root: ``python bench/bench_runc_exec_info.py [--containers 200]
-[--phase1 5000] [--phase2 20000] [--rounds 5]``.  Every process and
+[--phase1 5000] [--phase2 20000] [--rounds 5] [--base REV]``.  Every process and
 container it starts, it stops.
 """
 import argparse
 import json
 import os
 import statistics
+import subprocess
+import tempfile
 import threading
 import sys
 import time
@@ -150,6 +156,59 @@ def measure(proc_fs, rounds, label, ours):
             "pass_x_vs_naive": round(base / pass_s, 1), "same_findings": same}
 
 
+# timed in a fresh interpreter against one collections tree (argv[1]): what
+# one module run pays (no warm caches), CPU included
+SUBPROCESS_TIMING = r"""
+import json, os, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_scan, _stuck_exec
+proc = Proc("/proc")
+rounds = int(sys.argv[2])
+
+def timed(fn):
+    walls, cpus = [], []
+    for dummy in range(rounds):
+        c0, t0 = os.times(), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+        c1 = os.times()
+        cpus.append(c1.user - c0.user + c1.system - c0.system)
+    return statistics.median(walls), statistics.median(cpus)
+opts = dict(confirm_interval=0, kmsg=False, peek_bytes=0)
+out = {"pass": timed(lambda: _shim_scan.check(proc)),
+       "full": timed(lambda: _stuck_exec.scan(proc, _stuck_exec.ScanOptions(method="full", **opts)))}
+print(json.dumps(out))
+"""
+
+
+def base_tree(rev, tmp):
+    """This collection at git revision REV, as a collections tree under TMP."""
+    coll = os.path.join(tmp, "ansible_collections", "hangdoctor", "runtime")
+    os.makedirs(coll)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", coll], input=archive, check=True)
+    return tmp
+
+
+def before_after(trees, rounds):
+    """{'before'|'after': {'pass': (wall, cpu), 'full': (wall, cpu)}}, the two
+    trees timed alternately in fresh processes."""
+    out = {}
+    for name in ("before", "after"):
+        r = subprocess.run([sys.executable, "-c", SUBPROCESS_TIMING, trees[name], str(rounds)],
+                           capture_output=True, text=True, check=True, timeout=900)
+        out[name] = json.loads(r.stdout)
+    return out
+
+
+def print_before_after(label, ba):
+    for what, name in (("pass", "shim pass"), ("full", "full scan")):
+        b, a = ba["before"][what], ba["after"][what]
+        print("%s, %s before -> after (fresh process, median): wall %.4fs -> %.4fs (%.2fx), CPU %.4fs -> %.4fs (%.2fx)"
+              % (label, name, b[0], a[0], b[0] / a[0] if a[0] else 0, b[1], a[1], b[1] / a[1] if a[1] else 0))
+
+
 def healthy_time(f):
     """The scan by shim when it proved the node clean; else (another
     harness's hang on this machine) the shim pass alone, which is what it
@@ -165,11 +224,14 @@ def main():
     ap.add_argument("--phase1", type=int, default=5000)
     ap.add_argument("--phase2", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--base", default="118b530", help="git revision timed as BEFORE")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the scan reads other processes' fds")
     hz = hdharness.Harness()
     cids = []
+    tmp = tempfile.mkdtemp(prefix="hd-bench-base-")
+    trees = {"before": base_tree(a.base, tmp), "after": collections_path()}
     try:
         hz.up()
         base_procs = len(hdharness.pids())
@@ -181,17 +243,23 @@ def main():
                                   "sh", "-c", SPAWN % per1, timeout=120, check=True).stdout.strip())
         parallel(range(a.containers), start)
         n1 = wait_for_processes(base_procs + a.containers * (per1 + 2))
-        print("%d containers, %d processes on the host (%.0fs)" % (len(cids), n1, time.perf_counter() - t0))
+        print("%d containers, %d processes on the host (%.0fs)" % (len(cids), n1, time.perf_counter() - t0), flush=True)
         proc_fs = Proc("/proc")
         ours = str(hz.ctd / "state")
         figures = [measure(proc_fs, a.rounds, "phase1", ours)]
+        print(json.dumps(figures[-1]), flush=True)  # each figure as soon as measured: a long run may be cut short
+        ba1 = before_after(trees, a.rounds)
+        print_before_after("%d processes" % figures[0]["processes"], ba1)
 
         per2 = max(0, (a.phase2 - n1) // a.containers)
         t0 = time.perf_counter()
         parallel(cids, lambda cid: hz.docker("exec", "-d", cid, "sh", "-c", SPAWN % per2, timeout=120, check=True))
         n2 = wait_for_processes(n1 + a.containers * (per2 + 1))
-        print("topped up to %d processes on the host (%.0fs)" % (n2, time.perf_counter() - t0))
+        print("topped up to %d processes on the host (%.0fs)" % (n2, time.perf_counter() - t0), flush=True)
         figures.append(measure(proc_fs, a.rounds, "phase2", ours))
+        print(json.dumps(figures[-1]), flush=True)
+        ba2 = before_after(trees, a.rounds)
+        print_before_after("%d processes" % figures[1]["processes"], ba2)
 
         mod, ping = [], []
         for dummy in range(3):
@@ -227,6 +295,11 @@ def main():
                  module["module_scan_method"]))
         print("one stuck exec: scan by shim %s (%s), same findings as the full scan: %s"
               % (stuck["shim_scan_method"], stuck["fallback_reason"], verdict(stuck["same_findings"])))
+        print_before_after("%d processes" % p1["processes"], ba1)
+        print_before_after("%d processes" % p2["processes"], ba2)
+        print("shim pass CPU (fresh process) at %d processes: %.4fs (0.05 s target on CPU: %s); at %d: %.4fs (0.1 s: %s)"
+              % (p1["processes"], ba1["after"]["pass"][1], verdict(ba1["after"]["pass"][1] <= 0.05),
+                 p2["processes"], ba2["after"]["pass"][1], verdict(ba2["after"]["pass"][1] <= 0.1)))
         print("machine load while measuring: %s" % open("/proc/loadavg").read().strip())
     finally:
         hz.release_all()
@@ -234,6 +307,7 @@ def main():
         errors = hz.down()
         if errors:
             print("harness down: %s" % errors, file=sys.stderr)
+        subprocess.run(["rm", "-rf", tmp], check=False)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ REPRODUCED = {
     'stdio_stall': 'the container writes 4 MB to stdout while its shim is stopped (SIGSTOP); the decoy is a busy writer '
                    'that progresses (test_stdout_blocked_behind_a_stopped_shim_is_stdio_stall, '
                    'test_decoy_progressing_writer_is_not_stdio_stall)',
-    'shim_unresponsive': 'the container\'s shim stopped with SIGSTOP (test_stopped_shim_is_shim_unresponsive)',
+    'shim_unresponsive': 'the container\'s shim stopped with SIGSTOP (test_stopped_shim_is_shim_unresponsive); a '
+                         'running v2 and v1 shim whose threads, all but its leader parked in futex, are held in '
+                         'ptrace stops, so that it is not stopped and never answers (test_shim_probe.py)',
     'engine_lock': 'dockerd holds the container lock behind the pipe deadlock, or behind a held `runc start`',
     'exec_pileup': 'three `docker exec -d ... sleep` that never return; reaped only with reap_stale_execs '
                    '(test_stale_exec_pileup_is_named_and_reaped_only_when_asked)',

@@ -32,4 +32,15 @@ options:
       - Between 1 and 100000.
     type: int
     default: 3
+  shim_probe_timeout:
+    description:
+      - 'Seconds the shim of a diagnosed container (only those: never on a healthy node) has to answer one read-only
+        call to its own task API (C(Connect) for a v2 shim, C(ShimInfo) for a v1 shim, over the ttrpc socket the
+        shim listens on). A running shim without a runc child (no runtime call in flight, which would explain its
+        silence) that does not answer in time is C(shim_unresponsive) (deadlocked), with the socket, the call, the
+        time waited and its threads'' states as evidence.'
+      - One call per shim and run. V(0) turns the probe off (a stopped shim is still named from its state).
+      - Between 0 and 60.
+    type: float
+    default: 2.0
 '''

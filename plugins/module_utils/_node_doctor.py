@@ -366,7 +366,8 @@ def triage_rows(proc, opts, table, scan, run_state):
     from ansible_collections.hangdoctor.runtime.plugins.module_utils import _triage
     settings = _triage.Settings(confirm_interval=min(opts.proc.confirm_interval, 1.0),
                                 pileup_min_count=tr.pileup_min_count,
-                                stale_exec_min_age_seconds=tr.stale_exec_min_age_seconds)
+                                stale_exec_min_age_seconds=tr.stale_exec_min_age_seconds,
+                                shim_probe_timeout=tr.shim_probe_timeout)
     engine_report = run_state['engine_report']
     targets = [r['container_id'] for r in summary['containers']]
     extra = []

@@ -453,6 +453,13 @@ TRIAGE = Group('triage', [
         'An exec process older than this counts as stale for C(exec_pileup).']),
     option('pileup_min_count', type='int', default=3, bounds=(1, 100000, True), doc=[
         'At least this many stale exec processes in one container make C(exec_pileup).']),
+    option('shim_probe_timeout', type='float', default=2.0, bounds=(0.0, 60.0, True), doc=[
+        'Seconds the shim of a diagnosed container (only those: never on a healthy node) has to answer one '
+        'read-only call to its own task API (C(Connect) for a v2 shim, C(ShimInfo) for a v1 shim, over the ttrpc '
+        'socket the shim listens on). A running shim without a runc child (no runtime call in flight, which '
+        'would explain its silence) that does not answer in time is C(shim_unresponsive) (deadlocked), with the '
+        'socket, the call, the time waited and its threads\' states as evidence.',
+        'One call per shim and run. V(0) turns the probe off (a stopped shim is still named from its state).']),
 ], doc='Naming the cause of a hung container and its safe actions.')
 
 TRIAGE_ACTIONS = Group('triage_actions', [

@@ -45,7 +45,9 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     ProcError,
     Timeout,
     _bounded,
+    pipe_capacity,
     pipe_inode_of,
+    pipe_queued,
     read_regular_file,
     same_inode,
 )
@@ -378,7 +380,9 @@ def _walk_state(proc, ref, state, out, accounted):
 
 def shim_pipes(proc, pid):
     """[(fd, inode, queued, capacity)] of the pipes shim PID holds open for
-    reading (the mode of a ``/proc/PID/fd`` link is the fd's: ``lr-x``)."""
+    reading (the mode of a ``/proc/PID/fd`` link is the fd's: ``lr-x``).
+    CAPACITY is None for an empty pipe: empty is neither full nor filling,
+    and most of a healthy node's pipes are empty."""
     out = []
     base = '%s/%d/fd/' % (proc.root, pid)
     try:
@@ -394,9 +398,16 @@ def shim_pipes(proc, pid):
             continue
         inode = pipe_inode_of(link)
         try:
-            queued, capacity = proc.pipe_fill(pid, n, inode)
+            f = proc.open_fd(pid, n, inode)
         except (ProcError, IOError, OSError):
             continue
+        try:
+            queued = pipe_queued(f)
+            capacity = pipe_capacity(f) if queued else None
+        except (IOError, OSError):
+            continue
+        finally:
+            os.close(f)
         out.append((int(n), inode, queued, capacity))
     return out
 

@@ -14,8 +14,16 @@ What each writes on SIGUSR1 (checked with docker.io 20.10 and containerd 1.6):
   stack dump ===``) and ``containerd.<pid>.stacks.log`` in its temporary
   directory (``/tmp``);
 - a v2 shim: the dump in its log, which containerd copies into its own log
-  with ``pid=<shim pid>``; a v1 shim writes it to its stderr pipe, which is
-  not collected (said so in the result).
+  with ``pid=<shim pid>``;
+- a v1 shim (``containerd-shim``): the dump on its stderr, a pipe that
+  containerd 1.6 reads and passes through the FIFO
+  ``<workdir>/shim.stderr.log`` into nothing, unless its v1 runtime has
+  ``shim_debug = true``: then into containerd's own log (with
+  ``pid=<shim pid>``).  Reading the pipe or the FIFO ourselves would take
+  bytes that are containerd's, so a v1 shim is signalled only when its dump
+  can land in a regular file (its stderr itself, or the log of a containerd
+  whose config does not turn shim_debug off); otherwise it is not signalled
+  and ``not_collected`` says why.
 
 SIGUSR1 ends a Go program that does not catch it, and a dead shim takes its
 container with it: a process is signalled only when ``/proc/PID/status``
@@ -173,6 +181,107 @@ def _rate_limit(lock_dir, min_interval, now):
 
 
 # ---- where each daemon writes ----------------------------------------------
+V1_SHIM_EXES = ('containerd-shim', 'docker-containerd-shim')
+V1_STDERR_FIFO = 'shim.stderr.log'
+CONTAINERD_COMMS = ('containerd', 'docker-containe')
+MAX_READER_FDS = 4096
+
+
+def is_v1_shim(target):
+    return target.kind == 'shim' and os.path.basename(target.exe.replace(' (deleted)', '')) in V1_SHIM_EXES
+
+
+def v1_shim_route(proc, pid, cmdline_timeout=1.0):
+    """Where v1 shim PID's dump can be read without taking anything:
+    ((path, size before), None) for a regular file, or (None, why not)."""
+    try:
+        link = proc.fd_link(pid, 2)
+    except _procfs.ProcError as e:
+        return None, 'v1 shim: its stderr cannot be read: %s' % e
+    if link.startswith('/'):
+        log, size = _log_file(proc, pid)
+        if log:
+            return (log, size), None
+        return None, 'v1 shim: its stderr %s is not a regular file; reading it would take its reader\'s bytes: ' \
+            'not signalled' % link
+    if _procfs.pipe_inode_of(link) is None:
+        return None, 'v1 shim: its stderr is %s, not a file or pipe that can be read safely: not signalled' % link
+    try:
+        parent = proc.stat(pid)['ppid']
+        comm = proc.comm(parent)
+    except _procfs.ProcError:
+        parent, comm = None, None
+    if comm not in CONTAINERD_COMMS or not _holds(proc, parent, link):
+        return None, ('v1 shim: its stderr is a pipe (%s) whose reader is not its parent containerd; reading it '
+                      'would take the reader\'s bytes: not signalled' % link)
+    debug, config = _shim_debug(proc, parent, cmdline_timeout)
+    if debug is False:
+        return None, ('v1 shim: its stderr is a pipe to containerd %d, which passes it through the FIFO '
+                      '%s/shim.stderr.log and discards it (shim_debug is not true in %s); reading the pipe or the '
+                      'FIFO would take containerd\'s bytes: not signalled. With shim_debug = true containerd copies '
+                      'the dump into its own log, where it is collected' % (parent, _workdir(proc, pid), config))
+    log, size = _log_file(proc, parent)
+    if not log:
+        return None, ('v1 shim: containerd %d copies its stderr into its own stderr, which is not a regular file '
+                      '(journald or a pipe): not signalled' % parent)
+    return (log, size), None
+
+
+def _workdir(proc, pid):
+    try:
+        argv = proc.cmdline(pid, timeout=1.0)
+    except _procfs.ProcError:
+        argv = []
+    for i, a in enumerate(argv[:-1]):
+        if a in ('-workdir', '--workdir'):
+            return argv[i + 1]
+    return '<workdir>'
+
+
+_SHIM_DEBUG_RE = re.compile(r'^[ \t]*shim_debug[ \t]*=[ \t]*true[ \t]*(#.*)?$', re.M)
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _shim_debug(proc, pid, cmdline_timeout):
+    """(True | False | None, config path) for containerd PID: whether its
+    config sets shim_debug = true (the only key of that name: the v1
+    runtime's); False for a config file that does not exist (the default is
+    off); None when the config cannot be read."""
+    try:
+        argv = proc.cmdline(pid, timeout=cmdline_timeout)
+    except _procfs.ProcError:
+        return None, None
+    path = '/etc/containerd/config.toml'
+    for i, a in enumerate(argv[1:], 1):
+        if a in ('--config', '-c') and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif a.startswith('--config='):
+            path = a.split('=', 1)[1]
+    if not path.startswith('/'):
+        return None, path  # relative to containerd's working directory: not guessed
+    try:
+        text = _procfs.read_regular_file(proc.host_view(pid, path), MAX_CONFIG_BYTES, timeout=1.0)
+    except _procfs.ProcessGone:
+        return False, path
+    except _procfs.ProcError:
+        return None, path
+    return bool(_SHIM_DEBUG_RE.search(text.decode('utf-8', 'replace'))), path
+
+
+def _holds(proc, pid, link):
+    try:
+        names = os.listdir(proc.path(pid, 'fd'))
+    except OSError:
+        return False
+    for name in names[:MAX_READER_FDS]:
+        try:
+            if os.readlink(proc.path(pid, 'fd', name)) == link:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _log_file(proc, pid):
     """The regular file behind PID's stderr (or stdout), or None (journald, a pipe)."""
     for fd in (2, 1):
@@ -229,6 +338,12 @@ class _Watch(object):
         self.exec_root = None
         self.log, self.log_size = _log_file(proc, target.pid)
         self.pid_field = None
+        # a v1 shim's dump, where it lands (its containerd's log), or why it cannot be read
+        self.v1_log, self.v1_why = None, None
+        if is_v1_shim(target):
+            route, self.v1_why = v1_shim_route(proc, target.pid, cmdline_timeout)
+            if route and route[0] != self.log:
+                self.v1_log = route
         if target.kind == 'dockerd':
             self.exec_root = _exec_root(proc, target.pid, cmdline_timeout)
             self.before = _dockerd_dumps(self.exec_root)
@@ -447,6 +562,10 @@ def _signal_and_collect(proc, targets, options, open_dir, out):
         if again is None or again.starttime != t.starttime:
             out['refused'].append({'pid': t.pid, 'reason': why or 'pid reused (start time changed)'})
             continue
+        if w.v1_why:
+            # nothing could be read of its dump: it is not signalled for nothing
+            out['not_collected'].append({'pid': t.pid, 'reason': w.v1_why})
+            continue
         try:
             os.kill(t.pid, signal.SIGUSR1)
         except OSError as e:
@@ -464,7 +583,8 @@ def _signal_and_collect(proc, targets, options, open_dir, out):
             if w.target.kind in ('dockerd', 'containerd') and w.new_files():
                 pending.remove(w)
             elif w.target.kind == 'shim' and any(
-                    pid_field == w.target.pid for log, size in sorted(containerd_logs.items())
+                    pid_field == w.target.pid for log, size in sorted(containerd_logs.items()) + (
+                        [w.v1_log] if w.v1_log else [])
                     for pid_field, dummy in _safe_blocks(log, size)):
                 pending.remove(w)
     for w in watches:
@@ -485,7 +605,7 @@ def _signal_and_collect(proc, targets, options, open_dir, out):
             continue
         logs = [(w.log, w.log_size)] if w.log else []
         if t.kind == 'shim':
-            logs += sorted(containerd_logs.items())
+            logs += sorted(containerd_logs.items()) + ([w.v1_log] if w.v1_log else [])
         for log, size in logs:
             for pid_field, body in _safe_blocks(log, size):
                 if pid_field not in (None, t.pid) or (pid_field is None and t.kind == 'shim' and log != w.log):
@@ -502,7 +622,9 @@ def _signal_and_collect(proc, targets, options, open_dir, out):
         if not got:
             out['not_collected'].append({'pid': t.pid, 'reason': 'no dump found within %ss (%s)' % (
                 options.stacks_timeout, 'its log is not a file: journald or a pipe' if not logs else
-                'looked in %s' % ', '.join(p for p, dummy in logs))})
+                'looked in %s' % ', '.join(p for p, dummy in logs))
+                + ('; containerd copies a v1 shim\'s stderr into its log only with shim_debug = true'
+                   if w.v1_log else '')})
 
 
 def _safe_blocks(log, size):

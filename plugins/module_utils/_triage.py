@@ -64,7 +64,9 @@ CAUSES = (
      'report; draining would eat the logs (fix or restart the reader)'),
     ('shim_unresponsive',
      "the container's shim is stopped or deadlocked, so every task call of the container times out",
-     'the shim in state T (stopped) or t (traced), or gone while the container runs',
+     'the shim in state T (stopped) or t (traced), or gone while the container runs; or running yet silent with no '
+     'runc child: one read-only call to the task API socket it listens on (Connect for v2, ShimInfo for v1) gets no '
+     'answer within shim_probe_timeout (evidence: socket, call, time waited, each thread\'s state and wchan)',
      'report; never kill the shim (killing it kills the container); resume it with SIGCONT if it was stopped by '
      'hand'),
     ('engine_lock',
@@ -113,6 +115,7 @@ MAX_CGROUP_BYTES = 16384
 MAX_PEERS = 8
 STAT_TIMEOUT = 0.5
 CONFIRM_INTERVAL = 0.5
+SHIM_PROBE_TIMEOUT = 2.0
 _CGROUP_PATH_OK = re.compile(r'^/[A-Za-z0-9_.:@/=+-]*$')
 
 
@@ -247,6 +250,7 @@ class _Ctx(object):
         self.machine = machine
         self.now = now
         self._argv = {}
+        self.shim_probes = {}
 
     def argv(self, pid):
         if pid not in self._argv:
@@ -634,6 +638,8 @@ def diagnose_container(ctx, container_id, record=None, engine_report=None, setti
     elif shim is None and members:
         causes.append('shim_unresponsive')
         evidence['shim_unresponsive'] = {'pid': None, 'state': 'gone'}
+    elif shim_link:
+        _probe_running_shim(ctx, shim_link, container_id, settings=settings, causes=causes, evidence=evidence)
 
     # engine_lock: the engine lists but does not answer inspect of this container
     if entry and entry.get('responsive') is False and (entry.get('engine') or 'docker') == 'docker' \
@@ -672,6 +678,50 @@ def diagnose_container(ctx, container_id, record=None, engine_report=None, setti
     }
 
 
+def _probe_running_shim(ctx, shim_link, container_id, settings, causes, evidence):
+    """A running shim that does not answer one read-only call to its own task
+    API within SETTINGS.shim_probe_timeout is shim_unresponsive (a deadlock:
+    its state alone does not show it).  One probe per shim and pass (a CRI
+    pod shim serves several containers); no cause unless it is proven."""
+    if not settings.shim_probe_timeout:
+        return
+    pid = shim_link['pid']
+    in_flight = [p for p in ctx.table.children(pid) if tree.is_runc_comm(ctx.table.comm(p) or '')
+                 or (ctx.table.comm(p) or '') in tree.RUNC_INIT_COMMS]
+    if in_flight:
+        # Measured on containerd 1.6: once a task call waits on a stuck runtime call (Pids behind an exec
+        # stuck on its pipe), the shim answers nothing, Connect included, until that call returns.  Its
+        # silence is then the runtime call's, not a shim deadlock: not asked.
+        evidence['shim_probe'] = {'pid': pid, 'answered': None, 'skipped': (
+            'runtime call(s) in flight under the shim (runc pids %s): a silence would not prove a shim deadlock'
+            % in_flight[:8])}
+        return
+    st = ctx.table.get(pid) or {}
+    key = (pid, st.get('starttime'))
+    if key not in ctx.shim_probes:
+        from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_probe
+        version = tree.shim_info(ctx.argv(pid)).get('version') or 'v2'
+        ctx.shim_probes[key] = _shim_probe.probe(ctx.proc, pid, version, container_id=container_id,
+                                                 timeout=settings.shim_probe_timeout,
+                                                 name_of=lambda nr: syscall_name(nr, ctx.machine))
+    result = ctx.shim_probes[key]
+    if result['answered'] is not False:
+        # what the probe saw, also when the shim answered: it rules the shim out
+        evidence['shim_probe'] = dict((k, result[k]) for k in (
+            'answered', 'socket', 'request', 'timeout', 'elapsed_ms', 'error', 'answer_pid'))
+        evidence['shim_probe']['pid'] = pid
+        return
+    try:
+        state = ctx.proc.stat(pid)['state']
+    except ProcError:
+        state = 'gone'
+    causes.append('shim_unresponsive')
+    evidence['shim_unresponsive'] = {
+        'pid': pid, 'state': state, 'runc_children': [],
+        'probe': dict((k, result[k]) for k in ('socket', 'how', 'request', 'timeout', 'elapsed_ms', 'error')),
+        'threads': result['threads']}
+
+
 def _stale_execs(ctx, shim, members, runcs, settings):
     """Exec processes of the container older than the stale age: the
     shim's children in the container's cgroup other than its init (the
@@ -696,13 +746,17 @@ def _stale_execs(ctx, shim, members, runcs, settings):
 class Settings(object):
     """Triage options: the sample interval, what counts as a pileup."""
 
-    def __init__(self, confirm_interval=CONFIRM_INTERVAL, pileup_min_count=3, stale_exec_min_age_seconds=300.0):
+    def __init__(self, confirm_interval=CONFIRM_INTERVAL, pileup_min_count=3, stale_exec_min_age_seconds=300.0,
+                 shim_probe_timeout=SHIM_PROBE_TIMEOUT):
         if confirm_interval is None or confirm_interval < 0:
             raise TriageError('confirm_interval must not be negative')
         if pileup_min_count is None or pileup_min_count < 1:
             raise TriageError('pileup_min_count must be at least 1, got %r' % (pileup_min_count,))
         if stale_exec_min_age_seconds is None or stale_exec_min_age_seconds < 0:
             raise TriageError('stale_exec_min_age_seconds must not be negative')
+        if shim_probe_timeout is None or shim_probe_timeout < 0:
+            raise TriageError('shim_probe_timeout must not be negative')
+        self.shim_probe_timeout = float(shim_probe_timeout)
         self.confirm_interval = min(float(confirm_interval), 2.0)
         self.pileup_min_count = int(pileup_min_count)
         self.stale_exec_min_age_seconds = float(stale_exec_min_age_seconds)
@@ -851,7 +905,8 @@ def settings_of(triage_opts, proc_opts=None):
     """Settings from the TRIAGE option object (and PROC's confirm_interval)."""
     interval = CONFIRM_INTERVAL if proc_opts is None else min(proc_opts.confirm_interval, 1.0)
     return Settings(confirm_interval=interval, pileup_min_count=triage_opts.pileup_min_count,
-                    stale_exec_min_age_seconds=triage_opts.stale_exec_min_age_seconds)
+                    stale_exec_min_age_seconds=triage_opts.stale_exec_min_age_seconds,
+                    shim_probe_timeout=triage_opts.shim_probe_timeout)
 
 
 def diagnose_hung(proc, engine_report, settings=None, scan_opts=None):

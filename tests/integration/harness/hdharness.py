@@ -206,9 +206,11 @@ class Harness:
     """One private containerd + dockerd under ``root``.  ``up()`` is idempotent
     for a root that is already up (the CLI calls it across invocations)."""
 
-    def __init__(self, root=None, dump_size=DEFAULT_DUMP_SIZE):
+    def __init__(self, root=None, dump_size=DEFAULT_DUMP_SIZE, shim_debug=False):
         self.root = Path(root or tempfile.mkdtemp(prefix="hd-", dir="/tmp")).resolve()
         self.dump_size = dump_size
+        # containerd's v1 runtime copies its shims' stderr into its own log only with shim_debug
+        self.shim_debug = shim_debug
         self.bin = self.root / "bin"
         self.fault = self.root / "fault"
         self.ctd = self.root / "containerd"
@@ -267,6 +269,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   shim = "containerd-shim"
   runtime = "runc"
   no_shim = false
+  shim_debug = {"true" if self.shim_debug else "false"}
 """)
         env = dict(os.environ)
         # shim v1 finds "runc" through PATH: the fault runtime comes first.

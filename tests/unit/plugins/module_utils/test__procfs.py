@@ -1,5 +1,6 @@
 """The existing _procfs readers: parsers on real-looking text, a fixture tree,
 and the pipe functions on real pipes (tee leaves the pipe as full as it was)."""
+import locale
 import os
 
 import pytest
@@ -177,3 +178,18 @@ def test_own_pid_namespace(tmp_path):
     (fake / "1" / "ns" / "pid").unlink()
     (fake / "1" / "ns" / "pid").symlink_to(os.readlink("/proc/self/ns/pid"))
     assert pf.own_pid_namespace(pf.Proc(str(fake))) == (True, "")
+
+
+def test_read_returns_what_open_returns(tmp_path):
+    """_read skips the file object but must read as open() does: the
+    locale's encoding, universal newlines, every byte in binary."""
+    path = tmp_path / "f"
+    data = "1 (a\r\nb\rc \u00e9) S 2\n".encode(locale.getpreferredencoding(False), "replace") + b"x" * 70000
+    path.write_bytes(data)
+    with open(str(path)) as f:
+        assert pf._read(str(path)) == f.read()
+    assert pf._read(str(path), binary=True) == data
+    with pytest.raises(pf.ProcessGone):
+        pf._read(str(tmp_path / "missing"))
+    with pytest.raises(pf.ProcError):
+        pf._read(str(tmp_path))
