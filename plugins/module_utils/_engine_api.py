@@ -28,6 +28,7 @@ import errno
 import json
 import math
 import re
+import selectors
 import socket
 import threading
 import time
@@ -388,18 +389,26 @@ def _decode(resp, what):
 def probe_inspect(client, ids, timeout, concurrency=16, deadline=None):
     """Inspect every id in IDS with up to CONCURRENCY requests in flight.
 
+    On a unix socket (every local dockerd) one thread drives all requests
+    through the kernel's readiness events (``_InspectLoop``): no thread per
+    request, and only the status line of each answer is read (an HTTP
+    status proves the container's lock was free), never the inspect JSON.
+    Other addresses use worker threads.
+
     Returns {id: {'responsive': True|False|None, 'latency_ms', 'error'}}:
     True when the daemon answered (even with an error status), False when the
     request used its whole ``timeout`` without an answer (the stuck exec's
     sign), None when it could not be decided (connection failed, or the overall
     DEADLINE cut it short or kept it from starting).  Returns by DEADLINE (a
-    monotonic time; default now + timeout + 1) even if threads are still
+    monotonic time; default now + timeout + 0.5) even if threads are still
     stuck: they are daemon threads and every one of them is itself bounded.
     """
     ids = list(ids)
     timeout = float(timeout)
     if deadline is None:
-        deadline = time.monotonic() + timeout + 1.0
+        deadline = time.monotonic() + timeout + _deadline.OVERALL_SLACK
+    if client.address[0] == 'unix' and ids:
+        return _InspectLoop(client, timeout, deadline).run(ids, concurrency)
     pool = _deadline.DeadlinePool(deadline)
 
     def probe(cid):
@@ -436,6 +445,132 @@ def probe_inspect(client, ids, timeout, concurrency=16, deadline=None):
 
 def _ms(t0):
     return int(round((time.monotonic() - t0) * 1000))
+
+
+class _InspectLoop(object):
+    """Inspect requests on non-blocking unix sockets, all driven by one
+    thread: each has its own TIMEOUT from its connect, the whole run ends by
+    DEADLINE.  A request whose connect finds the listen backlog full is
+    retried until its timeout (then it did not answer)."""
+
+    RETRY = 0.02
+    MAX_STATUS_BYTES = 8192
+
+    def __init__(self, client, timeout, deadline):
+        self.client = client
+        self.path = client.address[1]
+        self.timeout = timeout
+        self.deadline = deadline
+        self.sel = selectors.DefaultSelector()
+        self.results = {}
+        self.active = {}   # socket -> [cid, t0, out bytes, in bytes]
+        self.retry = []    # [cid, t0, next try]
+
+    def _request(self, cid):
+        path = '/v%s/containers/%s/json' % (self.client.api_version, quote(str(cid), safe=''))
+        return ('GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: %s\r\nAccept: application/json\r\n'
+                'Connection: close\r\n\r\n' % (path, USER_AGENT)).encode('ascii')
+
+    def _start(self, cid, t0):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            _deadline.connect_path(s, self.path)
+        except (OSError, IOError) as e:
+            s.close()
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                # the daemon's listen backlog is full: there, not accepting yet
+                self.retry.append([cid, t0, time.monotonic() + self.RETRY])
+                return
+            self._done(cid, t0, None, 'cannot connect to %s: %s' % (self.path, _why(e)))
+            return
+        self.active[s] = [cid, t0, self._request(cid), b'']
+        self.sel.register(s, selectors.EVENT_WRITE)
+
+    def _done(self, cid, t0, responsive, error):
+        self.results[cid] = {'responsive': responsive, 'latency_ms': _ms(t0), 'error': error}
+
+    def _close(self, s):
+        self.sel.unregister(s)
+        del self.active[s]
+        s.close()
+
+    def _on_event(self, s, mask):
+        st = self.active[s]
+        cid, t0 = st[0], st[1]
+        try:
+            if mask & selectors.EVENT_WRITE and st[2]:
+                n = s.send(st[2])
+                st[2] = st[2][n:]
+                if not st[2]:
+                    self.sel.modify(s, selectors.EVENT_READ)
+                return
+            data = s.recv(4096)
+        except (OSError, IOError) as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                return
+            self._close(s)
+            self._done(cid, t0, None, 'inspect: %s' % _why(e))
+            return
+        st[3] += data
+        if b'\n' not in st[3] and data and len(st[3]) < self.MAX_STATUS_BYTES:
+            return
+        self._close(s)
+        line = st[3].split(b'\n', 1)[0].decode('iso-8859-1').rstrip('\r')
+        parts = line.split(' ', 2)
+        if b'\n' not in st[3] or len(parts) < 2 or not parts[0].startswith('HTTP/') or not parts[1].isdigit():
+            why = 'connection closed before an answer' if not st[3] else 'not an HTTP answer: %r' % line[:80]
+            self._done(cid, t0, None, 'GET /containers/%s/json: %s' % (cid, why))
+            return
+        status = int(parts[1])
+        # any HTTP status is an answer (404: removed since the list): the lock was free
+        self._done(cid, t0, True, None if 200 <= status < 300 else 'GET /containers/%s/json: HTTP %d %s' % (
+            cid, status, parts[2] if len(parts) > 2 else ''))
+
+    def _expire(self, now):
+        for s, st in list(self.active.items()):
+            if now >= min(st[1] + self.timeout, self.deadline):
+                self._close(s)
+                self._expired(st[0], st[1], now)
+        for r in list(self.retry):
+            if now >= min(r[1] + self.timeout, self.deadline):
+                self.retry.remove(r)
+                self._expired(r[0], r[1], now, ' (the listen backlog stayed full)')
+
+    def _expired(self, cid, t0, now, why=''):
+        if t0 + self.timeout <= self.deadline:
+            self._done(cid, t0, False, 'inspect did not answer within %.1fs%s' % (self.timeout, why))
+        else:
+            self._done(cid, t0, None, 'probe cut short by the overall deadline after %.1fs%s' % (now - t0, why))
+
+    def run(self, ids, concurrency):
+        pending = list(reversed(ids))
+        limit = max(1, int(concurrency))
+        try:
+            while True:
+                now = time.monotonic()
+                for r in [r for r in self.retry if r[2] <= now]:
+                    self.retry.remove(r)
+                    self._start(r[0], r[1])
+                while pending and len(self.active) + len(self.retry) < limit and now < self.deadline:
+                    self._start(pending.pop(), time.monotonic())
+                self._expire(time.monotonic())
+                if not self.active and not self.retry and (not pending or time.monotonic() >= self.deadline):
+                    break
+                wake = [self.deadline] + [st[1] + self.timeout for st in self.active.values()] + [
+                    r[2] for r in self.retry]
+                wait = max(0.0, min(wake) - time.monotonic())
+                for key, mask in self.sel.select(wait if self.active else min(wait, self.RETRY)):
+                    self._on_event(key.fileobj, mask)
+        finally:
+            for s in list(self.active):
+                self._close(s)
+            self.sel.close()
+        for cid in pending:
+            self.results.setdefault(cid, {'responsive': None, 'latency_ms': None, 'error': (
+                'not probed: the overall deadline passed first (raise concurrency or the deadline)')})
+        return dict((cid, self.results.get(cid) or {'responsive': None, 'latency_ms': None,
+                                                     'error': 'no result by the overall deadline'}) for cid in ids)
 
 
 def _text(value):
@@ -506,13 +641,13 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
     """Which containers no longer answer inspect: the body of hung_container_info.
 
     Lists containers once, then inspects all of them concurrently.  The whole
-    call returns within TOTAL_TIMEOUT (default ``timeout + 1``) seconds of
+    call returns within TOTAL_TIMEOUT (default ``timeout + 0.5``) seconds of
     starting.  A daemon that does not answer at all is a result
     (``engine.reachable`` false), not an exception.
     """
     t0 = time.monotonic()
     timeout = float(timeout)
-    total = timeout + 1.0 if total_timeout is None else float(total_timeout)
+    total = timeout + _deadline.OVERALL_SLACK if total_timeout is None else float(total_timeout)
     deadline = t0 + total
     engine = {'docker_host': docker_host, 'reachable': False, 'version': None, 'api_version': None,
               'list_latency_ms': None, 'error': None}

@@ -24,7 +24,7 @@ description:
   - Every request has a deadline on a monotonic clock covering connect, send and every read, so a
     daemon that accepts and never answers, or answers one byte at a time, is cut off at the deadline.
     Probes that are still stuck run in daemon threads and never keep the module from returning.
-  - The module returns within O(total_timeout) seconds (default O(inspect_timeout) + 1) of starting.
+  - The module returns within O(total_timeout) seconds (default O(inspect_timeout) + 0.5) of starting.
   - Speaks HTTP/1.1 to a unix socket or to plain C(tcp://host:port). TLS (C(https://), C(tcp://) with
     client certificates), C(ssh://), C(npipe://) and C(fd://) are not supported; forward such a daemon
     to a local unix socket (C(ssh -L /tmp/docker.sock:/var/run/docker.sock host)) instead.
@@ -77,7 +77,7 @@ options:
     description:
       - Seconds the whole module run may take. Containers whose probe could not start or finish inside it
         are reported in RV(unchecked), not in RV(hung).
-      - Defaults to O(inspect_timeout) + 1. With more hung containers than O(concurrency), raise one of the two.
+      - Defaults to O(inspect_timeout) + 0.5. With more hung containers than O(concurrency), raise one of the two.
     type: float
   concurrency:
     description:
@@ -370,7 +370,7 @@ def main():
         EngineClient(p['docker_host'], api_version=p['api_version'], timeout=timeout)
 
         t0 = time.monotonic()
-        total = timeout + 1.0 if p['total_timeout'] is None else p['total_timeout']
+        total = timeout + 0.5 if p['total_timeout'] is None else p['total_timeout']
         result = check_engines(EngineQuery(
             engines=engines, docker_host=p['docker_host'], containerd_address=p['containerd_address'],
             containerd_namespace=p['containerd_namespace'], timeout=timeout, concurrency=p['concurrency'],
