@@ -84,6 +84,8 @@ TTRPC_RESPONSE = 2
 MAX_TTRPC_MESSAGE = 4 << 20
 # containers of one pod probed at the same moment; a pod has a handful
 MAX_PER_SHIM = 64
+# shims asked at the same moment (a thread each, and one per container)
+MAX_SHIMS_AT_ONCE = 64
 # bundle files live on the node's own disk (tmpfs): a stuck read is not theirs;
 # one deadline for the whole walk of the bundles
 WALK_TIMEOUT = 2.0
@@ -771,6 +773,8 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=
     own deadline."""
     call = call or (lambda t, budget: task_pids(t['shim_address'], t['id'], budget, dial=t.get('dial')))
     timeout = float(timeout)
+    # a thread per shim and per container: the engine check's concurrency is sized for Docker's sockets
+    concurrency = min(int(concurrency), MAX_SHIMS_AT_ONCE)
     if deadline is None:
         deadline = time.monotonic() + timeout + _deadline.OVERALL_SLACK
     tasks = list(tasks)

@@ -27,9 +27,12 @@ __metaclass__ = type
 import errno
 import json
 import math
+import os
 import re
+import resource
 import selectors
 import socket
+import struct
 import threading
 import time
 
@@ -386,7 +389,7 @@ def _decode(resp, what):
 
 
 # ---- probing many containers at once -----------------------------------------
-def probe_inspect(client, ids, timeout, concurrency=16, deadline=None):
+def probe_inspect(client, ids, timeout, concurrency=1024, deadline=None, more=None):
     """Inspect every id in IDS with up to CONCURRENCY requests in flight.
 
     On a unix socket (every local dockerd) one thread drives all requests
@@ -407,8 +410,8 @@ def probe_inspect(client, ids, timeout, concurrency=16, deadline=None):
     timeout = float(timeout)
     if deadline is None:
         deadline = time.monotonic() + timeout + _deadline.OVERALL_SLACK
-    if client.address[0] == 'unix' and ids:
-        return _InspectLoop(client, timeout, deadline).run(ids, concurrency)
+    if client.address[0] == 'unix' and (ids or more is not None):
+        return _InspectLoop(client, timeout, deadline).run(ids, concurrency, more)
     pool = _deadline.DeadlinePool(deadline)
 
     def probe(cid):
@@ -447,6 +450,18 @@ def _ms(t0):
     return int(round((time.monotonic() - t0) * 1000))
 
 
+def _fd_budget():
+    """Requests that may be in flight without running out of descriptors:
+    half the soft RLIMIT_NOFILE (a module started over SSH may have 1024)."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ValueError, OSError):
+        return 512
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 65536
+    return max(8, soft // 2)
+
+
 class _InspectLoop(object):
     """Inspect requests on non-blocking unix sockets, all driven by one
     thread: each has its own TIMEOUT from its connect, the whole run ends by
@@ -472,7 +487,14 @@ class _InspectLoop(object):
                 'Connection: close\r\n\r\n' % (path, USER_AGENT)).encode('ascii')
 
     def _start(self, cid, t0):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except (OSError, IOError) as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                # out of descriptors for now: the next answer frees one
+                self.retry.append([cid, t0, time.monotonic() + self.RETRY])
+                return
+            raise
         s.setblocking(False)
         try:
             _deadline.connect_path(s, self.path)
@@ -543,11 +565,24 @@ class _InspectLoop(object):
         else:
             self._done(cid, t0, None, 'probe cut short by the overall deadline after %.1fs%s' % (now - t0, why))
 
-    def run(self, ids, concurrency):
+    def run(self, ids, concurrency, more=None):
+        """Probe IDS; MORE (optional) is polled until it returns a list: ids to
+        probe too (those not started yet), as they become known."""
         pending = list(reversed(ids))
-        limit = max(1, int(concurrency))
+        started = set(ids)
+        limit = max(1, min(int(concurrency), _fd_budget()))
         try:
             while True:
+                if more is not None:
+                    late = more()
+                    if late is not None:
+                        more = None
+                        fresh = [cid for cid in late if cid not in started]
+                        started.update(fresh)
+                        ids = list(ids) + fresh
+                        # ids not listed (stopped containers) are not asked any more
+                        wanted = set(late)
+                        pending = list(reversed(fresh)) + [cid for cid in pending if cid in wanted]
                 now = time.monotonic()
                 for r in [r for r in self.retry if r[2] <= now]:
                     self.retry.remove(r)
@@ -555,10 +590,11 @@ class _InspectLoop(object):
                 while pending and len(self.active) + len(self.retry) < limit and now < self.deadline:
                     self._start(pending.pop(), time.monotonic())
                 self._expire(time.monotonic())
-                if not self.active and not self.retry and (not pending or time.monotonic() >= self.deadline):
+                if (more is None or time.monotonic() >= self.deadline) and not self.active and not self.retry and (
+                        not pending or time.monotonic() >= self.deadline):
                     break
                 wake = [self.deadline] + [st[1] + self.timeout for st in self.active.values()] + [
-                    r[2] for r in self.retry]
+                    r[2] for r in self.retry] + ([time.monotonic() + self.RETRY] if more is not None else [])
                 wait = max(0.0, min(wake) - time.monotonic())
                 for key, mask in self.sel.select(wait if self.active else min(wait, self.RETRY)):
                     self._on_event(key.fileobj, mask)
@@ -601,6 +637,109 @@ def container_summary(c):
     }
 
 
+def _summaries(listed):
+    """(container summaries, entries skipped) of a /containers/json answer."""
+    containers = []
+    seen = set()
+    skipped = 0
+    for c in listed:
+        summary = container_summary(c)
+        if summary is None or summary['id'] in seen:
+            skipped += 1
+            continue
+        seen.add(summary['id'])
+        containers.append(summary)
+    return containers, skipped
+
+
+_ID_RE = re.compile(r'^[0-9a-f]{64}$')
+# more ids than this in the containers folder (a node full of stopped ones):
+# not worth inspecting them all, the list is awaited as before
+MAX_STATE_IDS = 4096
+DEFAULT_DATA_ROOT = '/var/lib/docker'
+DEFAULT_DAEMON_JSON = '/etc/docker/daemon.json'
+
+
+def _peer_pid(path):
+    """The pid of the process listening on the unix socket PATH (SO_PEERCRED), or None."""
+    try:
+        s = _deadline.connect_unix(path, time.monotonic() + 1.0, 'dockerd')
+    except (IOError, OSError, _deadline.DeadlineExceeded):
+        return None
+    try:
+        raw = s.getsockopt(socket.SOL_SOCKET, getattr(socket, 'SO_PEERCRED', 17), struct.calcsize('3i'))
+        pid = struct.unpack('3i', raw)[0]
+    except (IOError, OSError, struct.error):
+        return None
+    finally:
+        s.close()
+    return pid if pid > 0 else None
+
+
+def data_root(argv, read):
+    """dockerd's data root from its ARGV, else its daemon.json (READ(path) ->
+    bytes or None), else the default."""
+    config = DEFAULT_DAEMON_JSON
+    for i, a in enumerate(argv):
+        for name in ('--data-root', '-g', '--graph', '--config-file'):
+            value = None
+            if a == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif a.startswith(name + '='):
+                value = a[len(name) + 1:]
+            if value is None:
+                continue
+            if name == '--config-file':
+                config = value
+            elif value.startswith('/'):
+                return value
+    try:
+        doc = json.loads((read(config) or b'{}').decode('utf-8', 'replace'))
+    except ValueError:
+        doc = {}
+    root = (doc.get('data-root') or doc.get('graph')) if isinstance(doc, dict) else None
+    return root if isinstance(root, str) and root.startswith('/') else DEFAULT_DATA_ROOT
+
+
+def state_ids(client, proc_root='/proc'):
+    """The container ids in the ``containers`` folder of the dockerd behind
+    CLIENT's unix socket (its pid from SO_PEERCRED, its data root from its
+    argv or daemon.json, seen through its own root): every container it
+    knows, running or not, in a few system calls.  Only names that are
+    container ids are taken, nothing in the folder is read; [] when anything
+    is unknown or there are more than MAX_STATE_IDS."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
+        Proc,
+        ProcError,
+        read_regular_file,
+    )
+    pid = _peer_pid(client.address[1])
+    if pid is None:
+        return []
+    proc = Proc(proc_root)
+    try:
+        argv = proc.cmdline(pid, 1.0)
+    except ProcError:
+        return []
+    if not argv or os.path.basename(argv[0]) != 'dockerd':
+        return []
+
+    def view(path):
+        return os.path.join(proc.path(pid, 'root'), path.lstrip('/'))
+
+    def read(path):
+        try:
+            return read_regular_file(view(path), 1024 * 1024, 1.0)
+        except ProcError:
+            return None
+    try:
+        names = os.listdir(view(os.path.join(data_root(argv, read), 'containers')))
+    except (IOError, OSError):
+        return []
+    ids = [n for n in names if _ID_RE.match(n)]
+    return ids if len(ids) <= MAX_STATE_IDS else []
+
+
 def inspect_answers(docker_host, container_id, timeout=DEFAULT_TIMEOUT):
     """Does the engine answer ``GET /containers/<id>/json`` within TIMEOUT
     seconds, all of it (connect, send, answer) under one deadline?
@@ -636,14 +775,20 @@ def inspect_answers(docker_host, container_id, timeout=DEFAULT_TIMEOUT):
     return True, 'engine answered HTTP %d %s: %s' % (resp.status, resp.reason, msg[:200])
 
 
-def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=16,
-                          api_version=None, all_states=False, total_timeout=None, client=None):
+def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=1024,
+                          api_version=None, all_states=False, total_timeout=None, client=None, proc_root='/proc'):
     """Which containers no longer answer inspect: the body of hung_container_info.
 
     Lists containers once, then inspects all of them concurrently.  The whole
     call returns within TOTAL_TIMEOUT (default ``timeout + 0.5``) seconds of
     starting.  A daemon that does not answer at all is a result
     (``engine.reachable`` false), not an exception.
+
+    dockerd builds the list of a thousand containers in a second on a busy
+    node: on a local socket the inspects start meanwhile, for the ids in the
+    daemon's own containers folder (:func:`state_ids`), so that a hung
+    container's timeout runs from the start, not from the end of the list.
+    Only the listed containers are reported.
     """
     t0 = time.monotonic()
     timeout = float(timeout)
@@ -663,26 +808,62 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
         engine['reachable'] = True
         engine['version'] = _text(info.get('Version'))
         engine['api_version'] = client.api_version
-        t1 = time.monotonic()
-        listed = client.containers(all_states=all_states, timeout=budget())
-        engine['list_latency_ms'] = _ms(t1)
     except EngineError as e:
         engine['error'] = str(e)
         report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
         return report
+    early = state_ids(client, proc_root) if client.address[0] == 'unix' else []
+    if early:
+        box = {}
 
-    containers = []
-    seen = set()
-    for c in listed:
-        summary = container_summary(c)
-        if summary is None or summary['id'] in seen:
-            engine['skipped_entries'] = engine.get('skipped_entries', 0) + 1
-            continue
-        seen.add(summary['id'])
-        containers.append(summary)
-    probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline=deadline)
+        def list_them():
+            t1 = time.monotonic()
+            try:
+                # competing with the inspects on the daemon's CPU: the list may take until the deadline
+                box['listed'] = client.containers(all_states=all_states,
+                                                  timeout=max(0.001, deadline - time.monotonic()))
+            except EngineError as e:
+                box['error'] = e
+            box['ms'] = _ms(t1)
+
+        th = threading.Thread(target=list_them, name='container-list')
+        th.daemon = True
+        th.start()
+
+        def more():
+            if th.is_alive():
+                return None
+            return [c['id'] for c in _summaries(box.get('listed') or [])[0]]
+
+        early_probes = probe_inspect(client, early, timeout, concurrency, deadline=deadline, more=more)
+        th.join(max(0.0, deadline - time.monotonic()))
+        engine['list_latency_ms'] = box.get('ms')
+        if 'listed' not in box:
+            engine['error'] = str(box.get('error') or 'GET /containers/json: no answer within the deadline')
+            report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
+            return report
+        listed = box['listed']
+    else:
+        early_probes = None
+        try:
+            t1 = time.monotonic()
+            listed = client.containers(all_states=all_states, timeout=budget())
+            engine['list_latency_ms'] = _ms(t1)
+        except EngineError as e:
+            engine['error'] = str(e)
+            report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
+            return report
+
+    containers, skipped = _summaries(listed)
+    if skipped:
+        engine['skipped_entries'] = skipped
+    if early_probes is None:
+        probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline=deadline)
+    else:
+        probes = early_probes
     for c in containers:
-        c.update(probes[c['id']])
+        c.update(probes.get(c['id']) or {'responsive': None, 'latency_ms': None, 'error': (
+            'not probed: the overall deadline passed first (raise concurrency or the deadline)')})
         if c['responsive'] is False:
             report['hung'].append(c['id'])
         elif c['responsive'] is None:

@@ -147,7 +147,7 @@ class EngineQuery(namedtuple('EngineQuery', ['engines', 'docker_host', 'containe
 
 
 EngineQuery.__new__.__defaults__ = ('auto', DEFAULT_DOCKER_HOST, DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE,
-                                    5.0, 16, None, '/proc', None, False)
+                                    5.0, 1024, None, '/proc', None, False)
 
 
 def check_engines(query=None, deadline=None):

@@ -81,9 +81,12 @@ options:
     type: float
   concurrency:
     description:
-      - How many inspect requests are in flight at once. Each hung container keeps one busy until O(inspect_timeout).
+      - How many inspect requests are in flight at once (at most half the open-files limit). Each hung container
+        keeps one busy until O(inspect_timeout). A request in flight costs a socket, no thread; the default lets
+        every container of a large node start its timeout at once.
+      - containerd shims are asked at most 64 at a time.
     type: int
-    default: 16
+    default: 1024
   api_version:
     description:
       - Engine API version to speak, such as C(1.41). V(auto) asks the daemon once (C(GET /version)) and uses its version.
@@ -347,7 +350,7 @@ def main():
         _options.ENGINE, _options.CONTAINERD, _options.PROC, _options.TRIAGE,
         engines=dict(type='list', elements='str', default=['auto']),
         total_timeout=dict(type='float'),
-        concurrency=dict(type='int', default=16),
+        concurrency=dict(type='int', default=1024),
         api_version=dict(type='str', default='auto'),
         include_stopped=dict(type='bool', default=False),
         fail_on_unreachable=dict(type='bool', default=True),
