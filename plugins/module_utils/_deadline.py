@@ -36,7 +36,7 @@ GRACE = 0.25
 # to list the containers and start the requests, and to build the result.
 OVERALL_SLACK = 0.5
 # The part of OVERALL_SLACK kept for building the result after the last request ended.
-RESULT_MARGIN = 0.1
+RESULT_MARGIN = 0.05
 # sun_path holds 108 bytes with the terminating NUL.
 MAX_UNIX_PATH = 107
 

@@ -653,6 +653,8 @@ def _summaries(listed):
 
 
 _ID_RE = re.compile(r'^[0-9a-f]{64}$')
+# how long the container list may take before the ids of the containers folder are asked meanwhile
+LIST_WAIT = 0.05
 # more ids than this in the containers folder (a node full of stopped ones):
 # not worth inspecting them all, the list is awaited as before
 MAX_STATE_IDS = 4096
@@ -812,48 +814,38 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
         engine['error'] = str(e)
         report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
         return report
-    early = state_ids(client, proc_root) if client.address[0] == 'unix' else []
+    box = {}
+
+    def list_them():
+        t1 = time.monotonic()
+        try:
+            # competing with the inspects on the daemon's CPU: the list may take until the deadline
+            box['listed'] = client.containers(all_states=all_states, timeout=max(0.001, deadline - time.monotonic()))
+        except EngineError as e:
+            box['error'] = e
+        box['ms'] = _ms(t1)
+
+    th = threading.Thread(target=list_them, name='container-list')
+    th.daemon = True
+    th.start()
+    # a small node's list comes at once; only a slow one is worth the containers folder
+    th.join(min(LIST_WAIT, max(0.0, deadline - time.monotonic())))
+    early = state_ids(client, proc_root) if th.is_alive() and client.address[0] == 'unix' else []
+    early_probes = None
     if early:
-        box = {}
-
-        def list_them():
-            t1 = time.monotonic()
-            try:
-                # competing with the inspects on the daemon's CPU: the list may take until the deadline
-                box['listed'] = client.containers(all_states=all_states,
-                                                  timeout=max(0.001, deadline - time.monotonic()))
-            except EngineError as e:
-                box['error'] = e
-            box['ms'] = _ms(t1)
-
-        th = threading.Thread(target=list_them, name='container-list')
-        th.daemon = True
-        th.start()
-
         def more():
             if th.is_alive():
                 return None
             return [c['id'] for c in _summaries(box.get('listed') or [])[0]]
 
         early_probes = probe_inspect(client, early, timeout, concurrency, deadline=deadline, more=more)
-        th.join(max(0.0, deadline - time.monotonic()))
-        engine['list_latency_ms'] = box.get('ms')
-        if 'listed' not in box:
-            engine['error'] = str(box.get('error') or 'GET /containers/json: no answer within the deadline')
-            report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
-            return report
-        listed = box['listed']
-    else:
-        early_probes = None
-        try:
-            t1 = time.monotonic()
-            listed = client.containers(all_states=all_states, timeout=budget())
-            engine['list_latency_ms'] = _ms(t1)
-        except EngineError as e:
-            engine['error'] = str(e)
-            report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
-            return report
-
+    th.join(max(0.0, deadline - time.monotonic()))
+    engine['list_latency_ms'] = box.get('ms')
+    if 'listed' not in box:
+        engine['error'] = str(box.get('error') or 'GET /containers/json: no answer within the deadline')
+        report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
+        return report
+    listed = box['listed']
     containers, skipped = _summaries(listed)
     if skipped:
         engine['skipped_entries'] = skipped
