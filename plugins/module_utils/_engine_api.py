@@ -653,8 +653,6 @@ def _summaries(listed):
 
 
 _ID_RE = re.compile(r'^[0-9a-f]{64}$')
-# how long the container list may take before the ids of the containers folder are asked meanwhile
-LIST_WAIT = 0.05
 # more ids than this in the containers folder (a node full of stopped ones):
 # not worth inspecting them all, the list is awaited as before
 MAX_STATE_IDS = 4096
@@ -815,6 +813,7 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
         report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
         return report
     box = {}
+    ready = threading.Event()
 
     def list_them():
         t1 = time.monotonic()
@@ -824,13 +823,26 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
         except EngineError as e:
             box['error'] = e
         box['ms'] = _ms(t1)
+        ready.set()
 
+    def find_ids():
+        try:
+            box['early'] = state_ids(client, proc_root)
+        finally:
+            if box.get('early'):
+                ready.set()
+
+    # the probes start with whichever comes first: the list, or the ids of the
+    # daemon's containers folder (a small node's list comes at once)
     th = threading.Thread(target=list_them, name='container-list')
     th.daemon = True
     th.start()
-    # a small node's list comes at once; only a slow one is worth the containers folder
-    th.join(min(LIST_WAIT, max(0.0, deadline - time.monotonic())))
-    early = state_ids(client, proc_root) if th.is_alive() and client.address[0] == 'unix' else []
+    if client.address[0] == 'unix':
+        finder = threading.Thread(target=find_ids, name='container-ids')
+        finder.daemon = True
+        finder.start()
+    ready.wait(max(0.0, deadline - time.monotonic()))
+    early = box.get('early') if th.is_alive() else None
     early_probes = None
     if early:
         def more():
