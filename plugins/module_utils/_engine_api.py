@@ -605,8 +605,8 @@ class _InspectLoop(object):
         for cid in pending:
             self.results.setdefault(cid, {'responsive': None, 'latency_ms': None, 'error': (
                 'not probed: the overall deadline passed first (raise concurrency or the deadline)')})
-        return dict((cid, self.results.get(cid) or {'responsive': None, 'latency_ms': None,
-                                                     'error': 'no result by the overall deadline'}) for cid in ids)
+        missing = {'responsive': None, 'latency_ms': None, 'error': 'no result by the overall deadline'}
+        return dict((cid, self.results.get(cid) or dict(missing)) for cid in ids)
 
 
 def _text(value):
