@@ -174,9 +174,15 @@ def role_files():
             with open(path) as f:
                 out[path] = render(f.read(), entries)
         if role in TASK_SECTIONS:
-            path = os.path.join(ROOT, 'roles', role, 'tasks', 'main.yml')
-            with open(path) as f:
-                out[path] = render_task_args(f.read(), role, table)
+            # every tasks file that passes node_doctor its arguments (the remediate
+            # role's check pass has a file of its own)
+            tasks_dir = os.path.join(ROOT, 'roles', role, 'tasks')
+            for name in sorted(os.listdir(tasks_dir)):
+                path = os.path.join(tasks_dir, name)
+                with open(path) as f:
+                    text = f.read()
+                if TASK_BEGIN in text:
+                    out[path] = render_task_args(text, role, table)
     return out
 
 

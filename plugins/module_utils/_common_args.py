@@ -25,8 +25,8 @@ OptionError = _options.OptionError
 BOUNDS = {
     'total_timeout': (0.0, 3600.0, False),
     'max_drains': (0, 1000, True),
-    'concurrency': (1, 256, True),
-    'inspect_concurrency': (1, 256, True),
+    'concurrency': (1, 8192, True),
+    'inspect_concurrency': (1, 8192, True),
 }
 
 

@@ -41,6 +41,7 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
@@ -57,7 +58,6 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import 
     same_inode,
 )
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._runtime_tree import (
-    ProcessTable,
     is_runc_comm,
     is_shim_comm,
     pod_from_mapping,
@@ -82,8 +82,11 @@ TTRPC_RESPONSE = 2
 MAX_TTRPC_MESSAGE = 4 << 20
 # containers of one pod probed at the same moment; a pod has a handful
 MAX_PER_SHIM = 64
-# bundle files live on the node's own disk (tmpfs): a stuck read is not theirs
-BUNDLE_READ_TIMEOUT = 1.0
+# shims asked at the same moment (a thread each, and one per container)
+MAX_SHIMS_AT_ONCE = 64
+# bundle files live on the node's own disk (tmpfs): a stuck read is not theirs;
+# one deadline for the whole walk of the bundles
+WALK_TIMEOUT = 2.0
 # processes refused as shims, kept in the result to say why
 MAX_REFUSED = 10
 # connecting to containerd's socket to learn its pid: it accepts at once when healthy
@@ -325,6 +328,29 @@ def task_pids(address, container_id, timeout, dial=None):
     return pids
 
 
+def task_connect(address, container_id, timeout, dial=None):
+    """The shim's pid from its Connect call for CONTAINER_ID.  Served from the
+    shim's memory (its container table and the task's init pid, under the
+    same locks as every task call) without the ``runc ps`` that Pids runs
+    (about 8 ms of CPU per call)."""
+    deadline = time.monotonic() + float(timeout)
+    try:
+        payload = ttrpc_call(address, 'Connect', _field_bytes(1, container_id), timeout, dial=dial)
+    except ShimStatus as e:
+        if e.code != GRPC_UNIMPLEMENTED:
+            raise
+        payload = ttrpc_call(address, 'Connect', _field_bytes(1, container_id),
+                             max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3, dial=dial)
+    try:
+        fields = parse_fields(payload)
+    except CriError as e:
+        raise ShimProtocol('Connect: not a ttrpc answer: %s' % e)
+    for num, wt, val in fields:
+        if num == 1 and wt == 0:
+            return val
+    return None
+
+
 def task_answers(task, timeout):
     """Does the shim of TASK (a list_tasks entry) answer its task pids within
     TIMEOUT?  (True, why) when it answered, an error status included (a task
@@ -347,10 +373,10 @@ def task_answers(task, timeout):
 
 def _read_bundle_file(path, limit):
     """Bytes of PATH through the one bounded reader for files a workload may
-    touch (regular file only, no symlink, size and time bounds); None when
-    absent or refused."""
+    touch (regular file only, no symlink, size bound; the walk that calls it
+    has the time bound); None when absent or refused."""
     try:
-        return read_regular_file(path, limit, BUNDLE_READ_TIMEOUT)
+        return read_regular_file(path, limit, None)
     except ProcError:
         return None
 
@@ -372,10 +398,41 @@ def _host_view(proc, pid, path):
     return proc.host_view(pid, path)
 
 
+def process_table(proc):
+    """{pid: (ppid, comm)} of every process under PROC's root, from
+    ``/proc/PID/stat`` alone (never blocks), read raw: the shims and their
+    children are all this module needs of the process table, and on a node of
+    a thousand containers the table is thousands of processes."""
+    out = {}
+    flags = os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0)
+    try:
+        names = os.listdir(proc.root)
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open(os.path.join(proc.root, name, 'stat'), flags)
+            try:
+                data = os.read(fd, 4096)
+            finally:
+                os.close(fd)
+        except OSError:
+            continue  # exited while we listed
+        i, j = data.find(b'('), data.rfind(b')')
+        rest = data[j + 2:].split(b' ', 2) if 0 <= i < j else []
+        if len(rest) < 2 or not rest[1].isdigit():
+            continue
+        out[int(name)] = (int(rest[1]), data[i + 1:j].decode('utf-8', 'replace'))
+    return out
+
+
 def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0, containerd_pid=None):
     """The v2 shims of the containerd at ADDRESS in NAMESPACE:
     {'roots': task folders (see task_roots), 'busy': bundles of the shims
     that have a runc child now (an exec or another runtime call in flight),
+    'children': {bundle: the pids of that shim's children},
     'dial': {task folder: the prefix that turns a host path into ours},
     'shims': pids of the shims proven to be that containerd's,
     'refused': [{'pid', 'reasons'}] of processes that call themselves its
@@ -389,14 +446,21 @@ def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0, conta
     of the probes uses 'busy': those shims are asked first."""
     sock = socket_path(address)
     proc = Proc(proc_root)
-    table = ProcessTable.snapshot(proc)
-    ref = containerd_pid if containerd_pid and table.get(containerd_pid) else None
+    table = process_table(proc)
+    kids = {}
+    for pid, (ppid, dummy) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    ref = containerd_pid if containerd_pid and containerd_pid in table else None
     if ref is None and proc.ns(1, 'mnt') is not None:
         ref = 1  # the listener is in another pid namespace: the host's init
-    out = {'roots': [], 'busy': set(), 'dial': {}, 'shims': [], 'refused': []}
-    for pid in sorted(table.stats):
-        st = table.stats.get(pid)
-        if not st or not is_shim_comm(st.get('comm')):
+    out = {'roots': [], 'busy': set(), 'children': {}, 'dial': {}, 'shims': [], 'refused': []}
+    for pid in sorted(table):
+        if not is_shim_comm(table[pid][1]):
+            continue
+        cwd = proc.cwd(pid)
+        if cwd and os.path.basename(os.path.dirname(cwd.rstrip('/'))) != namespace:
+            # a v2 shim works in its bundle, <state>/<task dir>/<namespace>/<id>:
+            # another namespace's shim (Docker's moby) is left without reading its argv
             continue
         try:
             argv = proc.cmdline(pid, cmdline_timeout)
@@ -428,7 +492,9 @@ def scan_shims(address, namespace, proc_root='/proc', cmdline_timeout=1.0, conta
             out['roots'].append(root)
             prefix = _host_view(proc, pid, '/')
             out['dial'][root] = '' if prefix == '/' else prefix.rstrip('/')
-        if any(is_runc_comm(table.comm(child)) for child in table.children(pid)):
+        children = kids.get(pid, [])
+        out['children'][bundle] = list(children)
+        if any(is_runc_comm(table[child][1]) for child in children):
             out['busy'].add(bundle)
     # Only the default containerd keeps its state in the default folder: another
     # one's tasks must not be listed under this address.
@@ -465,18 +531,40 @@ def _dial(prefix, shim_address):
 
 
 def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, proc_root='/proc', roots=None,
-               dial=None, containerd_pid=None):
+               dial=None, containerd_pid=None, status=None):
     """[{'id', 'shim_address', 'dial', 'type', 'pod_sandbox_id', 'pod_namespace',
-    'pod_name', 'container_name', 'bundle'}] of the v2 tasks of that containerd
-    and namespace.  DIAL ({root: prefix}, from scan_shims) turns each task's
-    shim address, a host path, into the path to connect to from here."""
+    'pod_name', 'container_name', 'bundle', 'init_pid'}] of the v2 tasks of
+    that containerd and namespace.  DIAL ({root: prefix}, from scan_shims)
+    turns each task's shim address, a host path, into the path to connect to
+    from here.  The whole walk has one deadline (WALK_TIMEOUT): the tasks read
+    by then are returned, and STATUS (a dict, when given) gets ``complete``
+    false and ``error``."""
     if roots is None:
         if containerd_pid is None:
             containerd_pid = socket_listener(address, LISTENER_TIMEOUT)
         shims = scan_shims(address, namespace, proc_root, containerd_pid=containerd_pid)
         roots, dial = shims['roots'], shims['dial']
-    dial = dial or {}
     out = []
+    # one thread for the walk, not one per file: a thousand tasks are three
+    # thousand small reads on the node's tmpfs
+    th = threading.Thread(target=_walk_bundles, args=(roots, dial or {}, out), name='bundle-walk')
+    th.daemon = True
+    th.start()
+    th.join(WALK_TIMEOUT)
+    if th.is_alive():
+        if status is not None:
+            status['complete'] = False
+            status['error'] = 'reading the task bundles did not finish within %.1fs: %d task(s) read' % (
+                WALK_TIMEOUT, len(out))
+        return list(out)
+    if status is not None:
+        status['complete'] = True
+    return out
+
+
+def _walk_bundles(roots, dial, out):
+    """Append the task of every bundle under ROOTS to OUT (read in the calling
+    thread: list_tasks bounds the whole walk)."""
     seen = set()
     for root in roots:
         try:
@@ -496,6 +584,7 @@ def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, 
                                   or b'{}').decode('utf-8', 'replace'))
             except ValueError:
                 cfg = {}
+            init_pid = (_read_bundle_file(os.path.join(bundle, 'init.pid'), 32) or b'').strip()
             ann = cfg.get('annotations') if isinstance(cfg, dict) else None
             ann = ann if isinstance(ann, dict) else {}
             pod = pod_from_mapping(ann)
@@ -511,8 +600,8 @@ def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, 
                 'pod_namespace': pod['namespace'],
                 'pod_name': pod['name'],
                 'container_name': pod['container'],
+                'init_pid': int(init_pid) if init_pid.isdigit() else None,
             })
-    return out
 
 
 # ---- the daemon -------------------------------------------------------------
@@ -560,10 +649,10 @@ def find_ctr():
     return None
 
 
-def engine_status(address=DEFAULT_CONTAINERD_ADDRESS, timeout=5.0):
+def engine_status(address=DEFAULT_CONTAINERD_ADDRESS, timeout=5.0, version=True):
     """{'present', 'reachable', 'version', 'error'} of the containerd at ADDRESS:
     present when its socket exists, reachable when it accepts a connection;
-    the version from ``ctr version`` when ctr is installed."""
+    the version from ``ctr version`` when ctr is installed (and VERSION)."""
     path = socket_path(address)
     out = {'present': False, 'reachable': False, 'version': None, 'error': socket_missing(path), 'pid': None}
     if out['error']:
@@ -583,19 +672,27 @@ def engine_status(address=DEFAULT_CONTAINERD_ADDRESS, timeout=5.0):
         out['pid'] = listener_pid(s)
     finally:
         s.close()
-    ctr = find_ctr()
-    if ctr:
-        try:
-            rc, stdout, stderr = _run_bounded([ctr, '--address', path, 'version'], timeout)
-            if rc == 0:
-                server = stdout.split('Server:', 1)[-1]
-                for line in server.splitlines():
-                    if line.strip().startswith('Version:'):
-                        out['version'] = line.split(':', 1)[1].strip()
-                        break
-        except (CriError, OSError):
-            pass  # the version is a nicety; reachability was decided above
+    if version:
+        out['version'] = ctr_version(path, timeout)
     return out
+
+
+def ctr_version(path, timeout):
+    """The server version ``ctr version`` gives for the containerd at PATH, or
+    None (no ctr, no answer by TIMEOUT): a nicety, never a verdict."""
+    ctr = find_ctr()
+    if not ctr:
+        return None
+    try:
+        rc, stdout, stderr = _run_bounded([ctr, '--address', path, 'version'], timeout)
+    except (CriError, OSError):
+        return None
+    if rc == 0:
+        server = stdout.split('Server:', 1)[-1]
+        for line in server.splitlines():
+            if line.strip().startswith('Version:'):
+                return line.split(':', 1)[1].strip()
+    return None
 
 
 # ---- the probe --------------------------------------------------------------
@@ -610,6 +707,42 @@ def _no_result(key):
 
 def _failed(e):
     return {'responsive': None, 'latency_ms': None, 'error': 'probe failed: %r' % (e,)}
+
+
+def quiet_shims(tasks, children):
+    """The shim addresses whose shim has no child but its tasks' init
+    processes: no exec and no runtime call is in flight there.
+
+    CHILDREN is scan_shims' {shim bundle: child pids}; the shim's bundle is
+    the bundle of the task whose id it serves (a pod's sandbox under CRI).
+    A stuck exec always keeps a child of its shim (``runc exec``, blocked
+    while ``runc init`` is, or writing its own error once runc init died),
+    and only while that child lives does the shim hold the exec's locks (the
+    ones Pids blocks on).  A shim whose children are not known (not found in
+    the process table, a task without ``init.pid``) is not quiet."""
+    inits = {}
+    for t in tasks:
+        inits.setdefault(t.get('shim_address'), set()).add(t.get('init_pid'))
+    quiet = set()
+    for t in tasks:
+        kids = children.get(t.get('bundle'))
+        addr = t.get('shim_address')
+        if kids is None or None in inits[addr]:
+            continue
+        if not set(kids) - inits[addr]:
+            quiet.add(addr)
+    return quiet
+
+
+def _task_call(quiet):
+    """The probe of one task: Connect where its shim is QUIET (answered from
+    the shim's memory under the locks every task call takes), Pids elsewhere
+    (the call a stuck exec blocks, at the price of a ``runc ps``)."""
+    def call(t, budget):
+        if t.get('shim_address') in quiet:
+            return task_connect(t['shim_address'], t['id'], budget, dial=t.get('dial'))
+        return task_pids(t['shim_address'], t['id'], budget, dial=t.get('dial'))
+    return call
 
 
 def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=()):
@@ -631,8 +764,10 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=
     own deadline."""
     call = call or (lambda t, budget: task_pids(t['shim_address'], t['id'], budget, dial=t.get('dial')))
     timeout = float(timeout)
+    # a thread per shim and per container: the engine check's concurrency is sized for Docker's sockets
+    concurrency = min(int(concurrency), MAX_SHIMS_AT_ONCE)
     if deadline is None:
-        deadline = time.monotonic() + timeout + 1.0
+        deadline = time.monotonic() + timeout + _deadline.OVERALL_SLACK
     tasks = list(tasks)
     groups = []
     by_shim = {}
@@ -689,11 +824,11 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
     t0 = time.monotonic()
     timeout = float(timeout)
     if deadline is None:
-        deadline = t0 + timeout + 1.0
+        deadline = t0 + timeout + _deadline.OVERALL_SLACK
     engine = {'name': 'containerd', 'address': socket_path(address), 'namespace': namespace,
               'present': False, 'checked': False, 'reachable': None, 'version': None, 'error': None}
     report = {'engine': engine, 'containers': [], 'hung': [], 'unchecked': []}
-    status = engine_status(address, timeout=max(0.001, min(timeout, deadline - time.monotonic())))
+    status = engine_status(address, timeout=max(0.001, min(timeout, deadline - time.monotonic())), version=False)
     containerd_pid = status.pop('pid', None)
     engine.update(status)
     # checked means "we asked": a containerd whose socket is there but does not
@@ -701,18 +836,28 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
     engine['checked'] = bool(engine['present'])
     if not engine['present'] or not engine['reachable']:
         return report
+    # ctr's start costs more than the shims' scan: asked meanwhile, awaited at the end
+    version = {}
+    vth = threading.Thread(target=lambda: version.update(v=ctr_version(engine['address'], max(
+        0.001, min(timeout, deadline - time.monotonic())))), name='ctr-version')
+    vth.daemon = True
+    vth.start()
     shims = scan_shims(address, namespace, proc_root, containerd_pid=containerd_pid)
     if shims['refused']:
         engine['refused_shims'] = shims['refused']
-    tasks = list_tasks(address, namespace, proc_root, roots=shims['roots'], dial=shims['dial'])
+    walk = {}
+    tasks = list_tasks(address, namespace, proc_root, roots=shims['roots'], dial=shims['dial'], status=walk)
+    if not walk.get('complete', True):
+        engine['error'] = walk['error']
     listed = len(tasks)
     busy = set(t['shim_address'] for t in tasks if t['bundle'] in shims['busy'])
+    quiet = quiet_shims(tasks, shims['children'])
     if not include_sandboxes:
         tasks = [t for t in tasks if t['type'] != 'sandbox']
     if container_ids:
         wanted = set(container_ids)
         tasks = [t for t in tasks if t['id'] in wanted or any(t['id'].startswith(w) for w in wanted)]
-    probes = probe_tasks(tasks, timeout, concurrency, deadline, first=busy)
+    probes = probe_tasks(tasks, timeout, concurrency, deadline, first=busy, call=_task_call(quiet))
     for t in tasks:
         c = {'id': t['id'], 'name': t['container_name'] or t['id'][:12], 'engine': 'containerd',
              'pod_namespace': t['pod_namespace'], 'pod_name': t['pod_name'], 'container_name': t['container_name'],
@@ -724,6 +869,8 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
         elif c['responsive'] is None:
             report['unchecked'].append(c['id'])
     _undecided(engine, shims['shims'], listed, report['containers'])
+    vth.join(max(0.0, deadline - time.monotonic()))
+    engine['version'] = version.get('v')
     return report
 
 

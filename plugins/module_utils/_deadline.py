@@ -37,6 +37,11 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import 
 
 # What thread scheduling may add after the deadline before a result is given up.
 GRACE = 0.25
+# An engine check returns within its per-request timeout plus this: the time
+# to list the containers and start the requests, and to build the result.
+OVERALL_SLACK = 0.5
+# The part of OVERALL_SLACK kept for building the result after the last request ended.
+RESULT_MARGIN = 0.05
 # sun_path holds 108 bytes with the terminating NUL.
 MAX_UNIX_PATH = 107
 # How long run_bounded reads what a killed process group left in its pipes.
@@ -128,6 +133,12 @@ def connect_unix(path, deadline, what='connect'):
             raise
         backlog_full = True
         time.sleep(max(0.0, min(0.05, deadline - time.monotonic())))
+
+
+def connect_path(sock, path):
+    """connect(2) SOCK to PATH, a path longer than sun_path included (see
+    connect_unix); on a non-blocking socket a full backlog raises EAGAIN."""
+    _connect_path(sock, path)
 
 
 def _connect_path(sock, path):

@@ -27,8 +27,12 @@ __metaclass__ = type
 import errno
 import json
 import math
+import os
 import re
+import resource
+import selectors
 import socket
+import struct
 import threading
 import time
 
@@ -385,21 +389,29 @@ def _decode(resp, what):
 
 
 # ---- probing many containers at once -----------------------------------------
-def probe_inspect(client, ids, timeout, concurrency=16, deadline=None):
+def probe_inspect(client, ids, timeout, concurrency=1024, deadline=None, more=None):
     """Inspect every id in IDS with up to CONCURRENCY requests in flight.
+
+    On a unix socket (every local dockerd) one thread drives all requests
+    through the kernel's readiness events (``_InspectLoop``): no thread per
+    request, and only the status line of each answer is read (an HTTP
+    status proves the container's lock was free), never the inspect JSON.
+    Other addresses use worker threads.
 
     Returns {id: {'responsive': True|False|None, 'latency_ms', 'error'}}:
     True when the daemon answered (even with an error status), False when the
     request used its whole ``timeout`` without an answer (the stuck exec's
     sign), None when it could not be decided (connection failed, or the overall
     DEADLINE cut it short or kept it from starting).  Returns by DEADLINE (a
-    monotonic time; default now + timeout + 1) even if threads are still
+    monotonic time; default now + timeout + 0.5) even if threads are still
     stuck: they are daemon threads and every one of them is itself bounded.
     """
     ids = list(ids)
     timeout = float(timeout)
     if deadline is None:
-        deadline = time.monotonic() + timeout + 1.0
+        deadline = time.monotonic() + timeout + _deadline.OVERALL_SLACK
+    if client.address[0] == 'unix' and (ids or more is not None):
+        return _InspectLoop(client, timeout, deadline).run(ids, concurrency, more)
     pool = _deadline.DeadlinePool(deadline)
 
     def probe(cid):
@@ -438,6 +450,165 @@ def _ms(t0):
     return int(round((time.monotonic() - t0) * 1000))
 
 
+def _fd_budget():
+    """Requests that may be in flight without running out of descriptors:
+    half the soft RLIMIT_NOFILE (a module started over SSH may have 1024)."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ValueError, OSError):
+        return 512
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 65536
+    return max(8, soft // 2)
+
+
+class _InspectLoop(object):
+    """Inspect requests on non-blocking unix sockets, all driven by one
+    thread: each has its own TIMEOUT from its connect, the whole run ends by
+    DEADLINE.  A request whose connect finds the listen backlog full is
+    retried until its timeout (then it did not answer)."""
+
+    RETRY = 0.02
+    MAX_STATUS_BYTES = 8192
+
+    def __init__(self, client, timeout, deadline):
+        self.client = client
+        self.path = client.address[1]
+        self.timeout = timeout
+        self.deadline = deadline
+        self.sel = selectors.DefaultSelector()
+        self.results = {}
+        self.active = {}   # socket -> [cid, t0, out bytes, in bytes]
+        self.retry = []    # [cid, t0, next try]
+
+    def _request(self, cid):
+        path = '/v%s/containers/%s/json' % (self.client.api_version, quote(str(cid), safe=''))
+        return ('GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: %s\r\nAccept: application/json\r\n'
+                'Connection: close\r\n\r\n' % (path, USER_AGENT)).encode('ascii')
+
+    def _start(self, cid, t0):
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except (OSError, IOError) as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                # out of descriptors for now: the next answer frees one
+                self.retry.append([cid, t0, time.monotonic() + self.RETRY])
+                return
+            raise
+        s.setblocking(False)
+        try:
+            _deadline.connect_path(s, self.path)
+        except (OSError, IOError) as e:
+            s.close()
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                # the daemon's listen backlog is full: there, not accepting yet
+                self.retry.append([cid, t0, time.monotonic() + self.RETRY])
+                return
+            self._done(cid, t0, None, 'cannot connect to %s: %s' % (self.path, _why(e)))
+            return
+        self.active[s] = [cid, t0, self._request(cid), b'']
+        self.sel.register(s, selectors.EVENT_WRITE)
+
+    def _done(self, cid, t0, responsive, error):
+        self.results[cid] = {'responsive': responsive, 'latency_ms': _ms(t0), 'error': error}
+
+    def _close(self, s):
+        self.sel.unregister(s)
+        del self.active[s]
+        s.close()
+
+    def _on_event(self, s, mask):
+        st = self.active[s]
+        cid, t0 = st[0], st[1]
+        try:
+            if mask & selectors.EVENT_WRITE and st[2]:
+                n = s.send(st[2])
+                st[2] = st[2][n:]
+                if not st[2]:
+                    self.sel.modify(s, selectors.EVENT_READ)
+                return
+            data = s.recv(4096)
+        except (OSError, IOError) as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                return
+            self._close(s)
+            self._done(cid, t0, None, 'inspect: %s' % _why(e))
+            return
+        st[3] += data
+        if b'\n' not in st[3] and data and len(st[3]) < self.MAX_STATUS_BYTES:
+            return
+        self._close(s)
+        line = st[3].split(b'\n', 1)[0].decode('iso-8859-1').rstrip('\r')
+        parts = line.split(' ', 2)
+        if b'\n' not in st[3] or len(parts) < 2 or not parts[0].startswith('HTTP/') or not parts[1].isdigit():
+            why = 'connection closed before an answer' if not st[3] else 'not an HTTP answer: %r' % line[:80]
+            self._done(cid, t0, None, 'GET /containers/%s/json: %s' % (cid, why))
+            return
+        status = int(parts[1])
+        # any HTTP status is an answer (404: removed since the list): the lock was free
+        self._done(cid, t0, True, None if 200 <= status < 300 else 'GET /containers/%s/json: HTTP %d %s' % (
+            cid, status, parts[2] if len(parts) > 2 else ''))
+
+    def _expire(self, now):
+        for s, st in list(self.active.items()):
+            if now >= min(st[1] + self.timeout, self.deadline):
+                self._close(s)
+                self._expired(st[0], st[1], now)
+        for r in list(self.retry):
+            if now >= min(r[1] + self.timeout, self.deadline):
+                self.retry.remove(r)
+                self._expired(r[0], r[1], now, ' (the listen backlog stayed full)')
+
+    def _expired(self, cid, t0, now, why=''):
+        if t0 + self.timeout <= self.deadline:
+            self._done(cid, t0, False, 'inspect did not answer within %.1fs%s' % (self.timeout, why))
+        else:
+            self._done(cid, t0, None, 'probe cut short by the overall deadline after %.1fs%s' % (now - t0, why))
+
+    def run(self, ids, concurrency, more=None):
+        """Probe IDS; MORE (optional) is polled until it returns a list: ids to
+        probe too (those not started yet), as they become known."""
+        pending = list(reversed(ids))
+        started = set(ids)
+        limit = max(1, min(int(concurrency), _fd_budget()))
+        try:
+            while True:
+                if more is not None:
+                    late = more()
+                    if late is not None:
+                        more = None
+                        fresh = [cid for cid in late if cid not in started]
+                        started.update(fresh)
+                        ids = list(ids) + fresh
+                        # ids not listed (stopped containers) are not asked any more
+                        wanted = set(late)
+                        pending = list(reversed(fresh)) + [cid for cid in pending if cid in wanted]
+                now = time.monotonic()
+                for r in [r for r in self.retry if r[2] <= now]:
+                    self.retry.remove(r)
+                    self._start(r[0], r[1])
+                while pending and len(self.active) + len(self.retry) < limit and now < self.deadline:
+                    self._start(pending.pop(), time.monotonic())
+                self._expire(time.monotonic())
+                if (more is None or time.monotonic() >= self.deadline) and not self.active and not self.retry and (
+                        not pending or time.monotonic() >= self.deadline):
+                    break
+                wake = [self.deadline] + [st[1] + self.timeout for st in self.active.values()] + [
+                    r[2] for r in self.retry] + ([time.monotonic() + self.RETRY] if more is not None else [])
+                wait = max(0.0, min(wake) - time.monotonic())
+                for key, mask in self.sel.select(wait if self.active else min(wait, self.RETRY)):
+                    self._on_event(key.fileobj, mask)
+        finally:
+            for s in list(self.active):
+                self._close(s)
+            self.sel.close()
+        for cid in pending:
+            self.results.setdefault(cid, {'responsive': None, 'latency_ms': None, 'error': (
+                'not probed: the overall deadline passed first (raise concurrency or the deadline)')})
+        missing = {'responsive': None, 'latency_ms': None, 'error': 'no result by the overall deadline'}
+        return dict((cid, self.results.get(cid) or dict(missing)) for cid in ids)
+
+
 def _text(value):
     """VALUE when it is a string, else None: a non-Docker peer may send anything."""
     return value if isinstance(value, str) else None
@@ -464,6 +635,109 @@ def container_summary(c):
         'pod_name': _text(labels.get(K8S_POD_LABEL)),
         'pod_container': _text(labels.get(K8S_CONTAINER_LABEL)),
     }
+
+
+def _summaries(listed):
+    """(container summaries, entries skipped) of a /containers/json answer."""
+    containers = []
+    seen = set()
+    skipped = 0
+    for c in listed:
+        summary = container_summary(c)
+        if summary is None or summary['id'] in seen:
+            skipped += 1
+            continue
+        seen.add(summary['id'])
+        containers.append(summary)
+    return containers, skipped
+
+
+_ID_RE = re.compile(r'^[0-9a-f]{64}$')
+# more ids than this in the containers folder (a node full of stopped ones):
+# not worth inspecting them all, the list is awaited as before
+MAX_STATE_IDS = 4096
+DEFAULT_DATA_ROOT = '/var/lib/docker'
+DEFAULT_DAEMON_JSON = '/etc/docker/daemon.json'
+
+
+def _peer_pid(path):
+    """The pid of the process listening on the unix socket PATH (SO_PEERCRED), or None."""
+    try:
+        s = _deadline.connect_unix(path, time.monotonic() + 1.0, 'dockerd')
+    except (IOError, OSError, _deadline.DeadlineExceeded):
+        return None
+    try:
+        raw = s.getsockopt(socket.SOL_SOCKET, getattr(socket, 'SO_PEERCRED', 17), struct.calcsize('3i'))
+        pid = struct.unpack('3i', raw)[0]
+    except (IOError, OSError, struct.error):
+        return None
+    finally:
+        s.close()
+    return pid if pid > 0 else None
+
+
+def data_root(argv, read):
+    """dockerd's data root from its ARGV, else its daemon.json (READ(path) ->
+    bytes or None), else the default."""
+    config = DEFAULT_DAEMON_JSON
+    for i, a in enumerate(argv):
+        for name in ('--data-root', '-g', '--graph', '--config-file'):
+            value = None
+            if a == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif a.startswith(name + '='):
+                value = a[len(name) + 1:]
+            if value is None:
+                continue
+            if name == '--config-file':
+                config = value
+            elif value.startswith('/'):
+                return value
+    try:
+        doc = json.loads((read(config) or b'{}').decode('utf-8', 'replace'))
+    except ValueError:
+        doc = {}
+    root = (doc.get('data-root') or doc.get('graph')) if isinstance(doc, dict) else None
+    return root if isinstance(root, str) and root.startswith('/') else DEFAULT_DATA_ROOT
+
+
+def state_ids(client, proc_root='/proc'):
+    """The container ids in the ``containers`` folder of the dockerd behind
+    CLIENT's unix socket (its pid from SO_PEERCRED, its data root from its
+    argv or daemon.json, seen through its own root): every container it
+    knows, running or not, in a few system calls.  Only names that are
+    container ids are taken, nothing in the folder is read; [] when anything
+    is unknown or there are more than MAX_STATE_IDS."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
+        Proc,
+        ProcError,
+        read_regular_file,
+    )
+    pid = _peer_pid(client.address[1])
+    if pid is None:
+        return []
+    proc = Proc(proc_root)
+    try:
+        argv = proc.cmdline(pid, 1.0)
+    except ProcError:
+        return []
+    if not argv or os.path.basename(argv[0]) != 'dockerd':
+        return []
+
+    def view(path):
+        return os.path.join(proc.path(pid, 'root'), path.lstrip('/'))
+
+    def read(path):
+        try:
+            return read_regular_file(view(path), 1024 * 1024, 1.0)
+        except ProcError:
+            return None
+    try:
+        names = os.listdir(view(os.path.join(data_root(argv, read), 'containers')))
+    except (IOError, OSError):
+        return []
+    ids = [n for n in names if _ID_RE.match(n)]
+    return ids if len(ids) <= MAX_STATE_IDS else []
 
 
 def inspect_answers(docker_host, container_id, timeout=DEFAULT_TIMEOUT):
@@ -501,18 +775,24 @@ def inspect_answers(docker_host, container_id, timeout=DEFAULT_TIMEOUT):
     return True, 'engine answered HTTP %d %s: %s' % (resp.status, resp.reason, msg[:200])
 
 
-def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=16,
-                          api_version=None, all_states=False, total_timeout=None, client=None):
+def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=1024,
+                          api_version=None, all_states=False, total_timeout=None, client=None, proc_root='/proc'):
     """Which containers no longer answer inspect: the body of hung_container_info.
 
     Lists containers once, then inspects all of them concurrently.  The whole
-    call returns within TOTAL_TIMEOUT (default ``timeout + 1``) seconds of
+    call returns within TOTAL_TIMEOUT (default ``timeout + 0.5``) seconds of
     starting.  A daemon that does not answer at all is a result
     (``engine.reachable`` false), not an exception.
+
+    dockerd builds the list of a thousand containers in a second on a busy
+    node: on a local socket the inspects start meanwhile, for the ids in the
+    daemon's own containers folder (:func:`state_ids`), so that a hung
+    container's timeout runs from the start, not from the end of the list.
+    Only the listed containers are reported.
     """
     t0 = time.monotonic()
     timeout = float(timeout)
-    total = timeout + 1.0 if total_timeout is None else float(total_timeout)
+    total = timeout + _deadline.OVERALL_SLACK if total_timeout is None else float(total_timeout)
     deadline = t0 + total
     engine = {'docker_host': docker_host, 'reachable': False, 'version': None, 'api_version': None,
               'list_latency_ms': None, 'error': None}
@@ -528,26 +808,66 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
         engine['reachable'] = True
         engine['version'] = _text(info.get('Version'))
         engine['api_version'] = client.api_version
-        t1 = time.monotonic()
-        listed = client.containers(all_states=all_states, timeout=budget())
-        engine['list_latency_ms'] = _ms(t1)
     except EngineError as e:
         engine['error'] = str(e)
         report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
         return report
+    box = {}
+    ready = threading.Event()
 
-    containers = []
-    seen = set()
-    for c in listed:
-        summary = container_summary(c)
-        if summary is None or summary['id'] in seen:
-            engine['skipped_entries'] = engine.get('skipped_entries', 0) + 1
-            continue
-        seen.add(summary['id'])
-        containers.append(summary)
-    probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline=deadline)
+    def list_them():
+        t1 = time.monotonic()
+        try:
+            # competing with the inspects on the daemon's CPU: the list may take until the deadline
+            box['listed'] = client.containers(all_states=all_states, timeout=max(0.001, deadline - time.monotonic()))
+        except EngineError as e:
+            box['error'] = e
+        box['ms'] = _ms(t1)
+        ready.set()
+
+    def find_ids():
+        try:
+            box['early'] = state_ids(client, proc_root)
+        finally:
+            if box.get('early'):
+                ready.set()
+
+    # the probes start with whichever comes first: the list, or the ids of the
+    # daemon's containers folder (a small node's list comes at once)
+    th = threading.Thread(target=list_them, name='container-list')
+    th.daemon = True
+    th.start()
+    if client.address[0] == 'unix':
+        finder = threading.Thread(target=find_ids, name='container-ids')
+        finder.daemon = True
+        finder.start()
+    ready.wait(max(0.0, deadline - time.monotonic()))
+    early = box.get('early') if th.is_alive() else None
+    early_probes = None
+    if early:
+        def more():
+            if th.is_alive():
+                return None
+            return [c['id'] for c in _summaries(box.get('listed') or [])[0]]
+
+        early_probes = probe_inspect(client, early, timeout, concurrency, deadline=deadline, more=more)
+    th.join(max(0.0, deadline - time.monotonic()))
+    engine['list_latency_ms'] = box.get('ms')
+    if 'listed' not in box:
+        engine['error'] = str(box.get('error') or 'GET /containers/json: no answer within the deadline')
+        report['elapsed_seconds'] = round(time.monotonic() - t0, 3)
+        return report
+    listed = box['listed']
+    containers, skipped = _summaries(listed)
+    if skipped:
+        engine['skipped_entries'] = skipped
+    if early_probes is None:
+        probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline=deadline)
+    else:
+        probes = early_probes
     for c in containers:
-        c.update(probes[c['id']])
+        c.update(probes.get(c['id']) or {'responsive': None, 'latency_ms': None, 'error': (
+            'not probed: the overall deadline passed first (raise concurrency or the deadline)')})
         if c['responsive'] is False:
             report['hung'].append(c['id'])
         elif c['responsive'] is None:

@@ -23,6 +23,7 @@ import time
 from collections import namedtuple
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _defaults
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._addresses import (
     AddressError,
@@ -146,7 +147,7 @@ class EngineQuery(namedtuple('EngineQuery', ['engines', 'docker_host', 'containe
 
 
 EngineQuery.__new__.__defaults__ = ('auto', DEFAULT_DOCKER_HOST, DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE,
-                                    5.0, 16, None, '/proc', None, False)
+                                    5.0, 1024, None, '/proc', None, False)
 
 
 def check_engines(query=None, deadline=None):
@@ -156,7 +157,8 @@ def check_engines(query=None, deadline=None):
     'version', 'error'}], 'containers': [{'id', 'name', 'engine', 'pod_namespace',
     'pod_name', 'container_name', 'responsive', 'latency_ms', 'error', ...}],
     'hung': [ids], 'unchecked': [ids]}.  Returns by DEADLINE (default now +
-    timeout + 1); raises EnginesError only for options that cannot work.
+    timeout + 0.5): the requests end RESULT_MARGIN before it.  Raises
+    EnginesError only for options that cannot work.
     """
     q = query or EngineQuery()
     engines, docker_host, containerd_address, containerd_namespace = q[:4]
@@ -166,7 +168,9 @@ def check_engines(query=None, deadline=None):
     if math.isnan(timeout) or timeout <= 0:
         raise EnginesError('timeout must be greater than 0, got %s' % timeout)
     if deadline is None:
-        deadline = time.monotonic() + timeout + 1.0
+        deadline = time.monotonic() + timeout + _deadline.OVERALL_SLACK
+    returns_by = deadline
+    deadline = max(time.monotonic() + 0.001, deadline - _deadline.RESULT_MARGIN)
     check_addresses(docker_host, containerd_address)
 
     jobs = {
@@ -200,7 +204,7 @@ def check_engines(query=None, deadline=None):
             th.start()
             threads.append((name, th))
     for name, th in threads:
-        th.join(max(0.0, deadline + 0.5 - time.monotonic()))
+        th.join(max(0.0, returns_by - time.monotonic()))
 
     out = {'engines': [], 'containers': [], 'hung': [], 'unchecked': []}
     for name in ENGINES:

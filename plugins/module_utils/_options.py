@@ -348,8 +348,11 @@ ENGINE_CHECK = Group('engine_check', [
     option('engine_required', type='bool', default=False, doc=[
         'Fail when no container engine on the node answers. By default an unreachable or absent engine is '
         'a fact in the result.']),
-    option('inspect_concurrency', type='int', default=16, bounds=(1, 256, True), doc=[
-        'How many inspect requests are in flight at once.']),
+    option('inspect_concurrency', type='int', default=1024, bounds=(1, 8192, True), doc=[
+        'How many inspect requests are in flight at once (Docker; at most half the open-files limit). A request in '
+        'flight costs a socket, no thread: the default lets every container of a large node start its timeout at '
+        'once, so that a hung one is found in one timeout wherever it is in the list. containerd shims are asked '
+        'at most 64 at a time.']),
 ], doc='Which container engines a node check asks.')
 
 GUARD = Group('guard', [

@@ -24,7 +24,7 @@ description:
   - Every request has a deadline on a monotonic clock covering connect, send and every read, so a
     daemon that accepts and never answers, or answers one byte at a time, is cut off at the deadline.
     Probes that are still stuck run in daemon threads and never keep the module from returning.
-  - The module returns within O(total_timeout) seconds (default O(inspect_timeout) + 1) of starting.
+  - The module returns within O(total_timeout) seconds (default O(inspect_timeout) + 0.5) of starting.
   - Speaks HTTP/1.1 to a unix socket or to plain C(tcp://host:port). TLS (C(https://), C(tcp://) with
     client certificates), C(ssh://), C(npipe://) and C(fd://) are not supported; forward such a daemon
     to a local unix socket (C(ssh -L /tmp/docker.sock:/var/run/docker.sock host)) instead.
@@ -77,13 +77,16 @@ options:
     description:
       - Seconds the whole module run may take. Containers whose probe could not start or finish inside it
         are reported in RV(unchecked), not in RV(hung).
-      - Defaults to O(inspect_timeout) + 1. With more hung containers than O(concurrency), raise one of the two.
+      - Defaults to O(inspect_timeout) + 0.5. With more hung containers than O(concurrency), raise one of the two.
     type: float
   concurrency:
     description:
-      - How many inspect requests are in flight at once. Each hung container keeps one busy until O(inspect_timeout).
+      - How many inspect requests are in flight at once (at most half the open-files limit). Each hung container
+        keeps one busy until O(inspect_timeout). A request in flight costs a socket, no thread; the default lets
+        every container of a large node start its timeout at once.
+      - containerd shims are asked at most 64 at a time.
     type: int
-    default: 16
+    default: 1024
   api_version:
     description:
       - Engine API version to speak, such as C(1.41). V(auto) asks the daemon once (C(GET /version)) and uses its version.
@@ -347,7 +350,7 @@ def main():
         _options.ENGINE, _options.CONTAINERD, _options.PROC, _options.TRIAGE,
         engines=dict(type='list', elements='str', default=['auto']),
         total_timeout=dict(type='float'),
-        concurrency=dict(type='int', default=16),
+        concurrency=dict(type='int', default=1024),
         api_version=dict(type='str', default='auto'),
         include_stopped=dict(type='bool', default=False),
         fail_on_unreachable=dict(type='bool', default=True),
@@ -370,7 +373,7 @@ def main():
         EngineClient(p['docker_host'], api_version=p['api_version'], timeout=timeout)
 
         t0 = time.monotonic()
-        total = timeout + 1.0 if p['total_timeout'] is None else p['total_timeout']
+        total = timeout + 0.5 if p['total_timeout'] is None else p['total_timeout']
         result = check_engines(EngineQuery(
             engines=engines, docker_host=p['docker_host'], containerd_address=p['containerd_address'],
             containerd_namespace=p['containerd_namespace'], timeout=timeout, concurrency=p['concurrency'],

@@ -165,81 +165,26 @@ diff:
     after_header: /var/lib/node_exporter/textfile_collector/hangdoctor.prom
 '''
 
-import hashlib
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import reported
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._files import (
-    WriteError,
-    check_dir,
-    parse_mode,
-    read_small,
-    same_file,
-    write_atomic,
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._files import WriteError, parse_mode
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._report_files import (
+    ARGUMENT_SPEC,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_ONE_OF,
+    REQUIRED_TOGETHER,
+    FilesError,
+    write_files,
 )
-
-MAX_DIFF_BYTES = 256 * 1024
-
-
-def _diff(path, data):
-    """Ansible's before/after of PATH (never follows a symlink, reads at most MAX_DIFF_BYTES)."""
-    try:
-        st = os.lstat(path)
-        size = st.st_size
-    except OSError:
-        size = None
-    if size is not None and size > MAX_DIFF_BYTES:
-        before = '(%d bytes, not shown)\n' % size
-    else:
-        before = read_small(path, MAX_DIFF_BYTES) if size is not None else ''
-    after = ('(%d bytes, not shown)\n' % len(data) if len(data) > MAX_DIFF_BYTES
-             else data.decode('utf-8', 'replace'))
-    return dict(before=before, after=after, before_header=path, after_header=path)
-
-
-def _write(module, path, content, mode):
-    """The single-file result for PATH; WriteError when it cannot be written."""
-    data = to_bytes(content, errors='surrogate_or_strict')
-    result = dict(changed=False, path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
-    if os.path.isdir(path):
-        raise WriteError('%s is a directory' % path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if module.check_mode and os.path.lexists(directory):
-        # check mode says now what the real run would refuse
-        why = check_dir(directory)
-        if why:
-            raise WriteError('refusing to write %s: %s' % (path, why))
-    if not same_file(path, data, mode):
-        result['changed'] = True
-        if module._diff:
-            result['diff'] = _diff(path, data)
-        if not module.check_mode:
-            write_atomic(path, data, mode, module.params['create_dir'], safe_dir=True)
-    return result
-
-
-def _verb(module, changed):
-    return ('would write' if module.check_mode else 'wrote') if changed else 'unchanged'
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type='path'),
-            content=dict(type='str'),
-            files=dict(type='list', elements='dict', options=dict(
-                path=dict(type='path', required=True),
-                content=dict(type='str', required=True),
-            )),
-            mode=dict(type='raw', default='0644'),
-            create_dir=dict(type='bool', default=True),
-        ),
-        mutually_exclusive=[('files', 'path'), ('files', 'content')],
-        required_one_of=[('files', 'path')],
-        required_together=[('path', 'content')],
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=REQUIRED_ONE_OF,
+        required_together=REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
     with reported(module):
@@ -247,33 +192,13 @@ def main():
             mode = parse_mode(module.params['mode'])
         except WriteError as e:
             module.fail_json(msg=str(e))
-        if module.params['files'] is None:
-            path = module.params['path']
-            try:
-                result = _write(module, path, module.params['content'], mode)
-            except WriteError as e:
-                module.fail_json(msg=str(e), path=path)
-            result['msg'] = '%s %s (%d bytes)' % (_verb(module, result['changed']), path, result['size'])
-            module.exit_json(**result)
-        if not module.params['files']:
-            module.fail_json(msg='files must name at least one file')
-        written = []
-        for entry in module.params['files']:
-            try:
-                written.append(_write(module, entry['path'], entry['content'], mode))
-            except WriteError as e:
-                module.fail_json(msg='%s (%d of the files before it done)' % (e, len(written)), files=written,
-                                 changed=any(f['changed'] for f in written))
-        diffs = [f.pop('diff') for f in written if 'diff' in f]
-        changed = [f for f in written if f['changed']]
-        paths = ', '.join(f['path'] for f in written)
-        if changed:
-            msg = '%s %d of %d files (%s)' % (_verb(module, True), len(changed), len(written), paths)
-        else:
-            msg = 'unchanged %d files (%s)' % (len(written), paths)
-        if diffs:
-            module.exit_json(changed=bool(changed), files=written, msg=msg, diff=diffs)
-    module.exit_json(changed=bool(changed), files=written, msg=msg)
+        try:
+            result = write_files(module.params, mode, module.check_mode, module._diff)
+        except FilesError as e:
+            module.fail_json(msg=str(e), **e.result)
+        except WriteError as e:
+            module.fail_json(msg=str(e), path=module.params['path'])
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

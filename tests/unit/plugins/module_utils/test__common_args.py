@@ -7,7 +7,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils import _common_
 
 
 @pytest.mark.parametrize("name,value,words", [
-    ("concurrency", 0, "between 1 and 256"),
+    ("concurrency", 0, "between 1 and 8192"),
+    ("concurrency", 8193, "between 1 and 8192"),
     ("inspect_concurrency", float("nan"), "finite"),
     ("total_timeout", 0, "greater than 0 and at most 3600"),
     ("max_drains", True, "must be a number"),

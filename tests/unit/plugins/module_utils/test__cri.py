@@ -271,9 +271,10 @@ def test_busy_shims_are_asked_first_and_get_their_whole_timeout(shim, tmp_path):
     try:
         tasks = [{"id": "slow-%d" % i, "shim_address": h.path} for i, h in enumerate(slow)]
         tasks.append({"id": "stuck", "shim_address": never.path})
-        late = _cri.probe_tasks(tasks, timeout=1.0, concurrency=1)
+        # an overall deadline of timeout + 1 s: the stuck shim's turn comes after 1.8 s of slow ones
+        late = _cri.probe_tasks(tasks, timeout=1.0, concurrency=1, deadline=time.monotonic() + 2.0)
         assert late["stuck"]["responsive"] is None and "cut short" in late["stuck"]["error"], late
-        early = _cri.probe_tasks(tasks, timeout=1.0, concurrency=1, first={never.path})
+        early = _cri.probe_tasks(tasks, timeout=1.0, concurrency=1, first={never.path}, deadline=time.monotonic() + 2.0)
         assert early["stuck"]["responsive"] is False, early
     finally:
         for h in slow:

@@ -385,3 +385,43 @@ def test_odd_version_answer_is_not_a_crash(daemon):
     d = daemon(odd_version, listing=[])
     rep = api.hung_container_report(d.docker_host, timeout=1.0)
     assert rep["engine"]["reachable"] is True and rep["engine"]["version"] is None
+
+
+# ---- ids known before the list ---------------------------------------------------
+def test_ids_that_come_late_are_probed_and_unlisted_early_ones_dropped(daemon):
+    """The early ids (the daemon's containers folder) are asked at once; the
+    listed ones that were not among them are asked when the list arrives."""
+    d = daemon(docker_like)
+    c = api.EngineClient(d.docker_host, api_version="1.41")
+    calls = {"n": 0}
+
+    def more():
+        calls["n"] += 1
+        return None if calls["n"] < 3 else ["ok-1", "hung-late", "ok-late"]
+
+    t0 = time.monotonic()
+    res = api.probe_inspect(c, ["ok-1", "hung-1"], timeout=1.0, concurrency=64, deadline=t0 + 1.5, more=more)
+    assert res["ok-1"]["responsive"] is True and res["ok-late"]["responsive"] is True
+    assert res["hung-1"]["responsive"] is False  # asked before the list came
+    assert res["hung-late"]["responsive"] is False
+    assert time.monotonic() - t0 < 1.5 + 0.5
+
+
+@pytest.mark.parametrize("argv,config,want", [
+    (["dockerd", "--data-root", "/srv/docker"], None, "/srv/docker"),
+    (["dockerd", "--data-root=/srv/d2", "-H", "unix:///x"], None, "/srv/d2"),
+    (["dockerd", "-g", "/old"], None, "/old"),
+    (["dockerd", "--config-file", "/etc/d.json"], b'{"data-root": "/from/json"}', "/from/json"),
+    (["dockerd"], b'{"graph": "/graph"}', "/graph"),
+    (["dockerd"], b'not json', "/var/lib/docker"),
+    (["dockerd", "--data-root", "relative"], None, "/var/lib/docker"),
+])
+def test_data_root_from_argv_or_daemon_json(argv, config, want):
+    seen = []
+
+    def read(path):
+        seen.append(path)
+        return config
+    assert api.data_root(argv, read) == want
+    if "--config-file" in argv:
+        assert seen == ["/etc/d.json"]
