@@ -71,7 +71,9 @@ def page(cause_id, what, proof, action):
         '',
         '**Seen in:** %s' % SEEN.get(cause_id, '-'),
         '',
-        '**Reproduced in the harness:** %s (tests/integration/test_triage.py).' % REPRODUCED.get(cause_id, '-'),
+        '**Reproduced in the harness:** %s (tests/integration/test_triage.py).' % (
+            REPRODUCED[cause_id] + ('' if cause_id == 'unknown' else ', on dockerd with shim v2 and with shim v1')
+            if cause_id in REPRODUCED else '-'),
         '',
         'Where it shows: `diagnosis.causes` of each container of node_doctor\'s `hangdoctor` fact and of '
         'hung_container_info / runc_exec_info; the metric `hangdoctor_container_cause{cause="%s"}`; the alert '

@@ -51,4 +51,27 @@ options:
       - Greater than 0 and at most 60.
     type: float
     default: 1.0
+  stacks_retention_count:
+    description:
+      - After a capture, keep at most this many goroutine-stack evidence files in O(evidence_dir), removing the
+        oldest first. V(0) lifts this bound. Files written by this capture, and files modified in the last hour,
+        are never removed.
+      - Only regular files named as the capture names them (C(stacks-<kind>-<pid>-<starttime>-<file|log>-<utc stamp>.log))
+        are counted or removed; the drain's evidence files have their own bounds (O(evidence_retention_count)).
+      - Between 0 and 1000000.
+    type: int
+    default: 50
+  stacks_retention_bytes:
+    description:
+      - Keep at most this many bytes of goroutine-stack evidence files in O(evidence_dir), removing the oldest first.
+        V(0) lifts this bound.
+      - Between 0 and 1125899906842624.
+    type: int
+    default: 1073741824
+  stacks_retention_days:
+    description:
+      - Remove goroutine-stack evidence files older than this many days (after a capture). V(0) lifts this bound.
+      - Between 0 and 36500.
+    type: int
+    default: 30
 '''

@@ -221,17 +221,19 @@ class NoEvidenceDir(object):
 
 
 def apply_retention(open_dir, count=RETENTION_COUNT, max_bytes=RETENTION_BYTES, days=RETENTION_DAYS,
-                    keep=(), now=None, grace=RETENTION_GRACE_SECONDS):
+                    keep=(), now=None, grace=RETENTION_GRACE_SECONDS, pattern=EVIDENCE_RE):
     """Remove the oldest evidence files of OPEN_DIR (an EvidenceDir) (only names this
     module gives them, only regular files) until at most COUNT files and
     MAX_BYTES bytes are left and none is older than DAYS; 0 lifts a bound.
     The files in KEEP (this run's) and those modified in the last GRACE
-    seconds are never removed but count.  Returns
+    seconds are never removed but count.  PATTERN (a compiled regex) says
+    which names are this kind of evidence (default: the drain's); the
+    others are neither counted nor removed.  Returns
     {'removed': n, 'removed_bytes': b}."""
     now = time.time() if now is None else now
     files = []
     for name in os.listdir(open_dir.fd):
-        if not EVIDENCE_RE.match(name):
+        if not pattern.match(name):
             continue
         try:
             st = os.stat(name, dir_fd=open_dir.fd, follow_symlinks=False)

@@ -428,6 +428,19 @@ STACKS = Group('stacks', [
         'The SHA-256, the byte count and the parse always cover the whole dump.']),
     option('stacks_cmdline_timeout', type='float', default=1.0, bounds=(0.0, 60.0, False), doc=[
         'Deadline in seconds for reading dockerd\'s argv (its C(--exec-root)).']),
+    option('stacks_retention_count', type='int', default=_defaults.STACKS_RETENTION_COUNT, bounds=(0, 10 ** 6, True),
+           doc=['After a capture, keep at most this many goroutine-stack evidence files in O(evidence_dir), removing '
+                'the oldest first. V(0) lifts this bound. Files written by this capture, and files modified in the '
+                'last hour, are never removed.',
+                'Only regular files named as the capture names them (C(stacks-<kind>-<pid>-<starttime>-<file|log>-'
+                '<utc stamp>.log)) are counted or removed; the drain\'s evidence files have their own bounds '
+                '(O(evidence_retention_count)).']),
+    option('stacks_retention_bytes', type='int', default=_defaults.STACKS_RETENTION_BYTES, bounds=(0, 2 ** 50, True),
+           doc=['Keep at most this many bytes of goroutine-stack evidence files in O(evidence_dir), removing the '
+                'oldest first. V(0) lifts this bound.']),
+    option('stacks_retention_days', type='int', default=_defaults.STACKS_RETENTION_DAYS, bounds=(0, 100 * 365, True),
+           doc=['Remove goroutine-stack evidence files older than this many days (after a capture). V(0) lifts '
+                'this bound.']),
 ], doc='Goroutine stacks of the Go daemons on a hung container\'s chain.')
 
 GROUPS = GROUPS + (STACKS,)

@@ -74,6 +74,8 @@ MAX_LOG_READ = 64 * 1024 * 1024
 MAX_DUMP_READ = 4 * 1024 * 1024 * 1024
 POLL = 0.1
 _NAME_RE = re.compile(r'[^A-Za-z0-9_.-]')
+# The names ``_name`` gives: the only files the retention counts or removes.
+STACKS_RE = re.compile(r'^stacks-(?:dockerd|containerd|shim)-\d+-\d+-(?:file|log)-\d{8}T\d{6}\.\d{6}Z\.log$')
 
 Target = namedtuple('Target', ['pid', 'starttime', 'comm', 'exe', 'kind'])
 
@@ -485,8 +487,10 @@ def capture_for(chain, options, evidence_dir, lock_dir=None, proc=None):
     OPTIONS is the stacks option object (``_options.STACKS``).  Returns
     ``{files: [{path, sha256, bytes, source, pid, kind, goroutines,
     fingerprints}], fingerprints: [str], refused: [{pid, reason}],
-    not_collected: [{pid, reason}]}``; nothing is signalled when
-    ``capture_stacks`` is off."""
+    not_collected: [{pid, reason}], retention: {removed, removed_bytes}
+    or {error}}``; nothing is signalled when ``capture_stacks`` is off.
+    After a capture the older stacks files of EVIDENCE_DIR are bounded by
+    the ``stacks_retention_*`` options (``retention``)."""
     proc = proc or _procfs.Proc('/proc')
     out = {'files': [], 'fingerprints': [], 'refused': [], 'not_collected': [], 'signalled': []}
     if not options.capture_stacks:
@@ -519,6 +523,7 @@ def capture_for(chain, options, evidence_dir, lock_dir=None, proc=None):
         return out
     try:
         _signal_and_collect(proc, targets, options, open_dir=open_dir, out=out)
+        out['retention'] = retain(open_dir, options, keep=[f['path'] for f in out['files'] if f.get('path')])
     finally:
         open_dir.close()
     fps = []
@@ -529,6 +534,22 @@ def capture_for(chain, options, evidence_dir, lock_dir=None, proc=None):
                 fps.append(text)
     out['fingerprints'] = fps
     return out
+
+
+def retain(open_dir, options, keep=(), now=None):
+    """Bound the goroutine-stack evidence of OPEN_DIR (an ``_evidence.EvidenceDir``)
+    by OPTIONS' ``stacks_retention_count`` / ``_bytes`` / ``_days``, oldest
+    first: only regular files named by ``_name`` (STACKS_RE, checked
+    without following symlinks, in that directory only), never the paths in
+    KEEP (this capture's) nor a file modified in the last hour.  Returns
+    {removed, removed_bytes}, or {error} when the directory cannot be listed."""
+    names = set(os.path.basename(p) for p in keep)
+    try:
+        return _evidence.apply_retention(open_dir, count=options.stacks_retention_count,
+                                         max_bytes=options.stacks_retention_bytes,
+                                         days=options.stacks_retention_days, keep=names, now=now, pattern=STACKS_RE)
+    except OSError as e:
+        return {'error': 'retention of %s: %s' % (open_dir.path, e.strerror or e)}
 
 
 def _signal_and_collect(proc, targets, options, open_dir, out):

@@ -335,10 +335,45 @@ def _descendants(table, pid, limit=MAX_PROCESSES):
     return out
 
 
+# containerd starts a shim in the container's bundle under its state folder:
+# (folder, pid file, layout).  Shim v1's pid file is the shim's own pid (its
+# -workdir is under containerd's root, not the bundle); shim v2's is the
+# container init's, whose parent is the shim.
+SHIM_BUNDLES = (('io.containerd.runtime.v1.linux', 'shim.pid', 'v1'),
+                ('io.containerd.runtime.v2.task', 'init.pid', 'v2'))
+
+
+def shim_bundle(ctx, shim):
+    """{layout, bundle, id, pid_file, recorded_pid, agrees} of SHIM from its
+    working directory, or None when that is not a containerd bundle: AGREES
+    says whether containerd's pid file names this shim (v1: shim.pid is its
+    pid; v2: init.pid's parent is it), None when the file cannot be read.
+    Only a readlink and a bounded read of a regular file (no symlink)."""
+    cwd = ctx.proc.cwd(shim)
+    parts = (cwd or '').rstrip('/').split('/')
+    if len(parts) < 4 or not parts[-1] or not parts[-2]:
+        return None
+    layout = next((x for x in SHIM_BUNDLES if x[0] == parts[-3]), None)
+    if layout is None:
+        return None
+    out = {'layout': layout[2], 'bundle': cwd, 'id': parts[-1], 'pid_file': layout[1], 'recorded_pid': None,
+           'agrees': None}
+    try:
+        text = _procfs.read_regular_file(ctx.proc.path(shim, 'cwd', layout[1]), 32, timeout=1.0)
+        recorded = int(text.strip())
+    except (ProcError, OSError, ValueError):
+        return out
+    out['recorded_pid'] = recorded
+    out['agrees'] = recorded == shim if layout[2] == 'v1' else ctx.table.ppid(recorded) == shim
+    return out
+
+
 def container_shim(ctx, container_id, record=None):
     """The pid of the shim that serves CONTAINER_ID, or None: the stuck
     record's shim; a shim whose argv names the id (v2 -id, v1 -workdir); a
-    shim with a descendant in the container's cgroup (CRI: one shim per pod)."""
+    shim whose bundle (its working directory) is the container's (when its
+    argv cannot be read); a shim with a descendant in the container's cgroup
+    (CRI: one shim per pod)."""
     if record and (record.get('shim') or {}).get('pid'):
         return record['shim']['pid']
     shims = tree.shim_pids(ctx.table)
@@ -349,6 +384,11 @@ def container_shim(ctx, container_id, record=None):
         info = tree.shim_info(argv)
         if info.get('id') == container_id or (info.get('workdir') or '').rstrip('/').endswith('/' + container_id):
             return shim
+    for shim in shims:
+        if not ctx.argv(shim) and tree.is_shim_comm(ctx.table.comm(shim)):
+            bundle = shim_bundle(ctx, shim)
+            if bundle and bundle['id'] == container_id and bundle['agrees'] is not False:
+                return shim
     for shim in shims:
         for child in ctx.table.children(shim):
             if in_container(cgroups(ctx.proc, child), container_id):
@@ -593,7 +633,8 @@ def diagnose_container(ctx, container_id, record=None, engine_report=None, setti
     if shim_link and shim_link['state'] in ('T', 't', 'Z'):
         causes.append('shim_unresponsive')
         evidence['shim_unresponsive'] = {'pid': shim_link['pid'], 'state': shim_link['state'],
-                                         'runc_children': [c['pid'] for c in chain if c['role'] == 'runc']}
+                                         'runc_children': [c['pid'] for c in chain if c['role'] == 'runc'],
+                                         'bundle': shim_bundle(ctx, shim_link['pid'])}
     elif shim is None and members:
         causes.append('shim_unresponsive')
         evidence['shim_unresponsive'] = {'pid': None, 'state': 'gone'}

@@ -158,7 +158,9 @@ ansible_facts:
           each row of C(containers)) with C(files) (C(path), C(sha256), C(bytes), C(source), C(pid), C(kind),
           C(goroutines), C(fingerprints), C(groups)), C(fingerprints) (the blocking chain as stable strings, for example
           C(dockerd: ContainerInspect waits for the container lock held by ContainerExecStart -> containerd Exec)),
-          C(signalled), C(refused) and C(not_collected) (C(pid), C(reason)).
+          C(signalled), C(refused) and C(not_collected) (C(pid), C(reason)), and C(retention) (C(removed) and
+          C(removed_bytes): older goroutine-stack files removed by O(stacks_retention_count),
+          O(stacks_retention_bytes) and O(stacks_retention_days), or C(error)).
         - See docs/roles.md for every field.
       type: dict
 '''

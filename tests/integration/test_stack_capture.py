@@ -7,6 +7,7 @@ the container's v2 shim (they catch SIGUSR1), keeps what each wrote as 0600
 evidence and fingerprints the blocking chain.  A process that does not catch
 SIGUSR1 is never signalled, even when it passes every other identity check."""
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -93,6 +94,34 @@ def test_a_process_that_does_not_catch_sigusr1_is_never_signalled(tmp_path):
             p.wait()
 
 
+def plant_evidence(tmp_path):
+    """Four earlier goroutine-stack files (2 h, 3 h, 4 h and 40 days old) in a
+    private evidence directory, and three old files that are not ours: a drain's
+    evidence file, a file that only looks like ours, and a symlink named
+    exactly like ours to a file outside.  Returns (planted, others)."""
+    ev = tmp_path / "evidence"
+    ev.mkdir(mode=0o700)
+    now = time.time()
+    planted = []
+    for i, age in enumerate((2 * 3600, 3 * 3600, 4 * 3600, 40 * 86400)):
+        t = _stack_capture.Target(pid=1000 + i, starttime=77, comm="dockerd", exe="/usr/bin/dockerd", kind="dockerd")
+        name = _stack_capture._name(t, "file")
+        name = name[:name.rindex("-") + 1] + _stack_capture._stamp(now - age) + ".log"
+        (ev / name).write_bytes(b"g" * 1000)
+        os.chmod(str(ev / name), 0o600)
+        os.utime(str(ev / name), (now - age, now - age))
+        planted.append(name)
+    (tmp_path / "precious.log").write_text("not evidence")
+    others = ["0123456789ab-1-2-20200101T000000.000000Z.log", "stacks-dockerd-notes.log",
+              "stacks-shim-9-9-log-20200101T000000.000000Z.log"]
+    (ev / others[0]).write_text("a drain's evidence")
+    (ev / others[1]).write_text("looks like ours")
+    os.symlink(str(tmp_path / "precious.log"), str(ev / others[2]))
+    for n in others:
+        os.utime(str(ev / n), (0, 0), follow_symlinks=False)
+    return planted, others
+
+
 def test_stacks_of_the_real_daemons_name_the_engine_lock(harness, release, tmp_path):
     cid = new_container(harness)
     exec_proc, pid = harness.hang(cid)
@@ -102,18 +131,22 @@ def test_stacks_of_the_real_daemons_name_the_engine_lock(harness, release, tmp_p
     containerd = int((harness.ctd / "c.pid").read_text())
     for p in (dockerd, containerd, shim):
         assert sigcgt(p) & SIGUSR1_BIT, "harness daemon %d does not catch SIGUSR1" % p
+    # earlier captures in the evidence directory, and files that are not ours to remove
+    planted, others = plant_evidence(tmp_path)
     # the hang as users see it: inspect and stats of the container pending in dockerd
     pending = [harness.docker_bg("inspect", cid), harness.docker_bg("stats", "--no-stream", cid)]
     try:
         time.sleep(1.0)
         assert all(p.poll() is None for p in pending), "inspect/stats answered: no engine lock"
-        res, dummy = run_module("node_doctor", stacks_opts(harness, tmp_path, container_ids=[cid]))
+        res, dummy = run_module("node_doctor", stacks_opts(harness, tmp_path, container_ids=[cid],
+                                                           stacks_retention_count=4))
         assert res["_status"] == "SUCCESS", res
         fact = res["ansible_facts"]["hangdoctor"]
         stacks = fact["stacks"]
         assert fact["hung"] == [cid]
         assert stacks["refused"] == [], stacks
-        assert sorted(s["pid"] for s in stacks["signalled"]) == sorted([dockerd, containerd, shim])
+        assert sorted(s["pid"] for s in stacks["signalled"]) == sorted([dockerd, containerd, shim]), \
+            json.dumps(dict((k, v) for k, v in fact.items() if k not in ("stacks",)), default=str)[:6000]
         by_kind = dict((f["kind"], f) for f in stacks["files"])
         assert sorted(by_kind) == ["containerd", "dockerd", "shim"], stacks
         # dockerd's file under its exec root, containerd's stacks file, the shim's dump from containerd's log
@@ -128,6 +161,13 @@ def test_stacks_of_the_real_daemons_name_the_engine_lock(harness, release, tmp_p
             assert len(body) == f["bytes"] and hashlib.sha256(body).hexdigest() == f["sha256"]
             assert f["goroutines"] > 5 and f["format"] == "full"
         assert LOCK in stacks["fingerprints"], stacks["fingerprints"]
+        # retention: this capture's 3 files and the newest earlier one are kept (stacks_retention_count 4),
+        # the older captures go; what is not ours stays, a symlink and its target included
+        assert stacks["retention"] == {"removed": 3, "removed_bytes": 3 * 1000}, stacks
+        left = set(os.listdir(str(tmp_path / "evidence")))
+        assert left == set(os.path.basename(f["path"]) for f in stacks["files"]) | {planted[0]} | set(others), left
+        assert (tmp_path / "precious.log").read_text() == "not evidence"
+        assert os.path.islink(str(tmp_path / "evidence" / others[2]))
         assert "containerd: Start -> shim Start" in stacks["fingerprints"]
         assert "shim: Start -> runc exec" in stacks["fingerprints"]
         (row,) = fact["containers"]

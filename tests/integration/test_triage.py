@@ -4,6 +4,7 @@ its wait chain and its evidence.  Each test first proves the hang is real
 asserts the exact causes named; decoys assert no false cause."""
 import os
 import signal
+import stat
 import subprocess
 import time
 
@@ -175,6 +176,24 @@ def read(path):
         return f.read().strip()
 
 
+def runtime(layout):
+    """The --runtime of a container of LAYOUT: the fault runtime under shim v2,
+    shim v1 (containerd-shim, which finds the fault runtime as "runc" in PATH)."""
+    return hdharness.FAULT_RUNTIME if layout == "v2" else hdharness.V1_RUNTIME
+
+
+def shim_exe(pid):
+    """The executable's name of shim PID (both shims' comm is "containerd-shim": 15 characters)."""
+    return os.path.basename(os.readlink("/proc/%d/exe" % pid))
+
+
+def assert_layout(cid, layout):
+    """The container really runs under the shim of LAYOUT (v1: containerd-shim;
+    v2: containerd-shim-runc-v2)."""
+    exe = shim_exe(shim_of(cid))
+    assert exe == ("containerd-shim" if layout == "v1" else "containerd-shim-runc-v2"), (layout, exe)
+
+
 TRIAGE = r"""
 import json, sys
 sys.path.insert(0, %(coll)r)
@@ -214,6 +233,7 @@ def stopped():
 @pytest.mark.parametrize("layout", ["v2", "v1"])
 def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp_path, stopped, layout):
     cid = new_container(harness, layout=layout)
+    assert_layout(cid, layout)
     pid = init_pid(cid)
     state = freezer_dir(cid) + "/freezer.state"
     stopped[1].append(state)
@@ -241,8 +261,9 @@ def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp
     wait_for(lambda: read(state) == "THAWED", 10, "the thaw")
 
 
-def test_decoy_engine_paused_container_is_not_frozen_cgroup(harness, release, tmp_path, stopped):
-    cid = new_container(harness)
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_decoy_engine_paused_container_is_not_frozen_cgroup(harness, release, tmp_path, stopped, layout):
+    cid = new_container(harness, layout=layout)
     state = freezer_dir(cid) + "/freezer.state"
     docker("pause", cid)
     stopped[1].append(state)
@@ -261,7 +282,9 @@ def test_decoy_engine_paused_container_is_not_frozen_cgroup(harness, release, tm
 @pytest.mark.parametrize("layout", ["v2", "v1"])
 def test_stopped_shim_is_shim_unresponsive(harness, release, tmp_path, stopped, layout):
     cid = new_container(harness, layout=layout)
+    assert_layout(cid, layout)
     shim = shim_of(cid)
+    init = init_pid(cid)
     os.kill(shim, signal.SIGSTOP)
     stopped[0].append(shim)
     wait_for(lambda: hdharness.proc_state(shim) == "T", 10, "the shim to stop")
@@ -269,16 +292,46 @@ def test_stopped_shim_is_shim_unresponsive(harness, release, tmp_path, stopped, 
     diag = rows[cid]["diagnosis"]
     assert diag["causes"] == ["shim_unresponsive"], diag
     assert diag["evidence"]["shim_unresponsive"]["pid"] == shim
+    # containerd's own record names the stopped process as the container's shim: v1's bundle (the shim's
+    # working directory under containerd's state folder) holds shim.pid, v2's init.pid (a child of the shim)
+    bundle = diag["evidence"]["shim_unresponsive"]["bundle"]
+    folder = "io.containerd.runtime.v1.linux" if layout == "v1" else "io.containerd.runtime.v2.task"
+    assert bundle["bundle"] == str(harness.ctd / "state" / folder / "moby" / cid), bundle
+    assert bundle["layout"] == layout and bundle["id"] == cid and bundle["agrees"] is True, bundle
+    assert bundle["pid_file"] == ("shim.pid" if layout == "v1" else "init.pid"), bundle
+    assert bundle["recorded_pid"] == (shim if layout == "v1" else init), bundle
     assert hdharness.proc_state(shim) == "T", "the shim is left as it was"
 
 
 LINE = "x" * 200
 
 
-def test_stdout_blocked_behind_a_stopped_shim_is_stdio_stall(harness, release, tmp_path, stopped):
+def descends_from(pid, ancestor):
+    for dummy in range(32):
+        pid = hdharness.proc_ppid(pid)
+        if pid == ancestor:
+            return True
+        if not pid or pid <= 1:
+            return False
+    return False
+
+
+def fd_targets(pid):
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.add(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_stdout_blocked_behind_a_stopped_shim_is_stdio_stall(harness, release, tmp_path, stopped, layout):
     # the writer starts after a pause, once the shim is stopped; 4 MB is far more than the pipe holds
     cmd = ("sh", "-c", "sleep 3; i=0; while [ $i -lt 20000 ]; do echo %s; i=$((i+1)); done; sleep 100000" % LINE)
-    cid = harness.run_container("triage-stdio-%d" % os.getpid(), cmd=cmd)
+    cid = harness.run_container("triage-stdio-%s-%d" % (layout, os.getpid()), layout=layout, cmd=cmd)
+    assert_layout(cid, layout)
     shim = shim_of(cid)
     pid = init_pid(cid)
     os.kill(shim, signal.SIGSTOP)
@@ -287,17 +340,32 @@ def test_stdout_blocked_behind_a_stopped_shim_is_stdio_stall(harness, release, t
     wait_for(lambda: hdharness.syscall_of(pid)[:2] in (["1", "0x1"], ["64", "0x1"]), 30, "the writer to block")
     queued, cap = hdharness.pipe_fill(pid, fd=1)
     assert queued > cap - 4096, (queued, cap)  # every page in use: a 201-byte line fits in none
+    # what really blocks, on both layouts: fd 1 is a pipe (not dockerd's FIFO) whose only reader is the
+    # stopped shim; the shim copies it into dockerd's init-stdout FIFO (v1 too: containerd-shim makes the
+    # pipes and holds the FIFOs, dockerd reads them), so the copy loop that stopped is the shim's
+    inode = hdharness.pipe_inode(pid, fd=1)
+    assert inode is not None, os.readlink("/proc/%d/fd/1" % pid)
+    readers = set(h for h, fd, flags in hdharness.pipe_holders(inode) if flags & os.O_ACCMODE == os.O_RDONLY)
+    assert readers == {shim}, readers
+    fifo = str(harness.dkr / "exec" / "containerd" / cid / "init-stdout")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert fifo in fd_targets(shim), "the shim does not hold the init-stdout FIFO"
+    assert fifo in fd_targets(int((harness.dkr / "d.pid").read_text())), "dockerd does not read the FIFO"
     res, rows = node_doctor(harness, tmp_path, [cid])
     diag = rows[cid]["diagnosis"]
     assert diag["causes"] == ["stdio_stall", "shim_unresponsive"], diag
     (w,) = diag["evidence"]["stdio_stall"]["writers"]
-    assert w["pid"] == pid and w["fd"] == 1 and w["queued"] == queued
-    assert any(r["pid"] == shim for r in w["readers"]), w
+    assert w["pid"] == pid and w["fd"] == 1 and w["queued"] == queued and w["inode"] == inode
+    assert [r["pid"] for r in w["readers"]] == [shim], w
+    link = next(x for x in diag["chain"] if x["pid"] == pid)
+    assert link["role"] == "process" and link["blocking_fd"]["kind"] == "pipe", link
+    assert diag["evidence"]["shim_unresponsive"]["pid"] == shim
 
 
-def test_decoy_progressing_writer_is_not_stdio_stall(harness, release, tmp_path):
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_decoy_progressing_writer_is_not_stdio_stall(harness, release, tmp_path, layout):
     cmd = ("sh", "-c", "i=0; while [ $i -lt 400000 ]; do echo %s; i=$((i+1)); done; sleep 100000" % LINE)
-    cid = harness.run_container("triage-busy-%d" % os.getpid(), cmd=cmd)
+    cid = harness.run_container("triage-busy-%s-%d" % (layout, os.getpid()), layout=layout, cmd=cmd)
     pid = init_pid(cid)
     diag = triage_direct(cid)
     alive = hdharness.proc_state(pid)
@@ -307,8 +375,10 @@ def test_decoy_progressing_writer_is_not_stdio_stall(harness, release, tmp_path)
     assert alive in ("R", "S", "D"), alive
 
 
-def test_stale_exec_pileup_is_named_and_reaped_only_when_asked(harness, release, tmp_path):
-    cid = new_container(harness)
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_stale_exec_pileup_is_named_and_reaped_only_when_asked(harness, release, tmp_path, layout):
+    cid = new_container(harness, layout=layout)
+    assert_layout(cid, layout)
     time.sleep(2)  # execs start well after the container's init
     for dummy in range(3):
         docker("exec", "-d", cid, "sleep", "100000")
@@ -342,9 +412,12 @@ def fuse_server():
         p.wait(timeout=10)
 
 
-def test_process_on_a_fuse_mount_that_never_answers_is_uninterruptible_io(harness, release, tmp_path, fuse_server):
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_process_on_a_fuse_mount_that_never_answers_is_uninterruptible_io(harness, release, tmp_path, fuse_server,
+                                                                          layout):
     cmd = ("sh", "-c", "mkdir -p /fuse; while [ ! -e /go ]; do sleep 0.1; done; cat /fuse/x; sleep 100000")
-    cid = harness.run_container("triage-fuse-%d" % os.getpid(), cmd=cmd)
+    cid = harness.run_container("triage-fuse-%s-%d" % (layout, os.getpid()), layout=layout, cmd=cmd)
+    assert_layout(cid, layout)
     pid = init_pid(cid)
     server = subprocess.Popen([sys.executable, str(Path(hdharness.__file__).parent / "fuse_never.py"), str(pid),
                                "/fuse", "/go"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -365,9 +438,10 @@ def test_process_on_a_fuse_mount_that_never_answers_is_uninterruptible_io(harnes
     assert "nothing is safe" in diag["action"]
 
 
-def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_path):
-    name = "triage-fifo-%d" % os.getpid()
-    cid = docker("create", "--name", name, "--network", "none", "--runtime", hdharness.FAULT_RUNTIME,
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_path, layout):
+    name = "triage-fifo-%s-%d" % (layout, os.getpid())
+    cid = docker("create", "--name", name, "--network", "none", "--runtime", runtime(layout),
                  hdharness.IMAGE, "sleep", "100000")
     harness.hold_start(cid)
     starter = harness.docker_bg("start", cid)
@@ -377,6 +451,8 @@ def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_
                                  and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
                                  and cid in open("/proc/%d/cgroup" % p).read()], 30, "runc init on exec.fifo")
         assert not harness.inspect_answers(cid, timeout=1.0)
+        shim = hdharness.proc_ppid(init[0])
+        assert shim_exe(shim) == ("containerd-shim" if layout == "v1" else "containerd-shim-runc-v2"), shim
 
         # node_doctor asks the engine about running containers only: this one is "created"
         res, rows = node_doctor(harness, tmp_path, [cid])
@@ -402,12 +478,13 @@ def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_
         starter.wait(timeout=60)
 
 
-def test_decoy_slow_but_answering_inspect_is_not_engine_lock(harness, release, tmp_path):
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_decoy_slow_but_answering_inspect_is_not_engine_lock(harness, release, tmp_path, layout):
     """dockerd holds the container's lock for about a second (a slow start), and
     inspect answers within its deadline: slow is not hung, no engine_lock."""
     import threading
-    name = "triage-slow-%d" % os.getpid()
-    cid = docker("create", "--name", name, "--network", "none", "--runtime", hdharness.FAULT_RUNTIME,
+    name = "triage-slow-%s-%d" % (layout, os.getpid())
+    cid = docker("create", "--name", name, "--network", "none", "--runtime", runtime(layout),
                  hdharness.IMAGE, "sleep", "100000")
     harness.hold_start(cid)
     starter = harness.docker_bg("start", cid)
@@ -416,11 +493,13 @@ def test_decoy_slow_but_answering_inspect_is_not_engine_lock(harness, release, t
                           and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
                           and cid in open("/proc/%d/cgroup" % p).read()], 30, "the held start")
 
-        # released 4 s after the module's own process started (ansible takes seconds to get there)
+        # released 4 s after the module's own process started (ansible takes seconds to get there); the
+        # module of this test only (a descendant of this process), not one another run on the machine started
         def release_later():
             # cmdline only of python processes: a stuck runc init's cmdline read never ends
             wait_for(lambda: any("AnsiballZ_hung_container_info" in " ".join(hdharness.proc_cmdline(p))
-                                 for p in hdharness.pids() if (hdharness.proc_comm(p) or "").startswith("python")),
+                                 for p in hdharness.pids() if (hdharness.proc_comm(p) or "").startswith("python")
+                                 and descends_from(p, os.getpid())),
                      60, "the module")
             time.sleep(4.0)
             harness.release_start(cid)

@@ -135,3 +135,121 @@ def test_a_dump_file_must_be_a_regular_root_file(tmp_path):
     os.chown(str(target), 1000, 1000)
     with pytest.raises(OSError):
         sc._open_dump(str(target))
+
+
+# ---- retention of the goroutine-stack evidence ----------------------------------
+
+def _stacks_file(evdir, kind, pid, age, now, how="file", size=100):
+    t = sc.Target(pid=pid, starttime=4242, comm=kind, exe="/usr/bin/" + kind, kind=kind)
+    name = sc._name(t, how)
+    # the stamp of the capture time (as _name gives it), not of the test's clock
+    name = name[:name.rindex("-") + 1] + sc._stamp(now - age) + ".log"
+    path = os.path.join(evdir.path, name)
+    with open(path, "wb") as f:
+        f.write(b"g" * size)
+    os.utime(path, (now - age, now - age))
+    return name
+
+
+@pytest.fixture
+def evdir(tmp_path):
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
+    d = _evidence.EvidenceDir(str(tmp_path / "ev"))
+    yield d
+    d.close()
+
+
+def stacks_opts(**over):
+    return _options.STACKS.make(capture_stacks=True, **over)
+
+
+def test_the_names_a_capture_gives_are_the_names_retention_removes():
+    for kind in ("dockerd", "containerd", "shim"):
+        for how in ("file", "log"):
+            t = sc.Target(pid=12, starttime=34, comm=kind, exe="x", kind=kind)
+            assert sc.STACKS_RE.match(sc._name(t, how)), sc._name(t, how)
+    for name in ("stacks-capture.stamp", "stacks-shim-1-2-file-20260101T000000.000000Z.log.tmp",
+                 "stacks-evil-1-2-file-20260101T000000.000000Z.log", "x-stacks-shim-1-2-log-20260101T000000.000000Z.log",
+                 "0123456789ab-1-2-20260101T000000.000000Z.log"):
+        assert not sc.STACKS_RE.match(name), name
+
+
+def test_stacks_retention_keeps_the_newest_by_count_age_and_bytes(evdir):
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _evidence
+    now = 1000000000.0
+    hour = 3600
+    names = [_stacks_file(evdir, kind, 100 + i, age, now) for i, (kind, age) in enumerate(
+        [("dockerd", 2 * hour), ("containerd", 3 * hour), ("shim", 4 * hour), ("dockerd", 5 * hour),
+         ("shim", 40 * 86400)])]
+    # the drain's evidence and other files of the directory are not ours to count or remove, however old
+    drain = _evidence.evidence_name("0123456789ab", 7, 8, now - 90 * 86400)
+    others = [drain, "notes.txt", "stacks-notes.log", sc.STAMP]
+    for n in others:
+        with open(os.path.join(evdir.path, n), "w") as f:
+            f.write("not a dump")
+        os.utime(os.path.join(evdir.path, n), (0, 0))
+
+    got = sc.retain(evdir, stacks_opts(stacks_retention_count=0, stacks_retention_bytes=0, stacks_retention_days=30),
+                    now=now)
+    assert got == {"removed": 1, "removed_bytes": 100}
+    assert sorted(os.listdir(evdir.path)) == sorted(names[:4] + others)
+    got = sc.retain(evdir, stacks_opts(stacks_retention_count=2, stacks_retention_bytes=0, stacks_retention_days=0),
+                    now=now)
+    assert got["removed"] == 2
+    assert sorted(n for n in os.listdir(evdir.path) if sc.STACKS_RE.match(n)) == sorted(names[:2])
+    # this capture's files (KEEP, as paths) stay even when they are the oldest and over the bytes
+    got = sc.retain(evdir, stacks_opts(stacks_retention_count=0, stacks_retention_bytes=50, stacks_retention_days=0),
+                    keep=[os.path.join(evdir.path, names[1])], now=now)
+    assert got == {"removed": 1, "removed_bytes": 100}
+    assert sorted(n for n in os.listdir(evdir.path) if sc.STACKS_RE.match(n)) == [names[1]]
+    assert sorted(n for n in os.listdir(evdir.path) if not sc.STACKS_RE.match(n)) == sorted(others)
+
+
+def test_stacks_retention_spares_fresh_files_and_zero_lifts_every_bound(evdir):
+    now = 1000000000.0
+    fresh = [_stacks_file(evdir, "shim", 200 + i, 60 * (i + 1), now) for i in range(3)]
+    old = [_stacks_file(evdir, "dockerd", 300 + i, 400 * 86400, now) for i in range(2)]
+    none = stacks_opts(stacks_retention_count=0, stacks_retention_bytes=0, stacks_retention_days=0)
+    assert sc.retain(evdir, none, now=now) == {"removed": 0, "removed_bytes": 0}
+    # modified in the last hour: a concurrent capture may still be writing it
+    got = sc.retain(evdir, stacks_opts(stacks_retention_count=1, stacks_retention_bytes=0, stacks_retention_days=0),
+                    now=now)
+    assert got["removed"] == 2
+    assert sorted(os.listdir(evdir.path)) == sorted(fresh) and not set(old) & set(os.listdir(evdir.path))
+
+
+def test_stacks_retention_never_follows_a_symlink_nor_removes_a_directory(evdir, tmp_path):
+    now = 1000000000.0
+    target = tmp_path / "precious.log"
+    target.write_text("keep me")
+    t = sc.Target(pid=1, starttime=2, comm="shim", exe="x", kind="shim")
+    link = "stacks-shim-1-2-file-%s.log" % sc._stamp(0)
+    os.symlink(str(target), os.path.join(evdir.path, link))
+    folder = "stacks-shim-3-4-log-%s.log" % sc._stamp(0)
+    os.mkdir(os.path.join(evdir.path, folder))
+    assert sc.STACKS_RE.match(link) and sc.STACKS_RE.match(folder) and t
+    got = sc.retain(evdir, stacks_opts(stacks_retention_count=0, stacks_retention_bytes=0, stacks_retention_days=1),
+                    now=now)
+    assert got["removed"] == 0
+    assert target.read_text() == "keep me" and os.path.islink(os.path.join(evdir.path, link))
+    assert os.path.isdir(os.path.join(evdir.path, folder))
+
+
+def test_stacks_retention_reports_a_directory_it_cannot_list(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("")
+
+    class NotADir(object):
+        path = str(plain)
+        fd = os.open(str(plain), os.O_RDONLY)
+    try:
+        got = sc.retain(NotADir(), stacks_opts())
+    finally:
+        os.close(NotADir.fd)
+    assert set(got) == {"error"} and got["error"].startswith("retention of %s:" % plain), got
+
+
+def test_stacks_retention_defaults_and_bounds():
+    o = _options.STACKS.make()
+    assert (o.stacks_retention_count, o.stacks_retention_days) == (50, 30)
+    assert o.stacks_retention_bytes == 1024 ** 3

@@ -152,7 +152,7 @@ def test_a_stopped_shim_is_shim_unresponsive(fake):
     (fake.root / "100" / "stat").write_text((fake.root / "100" / "stat").read_text().replace(" S ", " T ", 1))
     d = run(fake, engine=engine())
     assert d["causes"] == ["shim_unresponsive"]
-    assert d["evidence"]["shim_unresponsive"] == {"pid": 100, "state": "T", "runc_children": []}
+    assert d["evidence"]["shim_unresponsive"] == {"pid": 100, "state": "T", "runc_children": [], "bundle": None}
     assert [x["role"] for x in d["chain"]][:2] == ["engine", "shim"]
     assert d["done"] is None and "never kill the shim" in d["action"]
 
@@ -275,3 +275,81 @@ def test_the_healthy_path_gate_loads_the_triage_only_for_unusual_tables(fake):
     assert _node_doctor._unusual(tree.ProcessTable.snapshot(fake.proc()), 4) is False
     fake.add(120, "cat", 101, state="D", cgroup=CID)
     assert _node_doctor._unusual(tree.ProcessTable.snapshot(fake.proc()), 4) is True
+
+
+# ---- shim v1: its bundle under containerd's state folder holds shim.pid -----------
+
+def v1_shim_argv(cid):
+    return ["containerd-shim", "-namespace", "moby", "-workdir",
+            "/var/lib/containerd/io.containerd.runtime.v1.linux/moby/" + cid, "-address", "/run/containerd/c.sock",
+            "-containerd-binary", "/usr/bin/containerd", "-runtime-root", "/var/run/docker/runtime-runc"]
+
+
+def bundle_of(tmp_path, layout, cid, pid_text):
+    folder = {"v1": "io.containerd.runtime.v1.linux", "v2": "io.containerd.runtime.v2.task"}[layout]
+    d = tmp_path / "state" / folder / "moby" / cid
+    d.mkdir(parents=True)
+    (d / ("shim.pid" if layout == "v1" else "init.pid")).write_text(pid_text)
+    return d
+
+
+def stopped_v1(tmp_path, shim_pid_text="100", argv=None):
+    f = FakeProc(tmp_path / "proc")
+    f.add(50, "dockerd", 1)
+    f.add(100, "containerd-shim", 1, state="T", argv=v1_shim_argv(CID) if argv is None else argv)
+    f.add(101, "sleep", 100, cgroup=CID)
+    os.symlink(str(bundle_of(tmp_path, "v1", CID, shim_pid_text)), str(f.root / "100" / "cwd"))
+    return f
+
+
+def test_a_stopped_v1_shim_is_proven_by_the_shim_pid_of_its_bundle(tmp_path):
+    d = run(stopped_v1(tmp_path), engine=engine())
+    assert d["causes"] == ["shim_unresponsive"], d
+    ev = d["evidence"]["shim_unresponsive"]
+    assert ev["pid"] == 100 and ev["state"] == "T"
+    assert ev["bundle"] == {"layout": "v1", "bundle": str(tmp_path / "state" / "io.containerd.runtime.v1.linux" / "moby" / CID),
+                            "id": CID, "pid_file": "shim.pid", "recorded_pid": 100, "agrees": True}, ev
+
+
+def test_a_shim_pid_naming_another_process_says_so(tmp_path):
+    ev = run(stopped_v1(tmp_path, shim_pid_text="4321\n"), engine=engine())["evidence"]["shim_unresponsive"]
+    assert ev["bundle"]["recorded_pid"] == 4321 and ev["bundle"]["agrees"] is False, ev
+    ev = run(stopped_v1(tmp_path / "b", shim_pid_text="not a pid"),
+             engine=engine())["evidence"]["shim_unresponsive"]
+    assert ev["bundle"]["recorded_pid"] is None and ev["bundle"]["agrees"] is None, ev
+
+
+def test_a_planted_shim_pid_symlink_is_not_followed(tmp_path):
+    f = stopped_v1(tmp_path)
+    pid_file = tmp_path / "state" / "io.containerd.runtime.v1.linux" / "moby" / CID / "shim.pid"
+    pid_file.unlink()
+    (tmp_path / "elsewhere").write_text("100")
+    os.symlink(str(tmp_path / "elsewhere"), str(pid_file))
+    ev = run(f, engine=engine())["evidence"]["shim_unresponsive"]
+    assert ev["bundle"]["layout"] == "v1" and ev["bundle"]["agrees"] is None, ev
+
+
+def test_a_v2_bundle_agrees_when_init_pid_is_a_child_of_the_shim(tmp_path):
+    f = FakeProc(tmp_path / "proc")
+    f.add(100, "containerd-shim", 1, state="T", argv=shim_argv(CID))
+    f.add(101, "sleep", 100, cgroup=CID)
+    os.symlink(str(bundle_of(tmp_path, "v2", CID, "101")), str(f.root / "100" / "cwd"))
+    ev = run(f)["evidence"]["shim_unresponsive"]
+    assert (ev["bundle"]["layout"], ev["bundle"]["pid_file"], ev["bundle"]["recorded_pid"], ev["bundle"]["agrees"]) \
+        == ("v2", "init.pid", 101, True), ev
+
+
+def test_a_v1_shim_whose_argv_cannot_be_read_is_found_by_its_bundle(tmp_path):
+    """No argv, and no process of the container under it to find it by cgroup
+    (a created container): the bundle it works in, with shim.pid naming it."""
+    f = FakeProc(tmp_path / "proc")
+    f.add(100, "containerd-shim", 1, state="T", argv=[])
+    (f.root / "100" / "cmdline").write_bytes(b"")
+    os.symlink(str(bundle_of(tmp_path, "v1", CID, "100")), str(f.root / "100" / "cwd"))
+    d = run(f)
+    assert [x["pid"] for x in d["chain"] if x["role"] == "shim"] == [100], d
+    assert d["causes"] == ["shim_unresponsive"] and d["evidence"]["shim_unresponsive"]["bundle"]["agrees"] is True
+    # another container's bundle, or a bundle whose shim.pid names another process: not this container's shim
+    assert [x for x in run(f, cid=OTHER)["chain"] if x["role"] == "shim"] == []
+    (tmp_path / "state" / "io.containerd.runtime.v1.linux" / "moby" / CID / "shim.pid").write_text("999")
+    assert [x for x in run(f)["chain"] if x["role"] == "shim"] == []
