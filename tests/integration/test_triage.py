@@ -16,8 +16,6 @@ import pytest
 
 import hdharness
 from conftest import collections_path, run_module
-# the CRI harness's fixtures
-from test_cri import cri, cri_release  # noqa: F401  # pylint: disable=unused-import
 from test_runc_pipe_drain import assert_stuck, new_container
 
 
