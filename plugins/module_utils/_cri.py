@@ -327,6 +327,34 @@ def task_pids(address, container_id, timeout, dial=None):
     return pids
 
 
+# containerd.v1.types.task.Status, as the shim's State answers it (what `ctr task ls` shows)
+TASK_STATUS = {0: 'unknown', 1: 'created', 2: 'running', 3: 'stopped', 4: 'paused', 5: 'pausing'}
+
+
+def task_state(address, container_id, timeout, dial=None):
+    """The status of CONTAINER_ID's task as its shim keeps it ('running',
+    'paused', ...: what containerd reports, `ctr task ls`).  A cgroup frozen
+    behind containerd's back still says 'running'; a `ctr task pause` says
+    'paused'.  The shim answers State from its own bookkeeping, without
+    asking runc.  Raises CriError (ShimTimeout when it does not answer)."""
+    deadline = time.monotonic() + float(timeout)
+    try:
+        payload = ttrpc_call(address, 'State', _field_bytes(1, container_id), timeout, dial=dial)
+    except ShimStatus as e:
+        if e.code != GRPC_UNIMPLEMENTED:
+            raise
+        payload = ttrpc_call(address, 'State', _field_bytes(1, container_id),
+                             max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3, dial=dial)
+    status = 0
+    try:
+        for num, wt, val in parse_fields(payload):
+            if num == 4 and wt == 0:
+                status = val
+    except CriError as e:
+        raise ShimProtocol('State: not a ttrpc answer: %s' % e)
+    return TASK_STATUS.get(status, 'unknown')
+
+
 def task_answers(task, timeout):
     """Does the shim of TASK (a list_tasks entry) answer its task pids within
     TIMEOUT?  (True, why) when it answered, an error status included (a task
