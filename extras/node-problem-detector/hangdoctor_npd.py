@@ -168,19 +168,23 @@ def check_proc(args):
     return len(stuck), sorted(names)
 
 
-def check_textfile(args):
-    path = args.metrics_file
-    if not path:
-        raise PluginError('--metrics-file is required with --source textfile')
+def read_metrics(path, label):
+    """The text of the metrics file at PATH, read bounded (MAX_METRICS_BYTES);
+    LABEL names the file in the messages of the PluginError raised when it
+    cannot be read or is too large."""
     try:
         st = os.stat(path)
         if st.st_size > MAX_METRICS_BYTES:
-            raise PluginError('metrics file larger than %d bytes: %s' % (MAX_METRICS_BYTES, path))
+            raise PluginError('%s larger than %d bytes: %s' % (label, MAX_METRICS_BYTES, path))
         with open(path, 'rb') as f:
-            text = f.read(MAX_METRICS_BYTES).decode('utf-8', 'replace')
+            return f.read(MAX_METRICS_BYTES).decode('utf-8', 'replace')
     except (IOError, OSError) as e:
-        raise PluginError('cannot read metrics file (%s): %s' % (getattr(e, 'strerror', None) or e, path))
-    total, last_run, names, partial = None, None, [], False
+        raise PluginError('cannot read %s (%s): %s' % (label, getattr(e, 'strerror', None) or e, path))
+
+
+def samples(text):
+    """(metric name, label text or None, value) of every hangdoctor sample of
+    the metrics TEXT whose value is a number."""
     for line in text.splitlines():
         m = _SAMPLE.match(line)
         if not m:
@@ -189,14 +193,24 @@ def check_textfile(args):
             value = float(m.group(3))
         except ValueError:
             continue
-        if m.group(1) == 'hangdoctor_stuck_execs' and not m.group(2):
+        yield m.group(1), m.group(2), value
+
+
+def check_textfile(args):
+    path = args.metrics_file
+    if not path:
+        raise PluginError('--metrics-file is required with --source textfile')
+    text = read_metrics(path, 'metrics file')
+    total, last_run, names, partial = None, None, [], False
+    for name, label_text, value in samples(text):
+        if name == 'hangdoctor_stuck_execs' and not label_text:
             total = value
-        elif m.group(1) == 'hangdoctor_scan_partial' and not m.group(2):
+        elif name == 'hangdoctor_scan_partial' and not label_text:
             partial = value > 0
-        elif m.group(1) == 'hangdoctor_last_run_timestamp_seconds':
+        elif name == 'hangdoctor_last_run_timestamp_seconds':
             last_run = value
-        elif m.group(1) in PER_CONTAINER and value > 0:
-            labels = dict((k, v.replace('\\"', '"').replace('\\\\', '\\')) for k, v in _LABELS.findall(m.group(2) or ''))
+        elif name in PER_CONTAINER and value > 0:
+            labels = dict((k, v.replace('\\"', '"').replace('\\\\', '\\')) for k, v in _LABELS.findall(label_text or ''))
             n = _name(labels.get('namespace'), labels.get('pod'), labels.get('container'), labels.get('container_id'))
             if n not in names:
                 names.append(n)
@@ -221,31 +235,17 @@ def check_risk(args):
     or a container has no thread headroom.  Version advisories are not a node
     condition."""
     path = args.risk_metrics_file
-    try:
-        st = os.stat(path)
-        if st.st_size > MAX_METRICS_BYTES:
-            raise PluginError('risk metrics file larger than %d bytes: %s' % (MAX_METRICS_BYTES, path))
-        with open(path, 'rb') as f:
-            text = f.read(MAX_METRICS_BYTES).decode('utf-8', 'replace')
-    except (IOError, OSError) as e:
-        raise PluginError('cannot read risk metrics (%s): %s' % (getattr(e, 'strerror', None) or e, path))
+    text = read_metrics(path, 'risk metrics file')
     at_risk, last_run, engines, containers = {}, None, [], 0
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        try:
-            value = float(m.group(3))
-        except ValueError:
-            continue
-        labels = dict(_LABELS.findall(m.group(2) or ''))
-        if m.group(1) == 'hangdoctor_node_at_risk' and labels.get('reason') in RISK_REASONS:
+    for name, label_text, value in samples(text):
+        labels = dict(_LABELS.findall(label_text or ''))
+        if name == 'hangdoctor_node_at_risk' and labels.get('reason') in RISK_REASONS:
             at_risk[labels['reason']] = value > 0
-        elif m.group(1) == 'hangdoctor_risk_last_run_timestamp_seconds':
+        elif name == 'hangdoctor_risk_last_run_timestamp_seconds':
             last_run = value
-        elif m.group(1) == 'hangdoctor_pipe_capacity_collapsed' and value > 0:
+        elif name == 'hangdoctor_pipe_capacity_collapsed' and value > 0:
             engines.append(_clean(labels.get('engine', '?')))
-        elif m.group(1) == 'hangdoctor_containers_at_risk':
+        elif name == 'hangdoctor_containers_at_risk':
             containers = int(value) if math.isfinite(value) else 0
     if last_run is None or not at_risk:
         raise PluginError('no hangdoctor risk metrics in %s' % path)

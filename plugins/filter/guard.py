@@ -19,6 +19,16 @@ def _host_vars(hostvars, host):
         return None
 
 
+def _host_facts(hostvars, hosts):
+    """(host, its hostvars, its ``hangdoctor`` fact or None) for each of HOSTS
+    whose hostvars can be read (a host of a later serial batch cannot)."""
+    for host in hosts or []:
+        hv = _host_vars(hostvars, host)
+        if hv is None:
+            continue
+        yield host, hv, hv.get('hangdoctor') if hasattr(hv, 'get') else None
+
+
 def guard_targets(hostvars, hosts):
     """[{host, node}] for the HOSTS whose node check asked for the eviction
     guard (``hangdoctor.guard_needed``), or that have no node check at all
@@ -26,11 +36,7 @@ def guard_targets(hostvars, hosts):
     ``hangdoctor_kube_node_name`` when set, else the name the kubelet uses
     (found on the node), else the inventory name."""
     out = []
-    for host in hosts or []:
-        hv = _host_vars(hostvars, host)
-        if hv is None:
-            continue
-        fact = hv.get('hangdoctor') if hasattr(hv, 'get') else None
+    for host, hv, fact in _host_facts(hostvars, hosts):
         if isinstance(fact, dict) and not fact.get('guard_needed'):
             continue
         node = hv.get('hangdoctor_kube_node_name') if hasattr(hv, 'get') else None
@@ -46,11 +52,7 @@ def drain_targets(hostvars, hosts):
     (``--tags guard`` alone still shows their verdicts).  A host whose check
     found nothing to drain is done."""
     out = []
-    for host in hosts or []:
-        hv = _host_vars(hostvars, host)
-        if hv is None:
-            continue
-        fact = hv.get('hangdoctor') if hasattr(hv, 'get') else None
+    for host, dummy, fact in _host_facts(hostvars, hosts):
         if isinstance(fact, dict) and not fact.get('stuck_execs'):
             continue
         out.append(host)

@@ -39,10 +39,8 @@ __metaclass__ = type
 import errno
 import json
 import os
-import signal
 import socket
 import struct
-import subprocess
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
@@ -549,18 +547,11 @@ def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, 
 
 def _run_bounded(argv, timeout):
     """(rc, stdout) of ARGV, killed with its process group at TIMEOUT."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                         start_new_session=True, close_fds=True)
     try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        p.communicate()
+        rc, out, err = _deadline.run_bounded(argv, timeout)
+    except _deadline.CommandTimeout:
         raise ShimTimeout('%s did not return within %.1fs' % (' '.join(argv[:1] + argv[-2:]), timeout))
-    return p.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+    return rc, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
 
 
 def listener_pid(sock):

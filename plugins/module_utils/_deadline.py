@@ -11,6 +11,9 @@ some calls never come back.  Both use the same two pieces:
   caller collects it by the deadline (plus a short grace for scheduling), and
   every key that has no result by then gets the caller's "no result" value.
   A stuck call keeps its daemon thread, never the caller.
+- ``run_bounded``: a command (``ctr version``, ``runc --version``) in a
+  session of its own, killed with its whole process group and reaped when it
+  has not finished by its timeout.
 - ``connect_unix``: a unix-socket connect under the deadline.  A daemon that
   stopped accepting has a full listen backlog, and a timed connect to it
   fails at once with EAGAIN: that is "not answering" (retried until the
@@ -24,7 +27,9 @@ __metaclass__ = type
 
 import errno
 import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -34,6 +39,8 @@ from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import 
 GRACE = 0.25
 # sun_path holds 108 bytes with the terminating NUL.
 MAX_UNIX_PATH = 107
+# How long run_bounded reads what a killed process group left in its pipes.
+REAP_SECONDS = 5.0
 
 
 class DeadlineExceeded(HangdoctorError):
@@ -46,6 +53,43 @@ def remaining(deadline, what):
     if left <= 0:
         raise DeadlineExceeded('%s: no answer within the deadline' % what)
     return left
+
+
+class CommandTimeout(DeadlineExceeded):
+    """A command did not finish by its timeout; its process group was killed and the command reaped."""
+
+    def __init__(self, msg, pid=None):
+        super(CommandTimeout, self).__init__(msg)
+        self.pid = pid
+
+
+def run_bounded(argv, timeout, merge_stderr=False, **popen):
+    """(returncode, stdout, stderr) of ARGV (bytes; stderr None with
+    MERGE_STDERR, which sends it to stdout), run with stdin from /dev/null in
+    a session of its own, so that everything it starts is in its process
+    group.  At TIMEOUT seconds the whole group gets SIGKILL, the command is
+    reaped and CommandTimeout raised.  POPEN: ``env``, ``cwd``.  The OSError
+    of a command that cannot start is the caller's."""
+    p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                         close_fds=True, start_new_session=True, **popen)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            p.communicate(timeout=REAP_SECONDS)
+        except subprocess.TimeoutExpired:
+            # a descendant that left the group still holds the pipes: stop reading them
+            for f in (p.stdout, p.stderr):
+                if f is not None:
+                    f.close()
+            p.wait()
+        raise CommandTimeout('%s did not finish within %.1f s' % (argv[0], timeout), pid=p.pid)
+    return p.returncode, out, err
 
 
 class BacklogFull(DeadlineExceeded):

@@ -9,7 +9,7 @@ node_exporter's textfile collector reads.  Series that name a pod exist only
 while its problem does: a run that finds nothing writes a file without them, so
 an alert resolves by itself.  Counters (drains, evidence) continue from the
 previous file.  ``find_textfile_dir()`` finds the collector's directory on a
-node.
+node; ``textfile_target()`` resolves a writer's ``metrics_dir`` option.
 
 Label values come from container labels and bundle annotations, which whoever
 created the container controls: they are cut, stripped of control characters
@@ -111,6 +111,24 @@ def find_textfile_dir(candidates=None):
         if path and os.path.isdir(path) and not os.path.islink(path):
             return path
     return None
+
+
+def textfile_target(metrics_dir, metrics_file, candidates=None):
+    """(path, create_dir, reason) of a node textfile, as every metrics writer
+    resolves its ``metrics_dir`` option: ``auto`` is the first node_exporter
+    textfile directory that exists (CANDIDATES, default TEXTFILE_DIRS), and
+    nothing is written when there is none; a directory named by the user is
+    created when missing (CREATE_DIR true); empty turns metrics off.  PATH is
+    the file to write (REASON None), or None with the REASON nothing is
+    written."""
+    create_dir = metrics_dir != 'auto'
+    if metrics_dir == 'auto':
+        metrics_dir = find_textfile_dir(candidates)
+        if not metrics_dir:
+            return None, False, 'no node_exporter textfile directory on this node'
+    if not metrics_dir:
+        return None, create_dir, 'metrics turned off'
+    return os.path.join(metrics_dir, metrics_file), create_dir, None
 
 
 def label_value(value):

@@ -248,17 +248,10 @@ def write_metrics(summary, metrics, now=None):
     """{'path', 'written', 'error'} for the node's textfile (METRICS: the
     metrics option object); counters go on from the previous file.  A
     metrics failure never hides the findings."""
-    metrics_dir = metrics.metrics_dir
     # a directory named by the user is created; auto only uses one that exists
-    create_dir = metrics_dir != 'auto'
-    if metrics_dir == 'auto':
-        metrics_dir = _metrics.find_textfile_dir()
-        if not metrics_dir:
-            return {'path': None, 'written': False, 'error': None,
-                    'reason': 'no node_exporter textfile directory on this node'}
-    if not metrics_dir:
-        return {'path': None, 'written': False, 'error': None, 'reason': 'metrics turned off'}
-    path = os.path.join(metrics_dir, metrics.metrics_file)
+    path, create_dir, reason = _metrics.textfile_target(metrics.metrics_dir, metrics.metrics_file)
+    if path is None:
+        return {'path': None, 'written': False, 'error': None, 'reason': reason}
     try:
         previous = _files.read_small(path)
         text = _metrics.render(summary, previous, now)

@@ -115,15 +115,9 @@ def render_metrics(result, now=None):
 
 def write_metrics(result, metrics_dir, metrics_file, now=None):
     """{'path', 'written', 'error', 'reason'}: the risk textfile, written as node_doctor writes its own."""
-    create_dir = metrics_dir != 'auto'
-    if metrics_dir == 'auto':
-        metrics_dir = _metrics.find_textfile_dir()
-        if not metrics_dir:
-            return {'path': None, 'written': False, 'error': None,
-                    'reason': 'no node_exporter textfile directory on this node'}
-    if not metrics_dir:
-        return {'path': None, 'written': False, 'error': None, 'reason': 'metrics turned off'}
-    path = os.path.join(metrics_dir, metrics_file)
+    path, create_dir, reason = _metrics.textfile_target(metrics_dir, metrics_file)
+    if path is None:
+        return {'path': None, 'written': False, 'error': None, 'reason': reason}
     try:
         _files.write_atomic(path, render_metrics(result, now).encode('utf-8'), 0o644, create_dir=create_dir,
                             durable=False, safe_dir=not create_dir)

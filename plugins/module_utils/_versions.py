@@ -22,11 +22,10 @@ __metaclass__ = type
 import json
 import os
 import re
-import signal
 import stat
-import subprocess
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._errors import HangdoctorError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _files
 
 CHECKED = '2026-12-03'
@@ -166,19 +165,10 @@ def run_version(path, arg, timeout):
     """The output of ``PATH ARG`` (stdout and stderr), run with a deadline in
     a clean environment; the whole process group is killed at the deadline."""
     try:
-        p = subprocess.Popen([path, arg], stdin=subprocess.DEVNULL if hasattr(subprocess, 'DEVNULL') else None,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(CLEAN_ENV), cwd='/',
-                             close_fds=True, start_new_session=True)
+        dummy, out, dummy = _deadline.run_bounded([path, arg], timeout, merge_stderr=True, env=dict(CLEAN_ENV), cwd='/')
     except OSError as e:
         raise VersionError('%s %s: %s' % (path, arg, e.strerror or e))
-    try:
-        out, dummy = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        p.communicate()
+    except _deadline.CommandTimeout:
         raise VersionError('%s %s did not answer within %.1f s' % (path, arg, timeout))
     return out[:MAX_OUTPUT].decode('utf-8', 'replace')
 

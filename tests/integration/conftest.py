@@ -157,3 +157,43 @@ def pytest_terminal_summary(terminalreporter):
             n, bad = _TALLY[kind]
             parts.append("%s: %d %s / %d %s" % (kind.replace("_", " "), n, ok_word, bad, bad_word))
     terminalreporter.write_line("reliability summary: " + "; ".join(parts))
+
+
+# ---- the report role over host facts given as files --------------------------
+REPORT_PLAYBOOK = """
+- name: Hosts with their node facts, then the run report
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: The node's hangdoctor fact
+      ansible.builtin.set_fact:
+        hangdoctor: "{{ lookup('ansible.builtin.file', facts_dir ~ '/' ~ inventory_hostname ~ '.json') | from_json }}"
+    - name: Write the report
+      ansible.builtin.include_role:
+        name: hangdoctor.runtime.report
+      vars:
+        hangdoctor_report_mode: detect
+        hangdoctor_publish_stats: false
+"""
+
+
+def run_report_role(tmp_path, facts, forks=None, timeout=300):
+    """The report role in detect mode through ansible-playbook, over one local
+    host per entry of FACTS ({host: its hangdoctor fact, as node_doctor
+    publishes it}).  Asserts that the play succeeded; returns (the completed
+    ansible-playbook, the report directory)."""
+    (tmp_path / "facts").mkdir()
+    for host, fact in facts.items():
+        (tmp_path / "facts" / ("%s.json" % host)).write_text(json.dumps(fact))
+    (tmp_path / "play.yml").write_text(REPORT_PLAYBOOK)
+    inv = {"all": {"hosts": dict((h, {}) for h in facts),
+                   "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
+    (tmp_path / "inv.yml").write_text(json.dumps(inv))
+    reports = tmp_path / "reports"
+    cmd = ["ansible-playbook", "-i", str(tmp_path / "inv.yml"), str(tmp_path / "play.yml"),
+           "-e", "facts_dir=%s" % (tmp_path / "facts"), "-e", "hangdoctor_report_dir=%s" % reports]
+    if forks:
+        cmd += ["-f", str(forks)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ansible_env(), check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r, reports

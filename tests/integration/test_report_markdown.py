@@ -4,14 +4,11 @@ text in the hosts' facts: a process cwd with newlines, a container name with
 HTML, a pod name with table pipes, a crash dump with fences.  Rendered by a
 CommonMark parser (markdown-it with GFM tables), the file shows that text as
 text: no forged heading, link, image, HTML or table cell."""
-import json
-import subprocess
 import sys
 
 import pytest
-import yaml
 
-from conftest import ansible_env, collections_path
+from conftest import collections_path, run_report_role
 
 markdown_it = pytest.importorskip("markdown_it")
 
@@ -43,36 +40,9 @@ def facts():
     return {"node-1": busy, "node-2": quiet}
 
 
-PLAYBOOK = """
-- name: Hosts with their node facts, then the run report
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: The node's hangdoctor fact
-      ansible.builtin.set_fact:
-        hangdoctor: "{{ lookup('ansible.builtin.file', facts_dir ~ '/' ~ inventory_hostname ~ '.json') | from_json }}"
-    - name: Write the report
-      ansible.builtin.include_role:
-        name: hangdoctor.runtime.report
-      vars:
-        hangdoctor_report_mode: detect
-        hangdoctor_publish_stats: false
-"""
-
-
 def test_the_report_role_writes_workload_text_as_text(tmp_path):
-    (tmp_path / "facts").mkdir()
-    for host, fact in facts().items():
-        (tmp_path / "facts" / ("%s.json" % host)).write_text(json.dumps(fact))
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
-    inv = {"all": {"hosts": {"node-1": {}, "node-2": {}},
-                   "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
-    (tmp_path / "inv.yml").write_text(yaml.safe_dump(inv))
-    r = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inv.yml"), str(tmp_path / "play.yml"),
-                        "-e", "facts_dir=%s" % (tmp_path / "facts"), "-e", "hangdoctor_report_dir=%s" % (tmp_path / "reports")],
-                       capture_output=True, text=True, timeout=300, env=ansible_env(), check=False)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    md = (tmp_path / "reports" / "hangdoctor-detect.md").read_text()
+    dummy, reports = run_report_role(tmp_path, facts())
+    md = (reports / "hangdoctor-detect.md").read_text()
     parser = markdown_it.MarkdownIt("commonmark").enable("table")
     tokens = parser.parse(md)
     headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]

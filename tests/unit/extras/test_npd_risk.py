@@ -66,3 +66,17 @@ def test_config_raises_runc_deadlock_risk_with_arguments_the_plugin_accepts(tmp_
     args = [a for a in rule["args"][1:] if not a.startswith("--risk-metrics-file")]
     rc, out = run(*args, "--risk-metrics-file", f)
     assert rc == 0, out
+
+
+def test_both_checks_read_their_file_bounded_and_name_it(tmp_path):
+    """One bounded reader serves the stuck-exec and the risk check: a missing
+    or oversized file is "unknown", with the file's label in the message."""
+    big = tmp_path / "big.prom"
+    with open(str(big), "wb") as f:
+        f.truncate((1 << 20) + 1)  # sparse: larger than the plugin reads
+    for args, label in ((["--source", "textfile", "--metrics-file"], "metrics file"),
+                        (["--check", "risk", "--risk-metrics-file"], "risk metrics file")):
+        rc, out = run(*(args + [tmp_path / "none.prom", "--max-output", 300]))
+        assert rc == 2 and out.startswith("unknown: cannot read %s (No such file or directory): " % label), out
+        rc, out = run(*(args + [big, "--max-output", 300]))
+        assert rc == 2 and out.strip() == "unknown: %s larger than %d bytes: %s" % (label, 1 << 20, big), out

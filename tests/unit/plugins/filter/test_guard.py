@@ -25,6 +25,25 @@ def test_drain_targets_only_hosts_with_stuck_execs_or_without_a_check():
     assert gd.drain_targets(hv, []) == [] and gd.drain_targets(hv, None) == []
 
 
+def test_host_facts_walks_the_readable_hosts_with_their_fact():
+    """One walk serves guard_targets and drain_targets: a host whose hostvars
+    raise (a later serial batch) or are missing is left out, hostvars that
+    are not a mapping give no fact, and the order of HOSTS is kept."""
+    class LaterBatch(dict):
+        def __getitem__(self, host):
+            if host == "later":
+                raise KeyError(host)
+            return dict.__getitem__(self, host)
+
+    fact = {"stuck_execs": [{"container_id": "ab" * 32}]}
+    hv = LaterBatch({"b": {"hangdoctor": fact, "x": 1}, "a": {}, "odd": "not a mapping", "later": {"hangdoctor": {}}})
+    assert list(gd._host_facts(hv, ["b", "later", "a", "missing", "odd"])) == [
+        ("b", {"hangdoctor": fact, "x": 1}, fact), ("a", {}, None), ("odd", "not a mapping", None)]
+    assert list(gd._host_facts(hv, None)) == []
+    assert gd.drain_targets(hv, ["b", "later", "a"]) == ["b", "a"]
+    assert gd.guard_targets(hv, ["later", "a"]) == [{"host": "a", "node": "a"}]
+
+
 def test_kube_guard_verdicts_per_host_from_looped_results():
     targets = [{"host": "a", "node": "na"}, {"host": "b", "node": "nb"}, {"host": "c", "node": "nc"}]
     nodes = [dict(node(False), item=targets[0]), dict(node(True), item=targets[1]),

@@ -129,3 +129,48 @@ def test_connect_unix_reaches_a_socket_whose_path_is_longer_than_sun_path(tmp_pa
         c.close()
     finally:
         srv.close()
+
+
+# ---- run_bounded: a command under a deadline, with its process group ----------
+
+def _gone_or_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (IOError, OSError):
+        return True
+
+
+def test_run_bounded_returns_the_output_and_exit_code():
+    rc, out, err = _deadline.run_bounded(["sh", "-c", "echo out; echo err >&2; exit 3"], 30)
+    assert (rc, out, err) == (3, b"out\n", b"err\n")
+    rc, out, err = _deadline.run_bounded(["sh", "-c", "echo out; echo err >&2"], 30, merge_stderr=True,
+                                         env={"PATH": "/usr/bin:/bin"}, cwd="/")
+    assert (rc, out, err) == (0, b"out\nerr\n", None)
+
+
+def test_run_bounded_kills_a_command_that_ignores_its_deadline_with_its_process_group(tmp_path):
+    """sh starts a sleep of its own and waits for another: at the deadline
+    both die (SIGKILL to the group), sh is reaped (no zombie is left behind),
+    and the call returns long before either sleep would end."""
+    pids = tmp_path / "pids"
+    script = "sleep 30 & echo $$ $! > %s; sleep 30" % pids
+    t0 = time.monotonic()
+    with pytest.raises(_deadline.CommandTimeout) as e:
+        _deadline.run_bounded(["sh", "-c", script], 1.0)
+    took = time.monotonic() - t0
+    assert took < 1.0 + _deadline.REAP_SECONDS, took
+    sh_pid, background = [int(x) for x in pids.read_text().split()]
+    assert e.value.pid == sh_pid and "did not finish within 1.0 s" in str(e.value)
+    # our child is reaped by the call itself
+    assert not os.path.exists("/proc/%d" % sh_pid)
+    # the background sleep, reparented to init, was killed with the group
+    deadline = time.monotonic() + 10
+    while not _gone_or_zombie(background) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone_or_zombie(background)
+
+
+def test_run_bounded_leaves_a_command_that_cannot_start_to_the_caller(tmp_path):
+    with pytest.raises(OSError):
+        _deadline.run_bounded([str(tmp_path / "absent")], 5)

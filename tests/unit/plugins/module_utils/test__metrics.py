@@ -398,3 +398,32 @@ def test_the_summary_s_own_resolved_marks_are_honoured():
     series, dummy = parse(m.render(s, now=1))
     assert values(series, "hangdoctor_container_stuck_execs") == {} and values(series, "hangdoctor_hung_container") == {}
     assert one(series, "hangdoctor_stuck_execs") == 0 and one(series, "hangdoctor_hung_containers") == 0
+
+
+# ---- textfile_target: the metrics_dir option of every metrics writer --------
+
+def test_textfile_target_auto_takes_the_first_existing_directory_and_never_creates_one(tmp_path):
+    found = tmp_path / "b"
+    found.mkdir()
+    path, create_dir, reason = m.textfile_target("auto", "x.prom", [str(tmp_path / "a"), str(found)])
+    assert (path, create_dir, reason) == (str(found / "x.prom"), False, None)
+
+
+def test_textfile_target_auto_without_a_directory_says_why_nothing_is_written(tmp_path):
+    path, create_dir, reason = m.textfile_target("auto", "x.prom", [str(tmp_path / "absent")])
+    assert path is None and reason == "no node_exporter textfile directory on this node"
+
+
+def test_textfile_target_auto_uses_the_default_directories(tmp_path, monkeypatch):
+    d = tmp_path / "collector"
+    d.mkdir()
+    monkeypatch.setattr(m, "TEXTFILE_DIRS", (str(tmp_path / "none"), str(d)))
+    assert m.textfile_target("auto", "hangdoctor.prom") == (str(d / "hangdoctor.prom"), False, None)
+
+
+def test_textfile_target_named_directory_is_created_and_empty_turns_metrics_off(tmp_path):
+    named = str(tmp_path / "not-yet")
+    assert m.textfile_target(named, "r.prom") == (os.path.join(named, "r.prom"), True, None)
+    path, dummy, reason = m.textfile_target("", "r.prom")
+    assert path is None and reason == "metrics turned off"
+    assert not os.path.exists(named)  # resolving creates nothing; the writer does
