@@ -50,7 +50,9 @@ REPRODUCED = {
     'shim_unresponsive': 'the container\'s shim stopped with SIGSTOP (test_stopped_shim_is_shim_unresponsive); a '
                          'running v2 and v1 shim whose threads, all but its leader parked in futex, are held in '
                          'ptrace stops, so that it is not stopped and never answers (test_shim_probe.py)',
-    'engine_lock': 'dockerd holds the container lock behind the pipe deadlock, or behind a held `runc start`',
+    'engine_lock': 'dockerd holds the container lock behind the pipe deadlock, or behind a held `runc start`; on '
+                   'containerd-CRI the same deadlock names no engine_lock while ContainerStatus answers '
+                   '(test_cri_pipe_deadlock_names_no_engine_lock_containerd_answers_status)',
     'exec_pileup': 'three `docker exec -d ... sleep` that never return; reaped only with reap_stale_execs '
                    '(test_stale_exec_pileup_is_named_and_reaped_only_when_asked)',
     'unknown': 'a hung container none of the other causes explains keeps every piece of evidence gathered',
@@ -71,10 +73,12 @@ def page(cause_id, what, proof, action):
         '',
         '**Seen in:** %s' % SEEN.get(cause_id, '-'),
         '',
-        '**Reproduced in the harness:** %s (tests/integration/test_triage.py).' % (
+        '**Reproduced in the harness:** %s (tests/integration/test_triage.py; on containerd-CRI, '
+        'tests/integration/test_triage_cri.py).' % (
             REPRODUCED[cause_id] + ('' if cause_id == 'unknown' else ', on dockerd with shim v2 and with shim v1')
             if cause_id in REPRODUCED else '-'),
         '',
+    ] + (['**On containerd-CRI:** %s.' % _triage.ON_CRI[cause_id], ''] if cause_id in _triage.ON_CRI else []) + [
         'Where it shows: `diagnosis.causes` of each container of node_doctor\'s `hangdoctor` fact and of '
         'hung_container_info / runc_exec_info; the metric `hangdoctor_container_cause{cause="%s"}`; the alert '
         '[HangdoctorHangCause](../runbook.md#hangdoctorhangcause).' % cause_id,

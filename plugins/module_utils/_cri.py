@@ -305,17 +305,24 @@ def _recv_exact(sock, n, deadline, what):
     return bytes(buf)
 
 
-def task_pids(address, container_id, timeout, dial=None):
-    """The pids of CONTAINER_ID's task, from its shim (what ``ctr task ps`` asks)."""
+def task_call(address, method, container_id, timeout, dial=None):
+    """The answer of the shim's task METHOD for CONTAINER_ID (its request's
+    field 1), asked of the v2 task service and, when the shim does not know
+    it, of the v3 one, both within TIMEOUT."""
     deadline = time.monotonic() + float(timeout)
     try:
-        payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id), timeout, dial=dial)
+        return ttrpc_call(address, method, _field_bytes(1, container_id), timeout, dial=dial)
     except ShimStatus as e:
         if e.code != GRPC_UNIMPLEMENTED:
             raise
-        # an unknown service is answered at once, stuck or not: ask the v3 API
-        payload = ttrpc_call(address, 'Pids', _field_bytes(1, container_id),
-                             max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3, dial=dial)
+    # an unknown service is answered at once, stuck or not: ask the v3 API
+    return ttrpc_call(address, method, _field_bytes(1, container_id),
+                      max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3, dial=dial)
+
+
+def task_pids(address, container_id, timeout, dial=None):
+    """The pids of CONTAINER_ID's task, from its shim (what ``ctr task ps`` asks)."""
+    payload = task_call(address, 'Pids', container_id, timeout, dial=dial)
     pids = []
     try:
         for num, wt, val in parse_fields(payload):
@@ -333,14 +340,7 @@ def task_connect(address, container_id, timeout, dial=None):
     shim's memory (its container table and the task's init pid, under the
     same locks as every task call) without the ``runc ps`` that Pids runs
     (about 8 ms of CPU per call)."""
-    deadline = time.monotonic() + float(timeout)
-    try:
-        payload = ttrpc_call(address, 'Connect', _field_bytes(1, container_id), timeout, dial=dial)
-    except ShimStatus as e:
-        if e.code != GRPC_UNIMPLEMENTED:
-            raise
-        payload = ttrpc_call(address, 'Connect', _field_bytes(1, container_id),
-                             max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3, dial=dial)
+    payload = task_call(address, 'Connect', container_id, timeout, dial=dial)
     try:
         fields = parse_fields(payload)
     except CriError as e:
@@ -349,6 +349,27 @@ def task_connect(address, container_id, timeout, dial=None):
         if num == 1 and wt == 0:
             return val
     return None
+
+
+# containerd.v1.types.task.Status, as the shim's State answers it (what `ctr task ls` shows)
+TASK_STATUS = {0: 'unknown', 1: 'created', 2: 'running', 3: 'stopped', 4: 'paused', 5: 'pausing'}
+
+
+def task_state(address, container_id, timeout, dial=None):
+    """The status of CONTAINER_ID's task as its shim keeps it ('running',
+    'paused', ...: what containerd reports, `ctr task ls`).  A cgroup frozen
+    behind containerd's back still says 'running'; a `ctr task pause` says
+    'paused'.  The shim answers State from its own bookkeeping, without
+    asking runc.  Raises CriError (ShimTimeout when it does not answer)."""
+    payload = task_call(address, 'State', container_id, timeout, dial=dial)
+    status = 0
+    try:
+        for num, wt, val in parse_fields(payload):
+            if num == 4 and wt == 0:
+                status = val
+    except CriError as e:
+        raise ShimProtocol('State: not a ttrpc answer: %s' % e)
+    return TASK_STATUS.get(status, 'unknown')
 
 
 def task_answers(task, timeout):
@@ -621,24 +642,12 @@ def listener_pid(sock):
     not say (the listener is in a pid namespace we cannot see).  The socket
     path is the operator's: its listener is containerd, whatever any process
     calls itself."""
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, 'SO_PEERCRED', 17), struct.calcsize('3i'))
-        pid = struct.unpack('3i', raw)[0]
-    except (IOError, OSError, struct.error):
-        return None
-    return pid if pid > 0 else None
+    return _deadline.peer_pid(sock)
 
 
 def socket_listener(address, timeout):
     """The pid of the process listening on containerd's socket at ADDRESS, or None."""
-    try:
-        s = _deadline.connect_unix(socket_path(address), time.monotonic() + float(timeout), 'containerd')
-    except (IOError, OSError, _deadline.DeadlineExceeded):
-        return None
-    try:
-        return listener_pid(s)
-    finally:
-        s.close()
+    return _deadline.listener_pid(socket_path(address), timeout, 'containerd')
 
 
 def find_ctr():

@@ -29,6 +29,7 @@ import errno
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -222,3 +223,29 @@ class DeadlinePool(object):
                 self._cond.wait(left)
             found = dict(self._results)
         return dict((k, found[k] if k in found else missing(k)) for k in keys)
+
+
+def peer_pid(sock):
+    """The pid (in our pid namespace) of the process at the other end of the
+    connected unix socket SOCK, from SO_PEERCRED; None when the kernel does
+    not say (a peer in a pid namespace we cannot see)."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, 'SO_PEERCRED', 17), struct.calcsize('3i'))
+        pid = struct.unpack('3i', raw)[0]
+    except (IOError, OSError, struct.error):
+        return None
+    return pid if pid > 0 else None
+
+
+def listener_pid(path, timeout, what='connect'):
+    """The pid of the process listening on the unix socket PATH, asked by
+    connecting within TIMEOUT seconds; None when no connection was made or
+    the kernel does not say."""
+    try:
+        s = connect_unix(path, time.monotonic() + float(timeout), what)
+    except (IOError, OSError, DeadlineExceeded):
+        return None
+    try:
+        return peer_pid(s)
+    finally:
+        s.close()

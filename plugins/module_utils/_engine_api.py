@@ -32,7 +32,6 @@ import re
 import resource
 import selectors
 import socket
-import struct
 import threading
 import time
 
@@ -662,18 +661,7 @@ DEFAULT_DAEMON_JSON = '/etc/docker/daemon.json'
 
 def _peer_pid(path):
     """The pid of the process listening on the unix socket PATH (SO_PEERCRED), or None."""
-    try:
-        s = _deadline.connect_unix(path, time.monotonic() + 1.0, 'dockerd')
-    except (IOError, OSError, _deadline.DeadlineExceeded):
-        return None
-    try:
-        raw = s.getsockopt(socket.SOL_SOCKET, getattr(socket, 'SO_PEERCRED', 17), struct.calcsize('3i'))
-        pid = struct.unpack('3i', raw)[0]
-    except (IOError, OSError, struct.error):
-        return None
-    finally:
-        s.close()
-    return pid if pid > 0 else None
+    return _deadline.listener_pid(path, 1.0, 'dockerd')
 
 
 def data_root(argv, read):

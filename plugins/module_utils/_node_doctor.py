@@ -344,13 +344,22 @@ def _unusual(table, pileup_min_count):
     for st in stats.values():
         if st is not None and st['ppid'] in shims:
             starts.setdefault(st['ppid'], []).append(st['starttime'])
-    for times in starts.values():
+    for shim, times in starts.items():
         if len(times) > pileup_min_count:
             first = min(times)
             # execs come after the container's init (one second: 100 clock ticks at the usual 100 Hz)
-            if sum(1 for t in times if t - first > 100) >= pileup_min_count:
+            if sum(1 for t in times if t - first > 100) >= pileup_min_count \
+                    and len(exec_pileup_children(table, shim)) >= pileup_min_count:
                 return True
     return False
+
+
+def exec_pileup_children(table, shim):
+    """The children of SHIM that count toward a pileup: started a second or
+    more after the oldest child in their cgroup (a CRI pod shim's container
+    inits are not execs).  Read only for a shim with many late children."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree
+    return _runtime_tree.late_children(table, shim)
 
 
 def triage_rows(proc, opts, table, scan, run_state):

@@ -428,3 +428,41 @@ def exec_candidates(table):
 
 def shim_pids(table):
     return sorted(p for p, st in table.stats.items() if st and is_shim_comm(st['comm']))
+
+
+def _cgroup_key(proc, pid, limit=16384):
+    """/proc/PID/cgroup as one string (kernel text, bounded), or None."""
+    try:
+        fd = os.open(proc.path(pid, 'cgroup'), os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0) | getattr(os, 'O_NOFOLLOW', 0))
+    except OSError:
+        return None
+    try:
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def late_children(table, shim, min_after=100):
+    """The children of SHIM started more than MIN_AFTER clock ticks (one second at the
+    usual 100 Hz) or more after the oldest child in the same cgroup: exec
+    processes of a container, not its init.  Under CRI one shim serves a pod
+    and every container's init is its child, started after the sandbox's:
+    grouping by cgroup keeps a pod of many containers from looking like a
+    pile of execs.  Reads /proc/PID/cgroup of the shim's children only."""
+    kids = [(table.get(c), c) for c in table.children(shim)]
+    kids = sorted((st['starttime'], c) for st, c in kids if st)
+    if len(kids) < 2:
+        return []
+    first = {}
+    out = []
+    for start, pid in kids:
+        key = _cgroup_key(table.proc, pid)
+        if key is None:
+            continue
+        if key not in first:
+            first[key] = start
+        elif start - first[key] > min_after:
+            out.append(pid)
+    return out

@@ -36,9 +36,6 @@ __metaclass__ = type
 
 import os
 import re
-import socket
-import struct
-import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import (
@@ -148,18 +145,7 @@ def containerd_addresses(listening):
 
 
 def _peer_pid(path):
-    try:
-        s = _deadline.connect_unix(path, time.monotonic() + CONNECT_SECONDS, 'containerd')
-    except (IOError, OSError, _deadline.DeadlineExceeded):
-        return None
-    try:
-        raw = s.getsockopt(socket.SOL_SOCKET, getattr(socket, 'SO_PEERCRED', 17), struct.calcsize('3i'))
-        pid = struct.unpack('3i', raw)[0]
-    except (IOError, OSError, struct.error):
-        return None
-    finally:
-        s.close()
-    return pid if pid > 0 else None
+    return _deadline.listener_pid(path, CONNECT_SECONDS, 'containerd')
 
 
 def _view(proc, pid, path):

@@ -22,6 +22,7 @@ Target-side code: Python 3.6+ syntax and stdlib only.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import os
 import re
 import stat as stat_mod
@@ -84,6 +85,34 @@ CAUSES = (
      'all the evidence gathered is in the chain; nothing is guessed',
      'report; capture stacks (capture_stacks) and read the chain'),
 )
+# What differs on a containerd-CRI node (measured on the CRI harness, containerd 1.6):
+# docs/causes/<id>.md print it under "On containerd-CRI".
+ON_CRI = {
+    'frozen_cgroup':
+        'CRI has no paused state (ContainerStatus says running either way), so the pause is told apart by '
+        'containerd\'s task status, asked from the pod\'s shim (State, what `ctr task ls` shows): PAUSED or PAUSING '
+        'after a `ctr task pause` (never named frozen_cgroup, never thawed), RUNNING when the cgroup was frozen '
+        'behind containerd\'s back (evidence engine_state); when the shim does not answer, engine_paused is null '
+        'and thaw refuses',
+    'engine_lock':
+        'not named on containerd: nothing in containerd blocks on a lock behind a stuck exec. Measured during the '
+        'pipe deadlock with the kubelet-style ExecSync in flight: CRI ContainerStatus, ListContainers and '
+        '`ctr containers info` answer at once; the calls that reach the pod\'s shim and need runc (`ctr task ps`, '
+        '`task metrics`, another ExecSync in the pod) never answer. Once such a call\'s runc process exits, the '
+        'shim\'s exit handler (checkProcesses) waits for the stuck exec\'s pid lock while holding the shim\'s '
+        'service lock, so `ctr task ls` (State) stops answering too. containerd\'s goroutine dump (capture_stacks) '
+        'shows no handler waiting for a lock, only calls waiting on the shim (ExecSync -> shim Start, ListTasks -> '
+        'shim State); the shim\'s shows Start -> runc exec and State waiting in getContainer. The lock is the '
+        'shim\'s, behind the pipe deadlock: the cause named is pipe_full_init (the drain releases it)',
+    'exec_pileup':
+        'one shim serves the pod and every container\'s init is its child, started after the sandbox\'s: execs '
+        'are counted per cgroup (children started a second or more after the first in their cgroup), so a pod of '
+        'many containers is not a pileup',
+    'shim_unresponsive':
+        'the pod\'s one shim serves every container of the pod: all of them name it; the pod\'s sandbox ("pause") '
+        'container is never named, for this or any cause',
+}
+
 CAUSE_IDS = tuple(c[0] for c in CAUSES)
 ACTIONS = dict((c[0], c[3]) for c in CAUSES)
 
@@ -132,7 +161,9 @@ def suspicious(table, pileup_min_count=3):
     D (uninterruptible; the v1 freezer shows as D too) under a shim, a
     stopped shim, a runc init that is a direct child of a shim (created,
     never started), a shim with PILEUP_MIN_COUNT children started a second or more
-    after its first (exec processes).  Cheap: one pass over the snapshot."""
+    after the first in their cgroup (exec processes; under CRI the pod's
+    container inits are children of its shim too).  Cheap: one pass over the
+    snapshot, and the cgroups of the children of a shim with many late ones."""
     shims = set(tree.shim_pids(table))
     if not shims:
         return []
@@ -143,7 +174,9 @@ def suspicious(table, pileup_min_count=3):
         if pid in shims:
             kids = [table.get(c) for c in table.children(pid)]
             starts = sorted(s['starttime'] for s in kids if s)
-            if st['state'] in ('T', 't') or len([t for t in starts[1:] if t - starts[0] > 100]) >= pileup_min_count:
+            if st['state'] in ('T', 't') or (
+                    len([t for t in starts[1:] if t - starts[0] > 100]) >= pileup_min_count
+                    and len(tree.late_children(table, pid)) >= pileup_min_count):
                 out.append(pid)
             continue
         if st['state'] == 'D' or (st['comm'] in tree.RUNC_INIT_COMMS and st['ppid'] in shims):
@@ -529,6 +562,39 @@ def _docker_reachable(engine_report):
     return eng.get('reachable') is True and (eng.get('name') or 'docker') == 'docker'
 
 
+def containerd_task_state(ctx, shim, container_id, engine_report=None):
+    """The status containerd keeps for CONTAINER_ID's task ('running',
+    'paused', ...), asked from its v2 SHIM (State, answered from the shim's
+    own bookkeeping); None when it cannot be told (a v1 shim, no bundle
+    found, no answer).  The task is found through the bundles of that
+    containerd (address and namespace from ENGINE_REPORT, else the shim's
+    own -address / -namespace)."""
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+    info = tree.shim_info(ctx.argv(shim))
+    if info.get('version') != 'v2':
+        return None
+    address, namespace = None, info.get('namespace')
+    for e in (engine_report or {}).get('engines') or []:
+        if e.get('name') == 'containerd' and e.get('address'):
+            address, namespace = e['address'], e.get('namespace') or namespace
+    if address is None:
+        argv = ctx.argv(shim)
+        address = _cri._option(argv, '-address')
+    if not address or not namespace:
+        return None
+    try:
+        tasks = _cri.list_tasks(address, namespace, ctx.proc.root)
+    except (HangdoctorError, OSError, ValueError):
+        return None
+    task = next((t for t in tasks if t['id'] == container_id), None)
+    if task is None:
+        return None
+    try:
+        return _cri.task_state(task['shim_address'], container_id, 2.0, dial=task.get('dial'))
+    except HangdoctorError:
+        return None
+
+
 def diagnose_container(ctx, container_id, record=None, engine_report=None, settings=None):
     """The diagnosis of one container (see the module docs): causes, chain,
     evidence, action, done (None: triage changes nothing)."""
@@ -572,9 +638,14 @@ def diagnose_container(ctx, container_id, record=None, engine_report=None, setti
     frozen_wchan = [p for p in procs + chain if p['role'] in ('process', 'runc_init') and (
         (p['wchan'] in FREEZER_WCHANS and p['wchan'] != 'get_signal')
         or (fstate in ('FROZEN', 'FREEZING') and p['state'] == 'D'))]
-    paused = (entry or {}).get('state') == 'paused' if entry and entry.get('state') else None
+    engine_state = (entry or {}).get('state') or None
     if fstate in ('FROZEN', 'FREEZING') or frozen_wchan:
-        ev = {'freezer_state': fstate, 'freezer_file': fpath, 'engine_paused': paused,
+        if engine_state is None and shim and (entry or {}).get('engine') in (None, 'containerd'):
+            # containerd (and CRI, which has no paused state) keeps the pause in its task: ask the shim
+            engine_state = containerd_task_state(ctx, shim, container_id, engine_report)
+    paused = None if engine_state is None else engine_state in ('paused', 'pausing')
+    if fstate in ('FROZEN', 'FREEZING') or frozen_wchan:
+        ev = {'freezer_state': fstate, 'freezer_file': fpath, 'engine_paused': paused, 'engine_state': engine_state,
               'frozen_pids': [p['pid'] for p in frozen_wchan][:16]}
         if paused:
             evidence['engine_paused'] = ev
@@ -764,7 +835,8 @@ class Settings(object):
 
 def suspect_containers(proc, table, pids):
     """Container ids of suspicious PIDS (from ``suspicious``), read from their
-    cgroups (for a stopped shim, from its children's)."""
+    cgroups (for a stopped shim, from its children's).  A CRI pod's sandbox
+    ("pause") container is never one: it runs no workload of its own."""
     ids = []
     for pid in pids:
         look = [pid] + (list(table.children(pid))[:16] if tree.is_shim_comm(table.comm(pid)) else [])
@@ -773,7 +845,47 @@ def suspect_containers(proc, table, pids):
                 cid = _id_in_path(path)
                 if cid and cid not in ids:
                     ids.append(cid)
-    return ids
+    sandboxes = sandbox_ids(proc, table, ids)
+    return [cid for cid in ids if cid not in sandboxes]
+
+
+def sandbox_ids(proc, table, ids):
+    """The ids among IDS that are CRI pod sandboxes: the -id of a v2 shim
+    (the pod's shim is named after its sandbox) whose bundle, the shim's
+    working directory, says ``io.kubernetes.cri.container-type: sandbox``
+    in its config.json.  A Docker v2 shim is named after its container too;
+    its bundle carries no such annotation."""
+    wanted = set(ids)
+    out = set()
+    for shim in tree.shim_pids(table):
+        try:
+            argv = proc.cmdline(shim, timeout=1.0)
+        except ProcError:
+            continue
+        info = tree.shim_info(argv)
+        if info.get('version') != 'v2' or info.get('id') not in wanted:
+            continue
+        if _bundle_type(proc, shim) == 'sandbox':
+            out.add(info['id'])
+    return out
+
+
+def _bundle_type(proc, shim):
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+    try:
+        cwd = proc.cwd(shim)
+    except ProcError:
+        return None
+    if not cwd or not cwd.startswith('/'):
+        return None
+    raw = _cri._read_bundle_file(_cri._host_view(proc, shim, cwd.rstrip('/') + '/config.json'), _cri.MAX_CONFIG_BYTES)
+    try:
+        cfg = json.loads((raw or b'{}').decode('utf-8', 'replace'))
+    except ValueError:
+        return None
+    ann = cfg.get('annotations') if isinstance(cfg, dict) else None
+    value = ann.get(_cri.CONTAINER_TYPE_KEY) if isinstance(ann, dict) else None
+    return value if isinstance(value, str) else None
 
 
 _ID_IN = re.compile(r'(?:^|[/-])([0-9a-f]{64})(?:\.scope)?$')

@@ -35,6 +35,28 @@ def harness():
         assert not errors, errors
 
 
+@pytest.fixture(scope="module")
+def cri():
+    """A containerd-CRI node (containerd with its CRI plugin, no dockerd; the
+    fault runtime as the runc handler's binary), one per test file: brought
+    up on first use, torn down when the file's tests are done."""
+    from cri.harness import CriHarness  # needs grpc: only the CRI tests pay for it
+    hz = CriHarness()
+    try:
+        hz.up()
+        yield hz
+    finally:
+        errors = hz.down()
+        assert not errors, errors
+
+
+@pytest.fixture
+def cri_release(cri):
+    """Undo every hang a CRI test left behind, even when it failed half way."""
+    yield cri
+    cri.release_all()
+
+
 @pytest.fixture
 def kubelet(tmp_path):
     """A process whose comm is "kubelet" with a --hostname-override, as on a

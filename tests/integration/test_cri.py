@@ -13,7 +13,6 @@ import pytest
 
 import hdharness
 from conftest import run_module
-from cri.harness import CriHarness
 
 WRITE_NRS = ("1", "20", "64", "66")
 HEADER_END = b"----- hangdoctor: pipe bytes follow -----\n"
@@ -21,23 +20,6 @@ TRAILER = b"\n----- hangdoctor: end of pipe bytes"
 # kubelet keeps an ExecSync in flight for the probe timeout + --runtime-request-timeout;
 # a long deadline keeps the harness's probe waiting through a test, as kubelet's would.
 IN_FLIGHT = 60.0
-
-
-@pytest.fixture(scope="module")
-def cri():
-    hz = CriHarness()
-    try:
-        hz.up()
-        yield hz
-    finally:
-        errors = hz.down()
-        assert not errors, errors
-
-
-@pytest.fixture
-def cri_release(cri):
-    yield cri
-    cri.release_all()
 
 
 def cri_env(cri):

@@ -20,19 +20,8 @@ import time
 import pytest
 
 from conftest import collections_path, run_module
-from cri.harness import CriHarness, NAMESPACE
+from cri.harness import NAMESPACE
 from test_cri import IN_FLIGHT, assert_really_stuck, cri_env
-
-
-@pytest.fixture(scope="module")
-def cri():
-    hz = CriHarness()
-    try:
-        hz.up()
-        yield hz
-    finally:
-        errors = hz.down()
-        assert not errors, errors
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ import fake_kube_api as fk
 import hdharness
 from conftest import collections_path
 from emulated_pod import EmulatedPod
-from cri.harness import CriHarness
 from test_cri import assert_really_stuck
 from test_runc_pipe_drain import HEADER_END, TRAILER, assert_stuck
 
@@ -332,17 +331,6 @@ def test_remediate_pod_drains_after_the_hosts_lock_is_released(harness, release,
 
 
 # ---- containerd-CRI nodes (no dockerd) --------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cri():
-    hz = CriHarness()
-    try:
-        hz.up()
-        yield hz
-    finally:
-        errors = hz.down()
-        assert not errors, errors
 
 
 @pytest.fixture

@@ -4,21 +4,7 @@ container flagged, named with pod and container from the CRI annotations; a
 pod with headroom is not flagged."""
 import os
 
-import pytest
-
 from conftest import run_module
-from cri.harness import CriHarness
-
-
-@pytest.fixture(scope="module")
-def cri():
-    hz = CriHarness()
-    try:
-        hz.up()
-        yield hz
-    finally:
-        errors = hz.down()
-        assert not errors, errors
 
 
 def pod_pids_cgroup(cri, pod):

@@ -163,18 +163,6 @@ def test_module_reports_the_method_and_can_force_the_full_scan(harness, release)
 
 # ---- CRI: one v2 shim per pod, bundles in the k8s.io namespace ---------------
 
-@pytest.fixture(scope="module")
-def cri():
-    from cri.harness import CriHarness
-    hz = CriHarness()
-    try:
-        hz.up()
-        yield hz
-    finally:
-        errors = hz.down()
-        assert not errors, errors
-
-
 def test_cri_pod_shims_are_proven_and_a_stuck_pod_exec_falls_back(cri):
     try:
         sick = cri.run_pod("shimscan-sick", namespace="shop")

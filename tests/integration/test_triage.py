@@ -17,8 +17,6 @@ import pytest
 
 import hdharness
 from conftest import collections_path, run_module
-# the CRI harness's fixtures
-from test_cri import cri, cri_release  # noqa: F401  # pylint: disable=unused-import
 from test_runc_pipe_drain import assert_stuck, new_container
 
 
@@ -515,37 +513,3 @@ def test_decoy_slow_but_answering_inspect_is_not_engine_lock(harness, release, t
     finally:
         harness.release_start(cid)
         starter.wait(timeout=60)
-
-
-# ---- a containerd-CRI node: one shim per pod ---------------------------------------
-
-def test_cri_pod_pipe_deadlock_and_stopped_pod_shim(cri, cri_release, tmp_path):
-    """Under CRI one shim serves the pod (its -id is the sandbox): the container is
-    found by its cgroup and the runc exec argv, never by the shim's -id."""
-    from test_cri import IN_FLIGHT, assert_really_stuck, cri_env
-    pod = cri.run_pod("tri-0", namespace="shop")
-    app, sidecar = pod["containers"]["app"], pod["containers"]["sidecar"]
-    fut, pid = cri.hang_execsync(app, request_timeout=IN_FLIGHT)
-    assert_really_stuck(cri, pod, app, fut, pid)
-    res, dummy = run_module("node_doctor", {"container_ids": [app], "metrics_dir": "", "confirm_interval": 0.3},
-                            env=cri_env(cri))
-    rows = dict((r["container_id"], r) for r in res["ansible_facts"]["hangdoctor"]["containers"])
-    diag = rows[app]["diagnosis"]
-    assert diag["causes"] == ["pipe_full_init"], diag  # engine_lock is dockerd's; containerd has none
-    shim = cri.shim_of(pod["id"])
-    assert [x["pid"] for x in diag["chain"] if x["role"] == "shim"] == [shim]
-    assert any(x["role"] == "runc_init" and x["pid"] == pid for x in diag["chain"]), diag["chain"]
-    cri.release_all()
-
-    # the pod's shim stopped: both containers of the pod name it
-    os.kill(shim, signal.SIGSTOP)
-    try:
-        wait_for(lambda: hdharness.proc_state(shim) == "T", 10, "the shim to stop")
-        res, dummy = run_module("node_doctor", {"container_ids": [app, sidecar], "metrics_dir": "",
-                                                "confirm_interval": 0.3, "check_engine": False}, env=cri_env(cri))
-        rows = dict((r["container_id"], r) for r in res["ansible_facts"]["hangdoctor"]["containers"])
-        for cid in (app, sidecar):
-            assert rows[cid]["diagnosis"]["causes"] == ["shim_unresponsive"], rows[cid]["diagnosis"]
-            assert rows[cid]["diagnosis"]["evidence"]["shim_unresponsive"]["pid"] == shim
-    finally:
-        os.kill(shim, signal.SIGCONT)

@@ -139,7 +139,8 @@ class CriHarness(Harness):
         self.check_prereqs()
         if self.is_up():
             return self
-        for d in (self.bin, self.fault / "armed", self.fault / "records", self.ctd, self.logs):
+        for d in (self.bin, self.fault / "armed", self.fault / "records", self.fault / "hold-start",
+                  self.fault / "frozen", self.fault / "stopped", self.ctd, self.logs):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
         self._build_fault_runtime()

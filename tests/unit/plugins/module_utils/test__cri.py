@@ -144,7 +144,12 @@ class FakeShim(object):
         if self.mode == "slow":
             time.sleep(0.6)
         service = dict((n, v) for n, w, v in self.requests[-1]).get(1)
-        if self.mode == "error":
+        method = dict((n, v) for n, w, v in self.requests[-1]).get(2)
+        if method == b"State" and self.mode in ("ok", "paused"):
+            # StateResponse: id 1, bundle 2, pid 3, status 4 (RUNNING 2, PAUSED 4)
+            state = _cri._field_bytes(1, "c" * 64) + _cri._field_varint(3, 42) + _cri._field_varint(4, 4 if self.mode == "paused" else 2)
+            resp = _cri._field_bytes(2, state)
+        elif self.mode == "error":
             resp = _cri._field_bytes(1, _cri._field_varint(1, 5) + _cri._field_bytes(2, "task not found"))
         elif self.mode == "v3only" and service != b"containerd.task.v3.Task":
             resp = _cri._field_bytes(1, _cri._field_varint(1, 12) + _cri._field_bytes(2, "service %s" % service.decode()))
@@ -205,6 +210,20 @@ def test_a_shim_with_only_the_v3_task_api_is_asked_again(shim):
     assert _cri.task_pids(s.path, "c" * 64, 2.0) == [42, 43]
     services = [dict((n, v) for n, w, v in r)[1] for r in s.requests]
     assert services == [b"containerd.task.v2.Task", b"containerd.task.v3.Task"]
+
+
+@pytest.mark.parametrize("mode,status", [("ok", "running"), ("paused", "paused")])
+def test_task_state_is_what_containerd_keeps(shim, mode, status):
+    s = shim(mode)
+    assert _cri.task_state("unix://" + s.path, "c" * 64, 2.0) == status
+    (req,) = s.requests
+    assert req[1] == (2, 2, b"State") and _cri.parse_fields(req[2][2]) == [(1, 2, b"c" * 64)]
+
+
+def test_task_state_of_a_shim_that_never_answers_times_out(shim):
+    s = shim("never")
+    with pytest.raises(_cri.ShimTimeout):
+        _cri.task_state(s.path, "c" * 64, 0.5)
 
 
 def test_abstract_shim_sockets_of_old_containerd(tmp_path):

@@ -148,6 +148,23 @@ def test_suspicious_finds_d_state_stopped_shim_unstarted_init_and_piles(fake):
     assert _triage.suspect_containers(fake.proc(), table, [102, 200]) == [CID, OTHER]
 
 
+def test_a_cri_pod_of_many_containers_is_no_pileup_but_its_execs_are(fake):
+    """Under CRI the pod's one shim is the parent of the sandbox's and every
+    container's init, each in its own cgroup: execs are counted per cgroup."""
+    fake.add(600, "containerd-shim", 1, argv=shim_argv("e" * 64))
+    for pid, start, cg in ((601, 100, "e" * 64), (602, 300, "1" * 64), (603, 400, "2" * 64), (604, 500, "3" * 64),
+                           (605, 600, "4" * 64)):
+        fake.add(pid, "sleep", 600, start=start, cgroup=cg)
+    table = tree.ProcessTable.snapshot(fake.proc())
+    assert tree.late_children(table, 600) == []
+    assert _triage.suspicious(table) == []
+    for pid, start in ((606, 900), (607, 950), (608, 990)):
+        fake.add(pid, "sleep", 600, start=start, cgroup="2" * 64)
+    table = tree.ProcessTable.snapshot(fake.proc())
+    assert tree.late_children(table, 600) == [606, 607, 608]
+    assert _triage.suspicious(table) == [600]
+
+
 def test_a_stopped_shim_is_shim_unresponsive(fake):
     (fake.root / "100" / "stat").write_text((fake.root / "100" / "stat").read_text().replace(" S ", " T ", 1))
     d = run(fake, engine=engine())
