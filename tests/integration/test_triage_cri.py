@@ -83,8 +83,9 @@ def doctor(cri, cids, **over):
 def row(res, rows, cid):
     """The row of CID, with what node_doctor saw when there is none."""
     fact = res["ansible_facts"]["hangdoctor"]
-    assert cid in rows, dict((k, fact.get(k)) for k in ("engines", "hung", "stuck_execs", "suspects", "scan_partial",
-                                                         "scan_partial_reason", "scan_seconds", "scanned_processes"))
+    keys = ("engines", "hung", "stuck_execs", "suspects", "scan_partial", "scan_partial_reason", "scan_seconds",
+            "scanned_processes")
+    assert cid in rows, dict((k, fact.get(k)) for k in keys)
     return rows[cid]
 
 
