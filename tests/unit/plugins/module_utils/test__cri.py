@@ -322,13 +322,13 @@ def test_a_busy_shim_is_asked_before_the_walk_and_speaks_for_its_pods_cut_short_
     tasks = [{"id": "app", "shim_address": "unix://" + never.path}, {"id": "late", "shim_address": "unix://" + ok.path},
              {"id": "gone", "shim_address": "unix://" + never.path}]
     probes = {"app": cut, "late": cut, "gone": {"responsive": None, "latency_ms": 1, "error": "connection reset"}}
-    merged = _cri.merge_early(probes, tasks, early.tasks, res, 1.0)
+    merged = _cri.merge_early(probes, tasks, early.tasks, res, timeout=1.0)
     assert merged["app"]["responsive"] is False and "task sandbox" in merged["app"]["error"] and "cut short" in merged["app"]["error"]
     # an answering shim proves nothing about a cut-short call; nor does a silent one about a reset
     assert merged["late"] == cut and merged["gone"]["responsive"] is None
     assert merged["sandbox"] == res["sandbox"] and merged["other"] == res["other"]
     # a task the early thread left without a result is undecided, never missing
-    assert _cri.merge_early({}, [], early.tasks, {}, 1.0)["sandbox"]["responsive"] is None
+    assert _cri.merge_early({}, [], early.tasks, {}, timeout=1.0)["sandbox"]["responsive"] is None
 
 
 @pytest.mark.parametrize("mode", ["http", "garbage"])
