@@ -40,14 +40,13 @@ import os
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_scan
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError, read_regular_file, same_inode
 
 V2_SERVICE = _cri.TASK_SERVICE
 V3_SERVICE = _cri.TASK_SERVICE_V3
 V1_SERVICE = 'containerd.runtime.linux.shim.v1.Shim'
-LISTENING = 0x10000  # __SO_ACCEPTCON in /proc/net/unix's Flags
 MAX_FDS = 4096
-MAX_NET_UNIX_BYTES = 32 * 1024 * 1024
 MAX_ADDRESS_BYTES = 4096
 MAX_THREADS = 64
 READ_TIMEOUT = 1.0
@@ -73,32 +72,13 @@ def _socket_inodes(proc, pid):
     return out
 
 
-def parse_net_unix(data, inodes=None):
-    """{inode: path} of the listening sockets in a /proc/net/unix table
-    (DATA: bytes), only those in INODES when given; abstract names start
-    with ``@``."""
-    out = {}
-    for line in data.decode('utf-8', 'replace').splitlines()[1:]:
-        fields = line.split(None, 7)
-        if len(fields) < 8:
-            continue
-        try:
-            flags, inode = int(fields[3], 16), int(fields[6])
-        except ValueError:
-            continue
-        if flags & LISTENING and (inodes is None or inode in inodes):
-            out[inode] = fields[7].strip()
-    return out
-
-
 def listeners(proc, pid):
     """{inode: path} of the unix sockets PID listens on: listening sockets of
     its network namespace's table whose inode is one of its fds."""
     inodes = _socket_inodes(proc, pid)
     if not inodes:
         return {}
-    data = read_regular_file(proc.path(pid, 'net', 'unix'), MAX_NET_UNIX_BYTES, READ_TIMEOUT, truncate=True)
-    return parse_net_unix(data, inodes)
+    return dict(_shim_scan.parse_net_unix(_shim_scan.read_net_unix(proc, pid, READ_TIMEOUT), inodes))
 
 
 def _address_file(proc, pid):

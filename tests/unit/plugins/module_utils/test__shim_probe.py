@@ -12,18 +12,10 @@ import pytest
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_probe
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import net_unix_tables as tables
 
 CID = "c" * 64
 PID = 4242
-# /proc/net/unix as containerd 1.6 and its shims leave it: the shim's listener
-# (flags 00010000, state 01), an accepted connection on it, containerd's sockets
-NET_UNIX = """Num       RefCount Protocol Flags    Type St Inode Path
-000000004971ba85: 00000002 00000000 00010000 0001 01 7113028 %(sock)s
-00000000830c3960: 00000003 00000000 00000000 0001 03 7113037 %(sock)s
-0000000012345678: 00000002 00000000 00010000 0001 01 7000001 /run/containerd/containerd.sock
-0000000012345679: 00000002 00000000 00010000 0001 01 7000002 @/containerd-shim/other.sock
-0000000012345680: 00000003 00000000 00000000 0001 03 7000003
-"""
 
 
 def test_connect_request_frame_is_ttrpc():
@@ -45,15 +37,6 @@ def test_connect_response_frame_decodes_the_shim_pid():
     # an error status: Response{status=1: Status{code=1: 12, message=2}}
     status = b"\x08\x0c\x12\x07nothing"
     assert _cri.decode_response(b"\x0a" + bytes([len(status)]) + status)[:2] == (12, "nothing")
-
-
-def test_listening_sockets_of_the_table():
-    table = (NET_UNIX % {"sock": "/run/containerd/s/" + "a" * 64}).encode()
-    assert _shim_probe.parse_net_unix(table) == {7113028: "/run/containerd/s/" + "a" * 64,
-                                                 7000001: "/run/containerd/containerd.sock",
-                                                 7000002: "@/containerd-shim/other.sock"}
-    assert _shim_probe.parse_net_unix(table, {7113028, 7113037}) == {7113028: "/run/containerd/s/" + "a" * 64}
-    assert _shim_probe.parse_net_unix(b"Num RefCount\nbad line\n") == {}
 
 
 class Server(object):
@@ -112,7 +95,7 @@ class FakeShimProc(object):
     inode among them), its network namespace's net/unix, its working
     directory (the bundle, with an ``address`` file for v2) and root."""
 
-    def __init__(self, tmp_path, sock_path, address=None, inode=7113028, threads=("S", "S")):
+    def __init__(self, tmp_path, sock_path, address=None, inode=tables.SHIM_LISTENER, threads=("S", "S")):
         self.root = tmp_path / "proc"
         d = self.root / str(PID)
         (d / "fd").mkdir(parents=True)
@@ -123,10 +106,10 @@ class FakeShimProc(object):
         os.symlink(str(bundle), str(d / "cwd"))
         if address is not None:
             (bundle / "address").write_text(address)
-        for fd, target in ((0, "/dev/null"), (3, "socket:[%d]" % inode), (4, "socket:[7113037]"),
+        for fd, target in ((0, "/dev/null"), (3, "socket:[%d]" % inode), (4, "socket:[%d]" % tables.SHIM_CONNECTION),
                            (5, "anon_inode:[eventpoll]")):
             os.symlink(target, str(d / "fd" / str(fd)))
-        (d / "net" / "unix").write_text(NET_UNIX % {"sock": sock_path})
+        (d / "net" / "unix").write_text(tables.SHIM % {"sock": sock_path})
         (d / "status").write_text("Name:\tcontainerd-shim\nNSpid:\t%d\n" % PID)
         for i, state in enumerate(threads):
             t = d / "task" / str(PID + i)
