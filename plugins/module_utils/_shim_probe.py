@@ -204,24 +204,17 @@ def probe(proc, pid, version, container_id, timeout, name_of=None):
         return out
     out['socket'], out['how'] = path, how
     dial = _dial(proc, pid, path)
-    if version == 'v1':
-        service, method, payload = V1_SERVICE, 'ShimInfo', b''
-    else:
-        service, method, payload = V2_SERVICE, 'Connect', _cri._field_bytes(1, container_id or '')
-    out['request'] = '%s/%s' % (service, method)
+    method = 'ShimInfo' if version == 'v1' else 'Connect'
+    asked = []
     t0 = time.monotonic()
-    deadline = t0 + float(timeout)
     answer = None
     try:
-        try:
-            answer = _cri.ttrpc_call(path, method, payload, timeout, service=service, dial=dial)
-        except _cri.ShimStatus as e:
-            if service != V2_SERVICE or e.code != _cri.GRPC_UNIMPLEMENTED:
-                raise
-            service = V3_SERVICE
-            out['request'] = '%s/%s' % (service, method)
-            answer = _cri.ttrpc_call(path, method, payload, max(0.001, deadline - time.monotonic()),
-                                     service=service, dial=dial)
+        if version == 'v1':
+            asked.append(V1_SERVICE)
+            answer = _cri.ttrpc_call(path, method, b'', timeout, service=V1_SERVICE, dial=dial)
+        else:
+            # the v2 task service, then v3 when the shim does not know v2
+            answer = _cri.task_call(path, method, container_id or '', timeout, dial=dial, asked=asked)
         out['answered'] = True
     except _cri.ShimTimeout as e:
         out['answered'] = False
@@ -232,6 +225,7 @@ def probe(proc, pid, version, container_id, timeout, name_of=None):
     except _cri.CriError as e:
         out['error'] = str(e)
     out['elapsed_ms'] = int(round((time.monotonic() - t0) * 1000))
+    out['request'] = '%s/%s' % (asked[-1], method)
     if answer is not None:
         try:
             out['answer_pid'] = _answer_pid(answer)

@@ -212,6 +212,20 @@ def test_a_shim_with_only_the_v3_task_api_is_asked_again(shim):
     assert services == [b"containerd.task.v2.Task", b"containerd.task.v3.Task"]
 
 
+@pytest.mark.parametrize("mode,answered", [("ok", ["containerd.task.v2.Task"]),
+                                           ("v3only", ["containerd.task.v2.Task", "containerd.task.v3.Task"]),
+                                           ("error", ["containerd.task.v2.Task"])])
+def test_task_call_tells_which_services_it_asked(shim, mode, answered):
+    s = shim(mode)
+    asked = []
+    try:
+        _cri.task_call(s.path, "Connect", "c" * 64, 2.0, asked=asked)
+    except _cri.ShimStatus:
+        assert mode == "error"
+    assert asked == answered
+    assert [dict((n, v) for n, w, v in r)[1].decode() for r in s.requests] == answered
+
+
 @pytest.mark.parametrize("mode,status", [("ok", "running"), ("paused", "paused")])
 def test_task_state_is_what_containerd_keeps(shim, mode, status):
     s = shim(mode)

@@ -163,6 +163,7 @@ def test_a_shim_that_never_answers_is_reported_with_its_threads(tmp_path, server
     r = _shim_probe.probe(fake.proc(), PID, "v2", CID, 0.5, name_of={202: "futex"}.get)
     assert 0.45 <= time.monotonic() - t0 < 3.0
     assert r["answered"] is False and r["elapsed_ms"] >= 450 and "did not answer" in r["error"], r
+    assert r["request"] == "containerd.task.v2.Task/Connect"
     assert r["threads"] == [{"tid": PID, "state": "S", "wchan": "futex_do_wait", "syscall": "futex"},
                             {"tid": PID + 1, "state": "t", "wchan": "ptrace_stop", "syscall": "futex"}]
 
