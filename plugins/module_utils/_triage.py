@@ -590,7 +590,7 @@ def diagnose_container(ctx, container_id, record=None, engine_report=None, setti
     """The diagnosis of one container (see the module docs): causes, chain,
     evidence, action, done (None: triage changes nothing)."""
     settings = settings or Settings()
-    proc, table = ctx.proc, ctx.table
+    proc = ctx.proc
     entry = _engine_entry(engine_report, container_id)
     engine_name = (entry or {}).get('engine') or ('docker' if _docker_reachable(engine_report) else None)
     shim = container_shim(ctx, container_id, record)
