@@ -24,15 +24,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def harness():
-    hz = hdharness.Harness()
+def harness_up(hz):
+    """The body of a harness fixture (``yield from harness_up(...)``): HZ
+    brought up, handed to the tests, and torn down after them, even when
+    bringing it up failed; a teardown that leaves anything behind fails."""
     try:
         hz.up()
         yield hz
     finally:
         errors = hz.down()
         assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def harness():
+    yield from harness_up(hdharness.Harness())
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +47,7 @@ def cri():
     fault runtime as the runc handler's binary), one per test file: brought
     up on first use, torn down when the file's tests are done."""
     from cri.harness import CriHarness  # needs grpc: only the CRI tests pay for it
-    hz = CriHarness()
-    try:
-        hz.up()
-        yield hz
-    finally:
-        errors = hz.down()
-        assert not errors, errors
+    yield from harness_up(CriHarness())
 
 
 @pytest.fixture
