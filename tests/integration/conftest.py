@@ -80,6 +80,16 @@ def release(harness):
     harness.release_all()
 
 
+def row(res, rows, cid):
+    """The row of CID among ROWS ({container id: row} of node_doctor's
+    RES), with what node_doctor saw when there is none."""
+    fact = res["ansible_facts"]["hangdoctor"]
+    keys = ("engines", "hung", "stuck_execs", "suspects", "scan_partial", "scan_partial_reason", "scan_seconds",
+            "scanned_processes")
+    assert cid in rows, dict((k, fact.get(k)) for k in keys)
+    return rows[cid]
+
+
 # ---- running the collection's modules through real Ansible ------------------
 
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 import hdharness
-from conftest import collections_path, run_module
+from conftest import collections_path, row, run_module
 from test_runc_pipe_drain import assert_stuck, new_container
 
 
@@ -108,7 +108,7 @@ def test_pipe_deadlock_is_pipe_full_init_and_engine_lock(harness, release, tmp_p
     assert_stuck(harness, cid, pid)
 
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["pipe_full_init", "engine_lock"], diag
     assert diag["done"] is None
     assert roles(diag)[:2] == ["engine", "shim"] and "runc_init" in roles(diag), roles(diag)
@@ -243,7 +243,7 @@ def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp
     wait_for(lambda: hdharness.proc_state(pid) == "D", 10, "the init to freeze")
 
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["frozen_cgroup"], diag
     ev = diag["evidence"]["frozen_cgroup"]
     assert ev["freezer_state"] == "FROZEN" and ev["engine_paused"] is False, ev
@@ -253,9 +253,9 @@ def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp
 
     # thaw only when asked
     res, rows = node_doctor(harness, tmp_path, [cid], mode="remediate", require_guard="never")
-    assert read(state) == "FROZEN" and rows[cid]["diagnosis"]["done"] is None
+    assert read(state) == "FROZEN" and row(res, rows, cid)["diagnosis"]["done"] is None
     res, rows = node_doctor(harness, tmp_path, [cid], mode="remediate", require_guard="never", thaw=True)
-    assert rows[cid]["diagnosis"]["done"].startswith("thawed"), rows[cid]["diagnosis"]
+    assert row(res, rows, cid)["diagnosis"]["done"].startswith("thawed"), rows[cid]["diagnosis"]
     wait_for(lambda: read(state) == "THAWED", 10, "the thaw")
 
 
@@ -287,7 +287,7 @@ def test_stopped_shim_is_shim_unresponsive(harness, release, tmp_path, stopped, 
     stopped[0].append(shim)
     wait_for(lambda: hdharness.proc_state(shim) == "T", 10, "the shim to stop")
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["shim_unresponsive"], diag
     assert diag["evidence"]["shim_unresponsive"]["pid"] == shim
     # containerd's own record names the stopped process as the container's shim: v1's bundle (the shim's
@@ -350,7 +350,7 @@ def test_stdout_blocked_behind_a_stopped_shim_is_stdio_stall(harness, release, t
     assert fifo in fd_targets(shim), "the shim does not hold the init-stdout FIFO"
     assert fifo in fd_targets(int((harness.dkr / "d.pid").read_text())), "dockerd does not read the FIFO"
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["stdio_stall", "shim_unresponsive"], diag
     (w,) = diag["evidence"]["stdio_stall"]["writers"]
     assert w["pid"] == pid and w["fd"] == 1 and w["queued"] == queued and w["inode"] == inode
@@ -388,14 +388,14 @@ def test_stale_exec_pileup_is_named_and_reaped_only_when_asked(harness, release,
                           and hdharness.proc_comm(p) == "sleep"]) == 3, 20, "three execs")
     time.sleep(5)
     res, rows = node_doctor(harness, tmp_path, [cid], stale_exec_min_age_seconds=5)
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["exec_pileup"], diag
     assert diag["evidence"]["exec_pileup"]["count"] == 3
     assert all(os.path.exists("/proc/%d" % p) for p in execs), "detect reaps nothing"
 
     res, rows = node_doctor(harness, tmp_path, [cid], stale_exec_min_age_seconds=5, mode="remediate",
                             require_guard="never", reap_stale_execs=True)
-    assert rows[cid]["diagnosis"]["done"].startswith("reaped 3"), rows[cid]["diagnosis"]
+    assert row(res, rows, cid)["diagnosis"]["done"].startswith("reaped 3"), rows[cid]["diagnosis"]
     wait_for(lambda: not any(os.path.exists("/proc/%d" % p) for p in execs), 10, "the reap")
     assert hdharness.proc_state(init) in ("S", "R"), "the container's own process is left alone"
     assert harness.inspect_answers(cid, timeout=3.0)
@@ -428,7 +428,7 @@ def test_process_on_a_fuse_mount_that_never_answers_is_uninterruptible_io(harnes
     assert hdharness.proc_state(cat[0]) == "D"
 
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["uninterruptible_io"], diag
     (p,) = diag["evidence"]["uninterruptible_io"]["processes"]
     assert p["pid"] == cat[0] and p["comm"] == "cat" and p["wchan"], p
@@ -454,7 +454,7 @@ def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_
 
         # node_doctor asks the engine about running containers only: this one is "created"
         res, rows = node_doctor(harness, tmp_path, [cid])
-        diag = rows[cid]["diagnosis"]
+        diag = row(res, rows, cid)["diagnosis"]
         assert diag["causes"] == ["exec_fifo_wait"], diag
         (ev,) = diag["evidence"]["exec_fifo_wait"]["runc_init"]
         assert ev["pid"] == init[0]

@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 import hdharness
-from conftest import collections_path, run_module
+from conftest import collections_path, row, run_module
 from cri.harness import IMAGE
 from test_cri import assert_really_stuck, cri_env
 
@@ -78,15 +78,6 @@ def doctor(cri, cids, **over):
     res, dummy = run_module("node_doctor", args, env=cri_env(cri))
     assert res["_status"] in ("SUCCESS", "CHANGED"), res
     return res, dict((r["container_id"], r) for r in res["ansible_facts"]["hangdoctor"]["containers"])
-
-
-def row(res, rows, cid):
-    """The row of CID, with what node_doctor saw when there is none."""
-    fact = res["ansible_facts"]["hangdoctor"]
-    keys = ("engines", "hung", "stuck_execs", "suspects", "scan_partial", "scan_partial_reason", "scan_seconds",
-            "scanned_processes")
-    assert cid in rows, dict((k, fact.get(k)) for k in keys)
-    return rows[cid]
 
 
 def assert_sandbox_never_named(pod, rows):
