@@ -292,56 +292,18 @@ def test_an_address_no_connection_is_made_to_proves_nothing():
 
 
 def test_a_full_listen_backlog_is_not_answering(tmp_path):
-    import errno
     path = str(tmp_path / "full.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(0)  # a stopped shim: accepts nothing
-    held = []
-    try:
-        while True:
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.setblocking(False)
-            try:
-                c.connect(path)
-            except OSError as e:
-                c.close()
-                assert e.errno == errno.EAGAIN
-                break
-            held.append(c)
+    with ttrpc.full_backlog(path):  # a stopped shim: accepts nothing
         res = _cri.probe_tasks([{"id": "x", "shim_address": path}], timeout=0.5)
         assert res["x"]["responsive"] is False and "backlog" in res["x"]["error"], res
         assert _cri.task_answers({"id": "x" * 64, "shim_address": path}, 0.5)[0] is False
-    finally:
-        for c in held:
-            c.close()
-        srv.close()
 
 
 def test_a_containerd_whose_backlog_is_full_is_there_and_not_answering(tmp_path):
-    import errno
     path = str(tmp_path / "containerd.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(0)
-    held = []
-    try:
-        while True:
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.setblocking(False)
-            try:
-                c.connect(path)
-            except OSError as e:
-                c.close()
-                assert e.errno == errno.EAGAIN
-                break
-            held.append(c)
+    with ttrpc.full_backlog(path):
         st = _cri.engine_status(path, timeout=0.5)
         assert st["present"] is True and st["reachable"] is False and "backlog" in st["error"], st
-    finally:
-        for c in held:
-            c.close()
-        srv.close()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     os.unlink(path)
     srv.bind(path)

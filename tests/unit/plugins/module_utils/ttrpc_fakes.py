@@ -2,6 +2,8 @@
 _shim_probe.  Frames are built here from ttrpc's framing (a 10-byte header:
 length, stream id, type, flags; big endian), not by _cri, so the tests check
 _cri's own framing against them."""
+import contextlib
+import errno
 import socket
 import struct
 import threading
@@ -91,3 +93,29 @@ def fixture_of(make):
     yield make_one
     for s in made:
         s.close()
+
+
+@contextlib.contextmanager
+def full_backlog(path):
+    """A unix socket at PATH that accepts nothing (a stopped shim or
+    containerd), its listen backlog filled until a connect says EAGAIN."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(0)
+    held = []
+    try:
+        while True:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except OSError as e:
+                c.close()
+                assert e.errno == errno.EAGAIN
+                break
+            held.append(c)
+        yield srv
+    finally:
+        for c in held:
+            c.close()
+        srv.close()
