@@ -80,6 +80,23 @@ def release(harness):
     harness.release_all()
 
 
+def wait_for(cond, timeout, what):
+    """COND()'s first true value within TIMEOUT seconds (asked every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def read(path):
+    """The text of a small file (a cgroup's freezer.state), stripped."""
+    with open(path) as f:
+        return f.read().strip()
+
+
 def row(res, rows, cid):
     """The row of CID among ROWS ({container id: row} of node_doctor's
     RES), with what node_doctor saw when there is none."""

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 import hdharness
-from conftest import collections_path, row, run_module
+from conftest import collections_path, read, row, run_module, wait_for
 from test_runc_pipe_drain import assert_stuck, new_container
 
 
@@ -157,21 +157,6 @@ def shim_of(cid):
     shim = hdharness.proc_ppid(pid)
     assert hdharness.proc_comm(shim).startswith("containerd-shim"), hdharness.proc_comm(shim)
     return shim
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
 
 
 def runtime(layout):
@@ -436,6 +421,13 @@ def test_process_on_a_fuse_mount_that_never_answers_is_uninterruptible_io(harnes
     assert "nothing is safe" in diag["action"]
 
 
+def fifo_inits(cid):
+    """The runc inits of CID waiting to open its exec.fifo (a start the fault runtime holds)."""
+    return [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
+            and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
+            and cid in open("/proc/%d/cgroup" % p).read()]
+
+
 @pytest.mark.parametrize("layout", ["v2", "v1"])
 def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_path, layout):
     name = "triage-fifo-%s-%d" % (layout, os.getpid())
@@ -445,9 +437,7 @@ def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_
     starter = harness.docker_bg("start", cid)
     try:
         # the hang is real: a runc init of the container waits opening exec.fifo under its shim
-        init = wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
-                                 and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
-                                 and cid in open("/proc/%d/cgroup" % p).read()], 30, "runc init on exec.fifo")
+        init = wait_for(lambda: fifo_inits(cid), 30, "runc init on exec.fifo")
         assert not harness.inspect_answers(cid, timeout=1.0)
         shim = hdharness.proc_ppid(init[0])
         assert shim_exe(shim) == ("containerd-shim" if layout == "v1" else "containerd-shim-runc-v2"), shim
@@ -487,9 +477,7 @@ def test_decoy_slow_but_answering_inspect_is_not_engine_lock(harness, release, t
     harness.hold_start(cid)
     starter = harness.docker_bg("start", cid)
     try:
-        wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
-                          and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
-                          and cid in open("/proc/%d/cgroup" % p).read()], 30, "the held start")
+        wait_for(lambda: fifo_inits(cid), 30, "the held start")
 
         # released 4 s after the module's own process started (ansible takes seconds to get there); the
         # module of this test only (a descendant of this process), not one another run on the machine started

@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 import hdharness
-from conftest import collections_path, row, run_module
+from conftest import collections_path, read, row, run_module, wait_for
 from cri.harness import IMAGE
 from test_cri import assert_really_stuck, cri_env
 
@@ -54,21 +54,6 @@ def freezer_state_file(pid):
             if "freezer" in ctl.split(","):
                 return "/sys/fs/cgroup/freezer%s/freezer.state" % path
     raise AssertionError("no freezer cgroup")
-
-
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def doctor(cri, cids, **over):
