@@ -41,7 +41,7 @@ import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_scan
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError, read_regular_file, same_inode
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError, read_regular_file
 
 V2_SERVICE = _cri.TASK_SERVICE
 V3_SERVICE = _cri.TASK_SERVICE_V3
@@ -136,9 +136,7 @@ def _dial(proc, pid, path):
     the shim sees it."""
     if path.startswith('@'):
         return '\0' + path[1:]
-    if proc.root == '/proc' and same_inode(proc.path(pid, 'root'), '/'):
-        return path
-    return proc.host_view(pid, path)
+    return _shim_scan._view(proc, pid, path)
 
 
 class ProbeError(_cri.CriError):
