@@ -76,3 +76,41 @@ def test_remediate_role_hands_thaw_and_reap_to_node_doctor_and_keeps_them_off_by
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     args = node_doctor_result(r, "remediate")["invocation"]["module_args"]
     assert (args["thaw"], args["reap_stale_execs"], args["scan_method"]) == (False, False, "auto")
+
+
+def test_every_shape_of_role_variable_reaches_node_doctor_as_ansible_templates_it(tmp_path):
+    """node_doctor's action plugin takes a role variable whose value needs no
+    templating as it is (no Jinja compile per argument and host); every other
+    shape still goes through Ansible's templating.  Each shape here must reach
+    the module with the value and type Ansible's own templating gives."""
+    extra = {
+        # plain values of each type the role hands over
+        "hangdoctor_inspect_timeout": 2.5, "hangdoctor_pileup_min_count": 9, "hangdoctor_scan_method": "full",
+        "hangdoctor_container_ids": ["fffffffffff0", "fffffffffff1"],
+        # a value that is itself a template, a filter, a template inside a list
+        "hd_dir": str(tmp_path), "hd_n": 4,
+        "hangdoctor_docker_host": "unix://{{ hd_dir }}/none.sock",
+        "hangdoctor_stale_exec_min_age_seconds": "{{ hd_n * 10 }}",
+        "hangdoctor_engines": ["{{ 'doc' ~ 'ker' }}"],
+        # a string that merely holds a brace is still a string
+        "hangdoctor_metrics_file": "hd-{x}.prom", "hangdoctor_metrics_dir": "",
+    }
+    r = play(tmp_path, "detect", extra)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    args = node_doctor_result(r, "detect")["invocation"]["module_args"]
+    assert args["inspect_timeout"] == 2.5 and args["pileup_min_count"] == 9 and args["scan_method"] == "full"
+    assert args["container_ids"] == ["fffffffffff0", "fffffffffff1"]
+    assert args["docker_host"] == "unix://%s/none.sock" % tmp_path
+    assert args["stale_exec_min_age_seconds"] == 40
+    assert args["engines"] == ["docker"]
+    assert args["metrics_file"] == "hd-{x}.prom"
+    # role defaults, plain values all: as the role's defaults file says
+    assert args["triage"] is True and args["shim_probe_timeout"] == 2 and args["check_engine"] is False
+    # an undefined variable fails the way Ansible's templating fails
+    (tmp_path / "undef.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - hangdoctor.runtime.node_doctor:\n"
+        "        proc_root: '{{ hd_not_defined }}'\n")
+    r = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(tmp_path / "undef.yml"),
+                        "-e", json.dumps({"ansible_python_interpreter": sys.executable})],
+                       capture_output=True, text=True, timeout=600, env=ansible_env(), check=False)
+    assert r.returncode != 0 and "hd_not_defined" in r.stdout + r.stderr, r.stdout[-4000:]
