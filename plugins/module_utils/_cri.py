@@ -588,6 +588,18 @@ def list_tasks(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, 
     return out
 
 
+def _bundle_task(bundle, dial_prefix):
+    """The task of BUNDLE from its ``address`` and ``init.pid`` files (no
+    pod metadata), or None when it has no shim address."""
+    raw = _read_bundle_file(os.path.join(bundle, 'address'), MAX_ADDRESS_BYTES)
+    if not raw:
+        return None
+    init_pid = (_read_bundle_file(os.path.join(bundle, 'init.pid'), 32) or b'').strip()
+    shim_address = raw.decode('utf-8', 'replace').strip()
+    return {'id': os.path.basename(bundle), 'bundle': bundle, 'shim_address': shim_address,
+            'dial': _dial(dial_prefix, shim_address), 'init_pid': int(init_pid) if init_pid.isdigit() else None}
+
+
 def _walk_bundles(roots, dial, out):
     """Append the task of every bundle under ROOTS to OUT (read in the calling
     thread: list_tasks bounds the whole walk)."""
@@ -601,8 +613,8 @@ def _walk_bundles(roots, dial, out):
             if cid in seen:
                 continue
             bundle = os.path.join(root, cid)
-            raw = _read_bundle_file(os.path.join(bundle, 'address'), MAX_ADDRESS_BYTES)
-            if not raw:
+            task = _bundle_task(bundle, dial.get(root))
+            if task is None:
                 continue
             seen.add(cid)
             try:
@@ -610,24 +622,18 @@ def _walk_bundles(roots, dial, out):
                                   or b'{}').decode('utf-8', 'replace'))
             except ValueError:
                 cfg = {}
-            init_pid = (_read_bundle_file(os.path.join(bundle, 'init.pid'), 32) or b'').strip()
             ann = cfg.get('annotations') if isinstance(cfg, dict) else None
             ann = ann if isinstance(ann, dict) else {}
             pod = pod_from_mapping(ann)
             ctype = ann.get(CONTAINER_TYPE_KEY)
-            shim_address = raw.decode('utf-8', 'replace').strip()
-            out.append({
-                'id': cid,
-                'bundle': bundle,
-                'shim_address': shim_address,
-                'dial': _dial(dial.get(root), shim_address),
+            task.update({
                 'type': ctype if isinstance(ctype, str) else None,
                 'pod_sandbox_id': ann.get(SANDBOX_ID_KEY) if isinstance(ann.get(SANDBOX_ID_KEY), str) else None,
                 'pod_namespace': pod['namespace'],
                 'pod_name': pod['name'],
                 'container_name': pod['container'],
-                'init_pid': int(init_pid) if init_pid.isdigit() else None,
             })
+            out.append(task)
 
 
 # ---- the daemon -------------------------------------------------------------
@@ -830,6 +836,60 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=
     return pool.collect([t['id'] for t in tasks], _no_result)
 
 
+_DEADLINE_ERRORS = ('probe cut short by the overall deadline', 'not probed: the overall deadline passed first',
+                    'no result by the overall deadline')
+
+
+class _EarlyProbes(object):
+    """The shims with an exec in flight (BUSY bundles), each asked about the
+    task of its own bundle (a pod's sandbox under CRI) the moment the process
+    table has shown them, in a thread of its own, while the bundles of every
+    task are still being read.  On a loaded node that walk can take the half
+    second of slack the overall deadline leaves, and a sick pod's call then
+    starts too late to use its whole timeout."""
+
+    def __init__(self, bundles, dial, timeout, deadline):
+        self.tasks = [t for t in (_bundle_task(b, dial.get(os.path.dirname(b))) for b in sorted(bundles)) if t]
+        self.result = {}
+        self.thread = None
+        if self.tasks:
+            # no shim here is quiet (each has a runc child): Pids, the call a stuck exec blocks
+            self.thread = threading.Thread(target=lambda: self.result.update(
+                probe_tasks(self.tasks, timeout, len(self.tasks), deadline, call=_task_call(set()))), name='early-probes')
+            self.thread.daemon = True
+            self.thread.start()
+
+    def join(self, deadline):
+        if self.thread is not None:
+            self.thread.join(max(0.0, deadline + 0.1 - time.monotonic()))
+        return dict(self.result)
+
+
+def merge_early(probes, tasks, early_tasks, early, timeout):
+    """PROBES ({id: probe}) with the EARLY answers of EARLY_TASKS added, and
+    each task whose own call the overall deadline cut short marked not
+    answering when its shim (same address) let an early call go its whole
+    TIMEOUT without an answer: every task call of that container goes to that
+    shim, and the error says which call proved it."""
+    out = dict(probes)
+    silent = {}
+    for t in early_tasks:
+        r = early.get(t['id']) or _no_result(t['id'])
+        out.setdefault(t['id'], r)
+        if r['responsive'] is False:
+            silent.setdefault(t['shim_address'], t['id'])
+    for t in tasks:
+        r = out.get(t['id'])
+        first = silent.get(t.get('shim_address'))
+        if first is None or r is None or r['responsive'] is not None or not (r.get('error') or '').startswith(
+                _DEADLINE_ERRORS):
+            continue
+        out[t['id']] = dict(r, responsive=False, error=(
+            'its shim did not answer task pids (task %s) within %.1fs; this container\'s own call: %s' % (
+                first[:12], timeout, r['error'])))
+    return out
+
+
 def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMESPACE, timeout=5.0,
                      concurrency=16, container_ids=None, deadline=None, include_sandboxes=False,
                      proc_root='/proc'):
@@ -859,6 +919,7 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
     shims = scan_shims(address, namespace, proc_root, containerd_pid=containerd_pid)
     if shims['refused']:
         engine['refused_shims'] = shims['refused']
+    early = _EarlyProbes(() if container_ids else shims['busy'], shims['dial'], timeout, deadline)
     walk = {}
     tasks = list_tasks(address, namespace, proc_root, roots=shims['roots'], dial=shims['dial'], status=walk)
     if not walk.get('complete', True):
@@ -871,7 +932,10 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
     if container_ids:
         wanted = set(container_ids)
         tasks = [t for t in tasks if t['id'] in wanted or any(t['id'].startswith(w) for w in wanted)]
-    probes = probe_tasks(tasks, timeout, concurrency, deadline, first=busy, call=_task_call(quiet))
+    asked = set(t['id'] for t in early.tasks)
+    probes = probe_tasks([t for t in tasks if t['id'] not in asked], timeout, concurrency, deadline, first=busy,
+                         call=_task_call(quiet))
+    probes = merge_early(probes, tasks, early.tasks, early.join(deadline), timeout)
     for t in tasks:
         c = {'id': t['id'], 'name': t['container_name'] or t['id'][:12], 'engine': 'containerd',
              'pod_namespace': t['pod_namespace'], 'pod_name': t['pod_name'], 'container_name': t['container_name'],

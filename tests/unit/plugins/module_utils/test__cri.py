@@ -273,6 +273,37 @@ def test_busy_shims_are_asked_first_and_get_their_whole_timeout(shim, tmp_path):
             h.close()
 
 
+def test_a_busy_shim_is_asked_before_the_walk_and_speaks_for_its_pods_cut_short_calls(shim, tmp_path):
+    """A shim with an exec in flight is asked about its own bundle's task at
+    once; a container of the same shim whose own call came too late to use
+    its whole timeout is not answering, and says which call proved it."""
+    never, ok = shim("never"), shim("ok")
+    bundles = []
+    for name, s in (("sandbox", never), ("other", ok)):
+        b = tmp_path / "k8s.io" / name
+        b.mkdir(parents=True)
+        (b / "address").write_text("unix://" + s.path)
+        (b / "init.pid").write_text("4242")
+        bundles.append(str(b))
+    t0 = time.monotonic()
+    early = _cri._EarlyProbes(bundles, {}, 1.0, t0 + 1.5)
+    assert [t["id"] for t in early.tasks] == ["other", "sandbox"] and early.tasks[1]["init_pid"] == 4242
+    res = early.join(t0 + 1.5)
+    assert res["sandbox"]["responsive"] is False and res["other"]["responsive"] is True, res
+    assert time.monotonic() - t0 < 1.6
+    cut = {"responsive": None, "latency_ms": 400, "error": "probe cut short by the overall deadline after 0.4s"}
+    tasks = [{"id": "app", "shim_address": "unix://" + never.path}, {"id": "late", "shim_address": "unix://" + ok.path},
+             {"id": "gone", "shim_address": "unix://" + never.path}]
+    probes = {"app": cut, "late": cut, "gone": {"responsive": None, "latency_ms": 1, "error": "connection reset"}}
+    merged = _cri.merge_early(probes, tasks, early.tasks, res, 1.0)
+    assert merged["app"]["responsive"] is False and "task sandbox" in merged["app"]["error"] and "cut short" in merged["app"]["error"]
+    # an answering shim proves nothing about a cut-short call; nor does a silent one about a reset
+    assert merged["late"] == cut and merged["gone"]["responsive"] is None
+    assert merged["sandbox"] == res["sandbox"] and merged["other"] == res["other"]
+    # a task the early thread left without a result is undecided, never missing
+    assert _cri.merge_early({}, [], early.tasks, {}, 1.0)["sandbox"]["responsive"] is None
+
+
 @pytest.mark.parametrize("mode", ["http", "garbage"])
 def test_an_answer_that_is_not_ttrpc_proves_nothing(shim, mode):
     s = shim(mode)
