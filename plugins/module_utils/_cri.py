@@ -935,7 +935,7 @@ def hung_task_report(address=DEFAULT_CONTAINERD_ADDRESS, namespace=DEFAULT_NAMES
     asked = set(t['id'] for t in early.tasks)
     probes = probe_tasks([t for t in tasks if t['id'] not in asked], timeout, concurrency, deadline, first=busy,
                          call=_task_call(quiet))
-    probes = merge_early(probes, tasks, early.tasks, early.join(deadline), timeout)
+    probes = merge_early(probes, tasks, early.tasks, early.join(deadline), timeout=timeout)
     for t in tasks:
         c = {'id': t['id'], 'name': t['container_name'] or t['id'][:12], 'engine': 'containerd',
              'pod_namespace': t['pod_namespace'], 'pod_name': t['pod_name'], 'container_name': t['container_name'],
