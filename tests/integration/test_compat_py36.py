@@ -46,3 +46,25 @@ def test_detect_and_drain_with_ansible_core_216_and_python36(harness, release, t
     decoys.check_nothing_lost(harness, entry, pid, tally)
     exec_proc.wait(timeout=10)
     assert harness.inspect_answers(cid, timeout=2.0)
+
+
+def test_the_detect_role_runs_node_doctor_through_its_action_plugin_on_ansible_core_216(compat, tmp_path):
+    """node_doctor has an action plugin; ansible-core 2.16 has no per-argument
+    hook, so every role argument is templated the old way there: the role
+    works and the values arrive."""
+    import json
+    import subprocess
+    from conftest import ansible_env
+    evars = {"ansible_python_interpreter": compat["python"], "hangdoctor_check_engine": False,
+             "hangdoctor_container_ids": ["fffffffffff0"], "hangdoctor_metrics_dir": "", "hangdoctor_become": False,
+             "hangdoctor_confirm_interval": 0.1, "hangdoctor_report_dir": str(tmp_path / "reports"),
+             "hd_n": 3, "hangdoctor_pileup_min_count": "{{ hd_n + 4 }}", "hangdoctor_scan_method": "full"}
+    playbook = os.path.join(os.path.dirname(compat["ansible_bin"]), "ansible-playbook")
+    r = subprocess.run([playbook, "-vvv", "-i", "localhost,", "-c", "local", "hangdoctor.runtime.detect",
+                        "-e", json.dumps(evars)], capture_output=True, text=True, timeout=600, env=ansible_env(), check=False)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    task = r.stdout.index("TASK [hangdoctor.runtime.detect : Check the node")
+    start = r.stdout.index("[localhost] => ", task) + len("[localhost] => ")
+    res = json.JSONDecoder().raw_decode(r.stdout[start:])[0]
+    args = res["invocation"]["module_args"]
+    assert (args["pileup_min_count"], args["scan_method"], args["container_ids"]) == (7, "full", ["fffffffffff0"]), args
