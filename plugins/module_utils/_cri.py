@@ -305,17 +305,22 @@ def _recv_exact(sock, n, deadline, what):
     return bytes(buf)
 
 
-def task_call(address, method, container_id, timeout, dial=None):
+def task_call(address, method, container_id, timeout, dial=None, asked=None):
     """The answer of the shim's task METHOD for CONTAINER_ID (its request's
     field 1), asked of the v2 task service and, when the shim does not know
-    it, of the v3 one, both within TIMEOUT."""
+    it, of the v3 one, both within TIMEOUT.  ASKED, a list when given, gets
+    each service as it is asked (its last one is the service that answered,
+    or that failed)."""
     deadline = time.monotonic() + float(timeout)
+    asked = [] if asked is None else asked
+    asked.append(TASK_SERVICE)
     try:
         return ttrpc_call(address, method, _field_bytes(1, container_id), timeout, dial=dial)
     except ShimStatus as e:
         if e.code != GRPC_UNIMPLEMENTED:
             raise
     # an unknown service is answered at once, stuck or not: ask the v3 API
+    asked.append(TASK_SERVICE_V3)
     return ttrpc_call(address, method, _field_bytes(1, container_id),
                       max(0.001, deadline - time.monotonic()), service=TASK_SERVICE_V3, dial=dial)
 

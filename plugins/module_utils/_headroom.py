@@ -20,7 +20,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError, read_regular_file
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _runtime_tree
 
 _ID_IN_PATH = re.compile(r'([0-9a-f]{64})(?:\.scope)?$')
@@ -56,15 +56,9 @@ def container_id_of(path):
 def _read_value(path):
     """The first line of a cgroup file, or None."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0))
-    except OSError:
+        return read_regular_file(path, MAX_CGROUP_FILE, None, truncate=True).decode('ascii', 'replace')
+    except (ProcError, OSError):
         return None
-    try:
-        return os.read(fd, MAX_CGROUP_FILE).decode('ascii', 'replace')
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _int(text):
@@ -251,11 +245,10 @@ def containers(proc, table, cgroup_root='/sys/fs/cgroup', cmdline_timeout=1.0):
         for child in table.children(shim):
             if _runtime_tree.is_runc_comm(table.comm(child)) or table.comm(child) in _runtime_tree.RUNC_INIT_COMMS:
                 continue  # a runc exec / runc init of an exec, not a container
-            try:
-                with open(proc.path(child, 'cgroup')) as f:
-                    cg = parse_proc_cgroup(f.read(MAX_CGROUP_FILE))
-            except (IOError, OSError):
+            raw = proc.read_small(child, 'cgroup', MAX_CGROUP_FILE)
+            if raw is None:
                 continue
+            cg = parse_proc_cgroup(raw.decode('utf-8', 'replace'))
             cid = container_id_of(cg.get('pids') or cg.get('memory') or cg.get('v2'))
             if not cid or cid in seen:
                 continue

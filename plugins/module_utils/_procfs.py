@@ -306,6 +306,16 @@ class Proc(object):
     def fdinfo(self, pid, fd):
         return parse_fdinfo(_read(self.path(pid, 'fdinfo', fd)))
 
+    def read_small(self, pid, name, max_bytes):
+        """The first MAX_BYTES of /proc/PID/NAME (bytes), or None when it
+        cannot be read.  For files whose text a workload shapes (its cgroup
+        paths) or of unknown size: ``read_regular_file``'s checks, in the
+        calling thread."""
+        try:
+            return read_regular_file(self.path(pid, name), max_bytes, None, truncate=True)
+        except (ProcError, OSError):
+            return None
+
     def cwd(self, pid):
         try:
             return os.readlink(self.path(pid, 'cwd'))

@@ -432,16 +432,7 @@ def shim_pids(table):
 
 def _cgroup_key(proc, pid, limit=16384):
     """/proc/PID/cgroup as one string (kernel text, bounded), or None."""
-    try:
-        fd = os.open(proc.path(pid, 'cgroup'), os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0) | getattr(os, 'O_NOFOLLOW', 0))
-    except OSError:
-        return None
-    try:
-        return os.read(fd, limit)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return proc.read_small(pid, 'cgroup', limit)
 
 
 def late_children(table, shim, min_after=100):

@@ -40,14 +40,13 @@ import os
 import time
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
-from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError, read_regular_file, same_inode
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_scan
+from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import ProcError, read_regular_file
 
 V2_SERVICE = _cri.TASK_SERVICE
 V3_SERVICE = _cri.TASK_SERVICE_V3
 V1_SERVICE = 'containerd.runtime.linux.shim.v1.Shim'
-LISTENING = 0x10000  # __SO_ACCEPTCON in /proc/net/unix's Flags
 MAX_FDS = 4096
-MAX_NET_UNIX_BYTES = 32 * 1024 * 1024
 MAX_ADDRESS_BYTES = 4096
 MAX_THREADS = 64
 READ_TIMEOUT = 1.0
@@ -73,32 +72,13 @@ def _socket_inodes(proc, pid):
     return out
 
 
-def parse_net_unix(data, inodes=None):
-    """{inode: path} of the listening sockets in a /proc/net/unix table
-    (DATA: bytes), only those in INODES when given; abstract names start
-    with ``@``."""
-    out = {}
-    for line in data.decode('utf-8', 'replace').splitlines()[1:]:
-        fields = line.split(None, 7)
-        if len(fields) < 8:
-            continue
-        try:
-            flags, inode = int(fields[3], 16), int(fields[6])
-        except ValueError:
-            continue
-        if flags & LISTENING and (inodes is None or inode in inodes):
-            out[inode] = fields[7].strip()
-    return out
-
-
 def listeners(proc, pid):
     """{inode: path} of the unix sockets PID listens on: listening sockets of
     its network namespace's table whose inode is one of its fds."""
     inodes = _socket_inodes(proc, pid)
     if not inodes:
         return {}
-    data = read_regular_file(proc.path(pid, 'net', 'unix'), MAX_NET_UNIX_BYTES, READ_TIMEOUT, truncate=True)
-    return parse_net_unix(data, inodes)
+    return dict(_shim_scan.parse_net_unix(_shim_scan.read_net_unix(proc, pid, READ_TIMEOUT), inodes))
 
 
 def _address_file(proc, pid):
@@ -156,9 +136,7 @@ def _dial(proc, pid, path):
     the shim sees it."""
     if path.startswith('@'):
         return '\0' + path[1:]
-    if proc.root == '/proc' and same_inode(proc.path(pid, 'root'), '/'):
-        return path
-    return proc.host_view(pid, path)
+    return _shim_scan._view(proc, pid, path)
 
 
 class ProbeError(_cri.CriError):
@@ -224,24 +202,17 @@ def probe(proc, pid, version, container_id, timeout, name_of=None):
         return out
     out['socket'], out['how'] = path, how
     dial = _dial(proc, pid, path)
-    if version == 'v1':
-        service, method, payload = V1_SERVICE, 'ShimInfo', b''
-    else:
-        service, method, payload = V2_SERVICE, 'Connect', _cri._field_bytes(1, container_id or '')
-    out['request'] = '%s/%s' % (service, method)
+    method = 'ShimInfo' if version == 'v1' else 'Connect'
+    asked = []
     t0 = time.monotonic()
-    deadline = t0 + float(timeout)
     answer = None
     try:
-        try:
-            answer = _cri.ttrpc_call(path, method, payload, timeout, service=service, dial=dial)
-        except _cri.ShimStatus as e:
-            if service != V2_SERVICE or e.code != _cri.GRPC_UNIMPLEMENTED:
-                raise
-            service = V3_SERVICE
-            out['request'] = '%s/%s' % (service, method)
-            answer = _cri.ttrpc_call(path, method, payload, max(0.001, deadline - time.monotonic()),
-                                     service=service, dial=dial)
+        if version == 'v1':
+            asked.append(V1_SERVICE)
+            answer = _cri.ttrpc_call(path, method, b'', timeout, service=V1_SERVICE, dial=dial)
+        else:
+            # the v2 task service, then v3 when the shim does not know v2
+            answer = _cri.task_call(path, method, container_id or '', timeout, dial=dial, asked=asked)
         out['answered'] = True
     except _cri.ShimTimeout as e:
         out['answered'] = False
@@ -252,6 +223,7 @@ def probe(proc, pid, version, container_id, timeout, name_of=None):
     except _cri.CriError as e:
         out['error'] = str(e)
     out['elapsed_ms'] = int(round((time.monotonic() - t0) * 1000))
+    out['request'] = '%s/%s' % (asked[-1], method)
     if answer is not None:
         try:
             out['answer_pid'] = _answer_pid(answer)

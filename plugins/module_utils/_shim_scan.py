@@ -113,15 +113,12 @@ def _small(path):
         return None
 
 
-def listening_unix(proc):
-    """Paths of the listening unix sockets of the host's network namespace
-    (``PROC/1/net/unix``; abstract names start with ``@``), or None when
-    the table cannot be read."""
-    try:
-        data = read_regular_file(proc.path(1, 'net', 'unix'), MAX_NET_UNIX_BYTES, None, truncate=True)
-    except (ProcError, IOError, OSError):
-        return None
-    out = set()
+def parse_net_unix(data, inodes=None):
+    """[(inode, path)] of the listening sockets (flag ``__SO_ACCEPTCON``) in a
+    ``/proc/net/unix`` table (DATA: bytes), only those whose inode is in
+    INODES when given; abstract names start with ``@``; INODE is None where
+    the field is not a number (such a line never matches INODES)."""
+    out = []
     for line in data.decode('utf-8', 'replace').splitlines()[1:]:
         fields = line.split(None, 7)
         if len(fields) < 8:
@@ -130,9 +127,32 @@ def listening_unix(proc):
             flags = int(fields[3], 16)
         except ValueError:
             continue
-        if flags & LISTENING:
-            out.add(fields[7].strip())
+        if not flags & LISTENING:
+            continue
+        try:
+            inode = int(fields[6])
+        except ValueError:
+            inode = None
+        if inodes is None or inode in inodes:
+            out.append((inode, fields[7].strip()))
     return out
+
+
+def read_net_unix(proc, pid, timeout=None):
+    """The first MAX_NET_UNIX_BYTES of PID's network namespace's unix socket
+    table (bytes; TIMEOUT as ``read_regular_file``'s).  Raises ProcError."""
+    return read_regular_file(proc.path(pid, 'net', 'unix'), MAX_NET_UNIX_BYTES, timeout, truncate=True)
+
+
+def listening_unix(proc):
+    """Paths of the listening unix sockets of the host's network namespace
+    (``PROC/1/net/unix``; abstract names start with ``@``), or None when
+    the table cannot be read."""
+    try:
+        data = read_net_unix(proc, 1)
+    except (ProcError, IOError, OSError):
+        return None
+    return set(path for dummy, path in parse_net_unix(data))
 
 
 def shim_sockets(listening):

@@ -199,17 +199,8 @@ def _shim_above(table, pid, shims, depth=6):
 # ---- reading one process ---------------------------------------------------
 
 def _read_bounded(proc, pid, name, max_bytes):
-    path = proc.path(pid, name)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0) | getattr(os, 'O_NOFOLLOW', 0))
-    except OSError:
-        return None
-    try:
-        return os.read(fd, max_bytes).decode('utf-8', 'replace')
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    raw = proc.read_small(pid, name, max_bytes)
+    return None if raw is None else raw.decode('utf-8', 'replace')
 
 
 def kernel_stack(proc, pid):
@@ -599,7 +590,7 @@ def diagnose_container(ctx, container_id, record=None, engine_report=None, setti
     """The diagnosis of one container (see the module docs): causes, chain,
     evidence, action, done (None: triage changes nothing)."""
     settings = settings or Settings()
-    proc, table = ctx.proc, ctx.table
+    proc = ctx.proc
     entry = _engine_entry(engine_report, container_id)
     engine_name = (entry or {}).get('engine') or ('docker' if _docker_reachable(engine_report) else None)
     shim = container_shim(ctx, container_id, record)

@@ -24,15 +24,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def harness():
-    hz = hdharness.Harness()
+def harness_up(hz):
+    """The body of a harness fixture (``yield from harness_up(...)``): HZ
+    brought up, handed to the tests, and torn down after them, even when
+    bringing it up failed; a teardown that leaves anything behind fails."""
     try:
         hz.up()
         yield hz
     finally:
         errors = hz.down()
         assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def harness():
+    yield from harness_up(hdharness.Harness())
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +47,7 @@ def cri():
     fault runtime as the runc handler's binary), one per test file: brought
     up on first use, torn down when the file's tests are done."""
     from cri.harness import CriHarness  # needs grpc: only the CRI tests pay for it
-    hz = CriHarness()
-    try:
-        hz.up()
-        yield hz
-    finally:
-        errors = hz.down()
-        assert not errors, errors
+    yield from harness_up(CriHarness())
 
 
 @pytest.fixture
@@ -78,6 +78,33 @@ def release(harness):
     """Undo every hang a test left behind, even when it failed half way."""
     yield harness
     harness.release_all()
+
+
+def wait_for(cond, timeout, what):
+    """COND()'s first true value within TIMEOUT seconds (asked every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def read(path):
+    """The text of a small file (a cgroup's freezer.state), stripped."""
+    with open(path) as f:
+        return f.read().strip()
+
+
+def row(res, rows, cid):
+    """The row of CID among ROWS ({container id: row} of node_doctor's
+    RES), with what node_doctor saw when there is none."""
+    fact = res["ansible_facts"]["hangdoctor"]
+    keys = ("engines", "hung", "stuck_execs", "suspects", "scan_partial", "scan_partial_reason", "scan_seconds",
+            "scanned_processes")
+    assert cid in rows, dict((k, fact.get(k)) for k in keys)
+    return rows[cid]
 
 
 # ---- running the collection's modules through real Ansible ------------------

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import hdharness
-from conftest import collections_path
+from conftest import collections_path, harness_up
 from test_runc_pipe_drain import evidence_body, new_container
 
 sys.path.insert(0, collections_path())
@@ -71,13 +71,7 @@ def test_v1_shim_without_shim_debug_is_not_signalled_and_says_why(harness, tmp_p
 @pytest.fixture(scope="module")
 def debug_harness():
     """A second harness whose containerd runs its v1 shims with shim_debug = true."""
-    hz = hdharness.Harness(shim_debug=True)
-    try:
-        hz.up()
-        yield hz
-    finally:
-        errors = hz.down()
-        assert not errors, errors
+    yield from harness_up(hdharness.Harness(shim_debug=True))
 
 
 def test_v1_shim_with_shim_debug_dump_is_collected_from_containerds_log(debug_harness, tmp_path):

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 import hdharness
-from conftest import collections_path, run_module
+from conftest import collections_path, read, row, run_module, wait_for
 from test_runc_pipe_drain import assert_stuck, new_container
 
 
@@ -108,7 +108,7 @@ def test_pipe_deadlock_is_pipe_full_init_and_engine_lock(harness, release, tmp_p
     assert_stuck(harness, cid, pid)
 
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["pipe_full_init", "engine_lock"], diag
     assert diag["done"] is None
     assert roles(diag)[:2] == ["engine", "shim"] and "runc_init" in roles(diag), roles(diag)
@@ -157,21 +157,6 @@ def shim_of(cid):
     shim = hdharness.proc_ppid(pid)
     assert hdharness.proc_comm(shim).startswith("containerd-shim"), hdharness.proc_comm(shim)
     return shim
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
 
 
 def runtime(layout):
@@ -243,7 +228,7 @@ def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp
     wait_for(lambda: hdharness.proc_state(pid) == "D", 10, "the init to freeze")
 
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["frozen_cgroup"], diag
     ev = diag["evidence"]["frozen_cgroup"]
     assert ev["freezer_state"] == "FROZEN" and ev["engine_paused"] is False, ev
@@ -253,9 +238,9 @@ def test_frozen_cgroup_is_named_and_thawed_only_when_asked(harness, release, tmp
 
     # thaw only when asked
     res, rows = node_doctor(harness, tmp_path, [cid], mode="remediate", require_guard="never")
-    assert read(state) == "FROZEN" and rows[cid]["diagnosis"]["done"] is None
+    assert read(state) == "FROZEN" and row(res, rows, cid)["diagnosis"]["done"] is None
     res, rows = node_doctor(harness, tmp_path, [cid], mode="remediate", require_guard="never", thaw=True)
-    assert rows[cid]["diagnosis"]["done"].startswith("thawed"), rows[cid]["diagnosis"]
+    assert row(res, rows, cid)["diagnosis"]["done"].startswith("thawed"), rows[cid]["diagnosis"]
     wait_for(lambda: read(state) == "THAWED", 10, "the thaw")
 
 
@@ -287,7 +272,7 @@ def test_stopped_shim_is_shim_unresponsive(harness, release, tmp_path, stopped, 
     stopped[0].append(shim)
     wait_for(lambda: hdharness.proc_state(shim) == "T", 10, "the shim to stop")
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["shim_unresponsive"], diag
     assert diag["evidence"]["shim_unresponsive"]["pid"] == shim
     # containerd's own record names the stopped process as the container's shim: v1's bundle (the shim's
@@ -350,7 +335,7 @@ def test_stdout_blocked_behind_a_stopped_shim_is_stdio_stall(harness, release, t
     assert fifo in fd_targets(shim), "the shim does not hold the init-stdout FIFO"
     assert fifo in fd_targets(int((harness.dkr / "d.pid").read_text())), "dockerd does not read the FIFO"
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["stdio_stall", "shim_unresponsive"], diag
     (w,) = diag["evidence"]["stdio_stall"]["writers"]
     assert w["pid"] == pid and w["fd"] == 1 and w["queued"] == queued and w["inode"] == inode
@@ -388,14 +373,14 @@ def test_stale_exec_pileup_is_named_and_reaped_only_when_asked(harness, release,
                           and hdharness.proc_comm(p) == "sleep"]) == 3, 20, "three execs")
     time.sleep(5)
     res, rows = node_doctor(harness, tmp_path, [cid], stale_exec_min_age_seconds=5)
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["exec_pileup"], diag
     assert diag["evidence"]["exec_pileup"]["count"] == 3
     assert all(os.path.exists("/proc/%d" % p) for p in execs), "detect reaps nothing"
 
     res, rows = node_doctor(harness, tmp_path, [cid], stale_exec_min_age_seconds=5, mode="remediate",
                             require_guard="never", reap_stale_execs=True)
-    assert rows[cid]["diagnosis"]["done"].startswith("reaped 3"), rows[cid]["diagnosis"]
+    assert row(res, rows, cid)["diagnosis"]["done"].startswith("reaped 3"), rows[cid]["diagnosis"]
     wait_for(lambda: not any(os.path.exists("/proc/%d" % p) for p in execs), 10, "the reap")
     assert hdharness.proc_state(init) in ("S", "R"), "the container's own process is left alone"
     assert harness.inspect_answers(cid, timeout=3.0)
@@ -428,12 +413,19 @@ def test_process_on_a_fuse_mount_that_never_answers_is_uninterruptible_io(harnes
     assert hdharness.proc_state(cat[0]) == "D"
 
     res, rows = node_doctor(harness, tmp_path, [cid])
-    diag = rows[cid]["diagnosis"]
+    diag = row(res, rows, cid)["diagnosis"]
     assert diag["causes"] == ["uninterruptible_io"], diag
     (p,) = diag["evidence"]["uninterruptible_io"]["processes"]
     assert p["pid"] == cat[0] and p["comm"] == "cat" and p["wchan"], p
     assert any("fuse" in frame for frame in p["stack"] or []), p
     assert "nothing is safe" in diag["action"]
+
+
+def fifo_inits(cid):
+    """The runc inits of CID waiting to open its exec.fifo (a start the fault runtime holds)."""
+    return [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
+            and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
+            and cid in open("/proc/%d/cgroup" % p).read()]
 
 
 @pytest.mark.parametrize("layout", ["v2", "v1"])
@@ -445,16 +437,14 @@ def test_runc_init_waiting_on_exec_fifo_is_exec_fifo_wait(harness, release, tmp_
     starter = harness.docker_bg("start", cid)
     try:
         # the hang is real: a runc init of the container waits opening exec.fifo under its shim
-        init = wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
-                                 and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
-                                 and cid in open("/proc/%d/cgroup" % p).read()], 30, "runc init on exec.fifo")
+        init = wait_for(lambda: fifo_inits(cid), 30, "runc init on exec.fifo")
         assert not harness.inspect_answers(cid, timeout=1.0)
         shim = hdharness.proc_ppid(init[0])
         assert shim_exe(shim) == ("containerd-shim" if layout == "v1" else "containerd-shim-runc-v2"), shim
 
         # node_doctor asks the engine about running containers only: this one is "created"
         res, rows = node_doctor(harness, tmp_path, [cid])
-        diag = rows[cid]["diagnosis"]
+        diag = row(res, rows, cid)["diagnosis"]
         assert diag["causes"] == ["exec_fifo_wait"], diag
         (ev,) = diag["evidence"]["exec_fifo_wait"]["runc_init"]
         assert ev["pid"] == init[0]
@@ -487,9 +477,7 @@ def test_decoy_slow_but_answering_inspect_is_not_engine_lock(harness, release, t
     harness.hold_start(cid)
     starter = harness.docker_bg("start", cid)
     try:
-        wait_for(lambda: [p for p in hdharness.pids() if hdharness.proc_comm(p) == "runc:[2:INIT]"
-                          and hdharness.wchan_of(p) in ("fifo_open", "wait_for_partner")
-                          and cid in open("/proc/%d/cgroup" % p).read()], 30, "the held start")
+        wait_for(lambda: fifo_inits(cid), 30, "the held start")
 
         # released 4 s after the module's own process started (ansible takes seconds to get there); the
         # module of this test only (a descendant of this process), not one another run on the machine started

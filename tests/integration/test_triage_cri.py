@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 import hdharness
-from conftest import collections_path, run_module
+from conftest import collections_path, read, row, run_module, wait_for
 from cri.harness import IMAGE
 from test_cri import assert_really_stuck, cri_env
 
@@ -56,21 +56,6 @@ def freezer_state_file(pid):
     raise AssertionError("no freezer cgroup")
 
 
-def read(path):
-    with open(path) as f:
-        return f.read().strip()
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def doctor(cri, cids, **over):
     args = {"container_ids": list(cids), "metrics_dir": "", "confirm_interval": 0.3, "inspect_timeout": 2,
             "drain_min_age_seconds": 0}
@@ -78,15 +63,6 @@ def doctor(cri, cids, **over):
     res, dummy = run_module("node_doctor", args, env=cri_env(cri))
     assert res["_status"] in ("SUCCESS", "CHANGED"), res
     return res, dict((r["container_id"], r) for r in res["ansible_facts"]["hangdoctor"]["containers"])
-
-
-def row(res, rows, cid):
-    """The row of CID, with what node_doctor saw when there is none."""
-    fact = res["ansible_facts"]["hangdoctor"]
-    keys = ("engines", "hung", "stuck_execs", "suspects", "scan_partial", "scan_partial_reason", "scan_seconds",
-            "scanned_processes")
-    assert cid in rows, dict((k, fact.get(k)) for k in keys)
-    return rows[cid]
 
 
 def assert_sandbox_never_named(pod, rows):

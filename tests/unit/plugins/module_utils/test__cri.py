@@ -4,13 +4,12 @@ exercised in tests/integration/test_cri.py)."""
 import json
 import os
 import socket
-import struct
-import threading
 import time
 
 import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import ttrpc_fakes as ttrpc
 
 
 def test_varints_and_fields_round_trip():
@@ -98,37 +97,16 @@ def process_info(pid):
     return _cri._field_bytes(1, _cri._field_varint(1, pid))
 
 
-class FakeShim(object):
+class FakeShim(ttrpc.FakeShim):
     """A unix socket that answers ttrpc like a shim: 'ok' answers Pids with
     two pids, 'never' accepts and never answers, 'trickle' sends one byte a
     second, 'error' answers with a NotFound status."""
 
     def __init__(self, path, mode):
-        self.path, self.mode = str(path), mode
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path.replace("@", "\0", 1) if self.path.startswith("@") else self.path)
-        self.sock.listen(16)
-        self.requests = []
-        self.conns = []
-        t = threading.Thread(target=self.serve, daemon=True)
-        t.start()
+        self.mode = mode
+        super(FakeShim, self).__init__(path)
 
-    def serve(self):
-        while True:
-            try:
-                conn, dummy = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
-
-    def handle(self, conn):
-        header = conn.recv(10)
-        length, stream, mtype, flags = struct.unpack(">IIBB", header)
-        body = b""
-        while len(body) < length:
-            body += conn.recv(length - len(body))
-        self.requests.append(_cri.parse_fields(body))
+    def reply(self, conn, stream, request):
         if self.mode == "never":
             time.sleep(60)
             return
@@ -139,53 +117,34 @@ class FakeShim(object):
             return
         if self.mode == "garbage":
             # a frame that says response on stream 1 but carries no protobuf
-            conn.sendall(struct.pack(">IIBB", 3, stream, 2, 0) + b"\xff\xff\xff")
+            conn.sendall(ttrpc.frame(b"\xff\xff\xff", stream))
             return
         if self.mode == "slow":
             time.sleep(0.6)
-        service = dict((n, v) for n, w, v in self.requests[-1]).get(1)
-        method = dict((n, v) for n, w, v in self.requests[-1]).get(2)
+        service = ttrpc.fields(request).get(1)
+        method = ttrpc.fields(request).get(2)
         if method == b"State" and self.mode in ("ok", "paused"):
             # StateResponse: id 1, bundle 2, pid 3, status 4 (RUNNING 2, PAUSED 4)
             state = _cri._field_bytes(1, "c" * 64) + _cri._field_varint(3, 42) + _cri._field_varint(4, 4 if self.mode == "paused" else 2)
-            resp = _cri._field_bytes(2, state)
+            resp = ttrpc.answer(state)
         elif self.mode == "error":
-            resp = _cri._field_bytes(1, _cri._field_varint(1, 5) + _cri._field_bytes(2, "task not found"))
+            resp = ttrpc.status(5, "task not found")
         elif self.mode == "v3only" and service != b"containerd.task.v3.Task":
-            resp = _cri._field_bytes(1, _cri._field_varint(1, 12) + _cri._field_bytes(2, "service %s" % service.decode()))
+            resp = ttrpc.status(12, "service %s" % service.decode())
         else:
-            resp = _cri._field_bytes(2, process_info(42) + process_info(43))
-        data = struct.pack(">IIBB", len(resp), stream, 2, 0) + resp
+            resp = ttrpc.answer(process_info(42) + process_info(43))
+        data = ttrpc.frame(resp, stream)
         if self.mode == "trickle":
-            try:
-                for b in data:
-                    conn.sendall(bytes([b]))
-                    time.sleep(1.0)
-            except OSError:
-                pass  # the test closed the socket
+            for b in data:
+                conn.sendall(bytes([b]))
+                time.sleep(1.0)
             return
-        try:
-            conn.sendall(data)
-        except OSError:
-            pass  # the client gave up first (its deadline)
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+        conn.sendall(data)
 
 
 @pytest.fixture
 def shim(tmp_path):
-    made = []
-
-    def make(mode):
-        s = FakeShim(tmp_path / ("%s.sock" % mode), mode)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.close()
+    yield from ttrpc.fixture_of(lambda mode: FakeShim(tmp_path / ("%s.sock" % mode), mode))
 
 
 def test_task_pids_speaks_ttrpc(shim):
@@ -208,8 +167,22 @@ def test_a_shim_that_never_answers_or_trickles_is_cut_off_at_the_deadline(shim, 
 def test_a_shim_with_only_the_v3_task_api_is_asked_again(shim):
     s = shim("v3only")
     assert _cri.task_pids(s.path, "c" * 64, 2.0) == [42, 43]
-    services = [dict((n, v) for n, w, v in r)[1] for r in s.requests]
+    services = [ttrpc.fields(r)[1] for r in s.requests]
     assert services == [b"containerd.task.v2.Task", b"containerd.task.v3.Task"]
+
+
+@pytest.mark.parametrize("mode,answered", [("ok", ["containerd.task.v2.Task"]),
+                                           ("v3only", ["containerd.task.v2.Task", "containerd.task.v3.Task"]),
+                                           ("error", ["containerd.task.v2.Task"])])
+def test_task_call_tells_which_services_it_asked(shim, mode, answered):
+    s = shim(mode)
+    asked = []
+    try:
+        _cri.task_call(s.path, "Connect", "c" * 64, 2.0, asked=asked)
+    except _cri.ShimStatus:
+        assert mode == "error"
+    assert asked == answered
+    assert [ttrpc.fields(r)[1].decode() for r in s.requests] == answered
 
 
 @pytest.mark.parametrize("mode,status", [("ok", "running"), ("paused", "paused")])
@@ -350,56 +323,18 @@ def test_an_address_no_connection_is_made_to_proves_nothing():
 
 
 def test_a_full_listen_backlog_is_not_answering(tmp_path):
-    import errno
     path = str(tmp_path / "full.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(0)  # a stopped shim: accepts nothing
-    held = []
-    try:
-        while True:
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.setblocking(False)
-            try:
-                c.connect(path)
-            except OSError as e:
-                c.close()
-                assert e.errno == errno.EAGAIN
-                break
-            held.append(c)
+    with ttrpc.full_backlog(path):  # a stopped shim: accepts nothing
         res = _cri.probe_tasks([{"id": "x", "shim_address": path}], timeout=0.5)
         assert res["x"]["responsive"] is False and "backlog" in res["x"]["error"], res
         assert _cri.task_answers({"id": "x" * 64, "shim_address": path}, 0.5)[0] is False
-    finally:
-        for c in held:
-            c.close()
-        srv.close()
 
 
 def test_a_containerd_whose_backlog_is_full_is_there_and_not_answering(tmp_path):
-    import errno
     path = str(tmp_path / "containerd.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(0)
-    held = []
-    try:
-        while True:
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.setblocking(False)
-            try:
-                c.connect(path)
-            except OSError as e:
-                c.close()
-                assert e.errno == errno.EAGAIN
-                break
-            held.append(c)
+    with ttrpc.full_backlog(path):
         st = _cri.engine_status(path, timeout=0.5)
         assert st["present"] is True and st["reachable"] is False and "backlog" in st["error"], st
-    finally:
-        for c in held:
-            c.close()
-        srv.close()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     os.unlink(path)
     srv.bind(path)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.ttrpc_fakes import full_backlog
 
 
 def test_pool_collects_every_result_and_returns_at_once_when_done():
@@ -78,31 +79,13 @@ def test_connect_unix_reaches_a_listener_and_reports_nothing_there(tmp_path):
 
 def test_connect_unix_calls_a_full_backlog_not_accepting_by_the_deadline(tmp_path):
     path = str(tmp_path / 'full.sock')
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(0)  # never accepts
-    held = []
-    try:
-        while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(path)
-            except OSError as e:
-                s.close()
-                assert e.errno == errno.EAGAIN
-                break
-            held.append(s)
+    with full_backlog(path):  # never accepts
         t0 = time.monotonic()
         with pytest.raises(_deadline.BacklogFull) as e:
             _deadline.connect_unix(path, time.monotonic() + 0.4)
         assert 0.35 <= time.monotonic() - t0 < 3
         assert 'backlog full' in str(e.value)
         assert isinstance(e.value, _deadline.DeadlineExceeded)
-    finally:
-        for s in held:
-            s.close()
-        srv.close()
 
 
 def test_connect_unix_reaches_a_socket_whose_path_is_longer_than_sun_path(tmp_path):

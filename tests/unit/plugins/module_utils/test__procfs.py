@@ -143,6 +143,24 @@ def test_read_regular_file_says_refused_apart_from_errors_and_truncates_on_reque
     assert pf.read_regular_file("/proc/self/net/tcp", 1 << 20).startswith(b"  sl")
 
 
+def test_read_small_is_bounded_and_never_follows_a_link(tmp_path):
+    """/proc/PID/cgroup and /proc/PID/stack as _runtime_tree, _headroom and
+    _triage read them: the first bytes only, None for a link, a FIFO or a
+    process that is gone."""
+    d = tmp_path / "7"
+    d.mkdir()
+    (d / "cgroup").write_text("12:pids:/docker/%s\n" % ("c" * 64) * 100)
+    proc = pf.Proc(str(tmp_path))
+    assert proc.read_small(7, "cgroup", 30) == ("12:pids:/docker/%s\n" % ("c" * 64)).encode()[:30]
+    assert proc.read_small(7, "cgroup", 1 << 20) == (d / "cgroup").read_bytes()
+    os.symlink(str(d / "cgroup"), str(d / "stack"))
+    os.mkfifo(str(d / "environ"))
+    assert proc.read_small(7, "stack", 100) is None
+    assert proc.read_small(7, "environ", 100) is None
+    assert proc.read_small(8, "cgroup", 100) is None
+    assert pf.Proc("/proc").read_small(os.getpid(), "cgroup", 1 << 16).endswith(b"\n")
+
+
 def test_the_reader_s_time_bound_gives_up_on_a_read_that_does_not_return():
     import threading
     import time

@@ -2,9 +2,6 @@
 is the shim's own, and the answers (a real unix socket served by a thread;
 the deadlocked shim is reproduced for real in tests/integration/test_shim_probe.py)."""
 import os
-import socket
-import struct
-import threading
 import time
 
 import pytest
@@ -12,18 +9,11 @@ import pytest
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _procfs
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_probe
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import net_unix_tables as tables
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import ttrpc_fakes as ttrpc
 
 CID = "c" * 64
 PID = 4242
-# /proc/net/unix as containerd 1.6 and its shims leave it: the shim's listener
-# (flags 00010000, state 01), an accepted connection on it, containerd's sockets
-NET_UNIX = """Num       RefCount Protocol Flags    Type St Inode Path
-000000004971ba85: 00000002 00000000 00010000 0001 01 7113028 %(sock)s
-00000000830c3960: 00000003 00000000 00000000 0001 03 7113037 %(sock)s
-0000000012345678: 00000002 00000000 00010000 0001 01 7000001 /run/containerd/containerd.sock
-0000000012345679: 00000002 00000000 00010000 0001 01 7000002 @/containerd-shim/other.sock
-0000000012345680: 00000003 00000000 00000000 0001 03 7000003
-"""
 
 
 def test_connect_request_frame_is_ttrpc():
@@ -34,7 +24,7 @@ def test_connect_request_frame_is_ttrpc():
     assert body == (b"\x0a\x17containerd.task.v2.Task" + b"\x12\x07Connect" + b"\x1a\x05\x0a\x03abc"
                     + b"\x20" + bytes([0x80, 0xa8, 0xd6, 0xb9, 0x07]))
     frame = _cri.TTRPC_HEADER.pack(len(body), 1, _cri.TTRPC_REQUEST, 0) + body
-    assert frame[:10] == struct.pack(">IIBB", len(body), 1, 1, 0)
+    assert frame == ttrpc.frame(body, 1, ttrpc.REQUEST)
 
 
 def test_connect_response_frame_decodes_the_shim_pid():
@@ -47,64 +37,27 @@ def test_connect_response_frame_decodes_the_shim_pid():
     assert _cri.decode_response(b"\x0a" + bytes([len(status)]) + status)[:2] == (12, "nothing")
 
 
-def test_listening_sockets_of_the_table():
-    table = (NET_UNIX % {"sock": "/run/containerd/s/" + "a" * 64}).encode()
-    assert _shim_probe.parse_net_unix(table) == {7113028: "/run/containerd/s/" + "a" * 64,
-                                                 7000001: "/run/containerd/containerd.sock",
-                                                 7000002: "@/containerd-shim/other.sock"}
-    assert _shim_probe.parse_net_unix(table, {7113028, 7113037}) == {7113028: "/run/containerd/s/" + "a" * 64}
-    assert _shim_probe.parse_net_unix(b"Num RefCount\nbad line\n") == {}
-
-
-class Server(object):
+class Server(ttrpc.FakeShim):
     """A unix socket served like a shim's task API: MODE 'ok' answers with
     PID, 'never' accepts and never answers, 'v3only' answers Unimplemented
     to the v2 service, 'http' answers something that is not ttrpc."""
 
     def __init__(self, path, mode, pid=PID):
-        self.path, self.mode, self.pid = str(path), mode, pid
-        self.requests = []
-        self.conns = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(8)
-        threading.Thread(target=self.serve, daemon=True).start()
+        self.mode, self.pid = mode, pid
+        super(Server, self).__init__(path, backlog=8)
 
-    def serve(self):
-        while True:
-            try:
-                conn, dummy = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
-
-    def handle(self, conn):
-        try:
-            length, stream, dummy, dummy = struct.unpack(">IIBB", conn.recv(10))
-            body = b""
-            while len(body) < length:
-                body += conn.recv(length - len(body))
-            req = dict((n, v) for n, w, v in _cri.parse_fields(body))
-            self.requests.append(req)
-            if self.mode == "never":
-                time.sleep(30)
-                return
-            if self.mode == "http":
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-                return
-            if self.mode == "v3only" and req[1] != b"containerd.task.v3.Task":
-                resp = _cri._field_bytes(1, _cri._field_varint(1, 12) + _cri._field_bytes(2, "unknown service"))
-            else:
-                resp = _cri._field_bytes(2, _cri._field_varint(1, self.pid))
-            conn.sendall(struct.pack(">IIBB", len(resp), stream, 2, 0) + resp)
-        except OSError:
-            pass
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+    def reply(self, conn, stream, request):
+        if self.mode == "never":
+            time.sleep(30)
+            return
+        if self.mode == "http":
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            return
+        if self.mode == "v3only" and ttrpc.fields(request)[1] != b"containerd.task.v3.Task":
+            resp = ttrpc.status(12, "unknown service")
+        else:
+            resp = ttrpc.answer(_cri._field_varint(1, self.pid))
+        conn.sendall(ttrpc.frame(resp, stream))
 
 
 class FakeShimProc(object):
@@ -112,7 +65,7 @@ class FakeShimProc(object):
     inode among them), its network namespace's net/unix, its working
     directory (the bundle, with an ``address`` file for v2) and root."""
 
-    def __init__(self, tmp_path, sock_path, address=None, inode=7113028, threads=("S", "S")):
+    def __init__(self, tmp_path, sock_path, address=None, inode=tables.SHIM_LISTENER, threads=("S", "S")):
         self.root = tmp_path / "proc"
         d = self.root / str(PID)
         (d / "fd").mkdir(parents=True)
@@ -123,10 +76,10 @@ class FakeShimProc(object):
         os.symlink(str(bundle), str(d / "cwd"))
         if address is not None:
             (bundle / "address").write_text(address)
-        for fd, target in ((0, "/dev/null"), (3, "socket:[%d]" % inode), (4, "socket:[7113037]"),
+        for fd, target in ((0, "/dev/null"), (3, "socket:[%d]" % inode), (4, "socket:[%d]" % tables.SHIM_CONNECTION),
                            (5, "anon_inode:[eventpoll]")):
             os.symlink(target, str(d / "fd" / str(fd)))
-        (d / "net" / "unix").write_text(NET_UNIX % {"sock": sock_path})
+        (d / "net" / "unix").write_text(tables.SHIM % {"sock": sock_path})
         (d / "status").write_text("Name:\tcontainerd-shim\nNSpid:\t%d\n" % PID)
         for i, state in enumerate(threads):
             t = d / "task" / str(PID + i)
@@ -143,15 +96,7 @@ class FakeShimProc(object):
 
 @pytest.fixture
 def server(tmp_path):
-    made = []
-
-    def make(mode, pid=PID):
-        s = Server(tmp_path / ("%s.sock" % mode), mode, pid)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.close()
+    yield from ttrpc.fixture_of(lambda mode, pid=PID: Server(tmp_path / ("%s.sock" % mode), mode, pid))
 
 
 def test_a_live_v2_shim_answers_connect(tmp_path, server):
@@ -161,7 +106,7 @@ def test_a_live_v2_shim_answers_connect(tmp_path, server):
     assert r["answered"] is True and r["answer_pid"] == PID, r
     assert r["socket"] == s.path and "address file" in r["how"]
     assert r["request"] == "containerd.task.v2.Task/Connect" and r["threads"] is None
-    (req,) = s.requests
+    (req,) = [ttrpc.fields(r) for r in s.requests]
     assert req[2] == b"Connect" and _cri.parse_fields(req[3]) == [(1, 2, CID.encode())]
 
 
@@ -170,7 +115,7 @@ def test_a_v1_shim_is_asked_shim_info_on_the_one_socket_it_listens_on(tmp_path, 
     fake = FakeShimProc(tmp_path, s.path)
     r = _shim_probe.probe(fake.proc(), PID, "v1", CID, 2.0)
     assert r["answered"] is True and r["request"] == "containerd.runtime.linux.shim.v1.Shim/ShimInfo", r
-    assert "only unix socket" in r["how"] and s.requests[0][3] == b""
+    assert "only unix socket" in r["how"] and ttrpc.fields(s.requests[0])[3] == b""
 
 
 def test_a_shim_that_never_answers_is_reported_with_its_threads(tmp_path, server):
@@ -180,6 +125,7 @@ def test_a_shim_that_never_answers_is_reported_with_its_threads(tmp_path, server
     r = _shim_probe.probe(fake.proc(), PID, "v2", CID, 0.5, name_of={202: "futex"}.get)
     assert 0.45 <= time.monotonic() - t0 < 3.0
     assert r["answered"] is False and r["elapsed_ms"] >= 450 and "did not answer" in r["error"], r
+    assert r["request"] == "containerd.task.v2.Task/Connect"
     assert r["threads"] == [{"tid": PID, "state": "S", "wchan": "futex_do_wait", "syscall": "futex"},
                             {"tid": PID + 1, "state": "t", "wchan": "ptrace_stop", "syscall": "futex"}]
 
@@ -189,7 +135,7 @@ def test_a_v3_only_shim_is_asked_again_with_the_v3_service(tmp_path, server):
     fake = FakeShimProc(tmp_path, s.path, address=s.path)
     r = _shim_probe.probe(fake.proc(), PID, "v2", CID, 2.0)
     assert r["answered"] is True and r["request"] == "containerd.task.v3.Task/Connect", r
-    assert [q[1] for q in s.requests] == [b"containerd.task.v2.Task", b"containerd.task.v3.Task"]
+    assert [ttrpc.fields(q)[1] for q in s.requests] == [b"containerd.task.v2.Task", b"containerd.task.v3.Task"]
 
 
 @pytest.mark.parametrize("mode,pid,why", [("http", PID, "not a ttrpc answer"), ("ok", PID + 7, "not by shim")])

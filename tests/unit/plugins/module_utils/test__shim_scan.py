@@ -22,28 +22,51 @@ import pytest
 from ansible_collections.hangdoctor.runtime.plugins.module_utils._procfs import Proc
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _shim_scan as ss
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _stuck_exec as se
+from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import net_unix_tables as tables
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils.proc_tree import materialize
-
-NET_UNIX = """Num       RefCount Protocol Flags    Type St Inode Path
-0000000000000000: 00000002 00000000 00010000 0001 01 3067911 /run/containerd/s/%s
-0000000000000000: 00000002 00000000 00010000 0001 01 2921 /tmp/hd/containerd/c.sock
-0000000000000000: 00000002 00000000 00010000 0001 01 2922 /tmp/hd/containerd/c.sock.ttrpc
-0000000000000000: 00000003 00000000 00000000 0001 03 2950 /tmp/hd/containerd/c.sock
-0000000000000000: 00000002 00000000 00010000 0001 01 2960 @/containerd-shim/moby/abc/shim.sock
-0000000000000000: 00000002 00000000 00010000 0001 01 2961 /run/other.sock
-0000000000000000: 00000002 00000000 00000000 0002 01 2962 /run/systemd/notify
-0000000000000000: 00000002 00000000 00010000 0001 01 2963
-""" % ("ab" * 32)
 
 
 def test_listening_sockets_and_what_they_are(tmp_path):
     (tmp_path / "1" / "net").mkdir(parents=True)
-    (tmp_path / "1" / "net" / "unix").write_text(NET_UNIX)
+    (tmp_path / "1" / "net" / "unix").write_text(tables.HOST)
     listening = ss.listening_unix(Proc(str(tmp_path)))
     assert "/tmp/hd/containerd/c.sock" in listening and "/run/systemd/notify" not in listening
     assert ss.containerd_addresses(listening) == ["/tmp/hd/containerd/c.sock"]
     assert ss.shim_sockets(listening) == set(["/run/containerd/s/" + "ab" * 32, "@/containerd-shim/moby/abc/shim.sock"])
     assert ss.listening_unix(Proc(str(tmp_path / "nothing"))) is None
+
+
+def test_the_one_net_unix_parser():
+    """The parser both the shim pass (host table, paths) and the shim probe
+    (a shim's namespace, filtered by the inodes the shim holds) use."""
+    sock = "/run/containerd/s/" + "a" * 64
+    table = (tables.SHIM % {"sock": sock}).encode()
+    assert dict(ss.parse_net_unix(table)) == {tables.SHIM_LISTENER: sock,
+                                              7000001: "/run/containerd/containerd.sock",
+                                              7000002: "@/containerd-shim/other.sock"}
+    assert ss.parse_net_unix(table, {tables.SHIM_LISTENER, tables.SHIM_CONNECTION}) == [(tables.SHIM_LISTENER, sock)]
+    assert ss.parse_net_unix(b"Num RefCount\nbad line\n") == []
+    host = ss.parse_net_unix(tables.HOST.encode())
+    assert (2921, "/tmp/hd/containerd/c.sock") in host and (2960, "@/containerd-shim/moby/abc/shim.sock") in host
+    assert [p for i, p in host if i in (2950, 2962, 2963)] == []  # connected / not listening / no name
+    # hostile or garbled lines: flags not hex are skipped, an inode that is not
+    # a number keeps the path (the pass counts it) but never matches an inode
+    odd = b"Num\n0: 2 0 zz 1 1 5 /a\n0: 2 0 00010000 1 1 x /b\n0: 2 0 00010000 1 1 6 /c with space\n"
+    assert ss.parse_net_unix(odd) == [(None, "/b"), (6, "/c with space")]
+    assert ss.parse_net_unix(odd, {5, 6}) == [(6, "/c with space")]
+    assert ss.parse_net_unix(b"") == [] and ss.parse_net_unix(b"\xff\xfe") == []
+
+
+def test_the_table_is_read_bounded_and_never_through_a_link(tmp_path, monkeypatch):
+    net = tmp_path / "7" / "net"
+    net.mkdir(parents=True)
+    (net / "unix").write_text(tables.HOST)
+    monkeypatch.setattr(ss, "MAX_NET_UNIX_BYTES", 100)
+    assert ss.read_net_unix(Proc(str(tmp_path)), 7) == tables.HOST.encode()[:100]
+    (net / "unix").rename(net / "real")
+    os.symlink(str(net / "real"), str(net / "unix"))
+    with pytest.raises(ss.ProcError, match="symlink"):
+        ss.read_net_unix(Proc(str(tmp_path)), 7, 1.0)
 
 
 def test_containerd_config_state():
