@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from backlog import fill_backlog
 from conftest import collections_path, run_module
 from cri.harness import NAMESPACE
 from test_cri import IN_FLIGHT, assert_really_stuck, cri_env
@@ -216,26 +217,6 @@ def test_a_process_named_like_a_shim_does_not_forge_a_hung_pod(cri, cri_clean):
     assert "mnt namespace" in why and "uid 65534" in why, refused
 
 
-def _fill_backlog(path, limit=20000):
-    """Connect to PATH until the kernel refuses with EAGAIN (its listener's
-    backlog is full); the sockets, which must stay open while it is full."""
-    import errno
-    import socket
-    held = []
-    while len(held) < limit:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.setblocking(False)
-        try:
-            s.connect(path)
-        except OSError as e:
-            s.close()
-            if e.errno == errno.EAGAIN:
-                return held
-            raise
-        held.append(s)
-    raise AssertionError("the backlog of %s never filled" % path)
-
-
 def test_a_shim_whose_listen_backlog_is_full_is_not_answering(cri, cri_clean):
     pod = cri.run_pod("full-0", namespace="shop")
     app = pod["containers"]["app"]
@@ -244,7 +225,7 @@ def test_a_shim_whose_listen_backlog_is_full_is_not_answering(cri, cri_clean):
     os.kill(shim, signal.SIGSTOP)
     held = []
     try:
-        held = _fill_backlog(path)
+        held = fill_backlog(path)
         assert len(held) > 100  # a stopped shim that accepts nothing: its whole backlog queued
         result, dummy = run_module("hung_container_info", {"timeout": 2, "engines": ["containerd"]}, env=cri_env(cri))
         code = ("import json, sys; sys.path.insert(0, %r)\n"

@@ -3,12 +3,12 @@ _shim_probe.  Frames are built here from ttrpc's framing (a 10-byte header:
 length, stream id, type, flags; big endian), not by _cri, so the tests check
 _cri's own framing against them."""
 import contextlib
-import errno
 import socket
 import struct
 import threading
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+from ansible_collections.hangdoctor.runtime.tests.utils.backlog import fill_backlog
 
 HEADER = struct.Struct(">IIBB")
 REQUEST, RESPONSE = 1, 2
@@ -104,16 +104,7 @@ def full_backlog(path):
     srv.listen(0)
     held = []
     try:
-        while True:
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.setblocking(False)
-            try:
-                c.connect(path)
-            except OSError as e:
-                c.close()
-                assert e.errno == errno.EAGAIN
-                break
-            held.append(c)
+        held = fill_backlog(path)
         yield srv
     finally:
         for c in held:
