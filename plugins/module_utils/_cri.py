@@ -722,7 +722,7 @@ def _ms(t0):
 
 
 def _no_result(key):
-    return {'responsive': None, 'latency_ms': None, 'error': 'no result by the overall deadline'}
+    return {'responsive': None, 'latency_ms': None, 'error': _deadline.NO_RESULT}
 
 
 def _failed(e):
@@ -805,7 +805,7 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=
         left = pool.left()
         if left <= 0:
             return {'responsive': None, 'latency_ms': None,
-                    'error': 'not probed: the overall deadline passed first (raise concurrency or the deadline)'}
+                    'error': _deadline.NOT_PROBED}
         budget = min(timeout, left)
         t0 = time.monotonic()
         try:
@@ -814,7 +814,7 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=
         except ShimTimeout as e:
             if budget < timeout:
                 return {'responsive': None, 'latency_ms': _ms(t0),
-                        'error': 'probe cut short by the overall deadline after %.1fs' % budget}
+                        'error': _deadline.CUT_SHORT % budget}
             return {'responsive': False, 'latency_ms': _ms(t0),
                     'error': 'shim did not answer task pids within %.1fs: %s' % (timeout, e)}
         except ShimStatus as e:
@@ -834,10 +834,6 @@ def probe_tasks(tasks, timeout, concurrency=16, deadline=None, call=None, first=
 
     pool.map(groups, probe_group, concurrency, name='shim-worker')
     return pool.collect([t['id'] for t in tasks], _no_result)
-
-
-_DEADLINE_ERRORS = ('probe cut short by the overall deadline', 'not probed: the overall deadline passed first',
-                    'no result by the overall deadline')
 
 
 class _EarlyProbes(object):
@@ -882,7 +878,7 @@ def merge_early(probes, tasks, early_tasks, early, timeout):
         r = out.get(t['id'])
         first = silent.get(t.get('shim_address'))
         if first is None or r is None or r['responsive'] is not None or not (r.get('error') or '').startswith(
-                _DEADLINE_ERRORS):
+                _deadline.DEADLINE_ERRORS):
             continue
         out[t['id']] = dict(r, responsive=False, error=(
             'its shim did not answer task pids (task %s) within %.1fs; this container\'s own call: %s' % (

@@ -41,6 +41,13 @@ GRACE = 0.25
 # An engine check returns within its per-request timeout plus this: the time
 # to list the containers and start the requests, and to build the result.
 OVERALL_SLACK = 0.5
+# What a probe says when the overall deadline decided it: not started, cut
+# short (after %.1fs), or no result at all.  Callers tell these from real
+# answers by these words (DEADLINE_ERRORS: each message's fixed start).
+NOT_PROBED = 'not probed: the overall deadline passed first (raise concurrency or the deadline)'
+CUT_SHORT = 'probe cut short by the overall deadline after %.1fs'
+NO_RESULT = 'no result by the overall deadline'
+DEADLINE_ERRORS = (NOT_PROBED.split(' (')[0], CUT_SHORT.split(' after')[0], NO_RESULT)
 # The part of OVERALL_SLACK kept for building the result after the last request ended.
 RESULT_MARGIN = 0.05
 # sun_path holds 108 bytes with the terminating NUL.

@@ -417,7 +417,7 @@ def probe_inspect(client, ids, timeout, concurrency=1024, deadline=None, more=No
         left = pool.left()
         if left <= 0:
             return {'responsive': None, 'latency_ms': None,
-                    'error': 'not probed: the overall deadline passed first (raise concurrency or the deadline)'}
+                    'error': _deadline.NOT_PROBED}
         budget = min(timeout, left)
         t0 = time.monotonic()
         try:
@@ -426,7 +426,7 @@ def probe_inspect(client, ids, timeout, concurrency=1024, deadline=None, more=No
         except EngineTimeout as e:
             if budget < timeout:
                 return {'responsive': None, 'latency_ms': _ms(t0),
-                        'error': 'probe cut short by the overall deadline after %.1fs: %s' % (budget, e)}
+                        'error': (_deadline.CUT_SHORT + ': %s') % (budget, e)}
             return {'responsive': False, 'latency_ms': _ms(t0),
                     'error': 'inspect did not answer within %.1fs' % timeout}
         except EngineUnreachable as e:
@@ -442,7 +442,7 @@ def probe_inspect(client, ids, timeout, concurrency=1024, deadline=None, more=No
     # every probe is bounded by DEADLINE; the pool's grace only covers thread scheduling
     pool.map(ids, lambda cid: pool.call(cid, probe, cid, failed), concurrency, name='inspect-probe')
     return pool.collect(ids, lambda cid: {'responsive': None, 'latency_ms': None,
-                                          'error': 'no result by the overall deadline'})
+                                          'error': _deadline.NO_RESULT})
 
 
 def _ms(t0):
@@ -562,7 +562,7 @@ class _InspectLoop(object):
         if t0 + self.timeout <= self.deadline:
             self._done(cid, t0, False, 'inspect did not answer within %.1fs%s' % (self.timeout, why))
         else:
-            self._done(cid, t0, None, 'probe cut short by the overall deadline after %.1fs%s' % (now - t0, why))
+            self._done(cid, t0, None, (_deadline.CUT_SHORT + '%s') % (now - t0, why))
 
     def run(self, ids, concurrency, more=None):
         """Probe IDS; MORE (optional) is polled until it returns a list: ids to
@@ -602,9 +602,8 @@ class _InspectLoop(object):
                 self._close(s)
             self.sel.close()
         for cid in pending:
-            self.results.setdefault(cid, {'responsive': None, 'latency_ms': None, 'error': (
-                'not probed: the overall deadline passed first (raise concurrency or the deadline)')})
-        missing = {'responsive': None, 'latency_ms': None, 'error': 'no result by the overall deadline'}
+            self.results.setdefault(cid, {'responsive': None, 'latency_ms': None, 'error': _deadline.NOT_PROBED})
+        missing = {'responsive': None, 'latency_ms': None, 'error': _deadline.NO_RESULT}
         return dict((cid, self.results.get(cid) or dict(missing)) for cid in ids)
 
 
@@ -854,8 +853,7 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
     else:
         probes = early_probes
     for c in containers:
-        c.update(probes.get(c['id']) or {'responsive': None, 'latency_ms': None, 'error': (
-            'not probed: the overall deadline passed first (raise concurrency or the deadline)')})
+        c.update(probes.get(c['id']) or {'responsive': None, 'latency_ms': None, 'error': _deadline.NOT_PROBED})
         if c['responsive'] is False:
             report['hung'].append(c['id'])
         elif c['responsive'] is None:

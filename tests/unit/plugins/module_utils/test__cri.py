@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ansible_collections.hangdoctor.runtime.plugins.module_utils import _cri
+from ansible_collections.hangdoctor.runtime.plugins.module_utils import _deadline
 from ansible_collections.hangdoctor.runtime.tests.unit.plugins.module_utils import ttrpc_fakes as ttrpc
 
 
@@ -300,6 +301,10 @@ def test_a_busy_shim_is_asked_before_the_walk_and_speaks_for_its_pods_cut_short_
     # an answering shim proves nothing about a cut-short call; nor does a silent one about a reset
     assert merged["late"] == cut and merged["gone"]["responsive"] is None
     assert merged["sandbox"] == res["sandbox"] and merged["other"] == res["other"]
+    # each way the overall deadline decides a call (not started, cut short, no result) counts
+    for why in (_deadline.NOT_PROBED, _deadline.CUT_SHORT % 0.4, _deadline.NO_RESULT):
+        decided = {"app": {"responsive": None, "latency_ms": None, "error": why}}
+        assert _cri.merge_early(decided, tasks[:1], early.tasks, res, timeout=1.0)["app"]["responsive"] is False, why
     # a task the early thread left without a result is undecided, never missing
     assert _cri.merge_early({}, [], early.tasks, {}, timeout=1.0)["sandbox"]["responsive"] is None
 
