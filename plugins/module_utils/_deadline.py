@@ -44,10 +44,12 @@ OVERALL_SLACK = 0.5
 # What a probe says when the overall deadline decided it: not started, cut
 # short (after %.1fs), or no result at all.  Callers tell these from real
 # answers by these words (DEADLINE_ERRORS: each message's fixed start).
-NOT_PROBED = 'not probed: the overall deadline passed first (raise concurrency or the deadline)'
-CUT_SHORT = 'probe cut short by the overall deadline after %.1fs'
+_NOT_PROBED_START = 'not probed: the overall deadline passed first'
+_CUT_SHORT_START = 'probe cut short by the overall deadline'
+NOT_PROBED = _NOT_PROBED_START + ' (raise concurrency or the deadline)'
+CUT_SHORT = _CUT_SHORT_START + ' after %.1fs'
 NO_RESULT = 'no result by the overall deadline'
-DEADLINE_ERRORS = (NOT_PROBED.split(' (')[0], CUT_SHORT.split(' after')[0], NO_RESULT)
+DEADLINE_ERRORS = (_NOT_PROBED_START, _CUT_SHORT_START, NO_RESULT)
 # The part of OVERALL_SLACK kept for building the result after the last request ended.
 RESULT_MARGIN = 0.05
 # sun_path holds 108 bytes with the terminating NUL.
