@@ -86,6 +86,20 @@ def test_list_tasks_reads_pods_from_cri_annotations(tmp_path):
     assert tasks[app]["shim_address"].endswith("a" * 64)
 
 
+def test_a_busy_shims_own_bundle_is_read_as_the_walk_reads_it(tmp_path):
+    """The early probes read a bundle the workload may have touched: no
+    symlinked address is followed, a FIFO init.pid does not block."""
+    root = tmp_path / "k8s.io"
+    good = make_bundle(root, "8" * 64, {})
+    os.mkfifo(str(good / "init.pid"))
+    t = _cri._bundle_task(str(good), None)
+    assert t["id"] == "8" * 64 and t["init_pid"] is None and t["shim_address"].endswith("a" * 64)
+    evil = root / ("9" * 64)
+    evil.mkdir()
+    os.symlink(str(good / "address"), str(evil / "address"))
+    assert _cri._bundle_task(str(evil), None) is None
+
+
 def test_oversized_config_is_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr(_cri, "MAX_CONFIG_BYTES", 100)
     root = tmp_path / "k8s.io"
