@@ -762,8 +762,13 @@ def inspect_answers(docker_host, container_id, timeout=DEFAULT_TIMEOUT):
     return True, 'engine answered HTTP %d %s: %s' % (resp.status, resp.reason, msg[:200])
 
 
+def _matches(cid, wanted):
+    return cid in wanted or any(cid.startswith(w) for w in wanted)
+
+
 def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=1024,
-                          api_version=None, all_states=False, total_timeout=None, client=None, proc_root='/proc'):
+                          api_version=None, all_states=False, total_timeout=None, client=None, proc_root='/proc',
+                          wanted=None):
     """Which containers no longer answer inspect: the body of hung_container_info.
 
     Lists containers once, then inspects all of them concurrently.  The whole
@@ -776,6 +781,11 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
     daemon's own containers folder (:func:`state_ids`), so that a hung
     container's timeout runs from the start, not from the end of the list.
     Only the listed containers are reported.
+
+    WANTED (ids or id prefixes) narrows the report to those containers: only
+    they are inspected, and the full ids among them are asked right after the
+    version answer, before the list (a container asked for by id gets its
+    whole timeout however long the list takes).
     """
     t0 = time.monotonic()
     timeout = float(timeout)
@@ -824,18 +834,26 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
     th = threading.Thread(target=list_them, name='container-list')
     th.daemon = True
     th.start()
-    if client.address[0] == 'unix':
+    wanted = set(str(w) for w in wanted or () if w) or None
+    by_id = bool(wanted) and all(_ID_RE.match(w) for w in wanted)
+    if client.address[0] == 'unix' and not by_id:
         finder = threading.Thread(target=find_ids, name='container-ids')
         finder.daemon = True
         finder.start()
-    ready.wait(max(0.0, deadline - time.monotonic()))
-    early = box.get('early') if th.is_alive() else None
+    if by_id:
+        early = sorted(wanted)  # known already: asked now, not after the list
+    else:
+        ready.wait(max(0.0, deadline - time.monotonic()))
+        early = box.get('early') if th.is_alive() else None
+        if early and wanted:
+            early = [cid for cid in early if _matches(cid, wanted)]
     early_probes = None
     if early:
         def more():
             if th.is_alive():
                 return None
-            return [c['id'] for c in _summaries(box.get('listed') or [])[0]]
+            return [c['id'] for c in _summaries(box.get('listed') or [])[0]
+                    if not wanted or _matches(c['id'], wanted)]
 
         early_probes = probe_inspect(client, early, timeout, concurrency, deadline=deadline, more=more)
     th.join(max(0.0, deadline - time.monotonic()))
@@ -848,6 +866,8 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
     containers, skipped = _summaries(listed)
     if skipped:
         engine['skipped_entries'] = skipped
+    if wanted:
+        containers = [c for c in containers if _matches(c['id'], wanted)]
     if early_probes is None:
         probes = probe_inspect(client, [c['id'] for c in containers], timeout, concurrency, deadline=deadline)
     else:

@@ -96,7 +96,8 @@ def _docker(docker_host, timeout, concurrency, container_ids, deadline, api_vers
     total = max(0.001, deadline - time.monotonic())
     client = EngineClient(docker_host, api_version=api_version, timeout=timeout)
     rep = hung_container_report(docker_host=docker_host, timeout=timeout, concurrency=concurrency,
-                                all_states=include_stopped, total_timeout=total, client=client)
+                                all_states=include_stopped, total_timeout=total, client=client,
+                                wanted=container_ids)
     eng = rep['engine']
     # checked means "we asked", whatever the answer: a dockerd that is there but
     # hung or dead is checked and unreachable (the alert), not "no engine".
@@ -104,16 +105,12 @@ def _docker(docker_host, timeout, concurrency, container_ids, deadline, api_vers
                   'checked': True, 'api_version': eng.get('api_version'),
                   'docker_host': docker_host, 'list_latency_ms': eng.get('list_latency_ms')})
     containers = []
-    wanted = set(container_ids or ())
     for c in rep['containers']:
-        if wanted and c['id'] not in wanted and not any(c['id'].startswith(w) for w in wanted):
-            continue
         c = dict(c)
         c['engine'] = 'docker'
         c['container_name'] = c.get('pod_container')
         containers.append(c)
-    ids = set(c['id'] for c in containers)
-    return entry, containers, [h for h in rep['hung'] if h in ids], [u for u in rep['unchecked'] if u in ids]
+    return entry, containers, rep['hung'], rep['unchecked']
 
 
 def _containerd_absent(address, namespace):

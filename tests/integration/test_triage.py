@@ -109,7 +109,8 @@ def test_pipe_deadlock_is_pipe_full_init_and_engine_lock(harness, release, tmp_p
 
     res, rows = node_doctor(harness, tmp_path, [cid])
     diag = row(res, rows, cid)["diagnosis"]
-    assert diag["causes"] == ["pipe_full_init", "engine_lock"], diag
+    # on failure: the container's row (the inspect's answer, latency, error) and the engines
+    assert diag["causes"] == ["pipe_full_init", "engine_lock"], (rows[cid], res["ansible_facts"]["hangdoctor"]["engines"])
     assert diag["done"] is None
     assert roles(diag)[:2] == ["engine", "shim"] and "runc_init" in roles(diag), roles(diag)
     init = next(link for link in diag["chain"] if link["role"] == "runc_init")

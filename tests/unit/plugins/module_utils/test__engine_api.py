@@ -407,6 +407,41 @@ def test_ids_that_come_late_are_probed_and_unlisted_early_ones_dropped(daemon):
     assert time.monotonic() - t0 < 1.5 + 0.5
 
 
+HUNG_ID, OK_ID, OTHER_HUNG = "a" * 64, "b" * 64, "c" * 64
+
+
+def slow_list(conn, line, d):
+    """docker_like, but the list takes 0.8 s and the ids in d.hung never answer inspect."""
+    path = line.split()[1]
+    if path.startswith("/v1.41/containers/json"):
+        time.sleep(0.8)
+        return answer(conn, body=d.listing)
+    if path.startswith("/v1.41/containers/") and path.split("/")[3] in d.hung:
+        d.asked.append(path.split("/")[3])
+        return d.stop.wait(30)
+    return docker_like(conn, line, d)
+
+
+@pytest.mark.parametrize("wanted,decided", [(None, False), ([HUNG_ID], True), ([HUNG_ID[:12]], False)])
+def test_containers_asked_for_by_id_are_inspected_before_the_list(daemon, wanted, decided):
+    """A slow list would leave a hung container's inspect too little of the
+    deadline to be called hung; one asked for by its full id is asked at once
+    and decided.  Only the wanted containers are inspected and reported."""
+    d = daemon(slow_list, listing=listing([HUNG_ID, OK_ID, OTHER_HUNG]))
+    d.hung, d.asked = {HUNG_ID, OTHER_HUNG}, []
+    t0 = time.monotonic()
+    rep = api.hung_container_report(d.docker_host, timeout=1.0, total_timeout=1.5, wanted=wanted)
+    assert time.monotonic() - t0 < 1.5 + 0.5
+    by_id = dict((c["id"], c) for c in rep["containers"])
+    assert by_id[HUNG_ID]["responsive"] is (False if decided else None), by_id[HUNG_ID]
+    assert rep["hung"] == ([HUNG_ID] if decided else [])
+    if wanted:
+        assert sorted(by_id) == [HUNG_ID] and OTHER_HUNG not in d.asked and rep["unchecked"] == (
+            [] if decided else [HUNG_ID])
+    else:
+        assert sorted(by_id) == [HUNG_ID, OK_ID, OTHER_HUNG]
+
+
 @pytest.mark.parametrize("argv,config,want", [
     (["dockerd", "--data-root", "/srv/docker"], None, "/srv/docker"),
     (["dockerd", "--data-root=/srv/d2", "-H", "unix:///x"], None, "/srv/d2"),
