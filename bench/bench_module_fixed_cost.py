@@ -16,7 +16,14 @@ option parsing, the summary.  In the same run:
     PAIRS pairs of node_doctor and ping, median ratio.
 Prints every figure, the ratios and met/missed against 1.2x, and the load
 average (the machine is shared: wall figures under load say so).
-``python bench/bench_module_fixed_cost.py [--base REV] [--rounds 9] [--pairs 3]``
+
+``--floor`` splits AFTER's target-side cost in the same rounds, with two
+modules derived from node_doctor's own source in a copy of the tree: one
+that only parses node_doctor's options (Python, ansible's basic, the option
+tables) and exits, and one that imports everything node_doctor imports on
+this path and exits right after the options.  Their differences are what
+the import of the shipped module_utils costs and what the run itself costs.
+``python bench/bench_module_fixed_cost.py [--base REV] [--rounds 9] [--pairs 3] [--floor]``
 """
 import argparse
 import glob
@@ -98,8 +105,45 @@ def payload(module, args, env, remote_tmp):
     return found[0]
 
 
+def floor_tree(tmp):
+    """A copy of this checkout's collection with two modules derived from
+    node_doctor.py: hd_floor_options (its option parsing alone) and
+    hd_floor_imports (its imports, then exit after the options)."""
+    src = os.path.join(collections_path(), "ansible_collections", "hangdoctor", "runtime")
+    coll = os.path.join(tmp, "floor", "ansible_collections", "hangdoctor", "runtime")
+    shutil.copytree(src, coll, ignore=shutil.ignore_patterns("__pycache__", ".git", "tests"))
+    text = Path(src, "plugins", "modules", "node_doctor.py").read_text()
+    first_import = "from ansible_collections.hangdoctor.runtime.plugins.module_utils import"
+    options_at = "        opts = _node_doctor.options(module.params)\n"
+    spec = text[text.find("    module = AnsibleModule("):text.find("    with reported(module):")]
+    if first_import not in text or options_at not in text or not spec:
+        raise SystemExit("node_doctor.py no longer has the shape --floor derives its modules from")
+    done = "        module.exit_json(changed=False, msg='floor')\n"
+    Path(coll, "plugins", "modules", "hd_floor_imports.py").write_text(text.replace(options_at, options_at + done, 1))
+    head = text[:text.index(first_import)] + first_import + " _options\n\n\ndef main():\n"
+    Path(coll, "plugins", "modules", "hd_floor_options.py").write_text(
+        head + spec + done.replace("        ", "    ", 1) + "\n\nif __name__ == '__main__':\n    main()\n")
+    return os.path.join(tmp, "floor")
+
+
 def verdict(ok):
     return "met" if ok else "MISSED"
+
+
+def print_floor(runs, rounds):
+    """AFTER's CPU over ping, split into option parsing, the import of the
+    shipped module_utils and the run itself (medians over the rounds)."""
+    # least first: on a shared machine the least of N is the steadier estimate of what each costs
+    for how, pick in (("least", min), ("median", statistics.median)):
+        cpu = dict((k, pick(c for w, c in v)) for k, v in runs.items())
+        ping = cpu["ping"]
+        print("target-side CPU split (%s of %d rounds; ping %.0f ms, 1.2x leaves %.0f ms over it):"
+              % (how, rounds, ping * 1000, ping * 200))
+        for label, k, prev in (("options parsed, then exit", "options", "ping"),
+                               ("every import of node_doctor, then exit", "imports", "options"),
+                               ("the whole run (healthy node)", "after", "imports")):
+            print("  %-42s %.0f ms (%.2fx ping): %+.0f ms over the line above"
+                  % (label, cpu[k] * 1000, cpu[k] / ping, (cpu[k] - cpu[prev]) * 1000))
 
 
 def main():
@@ -107,6 +151,7 @@ def main():
     ap.add_argument("--base", default="118b530", help="git revision measured as BEFORE")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--floor", action="store_true", help="split AFTER's target-side cost (options, imports, run)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="hd-bench-fixed-")
     try:
@@ -120,12 +165,18 @@ def main():
             files[name] = payload("hangdoctor.runtime.node_doctor", nd_args, env_for(colls, rt), rt)
         rt = os.path.join(tmp, "rt-ping")
         files["ping"] = payload("ansible.builtin.ping", None, env_for(trees["after"], rt), rt)
+        if a.floor:
+            floor = floor_tree(tmp)
+            for name in ("options", "imports"):
+                rt = os.path.join(tmp, "rt-" + name)
+                files[name] = payload("hangdoctor.runtime.hd_floor_" + name, nd_args, env_for(floor, rt), rt)
         print("AnsiballZ sizes: %s" % ", ".join("%s %d KB" % (k, os.path.getsize(v) // 1024) for k, v in sorted(files.items())))
 
         # target side: each AnsiballZ file run as ansible runs it (python FILE), interleaved
         runs = dict((k, []) for k in files)
+        order = ("ping", "before", "after") + (("options", "imports") if a.floor else ())
         for dummy in range(a.rounds):
-            for k in ("ping", "before", "after"):
+            for k in order:
                 runs[k].append(timed([sys.executable, files[k]], cwd=tmp))
         least = dict((k, (min(w for w, c in v), min(c for w, c in v))) for k, v in runs.items())
         ratio = {}
@@ -140,6 +191,8 @@ def main():
                   % (k, ratio[k][0], ratio[k][1], least[k][1] / least["ping"][1]))
         print("  node_doctor fixed cost over ping (least CPU): before %.0f ms, after %.0f ms"
               % ((least["before"][1] - least["ping"][1]) * 1000, (least["after"][1] - least["ping"][1]) * 1000))
+        if a.floor:
+            print_floor(runs, a.rounds)
 
         # whole ad hoc runs, controller included, in pairs
         pairs = dict((k, []) for k in ("before", "after"))

@@ -767,8 +767,7 @@ def _matches(cid, wanted):
 
 
 def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEOUT, concurrency=1024,
-                          api_version=None, all_states=False, total_timeout=None, client=None, proc_root='/proc',
-                          wanted=None):
+                          api_version=None, all_states=False, total_timeout=None, proc_root='/proc', wanted=None):
     """Which containers no longer answer inspect: the body of hung_container_info.
 
     Lists containers once, then inspects all of them concurrently.  The whole
@@ -794,8 +793,7 @@ def hung_container_report(docker_host=DEFAULT_DOCKER_HOST, timeout=DEFAULT_TIMEO
     engine = {'docker_host': docker_host, 'reachable': False, 'version': None, 'api_version': None,
               'list_latency_ms': None, 'error': None}
     report = {'containers': [], 'hung': [], 'unchecked': [], 'engine': engine}
-    if client is None:
-        client = EngineClient(docker_host, api_version=api_version, timeout=timeout)
+    client = EngineClient(docker_host, api_version=api_version, timeout=timeout)
 
     def budget():
         return max(0.001, min(timeout, deadline - time.monotonic()))

@@ -89,14 +89,10 @@ def _docker(docker_host, timeout, concurrency, container_ids, deadline, api_vers
         entry['reachable'] = False
         return entry, [], [], []
     # Loaded only where a dockerd may listen: a node without one does not pay for it.
-    from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import (
-        EngineClient,
-        hung_container_report,
-    )
+    from ansible_collections.hangdoctor.runtime.plugins.module_utils._engine_api import hung_container_report
     total = max(0.001, deadline - time.monotonic())
-    client = EngineClient(docker_host, api_version=api_version, timeout=timeout)
     rep = hung_container_report(docker_host=docker_host, timeout=timeout, concurrency=concurrency,
-                                all_states=include_stopped, total_timeout=total, client=client,
+                                api_version=api_version, all_states=include_stopped, total_timeout=total,
                                 wanted=container_ids)
     eng = rep['engine']
     # checked means "we asked", whatever the answer: a dockerd that is there but
